@@ -1,0 +1,51 @@
+"""kit: a notebook-first cluster runtime with Ray's core API.
+
+``import kit as ray`` runs programs written for Ray's core API. The public
+names are re-exported here; the machinery lives in small private modules
+(see ``DESIGN.md`` at the repository's top).
+"""
+
+from .actors import ActorClass as ActorClass
+from .actors import ActorHandle as ActorHandle
+from .actors import method as method
+from .api import ClusterContext as ClusterContext
+from .api import available_resources as available_resources
+from .api import cancel as cancel
+from .api import cluster_resources as cluster_resources
+from .api import get as get
+from .api import get_actor as get_actor
+from .api import get_runtime_context as get_runtime_context
+from .api import init as init
+from .api import is_initialized as is_initialized
+from .api import kill as kill
+from .api import nodes as nodes
+from .api import put as put
+from .api import remote as remote
+from .api import shutdown as shutdown
+from .api import timeline as timeline
+from .api import wait as wait
+from .errors import ActorDiedError as ActorDiedError
+from .errors import AuthenticationError as AuthenticationError
+from .errors import GetTimeoutError as GetTimeoutError
+from .errors import KitError as KitError
+from .errors import NodeDiedError as NodeDiedError
+from .errors import ObjectLostError as ObjectLostError
+from .errors import ObjectStoreFullError as ObjectStoreFullError
+from .errors import OutOfMemoryError as OutOfMemoryError
+from .errors import SerializationError as SerializationError
+from .errors import TaskCancelledError as TaskCancelledError
+from .errors import TaskError as TaskError
+from .errors import WorkerCrashedError as WorkerCrashedError
+from .object_ref import ObjectRef as ObjectRef
+from .protocol import KIT_VERSION as __version__
+from .scheduling import NodeAffinitySchedulingStrategy as NodeAffinitySchedulingStrategy
+from . import exceptions as exceptions
+from . import util as util
+
+__all__ = [name for name in dir() if not name.startswith("_")]
+
+
+def load_ipython_extension(ipython):
+    """``%load_ext kit`` registers the notebook magics."""
+    from magics import load_ipython_extension as load
+    load(ipython)

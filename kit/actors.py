@@ -1,0 +1,189 @@
+"""``@kit.remote`` on a class: actors, their handles and method calls.
+
+``Cls.remote(*args)`` submits a creation task; the head starts a worker
+process for the actor and runs the constructor there. The handle holds the
+ref of that creation task's result, so the actor lives as long as some handle
+to it exists anywhere (handles pickle, and travel to tasks and other actors).
+Named actors live until ``kit.kill`` or until their creator disconnects.
+Calls are task specs addressed to the actor; the head sends them to its
+worker in the order each caller submitted them.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from .object_ref import ObjectRef
+from .protocol import Kind
+from .remote_function import (check_options, encode_args, function_blob, node_option,
+                              resources_of, return_refs)
+from .scheduler import K_ACTOR_CALL, K_ACTOR_CREATE
+
+ACTOR_DEFAULTS = {"num_cpus": None, "num_gpus": 0, "resources": None, "max_restarts": 0,
+                  "max_task_retries": 0, "max_concurrency": 1, "name": None,
+                  "namespace": None, "lifetime": None, "scheduling_strategy": None,
+                  "node": None, "runtime_env": None, "memory": None,
+                  "get_if_exists": False}
+
+
+def method(*, num_returns=1, **_ignored):
+    """Set options of one actor method, e.g. ``@kit.method(num_returns=2)``.
+
+    Example:
+        >>> import kit
+        >>> @kit.remote
+        ... class Pair:
+        ...     @kit.method(num_returns=2)
+        ...     def both(self):
+        ...         return 1, 2
+    """
+    def deco(fn):
+        fn.__kit_num_returns__ = num_returns
+        return fn
+    return deco
+
+
+class ActorClass:
+    """A class whose instances live in their own worker process.
+
+    Example:
+        >>> import kit
+        >>> @kit.remote
+        ... class Counter:
+        ...     def __init__(self):
+        ...         self.n = 0
+        ...     def inc(self):
+        ...         self.n += 1
+        ...         return self.n
+        >>> c = Counter.remote()
+        >>> kit.get([c.inc.remote(), c.inc.remote()])
+        [1, 2]
+    """
+
+    def __init__(self, cls, options=None):
+        self._cls = cls
+        self._opts = dict(ACTOR_DEFAULTS)
+        self._opts.update(check_options(options or {}, ACTOR_DEFAULTS, "an actor class"))
+        self._blob = None
+        self._fid = None
+        self.__name__ = cls.__name__
+        self.__qualname__ = getattr(cls, "__qualname__", cls.__name__)
+        self.__doc__ = cls.__doc__
+        methods = {}
+        for name, fn in inspect.getmembers(cls, callable):
+            if name.startswith("__") and name != "__call__":
+                continue
+            methods[name] = getattr(fn, "__kit_num_returns__", 1)
+        self._meta = {"class": cls.__name__, "methods": methods}
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"actor class {self.__name__} cannot be instantiated directly; "
+                        f"use {self.__name__}.remote(...)")
+
+    def options(self, **opts):
+        """A copy with some options changed, e.g. ``Cls.options(name="c").remote()``."""
+        check_options(opts, ACTOR_DEFAULTS, "an actor class")
+        new = ActorClass.__new__(ActorClass)
+        new.__dict__.update(self.__dict__)
+        new._opts = {**self._opts, **opts}
+        return new
+
+    def remote(self, *args, **kwargs):
+        """Start the actor; return its handle at once."""
+        from .api import _client, get_actor
+        opts = self._opts
+        if opts.get("get_if_exists") and opts.get("name"):
+            try:
+                return get_actor(opts["name"], opts.get("namespace"))
+            except ValueError:
+                pass
+        client = _client()
+        if self._blob is None:
+            self._blob, self._fid = function_blob(self._cls, self.__name__)
+        if self._fid not in client.fids:
+            client.register_function(self._fid, self._blob)
+        payload, deps, contained, keep = encode_args(client, args, kwargs, self.__name__)
+        tid = client.new_id()
+        aid = tid
+        (ref,) = return_refs(tid, 1)
+        res = resources_of(opts, default_cpus=0)
+        node = node_option(opts)
+        spec_opts = {"name": opts.get("name"), "namespace": opts.get("namespace"),
+                     "max_restarts": int(opts["max_restarts"]),
+                     "max_task_retries": int(opts["max_task_retries"]),
+                     "max_concurrency": int(opts["max_concurrency"]),
+                     "lifetime": opts.get("lifetime"), "meta": self.__name__, "node": node,
+                     "handle": self._meta}
+        spec = (tid, K_ACTOR_CREATE, self._fid, payload, deps, contained, (ref._id,), res, 0,
+                False, f"{self.__name__}.__init__", aid, None, spec_opts)
+        client.send(Kind.SUBMIT, [spec])
+        del keep
+        return ActorHandle(aid, self._meta, None if opts.get("name") else ref)
+
+    def __repr__(self):
+        return f"<kit actor class {self.__name__}>"
+
+
+class ActorHandle:
+    """A reference to a live actor; ``handle.method.remote(...)`` calls it."""
+
+    def __init__(self, aid, meta, creation_ref=None):
+        self._aid = aid
+        self._meta = meta
+        self._ref = creation_ref
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        methods = self._meta["methods"]
+        if name not in methods:
+            raise AttributeError(f"actor {self._meta['class']} has no method {name!r}; "
+                                 f"it has {sorted(methods)}")
+        return ActorMethod(self, name, methods[name])
+
+    def __reduce__(self):
+        return (ActorHandle, (self._aid, self._meta, self._ref))
+
+    def __repr__(self):
+        return f"Actor({self._meta['class']}, {self._aid.hex()})"
+
+    def __eq__(self, other):
+        return isinstance(other, ActorHandle) and other._aid == self._aid
+
+    def __hash__(self):
+        return hash(self._aid)
+
+
+class ActorMethod:
+    """One method of an actor; ``.remote(*args)`` queues a call and returns its ref."""
+
+    def __init__(self, handle, name, num_returns=1):
+        self._handle = handle
+        self._name = name
+        self._num_returns = num_returns
+
+    def options(self, num_returns=None, **_):
+        return ActorMethod(self._handle, self._name,
+                           self._num_returns if num_returns is None else num_returns)
+
+    def remote(self, *args, **kwargs):
+        from .api import _client
+        client = _client()
+        h = self._handle
+        label = f"{h._meta['class']}.{self._name}"
+        payload, deps, contained, keep = encode_args(client, args, kwargs, label)
+        tid = client.new_id()
+        n = self._num_returns
+        refs = return_refs(tid, n)
+        spec = (tid, K_ACTOR_CALL, None, payload, deps, contained, tuple(r._id for r in refs),
+                {}, 0, False, label, h._aid, self._name, None)
+        client.send(Kind.SUBMIT, [spec])
+        del keep
+        return refs[0] if n == 1 else refs
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"actor methods cannot be called directly; use "
+                        f".{self._name}.remote(...)")
+
+
+_ = ObjectRef

@@ -1,0 +1,474 @@
+"""kit's public calls, with Ray's names: ``init``, ``remote``, ``get``, ``wait``, ``put``...
+
+A program written against Ray's core API runs with ``import kit as ray``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+
+from . import client as client_mod
+from . import context, serialization
+from .actors import ActorClass, ActorHandle
+from .errors import GetTimeoutError, KitError
+from .object_ref import ObjectRef
+from .protocol import Kind
+from .remote_function import RemoteFunction
+
+_lock = threading.RLock()
+_state = {"client": None, "cluster": None, "ctx": None}
+
+
+class ClusterContext:
+    """What ``kit.init()`` returns: the cluster's address; a context manager.
+
+    Example:
+        >>> import kit
+        >>> with kit.init(num_cpus=2) as ctx:
+        ...     print(ctx.address_info["address"])  # doctest: +SKIP
+    """
+
+    def __init__(self, address, token, cluster, started):
+        self.address_info = {"address": address, "node_id": None, "cluster": cluster}
+        self.address = address
+        self.token = token
+        self.started_here = started
+        self.dashboard_url = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        shutdown()
+
+    def disconnect(self):
+        shutdown()
+
+    def __repr__(self):
+        try:
+            n = len(nodes())
+            cpus = cluster_resources().get("CPU", 0)
+        except KitError:
+            return f"ClusterContext({self.address}, shut down)"
+        return f"ClusterContext({self.address}, nodes={n}, CPU={cpus:g})"
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        try:
+            from widgets import ClusterMonitor
+        except Exception:
+            return {"text/plain": repr(self)}
+        return ClusterMonitor()._repr_mimebundle_(include=include, exclude=exclude)
+
+
+def is_initialized() -> bool:
+    """True between ``init()`` and ``shutdown()``."""
+    return _state["client"] is not None
+
+
+def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
+         object_store_memory=None, namespace=None, ignore_reinit_error=False,
+         log_to_driver=True, token=None, num_nodes=1, _redis_password=None, **_ignored):
+    """Start a local cluster, or connect to one, and make this process its driver.
+
+    Args:
+        address: None starts a local cluster on loopback; "HOST:PORT" connects to
+            a head started with ``kit start --head``; "auto" uses the one started
+            on this host.
+        num_cpus: task slots per node (default: this machine's cores).
+        resources: custom resources per node, e.g. ``{"disk": 2}``.
+        object_store_memory: store limit in bytes per node.
+        ignore_reinit_error: return quietly if kit is already initialized.
+        log_to_driver: print what tasks print, prefixed with their origin.
+        token: the cluster's token (for ``address``); also ``KIT_TOKEN``.
+        num_nodes: node agents to start on this machine (to try multi-node).
+
+    Returns:
+        A ``ClusterContext`` (a context manager that shuts down on exit).
+
+    Raises:
+        KitError: already initialized (unless ``ignore_reinit_error``).
+        AuthenticationError: the head refused the token or the versions differ.
+
+    Example:
+        >>> import kit
+        >>> ctx = kit.init(num_cpus=2)
+        >>> kit.cluster_resources()["CPU"]
+        2.0
+        >>> kit.shutdown()
+    """
+    with _lock:
+        if _state["client"] is not None:
+            if ignore_reinit_error:
+                return _state["ctx"]
+            raise KitError("kit.init() was already called in this process; pass "
+                           "ignore_reinit_error=True, or call kit.shutdown() first")
+        token = token or _redis_password or os.environ.get("KIT_TOKEN")
+        address = address or os.environ.get("KIT_ADDRESS")
+        cluster = None
+        if address in (None, "local"):
+            from .launcher import start_local
+            cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
+            cluster = start_local(cpus, num_nodes=num_nodes, resources=resources,
+                                  num_gpus=num_gpus or 0,
+                                  object_store_memory=object_store_memory)
+            address, token = cluster.address, cluster.token
+            expect = num_nodes
+        else:
+            address, token = _resolve_address(address, token)
+            expect = 1
+        if not address.startswith("tcp://"):
+            address = "tcp://" + address
+        try:
+            client = client_mod.Client(address, token, "driver",
+                                       info={"log_to_driver": log_to_driver})
+        except BaseException:
+            if cluster is not None:
+                cluster.stop()
+            raise
+        client_mod.install(client)
+        _state.update(client=client, cluster=cluster)
+        try:
+            client.query("wait_nodes", expect, timeout=60)
+            local = client.query("local_node", client_mod.host_id())
+        except BaseException:
+            shutdown()
+            raise
+        if local:
+            client.node_id, client.node_tag = local["node_id"], local["tag"]
+            context.set_driver(local["node_id"].hex())
+        ctx = ClusterContext(address.replace("tcp://", ""), token, client.cluster,
+                             cluster is not None)
+        ctx.address_info["node_id"] = local["node_id"].hex() if local else None
+        _state["ctx"] = ctx
+        return ctx
+
+
+def _resolve_address(address, token):
+    if address == "auto":
+        from .cli import read_state
+        st = read_state()
+        if st is None:
+            raise KitError("address='auto' but no cluster was started on this host; run "
+                           "`kit start --head` first, or call kit.init() for a local one")
+        return st["address"], token or st["token"]
+    if not token:
+        from .cli import read_state
+        st = read_state()
+        if st is not None and st["address"].split(":")[-1] == address.split(":")[-1]:
+            token = st["token"]
+    if not token:
+        raise KitError(f"connecting to {address} needs the cluster's token: pass token=..., "
+                       f"or set KIT_TOKEN (`kit start --head` printed it)")
+    return address, token
+
+
+def shutdown() -> None:
+    """Disconnect, and stop the local cluster if ``init`` started one.
+
+    Example:
+        >>> import kit
+        >>> _ = kit.init(num_cpus=1)
+        >>> kit.shutdown()
+        >>> kit.is_initialized()
+        False
+    """
+    with _lock:
+        client, cluster = _state["client"], _state["cluster"]
+        _state.update(client=None, cluster=None, ctx=None)
+        client_mod.uninstall()
+        if client is not None:
+            if cluster is not None:
+                try:
+                    with client.lock:
+                        client._flush_refs()
+                        client.tx.send_multipart(client.tx_signer.pack(Kind.SHUTDOWN, "cluster"))
+                except Exception:
+                    pass
+            client.close(notify=cluster is None)
+        if cluster is not None:
+            cluster.stop()
+
+
+atexit.register(shutdown)
+
+
+def _client():
+    """The process's client (a worker's own inside tasks); starts a local cluster if none."""
+    c = client_mod._current
+    if c is None:
+        with _lock:
+            if _state["client"] is None:
+                init()
+            c = _state["client"]
+    return c
+
+
+def _current_client():
+    """The driver's client, or the worker's inside a task."""
+    c = client_mod._current
+    if c is None:
+        raise KitError("kit is not initialized: call kit.init() first")
+    return c
+
+
+def remote(*args, **options):
+    """Make a function a task, or a class an actor.
+
+    Works bare (``@kit.remote``) or with options (``@kit.remote(num_cpus=2)``).
+
+    Example:
+        >>> import kit
+        >>> @kit.remote(num_returns=2)
+        ... def two():
+        ...     return 1, 2
+        >>> a, b = two.remote()
+        >>> kit.get([a, b])
+        [1, 2]
+    """
+    if len(args) == 1 and not options and callable(args[0]):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError("use @kit.remote or @kit.remote(option=value, ...)")
+    return lambda fn: _make_remote(fn, options)
+
+
+def _make_remote(obj, options):
+    import inspect
+    if inspect.isclass(obj):
+        return ActorClass(obj, options)
+    if callable(obj):
+        return RemoteFunction(obj, options)
+    raise TypeError(f"@kit.remote needs a function or a class, not {type(obj).__name__}")
+
+
+def _as_list(refs, what):
+    single = isinstance(refs, ObjectRef)
+    lst = [refs] if single else list(refs)
+    for r in lst:
+        if not isinstance(r, ObjectRef):
+            raise TypeError(f"{what} takes ObjectRefs (or a list of them), got "
+                            f"{type(r).__name__}; pass the result of .remote() or kit.put()")
+    return single, lst
+
+
+def get(refs, *, timeout=None):
+    """Wait for objects and return their values (a task's error is raised here).
+
+    Args:
+        refs: an ObjectRef or a list of them.
+        timeout: seconds to wait; ``GetTimeoutError`` after that.
+
+    Example:
+        >>> import kit
+        >>> kit.get(kit.put("hi"))
+        'hi'
+    """
+    client = _current_client()
+    single, lst = _as_list(refs, "kit.get")
+    oids = [r._id for r in lst]
+    client.wait_ready(oids, len(oids), timeout)
+    values = client.values
+    out = []
+    for r in lst:
+        payload = values.get(r._id)
+        if payload is None:
+            raise KitError(client.dead_reason or f"object {r.hex()} was lost")
+        out.append(serialization.from_payload(payload))
+    return out[0] if single else out
+
+
+def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
+    """Wait until ``num_returns`` of ``refs`` are ready; return ``(ready, not_ready)``.
+
+    Both lists keep the order of ``refs``. With a timeout, returns what is ready then.
+
+    Example:
+        >>> import kit
+        >>> refs = [kit.put(i) for i in range(3)]
+        >>> ready, rest = kit.wait(refs, num_returns=2)
+        >>> len(ready), len(rest)
+        (2, 1)
+    """
+    client = _current_client()
+    _, lst = _as_list(refs, "kit.wait")
+    if num_returns > len(lst):
+        raise ValueError(f"num_returns={num_returns} but only {len(lst)} refs were given")
+    oids = [r._id for r in lst]
+    try:
+        client.wait_ready(oids, num_returns, timeout)
+    except GetTimeoutError:
+        pass
+    values = client.values
+    ready, not_ready = [], []
+    for r in lst:
+        (ready if r._id in values and len(ready) < num_returns else not_ready).append(r)
+    return ready, not_ready
+
+
+def put(value) -> ObjectRef:
+    """Store a value in the cluster once; pass the ref to many tasks.
+
+    Large values (numpy arrays, bytes) go to the node's shared memory and are
+    read there without copying.
+
+    Example:
+        >>> import kit, numpy as np
+        >>> ref = kit.put(np.zeros(10))
+        >>> kit.get(ref).sum()
+        0.0
+    """
+    client = _client()
+    if isinstance(value, ObjectRef):
+        raise TypeError("kit.put() of an ObjectRef is not allowed; pass the ref itself")
+    payload, contained = serialization.to_payload(value, client.store_name(), client.node_id)
+    ref = ObjectRef(client.new_id() + b"\0", _announce=False)  # the PUT announces the hold
+    client.put_payload(ref._id, payload, contained)
+    return ref
+
+
+def cancel(ref, *, force=False, recursive=True):
+    """Cancel the task that makes ``ref``: queued, it never runs; running, it is interrupted.
+
+    ``force=True`` kills the worker instead. ``get`` on the ref then raises
+    ``TaskCancelledError``.
+
+    Example:
+        >>> import kit, time
+        >>> @kit.remote
+        ... def slow():
+        ...     time.sleep(60)
+        >>> r = slow.remote()
+        >>> kit.cancel(r)
+    """
+    client = _current_client()
+    if not isinstance(ref, ObjectRef):
+        raise TypeError("kit.cancel takes the ObjectRef of a task")
+    client.send(Kind.CANCEL, (ref.task_id(), bool(force), recursive))
+
+
+def kill(actor, *, no_restart=True):
+    """Stop an actor now; pending and later calls raise ``ActorDiedError``.
+
+    Example:
+        >>> import kit
+        >>> @kit.remote
+        ... class A:
+        ...     def f(self):
+        ...         return 1
+        >>> a = A.remote()
+        >>> kit.kill(a)
+    """
+    if not isinstance(actor, ActorHandle):
+        raise TypeError("kit.kill takes an actor handle")
+    _current_client().send(Kind.ACTOR, ("kill", actor._aid))
+
+
+def get_actor(name, namespace=None) -> ActorHandle:
+    """Return the handle of a named actor (``Cls.options(name=...).remote()``).
+
+    Raises:
+        ValueError: no live actor has that name.
+
+    Example:
+        >>> import kit
+        >>> @kit.remote
+        ... class A:
+        ...     pass
+        >>> a = A.options(name="a1").remote()
+        >>> kit.get_actor("a1") == a
+        True
+    """
+    client = _current_client()
+    ans = client.request(Kind.ACTOR, lambda req: ("get", req, name, namespace))
+    if ans is None:
+        raise ValueError(f"no live actor named {name!r} (namespace {namespace!r}); "
+                         f"create it with Cls.options(name={name!r}).remote()")
+    aid, meta = ans
+    return ActorHandle(aid, meta)
+
+
+def nodes():
+    """The cluster's nodes: a list of dicts (``NodeID``, ``Alive``, ``Resources``, ...).
+
+    Example:
+        >>> import kit
+        >>> len(kit.nodes())
+        1
+    """
+    out = []
+    for n in _current_client().query("nodes"):
+        out.append({
+            "NodeID": n["node_id"].hex(), "Alive": n["alive"],
+            "NodeManagerAddress": n.get("address"), "Resources": n["resources"],
+            "alive": n["alive"], "node_id": n["node_id"].hex(), "address": n.get("address"),
+            "resources": n["resources"], "available": n["available"],
+            "running": n["running"], "queued": n["queued"], "done": n["done"],
+            "failed": n["failed"], "store_used": n["store_used"],
+            "store_limit": n.get("store_limit", 0), "tag": n.get("tag"),
+        })
+    return out
+
+
+def _sum_resources(key):
+    total = {}
+    for n in _current_client().query("nodes"):
+        if n["alive"]:
+            for k, v in n[key].items():
+                total[k] = total.get(k, 0.0) + v
+    return total
+
+
+def cluster_resources() -> dict:
+    """Total resources of the live nodes, e.g. ``{"CPU": 4.0}``.
+
+    Example:
+        >>> import kit
+        >>> kit.cluster_resources()["CPU"] > 0
+        True
+    """
+    return _sum_resources("resources")
+
+
+def available_resources() -> dict:
+    """Resources not in use right now, e.g. ``{"CPU": 3.0}``.
+
+    Example:
+        >>> import kit
+        >>> kit.available_resources().get("CPU", 0) >= 0
+        True
+    """
+    return {k: v for k, v in _sum_resources("available").items() if v > 0}
+
+
+def timeline():
+    """Recent task events as dicts (task, label, state, time, worker, node).
+
+    Example:
+        >>> import kit
+        >>> isinstance(kit.timeline(), list)
+        True
+    """
+    _, events = _current_client().query("events", 0)
+    out = []
+    for e in events:
+        seq, tid, label, state, t, wid, node = e[:7]
+        started = e[7] if len(e) > 7 else None
+        out.append({"seq": seq, "task_id": tid.hex(), "label": label, "state": state,
+                    "time": t, "worker": wid.hex() if wid else None,
+                    "node": node.hex() if node else None, "started": started})
+    return out
+
+
+def _wait_for(pred, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+get_runtime_context = context.get_runtime_context

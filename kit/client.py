@@ -1,0 +1,449 @@
+"""The connection every driver and worker keeps to the head.
+
+    caller threads ── send() under a lock ──▶ tx DEALER ──▶ head
+    io thread ◀── rx DEALER ◀── head   (OBJECTS, TASKS, REPLY, LOG, CANCEL)
+
+Callers send directly on ``tx`` (no thread hop on the submit path). One
+background thread owns ``rx``: it stores arriving object payloads, wakes the
+callers waiting for them, hands tasks to a worker's executor, and flushes
+ref-count changes that nobody else flushed.
+
+Reference counting: every ``ObjectRef`` instance counts itself here. The first
+ref to an object in this process and the last one are queued as ``(oid, +1)``
+and ``(oid, -1)`` and sent, in order, before the next message, so the head
+never sees a task finish before the refs it unpickled were announced.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import os
+import socket
+import sys
+import threading
+import time
+from collections import deque
+
+import zmq
+
+from . import object_ref, serialization
+from .errors import AuthenticationError, GetTimeoutError, KitError
+from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer
+
+_current = None
+
+
+def current():
+    """The process's client; raises if kit is not initialized."""
+    c = _current
+    if c is None:
+        raise KitError("kit is not initialized: call kit.init() first")
+    return c
+
+
+def host_id() -> str:
+    """Identifies this machine (its shared memory): boot id plus hostname."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}:{boot}"
+
+
+class _Waiter:
+    __slots__ = ("need", "event")
+
+    def __init__(self, need):
+        self.need = need
+        self.event = threading.Event()
+
+
+class Client:
+    """A driver's or worker's link to the head (see the module docstring)."""
+
+    def __init__(self, address: str, token, role: str, cid: bytes | None = None,
+                 info: dict | None = None, on_message=None, hello_timeout: float = 10.0):
+        self.address = address
+        self.role = role
+        self.cid = cid or os.urandom(8)
+        self.ctx = zmq.Context()
+        self.tx = self._socket(b"t")
+        self.rx = self._socket(b"r")
+        self.tx_signer = Signer(token)
+        self.rx_signer = Signer(token)
+        self.hello_signer = Signer(token)
+        self.lock = threading.Lock()
+        self.vlock = threading.Lock()
+        self.refs: dict = {}
+        self.ref_events = deque()
+        self.values: dict = {}
+        self.subscribed: set = set()
+        self.waiters: dict = {}          # oid -> [_Waiter]
+        self.futures: dict = {}          # oid -> [Future]
+        self.replies: dict = {}          # req id -> [Event, answer]
+        self.on_message = on_message     # worker hook for TASKS / CANCEL
+        self.fids: set = set()
+        self.counter = itertools.count(1)
+        self.req_counter = itertools.count(1)
+        self.closed = False
+        self.dead_reason = None
+        self.logs = deque()
+        self.node_id = None
+        self.node_tag = None
+        self.cluster = None
+        self.blocked_depth = 0
+        info = dict(info or {})
+        info.update(kit=KIT_VERSION, python=PY_VERSION, pid=os.getpid(), host=host_id())
+        self.welcome = self._hello(role, info, hello_timeout)
+        self.cluster = self.welcome["cluster"]
+        local = self.welcome.get("local_node")
+        if local:
+            self.node_id, self.node_tag = local["node_id"], local["tag"]
+        self.thread = threading.Thread(target=self._io_loop, name="kit-io", daemon=True)
+        self.thread.start()
+
+    def _socket(self, suffix):
+        s = self.ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.IDENTITY, self.cid + suffix)
+        s.setsockopt(zmq.LINGER, 2000)
+        s.setsockopt(zmq.SNDHWM, 0)
+        s.setsockopt(zmq.RCVHWM, 0)
+        s.connect(self.address)
+        return s
+
+    def _hello(self, role, info, timeout):
+        self.rx.send_multipart(self.hello_signer.pack(Kind.HELLO, (role, info)))
+        deadline = time.time() + timeout
+        while True:
+            left = deadline - time.time()
+            if left <= 0 or not self.rx.poll(left * 1000):
+                self.close()
+                raise KitError(
+                    f"no answer from a kit head at {self.address} within {timeout:.0f} s; "
+                    f"check the address and that `kit start --head` is running there")
+            frames = self.rx.recv_multipart()
+            if frames == [AUTH_REFUSED]:
+                self.close()
+                raise AuthenticationError(
+                    f"the head at {self.address} refused this connection: the token is wrong; "
+                    f"pass the token printed by `kit start --head` (token= or KIT_TOKEN)")
+            msg = self.rx_signer.unpack(frames)
+            if msg is None:
+                continue
+            kind, body, _ = msg
+            if kind == Kind.REFUSED:
+                self.close()
+                raise AuthenticationError(body[0])
+            if kind == Kind.WELCOME:
+                return body
+
+    # ---- ids ---------------------------------------------------------------------
+
+    def new_id(self) -> bytes:
+        """A 15-byte task id; object ids add one byte (the return index)."""
+        return self.cid + next(self.counter).to_bytes(7, "little")
+
+    def store_name(self):
+        """A callable naming a new shared-memory object on this client's node, or None."""
+        if self.node_tag is None:
+            return None
+        prefix = f"kit_{self.cluster}_{self.node_tag}_"
+        return lambda: prefix + os.urandom(12).hex()
+
+    # ---- sending -----------------------------------------------------------------
+
+    def send(self, kind, body):
+        with self.lock:
+            self._flush_refs()
+            self.tx.send_multipart(self.tx_signer.pack(kind, body), copy=False)
+
+    def _flush_refs(self):
+        ev = self.ref_events
+        if ev:
+            batch = []
+            pop = ev.popleft
+            try:
+                while True:
+                    batch.append(pop())
+            except IndexError:
+                pass
+            self.tx.send_multipart(self.tx_signer.pack(Kind.REFS, batch), copy=False)
+        if self.logs:
+            batch = []
+            try:
+                while True:
+                    batch.append(self.logs.popleft())
+            except IndexError:
+                pass
+            self.tx.send_multipart(self.tx_signer.pack(Kind.LOG, batch), copy=False)
+
+    def register_function(self, fid, blob):
+        if fid not in self.fids:
+            self.fids.add(fid)
+            self.send(Kind.FUNCTION, (fid, blob))
+
+    # ---- refs --------------------------------------------------------------------
+
+    def incref(self, oid, announce=True):
+        n = self.refs.get(oid, 0)
+        self.refs[oid] = n + 1
+        if n == 0 and announce:
+            self.ref_events.append((oid, 1))
+
+    def decref(self, oid):
+        n = self.refs.get(oid, 0) - 1
+        if n > 0:
+            self.refs[oid] = n
+            return
+        self.refs.pop(oid, None)
+        self.values.pop(oid, None)
+        self.subscribed.discard(oid)
+        if not self.closed:
+            self.ref_events.append((oid, -1))
+
+    # ---- objects -----------------------------------------------------------------
+
+    def put_payload(self, oid, payload, contained):
+        """Send a PUT for an object whose ObjectRef the caller already made."""
+        if payload[0] == serialization.INLINE:
+            self.values[oid] = payload
+        self.send(Kind.PUT, [(oid, payload, contained)])
+
+    def wait_ready(self, oids, num: int, timeout=None) -> None:
+        """Block until ``num`` of ``oids`` have payloads here (raises GetTimeoutError)."""
+        values = self.values
+        with self.vlock:
+            missing = [o for o in oids if o not in values]
+            have = len(oids) - len(missing)
+            if have >= num:
+                return
+            waiter = _Waiter(num - have)
+            for o in missing:
+                self.waiters.setdefault(o, []).append(waiter)
+            need = [o for o in missing if o not in self.subscribed]
+            self.subscribed.update(need)
+        if need:
+            self.send(Kind.SUBSCRIBE, need)
+        blocked = self.role == "worker"
+        if blocked:
+            self._set_blocked(True)
+        try:
+            if not waiter.event.wait(timeout):
+                if self.dead_reason:
+                    raise KitError(self.dead_reason)
+                raise GetTimeoutError(
+                    f"{waiter.need} of {len(oids)} objects were not ready within {timeout} s; "
+                    f"wait longer, or use kit.wait() to take what is ready")
+            if self.dead_reason and waiter.need > 0:
+                raise KitError(self.dead_reason)
+        finally:
+            if blocked:
+                self._set_blocked(False)
+            with self.vlock:
+                for o in missing:
+                    ws = self.waiters.get(o)
+                    if ws is not None:
+                        try:
+                            ws.remove(waiter)
+                        except ValueError:
+                            pass
+                        if not ws:
+                            del self.waiters[o]
+
+    def _set_blocked(self, flag):
+        # Nested gets in actor threads count once.
+        if flag:
+            self.blocked_depth += 1
+            if self.blocked_depth == 1:
+                self.send(Kind.BLOCKED, True)
+        else:
+            self.blocked_depth -= 1
+            if self.blocked_depth == 0:
+                self.send(Kind.BLOCKED, False)
+
+    def future(self, ref):
+        fut = concurrent.futures.Future()
+        oid = ref._id
+        with self.vlock:
+            payload = self.values.get(oid)
+            if payload is None:
+                self.futures.setdefault(oid, []).append((fut, ref))
+                need = oid not in self.subscribed
+                self.subscribed.add(oid)
+            else:
+                need = False
+        if payload is not None:
+            _resolve(fut, payload)
+        elif need:
+            self.send(Kind.SUBSCRIBE, [oid])
+        return fut
+
+    def _store(self, items):
+        wake = []
+        done_futs = []
+        with self.vlock:
+            for oid, payload in items:
+                if oid not in self.refs or oid in self.values:
+                    continue  # nobody here holds it any more, or it came twice
+                self.values[oid] = payload
+                ws = self.waiters.pop(oid, None)
+                if ws:
+                    for w in ws:
+                        w.need -= 1
+                        if w.need <= 0:
+                            wake.append(w)
+                fs = self.futures.pop(oid, None)
+                if fs:
+                    done_futs.append((fs, payload))
+        for w in wake:
+            w.event.set()
+        for fs, payload in done_futs:
+            for fut, _ref in fs:
+                _resolve(fut, payload)
+
+    # ---- queries -----------------------------------------------------------------
+
+    def query(self, what, args=None, timeout=30.0):
+        req = next(self.req_counter)
+        slot = [threading.Event(), None]
+        self.replies[req] = slot
+        self.send(Kind.QUERY, (req, what, args))
+        if not slot[0].wait(timeout):
+            self.replies.pop(req, None)
+            raise GetTimeoutError(f"the head did not answer {what!r} within {timeout} s")
+        return slot[1]
+
+    def request(self, kind, make_body, timeout=30.0):
+        req = next(self.req_counter)
+        slot = [threading.Event(), None]
+        self.replies[req] = slot
+        self.send(kind, make_body(req))
+        if not slot[0].wait(timeout):
+            self.replies.pop(req, None)
+            raise GetTimeoutError(f"the head did not answer within {timeout} s")
+        return slot[1]
+
+    # ---- the io thread -----------------------------------------------------------
+
+    def _io_loop(self):
+        rx = self.rx
+        poller = zmq.Poller()
+        poller.register(rx, zmq.POLLIN)
+        while not self.closed:
+            try:
+                events = poller.poll(50)
+            except zmq.ZMQError:
+                break
+            if events:
+                for _ in range(256):
+                    try:
+                        frames = rx.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    except zmq.ZMQError:
+                        return
+                    msg = self.rx_signer.unpack(frames)
+                    if msg is None:
+                        continue
+                    try:
+                        self._handle(*msg)
+                    except Exception as e:
+                        _err(f"kit: error handling a message from the head: {e!r}")
+            if (self.ref_events or self.logs) and not self.closed:
+                if self.lock.acquire(blocking=False):
+                    try:
+                        self._flush_refs()
+                    except zmq.ZMQError:
+                        pass
+                    finally:
+                        self.lock.release()
+
+    def _handle(self, kind, body, buffers):
+        if kind == Kind.OBJECTS:
+            self._store(body)
+        elif kind == Kind.REPLY:
+            req, answer = body
+            slot = self.replies.pop(req, None)
+            if slot is not None:
+                slot[1] = answer
+                slot[0].set()
+        elif kind == Kind.LOG:
+            _print_logs(body)
+        elif kind == Kind.SHUTDOWN:
+            self._die("the cluster shut down")
+        elif self.on_message is not None:
+            self.on_message(kind, body)
+
+    def _die(self, reason):
+        self.dead_reason = reason
+        with self.vlock:
+            ws = [w for lst in self.waiters.values() for w in lst]
+            fs = [f for lst in self.futures.values() for f in lst]
+            self.futures.clear()
+        for w in ws:
+            w.event.set()
+        for fut, _ in fs:
+            if not fut.done():
+                fut.set_exception(KitError(reason))
+        for slot in list(self.replies.values()):
+            slot[0].set()
+
+    def close(self, notify=False):
+        if self.closed:
+            return
+        if notify:
+            try:
+                with self.lock:
+                    self._flush_refs()
+                    self.tx.send_multipart(self.tx_signer.pack(Kind.SHUTDOWN, None))
+            except zmq.ZMQError:
+                pass
+        self.closed = True
+        t = getattr(self, "thread", None)
+        if t is not None and t is not threading.current_thread():
+            t.join(1.0)
+        self.tx.close(200 if notify else 0)
+        self.rx.close(0)
+        self.ctx.term()
+
+
+def _resolve(fut, payload):
+    if fut.done():
+        return
+    try:
+        fut.set_result(serialization.from_payload(payload))
+    except BaseException as e:  # the object is an error: the future carries it
+        fut.set_exception(e)
+
+
+def _print_logs(batch):
+    for tid, label, pid, node, stream, text in batch:
+        out = sys.stderr if stream == "stderr" else sys.stdout
+        prefix = f"({label} pid={pid}, node={node}) "
+        try:
+            out.write("".join(prefix + line + "\n" for line in text.splitlines()))
+            out.flush()
+        except Exception:
+            pass
+
+
+def _err(text):
+    try:
+        sys.stderr.write(text + "\n")
+    except Exception:
+        pass
+
+
+def install(client):
+    """Make ``client`` the process's client (and the ObjectRef ref counter)."""
+    global _current
+    _current = client
+    object_ref._tracker = client
+
+
+def uninstall():
+    global _current
+    _current = None
+    object_ref._tracker = None

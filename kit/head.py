@@ -1,0 +1,365 @@
+"""The head: node registry, scheduler, object directory and event stream.
+
+    driver / worker  tx ─ SUBMIT PUT REFS DONE ──▶ ┌───────────────┐ ── TASKS ───▶ worker rx
+                                                   │ ROUTER socket │ ── OBJECTS ─▶ driver rx
+    node agent ──── HELLO NODE_EVENT HEARTBEAT ──▶ │  Scheduler    │ ── NODE_CMD ▶ node agent
+                                                   └───────────────┘
+
+One thread, one ROUTER socket, one poll loop. Each turn drains every waiting
+message (up to a bound), feeds them to the pure ``Scheduler``, runs one
+scheduling pass, and sends the resulting actions grouped per destination, so a
+burst of submits or results becomes a few large messages. Every inbound
+message is checked by ``Signer.unpack`` before anything in it is unpickled.
+
+Clients (drivers and workers) connect two DEALER sockets: ``<cid>t`` for what
+they send and ``<cid>r`` for what they receive. Node agents connect one,
+``<nid>n``. A local cluster's head also watches a pipe from the driver that
+started it and shuts the cluster down when it closes (the driver died).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import struct
+import time
+from collections import deque
+
+import zmq
+
+from . import protocol
+from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer
+from .scheduler import S_OPTS, Scheduler
+
+DRAIN = 512               # messages handled per turn before scheduling
+EVENT_LOG = 100_000       # task events kept for widgets and timeline()
+
+
+class Head:
+    def __init__(self, token: bytes, bind: str, cluster_id: str, watch_fd=None,
+                 node_timeout: float = 10.0):
+        self.signer = Signer(token)
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME)
+        self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        if bind.endswith(":0"):
+            port = self.sock.bind_to_random_port(bind.rsplit(":", 1)[0])
+            self.address = f"{bind.rsplit(':', 1)[0]}:{port}"
+        else:
+            self.sock.bind(bind)
+            self.address = bind
+        self.cluster_id = cluster_id
+        self.sched = Scheduler()
+        self.roles: dict = {}          # cid -> "driver" | "worker"
+        self.log_to: set = set()       # driver cids that want task output
+        self.node_info: dict = {}      # nid -> info
+        self.node_seen: dict = {}      # nid -> last heartbeat time
+        self.node_timeout = node_timeout
+        self.watch_fd = watch_fd
+        self.events = deque(maxlen=EVENT_LOG)
+        self.event_seq = 0
+        self.waiting_nodes: list = []  # (cid, req, count) replies deferred until nodes join
+        self.stopping = False
+        self.started = time.time()
+
+    # ---- sending -----------------------------------------------------------------
+
+    def send(self, ident: bytes, kind: int, body, buffers=()):
+        try:
+            self.sock.send_multipart([ident, *self.signer.pack(kind, body, buffers)],
+                                     copy=False)
+        except zmq.ZMQError:
+            pass
+
+    def to_client(self, cid, kind, body):
+        self.send(cid + b"r", kind, body)
+
+    def to_node(self, nid, kind, body):
+        self.send(nid + b"n", kind, body)
+
+    def flush(self):
+        sched = self.sched
+        if sched._dirty:
+            sched.schedule()
+        out = sched.out
+        if not out:
+            return
+        sched.out = []
+        dispatch, objects, free, events = {}, {}, {}, []
+        for act in out:
+            op = act[0]
+            if op == "dispatch":
+                spec, fid, deps = act[2]
+                blob = sched.functions.get(fid) if fid is not None else None
+                dispatch.setdefault(act[1], []).append((spec, blob, deps))
+            elif op == "object":
+                objects.setdefault(act[1], []).append((act[2], act[3]))
+            elif op == "free":
+                free.setdefault(act[1], []).append(act[2])
+            elif op == "event":
+                events.append(act[1])
+            elif op == "spawn":
+                self.to_node(act[1], Kind.NODE_CMD, ("spawn", act[2]))
+            elif op == "kill":
+                self.to_node(act[1], Kind.NODE_CMD, ("kill", act[2]))
+            elif op == "cancel":
+                self.to_client(act[1], Kind.CANCEL, (act[2],))
+        for wid, items in dispatch.items():
+            self.to_client(wid, Kind.TASKS, items)
+        for cid, items in objects.items():
+            self.to_client(cid, Kind.OBJECTS, items)
+        for nid, names in free.items():
+            self.to_node(nid, Kind.NODE_CMD, ("free", names))
+        if events:
+            seq = self.event_seq
+            for e in events:
+                seq += 1
+                self.events.append((seq, *e))
+            self.event_seq = seq
+
+    # ---- receiving ---------------------------------------------------------------
+
+    def handle(self, ident: bytes, frames):
+        msg = self.signer.unpack(frames, ident)
+        if msg is None:
+            self._refuse(ident, frames)
+            return
+        kind, body, _ = msg
+        cid = ident[:-1]
+        sched = self.sched
+        now = time.time()
+        if kind == Kind.SUBMIT:
+            for spec in body:
+                sched.submit(cid, spec, now)
+        elif kind == Kind.DONE:
+            for tid, results, started, finished, retry in body:
+                sched.task_done(cid, tid, results, started, finished, retry)
+        elif kind == Kind.REFS:
+            sched.refs(cid, body)
+        elif kind == Kind.SUBSCRIBE:
+            sched.subscribe(cid, body)
+        elif kind == Kind.PUT:
+            for oid, payload, contained in body:
+                sched.put(cid, oid, payload, contained)
+        elif kind == Kind.FUNCTION:
+            sched.register_function(*body)
+        elif kind == Kind.BLOCKED:
+            sched.worker_blocked(cid, body)
+        elif kind == Kind.LOG:
+            for d in self.log_to:
+                self.to_client(d, Kind.LOG, body)
+        elif kind == Kind.CANCEL:
+            sched.cancel(body[0], body[1])
+        elif kind == Kind.ACTOR:
+            self._actor_op(cid, body)
+        elif kind == Kind.QUERY:
+            self._query(cid, *body)
+        elif kind == Kind.HEARTBEAT:
+            self.node_seen[cid] = now
+        elif kind == Kind.NODE_EVENT:
+            self._node_event(cid, body)
+        elif kind == Kind.HELLO:
+            self._hello(ident, cid, *body)
+        elif kind == Kind.SHUTDOWN:
+            if cid in self.roles:
+                sched.client_gone(cid)
+                self.roles.pop(cid, None)
+                self.log_to.discard(cid)
+            if body == "cluster":
+                self.stopping = True
+
+    def _refuse(self, ident, frames):
+        # A frame that fails its signature is dropped. If it looks like a hello,
+        # answer with the fixed unsigned refusal so the sender learns its token is wrong.
+        if len(frames) >= 2 and len(frames[1]) == 9:
+            try:
+                _, kind = struct.unpack("<QB", frames[1])
+            except struct.error:
+                return
+            if kind == Kind.HELLO:
+                try:
+                    self.sock.send_multipart([ident, AUTH_REFUSED])
+                except zmq.ZMQError:
+                    pass
+
+    def _hello(self, ident, cid, role, info):
+        if info.get("kit") != KIT_VERSION or info.get("python") != PY_VERSION:
+            reply_to = ident
+            self.send(reply_to, Kind.REFUSED, (
+                f"version mismatch: this cluster runs kit {KIT_VERSION} on Python {PY_VERSION}, "
+                f"you have kit {info.get('kit')} on Python {info.get('python')}; "
+                f"install the same versions on every machine",))
+            return
+        sched = self.sched
+        if role == "node":
+            self.node_info[cid] = info
+            self.node_seen[cid] = time.time()
+            sched.add_node(cid, info["resources"], {
+                "address": info.get("address"), "host": info.get("host"),
+                "pid": info.get("pid"), "store_limit": info.get("store_limit", 0),
+                "transfer": info.get("transfer"), "tag": info.get("tag")})
+            sched.nodes[cid].spawning = info.get("prestart", 0)
+            self.send(ident, Kind.WELCOME, {"cluster": self.cluster_id})
+            self._answer_node_waiters()
+            return
+        self.roles[cid] = role
+        sched.add_client(cid)
+        if role == "worker":
+            sched.add_worker(cid, info["node"], info["pid"], info.get("actor"))
+        elif info.get("log_to_driver", True):
+            self.log_to.add(cid)
+        self.send(ident, Kind.WELCOME, {
+            "cluster": self.cluster_id, "nodes": self._nodes(),
+            "local_node": self._local_node(info.get("host"))})
+
+    def _local_node(self, host):
+        for nid, info in self.node_info.items():
+            if info.get("host") == host and self.sched.nodes[nid].alive:
+                return {"node_id": nid, "tag": info.get("tag")}
+        return None
+
+    def _node_event(self, nid, body):
+        event, args = body
+        self.node_seen[nid] = time.time()
+        if event == "worker_exit":
+            wid, cause, oom = args
+            self.sched.worker_died(wid, cause, oom)
+            self.roles.pop(wid, None)
+            self.sched.client_gone(wid)
+        elif event == "bye":
+            self.sched.node_died(nid, "was stopped")
+
+    def _actor_op(self, cid, body):
+        op = body[0]
+        sched = self.sched
+        if op == "kill":
+            sched.kill_actor(body[1], "killed with kit.kill()")
+        elif op == "get":
+            _, req, name, ns = body
+            aid = sched.names.get((ns, name))
+            a = sched.actors.get(aid) if aid is not None else None
+            if a is None or a.state == "DEAD":
+                self.to_client(cid, Kind.REPLY, (req, None))
+            else:
+                self.to_client(cid, Kind.REPLY, (req, (aid, a.create.spec[S_OPTS]["handle"])))
+
+    def _nodes(self):
+        out = []
+        for n in self.sched.snapshot():
+            out.append(n)
+        return out
+
+    def _answer_node_waiters(self):
+        alive = sum(1 for n in self.sched.nodes.values() if n.alive)
+        keep = []
+        for cid, req, count in self.waiting_nodes:
+            if alive >= count:
+                self.to_client(cid, Kind.REPLY, (req, self._nodes()))
+            else:
+                keep.append((cid, req, count))
+        self.waiting_nodes = keep
+
+    def _query(self, cid, req, what, args):
+        sched = self.sched
+        if what == "nodes":
+            ans = self._nodes()
+        elif what == "wait_nodes":
+            self.waiting_nodes.append((cid, req, args))
+            self._answer_node_waiters()
+            return
+        elif what == "local_node":
+            ans = self._local_node(args)
+        elif what == "events":
+            since = args or 0
+            ans = (self.event_seq, [e for e in self.events if e[0] > since])
+        elif what == "status":
+            ans = {"nodes": self._nodes(), "counts": dict(sched.counts),
+                   "dropped": self.signer.dropped, "tasks_live": len(sched.tasks),
+                   "objects_live": len(sched.objects), "cluster": self.cluster_id,
+                   "uptime": time.time() - self.started}
+        elif what == "object_info":
+            obj = sched.objects.get(args)
+            ans = None if obj is None else {
+                "holders": len(obj.holders), "pins": obj.pins, "ready": obj.payload is not None}
+        else:
+            ans = None
+        self.to_client(cid, Kind.REPLY, (req, ans))
+
+    # ---- the loop ----------------------------------------------------------------
+
+    def check_nodes(self, now):
+        for nid, seen in list(self.node_seen.items()):
+            node = self.sched.nodes.get(nid)
+            if node is None or not node.alive:
+                continue
+            if now - seen > self.node_timeout:
+                self.sched.node_died(nid, f"stopped answering for {self.node_timeout:.0f} s")
+
+    def serve(self):
+        sock = self.sock
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        if self.watch_fd is not None:
+            poller.register(self.watch_fd, zmq.POLLIN)
+        last_check = time.time()
+        while not self.stopping:
+            ready = dict(poller.poll(500))
+            if self.watch_fd is not None and self.watch_fd in ready:
+                if not _pipe_alive(self.watch_fd):
+                    break
+            if sock in ready:
+                for _ in range(DRAIN):
+                    try:
+                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                    except zmq.Again:
+                        break
+                    try:
+                        self.handle(frames[0], frames[1:])
+                    except Exception as e:  # a bad message never stops the head
+                        self.signer.dropped += 1
+                        _log(f"head: dropped a message that failed: {e!r}")
+                self.flush()
+            now = time.time()
+            if now - last_check > 1.0:
+                last_check = now
+                self.check_nodes(now)
+                self.flush()
+        self.stop()
+
+    def stop(self):
+        for nid, node in self.sched.nodes.items():
+            if node.alive:
+                self.to_node(nid, Kind.SHUTDOWN, None)
+        # Give node agents a moment to stop their workers and unlink shared memory.
+        deadline = time.time() + 2.0
+        alive = {nid for nid, n in self.sched.nodes.items() if n.alive}
+        while alive and time.time() < deadline:
+            if self.sock.poll(100):
+                frames = self.sock.recv_multipart()
+                msg = self.signer.unpack(frames[1:], frames[0])
+                if msg and msg[0] == Kind.NODE_EVENT and msg[1][0] == "bye":
+                    alive.discard(frames[0][:-1])
+        for cid, role in list(self.roles.items()):
+            self.to_client(cid, Kind.SHUTDOWN, None)
+        self.sock.close(0)
+        self.ctx.term()
+
+
+def _pipe_alive(fd) -> bool:
+    try:
+        r, _, _ = select.select([fd], [], [], 0)
+        if not r:
+            return True
+        return os.read(fd, 4096) != b""
+    except OSError:
+        return False
+
+
+def _log(text):
+    try:
+        os.write(2, (text + "\n").encode())
+    except OSError:
+        pass
+

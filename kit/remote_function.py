@@ -1,0 +1,204 @@
+"""``@kit.remote`` on a function, and how a call becomes a task spec.
+
+A call ``f.remote(*args)`` pickles its arguments once, replacing each
+top-level ``ObjectRef`` with a marker the worker swaps for the value (refs
+nested in lists or dicts stay refs). Arguments that pickle to more than the
+inline limit go to shared memory as an object of their own, pinned by the
+task. The function itself is pickled once per ``RemoteFunction`` and sent to
+the head once per client, keyed by its content hash.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import pickle
+
+import cloudpickle
+
+from . import serialization
+from .errors import SerializationError
+from .object_ref import ObjectRef
+from .protocol import Kind
+from .scheduler import K_TASK
+from .worker import Dep
+
+TASK_DEFAULTS = {"num_cpus": 1, "num_gpus": 0, "resources": None, "max_retries": 3,
+                 "retry_exceptions": False, "num_returns": 1, "name": None,
+                 "scheduling_strategy": None, "node": None, "runtime_env": None,
+                 "memory": None, "placement_group": None}
+
+
+def check_options(opts: dict, allowed: dict, what: str) -> dict:
+    unknown = set(opts) - set(allowed)
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for {what}; "
+                         f"valid options: {sorted(allowed)}")
+    return opts
+
+
+def resources_of(opts, default_cpus=1) -> dict:
+    cpus = opts.get("num_cpus")
+    res = {"CPU": float(default_cpus if cpus is None else cpus)}
+    if opts.get("num_gpus"):
+        res["GPU"] = float(opts["num_gpus"])
+    for k, v in (opts.get("resources") or {}).items():
+        res[k] = float(v)
+    return {k: v for k, v in res.items() if v}
+
+
+def node_option(opts):
+    """The node a task is pinned to, from ``node=`` or a NodeAffinitySchedulingStrategy."""
+    node = opts.get("node")
+    strat = opts.get("scheduling_strategy")
+    if node is None and strat is not None and hasattr(strat, "node_id"):
+        node = strat.node_id
+    if node is None:
+        return None
+    return bytes.fromhex(node) if isinstance(node, str) else node
+
+
+def function_blob(fn, label):
+    try:
+        blob = cloudpickle.dumps(fn, protocol=5)
+    except Exception as e:
+        raise SerializationError(
+            f"the function {label} cannot be pickled: {type(e).__name__}: {e}; it probably "
+            f"uses an object (a lock, a socket, an open file) from the enclosing scope; create "
+            f"that object inside the function instead") from e
+    return blob, hashlib.blake2b(blob, digest_size=16).digest()
+
+
+_NO_ARGS = None
+
+
+def encode_args(client, args, kwargs, label):
+    """Pickle a call's arguments; return ``(payload, deps, contained, keep)``.
+
+    ``keep`` holds the ref of an argument object put in shared memory: the caller
+    drops it after submitting, when the task pins it.
+    """
+    if not args and not kwargs:
+        return _NO_ARGS, (), (), None
+    deps = []
+    if any(type(a) is ObjectRef for a in args):
+        args = tuple(_dep(a, deps) for a in args)
+    if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
+        kwargs = {k: _dep(v, deps) for k, v in kwargs.items()}
+    try:
+        payload, contained = serialization.to_payload((args, kwargs), client.store_name(),
+                                                      client.node_id)
+    except SerializationError as e:
+        raise SerializationError(_culprit(args, kwargs, label, e)) from e
+    keep = None
+    if payload[0] == serialization.SHARED:
+        oid = client.new_id() + b"\0"
+        keep = ObjectRef(oid, _announce=False)
+        client.send(Kind.PUT, [(oid, payload, contained)])
+        contained = [oid]
+    return payload, tuple(deps), tuple(contained), keep
+
+
+def _dep(a, deps):
+    if type(a) is ObjectRef:
+        deps.append(a._id)
+        return Dep(a._id)
+    return a
+
+
+def _culprit(args, kwargs, label, err):
+    for i, a in enumerate(args):
+        try:
+            cloudpickle.dumps(a)
+        except Exception as e:
+            return (f"argument {i} of {label} ({type(a).__name__}) cannot be pickled: "
+                    f"{type(e).__name__}: {e}; pass picklable data, or create the object "
+                    f"inside the task")
+    for k, v in kwargs.items():
+        try:
+            cloudpickle.dumps(v)
+        except Exception as e:
+            return (f"argument {k!r} of {label} ({type(v).__name__}) cannot be pickled: "
+                    f"{type(e).__name__}: {e}; pass picklable data, or create the object "
+                    f"inside the task")
+    return f"the arguments of {label} cannot be pickled: {err}"
+
+
+def return_refs(tid, n):
+    refs = [ObjectRef(tid + bytes([i]), _announce=False) for i in range(max(n, 1))]
+    return refs
+
+
+class RemoteFunction:
+    """A function that runs as a task: ``f.remote(*args)`` returns an ``ObjectRef``.
+
+    Example:
+        >>> import kit
+        >>> @kit.remote
+        ... def square(x):
+        ...     return x * x
+        >>> kit.get([square.remote(i) for i in range(4)])
+        [0, 1, 4, 9]
+    """
+
+    def __init__(self, fn, options=None):
+        self._fn = fn
+        self._opts = dict(TASK_DEFAULTS)
+        self._opts.update(check_options(options or {}, TASK_DEFAULTS, "a remote function"))
+        self._blob = None
+        self._fid = None
+        self._label = self._opts.get("name") or getattr(fn, "__name__", repr(fn))
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"remote function {self._label} cannot be called directly; "
+                        f"use {self._label}.remote(...) and kit.get() the result")
+
+    def options(self, **opts):
+        """A copy with some options changed, e.g. ``f.options(num_cpus=2).remote()``."""
+        check_options(opts, TASK_DEFAULTS, "a remote function")
+        new = RemoteFunction.__new__(RemoteFunction)
+        new.__dict__.update(self.__dict__)
+        new._opts = {**self._opts, **opts}
+        new._label = new._opts.get("name") or self._label
+        return new
+
+    def _ensure_blob(self):
+        if self._blob is None:
+            self._blob, self._fid = function_blob(self._fn, self._label)
+        return self._fid
+
+    def remote(self, *args, **kwargs):
+        """Submit a task; return its ``ObjectRef`` (a list when ``num_returns > 1``)."""
+        from .api import _client
+        client = _client()
+        fid = self._ensure_blob()
+        if fid not in client.fids:
+            client.register_function(fid, self._blob)
+        opts = self._opts
+        payload, deps, contained, keep = encode_args(client, args, kwargs, self._label)
+        tid = client.new_id()
+        n = opts["num_returns"]
+        refs = return_refs(tid, n)
+        retry = opts["retry_exceptions"]
+        if retry and retry is not True:
+            retry = pickle.dumps(tuple(retry))
+        node = node_option(opts)
+        spec = (tid, K_TASK, fid, payload, deps, contained, tuple(r._id for r in refs),
+                resources_of(opts), int(opts["max_retries"]), retry, self._label, None, None,
+                {"node": node} if node else None)
+        client.send(Kind.SUBMIT, [spec])
+        del keep
+        return refs[0] if n == 1 else refs
+
+    def __reduce__(self):
+        return (_rebuild, (self._fn, self._opts, self._blob, self._fid))
+
+    def __repr__(self):
+        return f"<kit remote function {self._label}>"
+
+
+def _rebuild(fn, opts, blob, fid):
+    rf = RemoteFunction(fn, {k: v for k, v in opts.items() if k in TASK_DEFAULTS})
+    rf._blob, rf._fid = blob, fid
+    return rf

@@ -1,0 +1,855 @@
+"""The cluster's task and object state, as a pure state machine.
+
+Events go in as method calls (``submit``, ``task_done``, ``worker_died``, ...);
+decisions come out as actions appended to ``self.out``, which the head's I/O
+loop turns into messages. Nothing here touches a socket, a thread or a clock
+(times are passed in), so it is unit-tested without processes.
+
+Actions (tuples in ``self.out``):
+
+    ("dispatch", worker_id, (spec, fid, dep_payloads))  run a task on a worker
+    ("object",   client_id, oid, payload)                 an object a client waits for
+    ("free",     node_id, name)                          unlink a shared-memory object
+    ("spawn",    node_id, actor_id or None)              start a worker (for an actor)
+    ("kill",     node_id, worker_id)                     kill a worker process
+    ("cancel",   worker_id, task_id)                     interrupt a running task
+    ("event",    record)                                 a task state change, for widgets
+
+States:
+
+    task:   WAITING (deps pending) -> READY -> RUNNING -> FINISHED | FAILED
+            any unfinished state   -> CANCELLED
+            RUNNING -> READY again when its worker dies and retries remain
+    object: pending (payload None) -> ready (payload set; may be an error payload)
+            -> freed (no holder, pin or container left)
+    worker: IDLE <-> BUSY, BLOCKED while its task waits in get, DEAD
+    actor:  PENDING -> ALIVE -> (RESTARTING -> ALIVE)* -> DEAD
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .errors import ActorDiedError, NodeDiedError, TaskCancelledError, WorkerCrashedError
+from .serialization import ERROR, SHARED, system_error_payload
+
+# task states
+WAITING, READY, RUNNING, FINISHED, FAILED, CANCELLED = (
+    "WAITING", "READY", "RUNNING", "FINISHED", "FAILED", "CANCELLED")
+# worker states
+IDLE, BUSY, BLOCKED, DEAD = "IDLE", "BUSY", "BLOCKED", "DEAD"
+# actor states
+A_PENDING, A_ALIVE, A_RESTARTING, A_DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
+
+# task spec fields (a tuple, built by the client)
+S_TID, S_KIND, S_FID, S_ARGS, S_DEPS, S_CONTAINED, S_RETURNS, S_RES, S_RETRIES, \
+    S_RETRY_EXC, S_LABEL, S_ACTOR, S_METHOD, S_OPTS = range(14)
+K_TASK, K_ACTOR_CREATE, K_ACTOR_CALL = 0, 1, 2
+
+PIPELINE_DEPTH = 8          # tasks queued on one worker when tasks are known to be short
+FAST_TASK_SECONDS = 0.002   # "short": a function's mean run time below this
+
+
+class Task:
+    __slots__ = ("spec", "tid", "state", "owner", "deps_left", "retries", "worker",
+                 "node", "label", "submitted", "started", "finished", "fid", "res")
+
+    def __init__(self, spec, owner, now):
+        self.spec = spec
+        self.tid = spec[S_TID]
+        self.state = WAITING
+        self.owner = owner
+        self.deps_left = 0
+        self.retries = spec[S_RETRIES]
+        self.worker = None
+        self.node = None
+        self.label = spec[S_LABEL]
+        self.submitted = now
+        self.started = self.finished = None
+        self.fid = spec[S_FID]
+        self.res = spec[S_RES]
+
+
+class Obj:
+    __slots__ = ("oid", "payload", "holders", "pins", "contained", "waiters", "tasks", "size")
+
+    def __init__(self, oid):
+        self.oid = oid
+        self.payload = None
+        self.holders = set()   # client ids holding a ref
+        self.pins = 0          # pending tasks using it as an argument, containing objects
+        self.contained = ()    # oids this object's value holds refs to
+        self.waiters = set()   # client ids that asked for it
+        self.tasks = []        # task ids waiting for it
+        self.size = 0
+
+
+class Worker:
+    __slots__ = ("wid", "node", "pid", "state", "tasks", "fids", "held", "actor", "blocked")
+
+    def __init__(self, wid, node, pid, actor=None):
+        self.wid = wid
+        self.node = node
+        self.pid = pid
+        self.state = IDLE
+        self.tasks = []        # dispatched, unfinished task ids, in order
+        self.fids = set()
+        self.held = None       # resources held while busy
+        self.actor = actor
+        self.blocked = False
+
+
+class Node:
+    __slots__ = ("nid", "total", "avail", "workers", "alive", "info", "spawning", "store_used",
+                 "done", "failed")
+
+    def __init__(self, nid, resources, info):
+        self.nid = nid
+        self.total = dict(resources)
+        self.avail = dict(resources)
+        self.workers = set()
+        self.alive = True
+        self.info = info
+        self.spawning = 0
+        self.store_used = 0
+        self.done = 0
+        self.failed = 0
+
+
+class Actor:
+    __slots__ = ("aid", "create", "state", "worker", "node", "queue", "inflight", "restarts",
+                 "name", "cause", "owner", "res", "task_retries", "meta")
+
+    def __init__(self, aid, create_task, owner):
+        opts = create_task.spec[S_OPTS]
+        self.aid = aid
+        self.create = create_task
+        self.state = A_PENDING
+        self.worker = None
+        self.node = None
+        self.queue = deque()     # calls not yet sent, in submission order
+        self.inflight = []       # calls sent to the worker, unfinished
+        self.restarts = opts.get("max_restarts", 0)
+        self.task_retries = opts.get("max_task_retries", 0)
+        self.name = opts.get("name")
+        self.cause = ""
+        self.owner = owner
+        self.res = create_task.res
+        self.meta = opts.get("meta")
+
+
+def fits(req, avail) -> bool:
+    for k, v in req.items():
+        if v and avail.get(k, 0.0) < v - 1e-9:
+            return False
+    return True
+
+
+def _take(req, avail):
+    for k, v in req.items():
+        if v:
+            avail[k] = avail.get(k, 0.0) - v
+
+
+def _give(req, avail):
+    for k, v in req.items():
+        if v:
+            avail[k] = avail.get(k, 0.0) + v
+
+
+class Scheduler:
+    """All cluster state the head keeps; see the module docstring."""
+
+    def __init__(self):
+        self.tasks: dict = {}
+        self.objects: dict = {}
+        self.workers: dict = {}
+        self.nodes: dict = {}
+        self.actors: dict = {}
+        self.names: dict = {}          # (namespace, name) -> actor id
+        self.functions: dict = {}      # fid -> blob
+        self.ready = deque()
+        self.out: list = []
+        self.fn_stats: dict = {}       # fid -> [count, total seconds]
+        self.clients: dict = {}        # client id -> set of oids held
+        self.counts = {"submitted": 0, "finished": 0, "failed": 0, "retried": 0}
+        self._dirty = False
+        self._pending_actors: list = []
+        self.actor_of: dict = {}       # creation result oid -> actor id (handles hold it)
+
+    # ---- nodes and workers ---------------------------------------------------------
+
+    def add_node(self, nid, resources, info=None):
+        self.nodes[nid] = Node(nid, resources, info or {})
+        self._dirty = True
+
+    def add_worker(self, wid, nid, pid, actor_id=None):
+        node = self.nodes.get(nid)
+        if node is None or not node.alive:
+            self.out.append(("kill", nid, wid))
+            return
+        w = Worker(wid, nid, pid, actor_id)
+        self.workers[wid] = w
+        node.workers.add(wid)
+        if actor_id is None:
+            node.spawning = max(0, node.spawning - 1)
+            self._dirty = True
+            return
+        actor = self.actors.get(actor_id)
+        if actor is None or actor.state == A_DEAD:
+            self.out.append(("kill", nid, wid))
+            return
+        actor.worker = wid
+        w.state = BUSY
+        self._dispatch(w, actor.create)
+        self._pump_actor(actor)
+
+    def worker_died(self, wid, cause: str, oom=False):
+        w = self.workers.get(wid)
+        if w is None or w.state == DEAD:
+            return
+        was_blocked = w.blocked
+        w.state = DEAD
+        node = self.nodes.get(w.node)
+        if node is not None:
+            node.workers.discard(wid)
+            if w.held is not None and not was_blocked:
+                _give(w.held, node.avail)
+        w.held = None
+        if w.actor is not None:
+            self._actor_lost(self.actors.get(w.actor), cause)
+        else:
+            for tid in list(w.tasks):
+                t = self.tasks.get(tid)
+                if t is None or t.state != RUNNING:
+                    continue
+                if t.retries > 0:
+                    t.retries -= 1
+                    t.state = READY
+                    t.worker = None
+                    self.counts["retried"] += 1
+                    self.ready.appendleft(tid)
+                else:
+                    cls = WorkerCrashedError
+                    if oom:
+                        from .errors import OutOfMemoryError
+                        cls = OutOfMemoryError
+                    self._fail(t, system_error_payload(
+                        cls, f"the worker running {t.label} died ({cause}) and its retries "
+                             f"ran out; raise max_retries or find why it dies"))
+        w.tasks.clear()
+        self.workers.pop(wid, None)
+        self._dirty = True
+
+    def node_died(self, nid, cause="stopped answering"):
+        node = self.nodes.get(nid)
+        if node is None or not node.alive:
+            return
+        node.alive = False
+        for wid in list(node.workers):
+            self.worker_died(wid, f"its node {nid.hex() if isinstance(nid, bytes) else nid} "
+                                  f"{cause}")
+        for obj in list(self.objects.values()):
+            p = obj.payload
+            if p is not None and p[0] == SHARED and p[1] == nid:
+                self._set_payload(obj, system_error_payload(
+                    NodeDiedError, f"object {obj.oid.hex()} lived on a node that {cause}"),
+                    force=True)
+        self._dirty = True
+
+    # ---- clients and refs ---------------------------------------------------------
+
+    def add_client(self, cid):
+        self.clients.setdefault(cid, set())
+
+    def client_gone(self, cid):
+        held = self.clients.pop(cid, set())
+        for oid in held:
+            obj = self.objects.get(oid)
+            if obj is not None:
+                obj.holders.discard(cid)
+                obj.waiters.discard(cid)
+                self._maybe_free(obj)
+        for a in list(self.actors.values()):
+            if a.owner == cid and a.state != A_DEAD and a.create.spec[S_OPTS].get(
+                    "lifetime") != "detached":
+                self.kill_actor(a.aid, "its creator disconnected")
+
+    def refs(self, cid, events):
+        """Apply a client's ref changes: ``[(oid, +1 | -1), ...]`` in the order they happened."""
+        held = self.clients.setdefault(cid, set())
+        for oid, delta in events:
+            obj = self.objects.get(oid)
+            if delta > 0:
+                if obj is None:
+                    continue  # already freed: a stale ref; nothing to keep
+                obj.holders.add(cid)
+                held.add(oid)
+            else:
+                held.discard(oid)
+                if obj is not None:
+                    obj.holders.discard(cid)
+                    obj.waiters.discard(cid)
+                    self._maybe_free(obj)
+
+    def _obj(self, oid):
+        obj = self.objects.get(oid)
+        if obj is None:
+            obj = self.objects[oid] = Obj(oid)
+        return obj
+
+    def _hold(self, cid, oid):
+        obj = self._obj(oid)
+        obj.holders.add(cid)
+        self.clients.setdefault(cid, set()).add(oid)
+        return obj
+
+    def _maybe_free(self, obj):
+        if obj.payload is None or obj.holders or obj.pins:
+            return
+        self._free(obj)
+
+    def _free(self, obj):
+        self.objects.pop(obj.oid, None)
+        aid = self.actor_of.pop(obj.oid, None)
+        if aid is not None:
+            a = self.actors.get(aid)
+            if a is not None and not a.name and a.create.spec[S_OPTS].get("lifetime") != \
+                    "detached":
+                self.kill_actor(aid, "every handle to it was dropped")
+        p = obj.payload
+        if p is not None and p[0] == SHARED:
+            node = self.nodes.get(p[1])
+            if node is not None:
+                node.store_used -= p[3]
+            self.out.append(("free", p[1], p[2]))
+        for inner in obj.contained:
+            self._unpin(inner)
+
+    def _unpin(self, oid):
+        obj = self.objects.get(oid)
+        if obj is not None:
+            obj.pins -= 1
+            self._maybe_free(obj)
+
+    def _pin(self, oid):
+        self._obj(oid).pins += 1
+
+    # ---- objects ------------------------------------------------------------------
+
+    def put(self, cid, oid, payload, contained=()):
+        obj = self._hold(cid, oid)
+        obj.contained = tuple(contained)
+        for inner in obj.contained:
+            self._pin(inner)
+        self._set_payload(obj, payload)
+
+    def subscribe(self, cid, oids):
+        for oid in oids:
+            obj = self.objects.get(oid)
+            if obj is None:
+                self.out.append(("object", cid, oid, system_error_payload(
+                    _lost(), f"object {oid.hex()} does not exist in this cluster (freed, "
+                             f"or made by another cluster)")))
+            elif obj.payload is not None:
+                self.out.append(("object", cid, oid, obj.payload))
+            else:
+                obj.waiters.add(cid)
+
+    def _set_payload(self, obj, payload, force=False):
+        if obj.payload is not None and not force:
+            return
+        obj.payload = payload
+        if payload[0] == SHARED:
+            obj.size = payload[3]
+            node = self.nodes.get(payload[1])
+            if node is not None:
+                node.store_used += payload[3]
+        for cid in obj.waiters:
+            self.out.append(("object", cid, obj.oid, payload))
+        obj.waiters.clear()
+        waiting, obj.tasks = obj.tasks, []
+        failed = payload[0] == ERROR
+        for tid in waiting:
+            t = self.tasks.get(tid)
+            if t is None or t.state != WAITING:
+                continue
+            if failed:
+                self._fail(t, payload)
+            else:
+                t.deps_left -= 1
+                if t.deps_left == 0:
+                    self._make_ready(t)
+        if not (obj.holders or obj.pins):
+            self._free(obj)
+
+    # ---- tasks ---------------------------------------------------------------------
+
+    def register_function(self, fid, blob):
+        self.functions[fid] = blob
+
+    def submit(self, cid, spec, now=0.0):
+        t = Task(spec, cid, now)
+        self.tasks[t.tid] = t
+        self.counts["submitted"] += 1
+        for oid in spec[S_RETURNS]:
+            self._hold(cid, oid)
+        missing = [oid for oid in spec[S_DEPS] if oid not in self.objects]
+        for oid in spec[S_DEPS]:
+            self._pin(oid)
+        for oid in spec[S_CONTAINED]:
+            self._pin(oid)
+        if missing:
+            self._fail(t, system_error_payload(_lost(), (
+                f"argument object {missing[0].hex()} of {t.label} does not exist in this "
+                f"cluster (it was freed, or it belongs to another cluster)")))
+            for oid in missing:
+                o = self.objects.get(oid)
+                if o is not None and o.payload is None and not (o.pins or o.holders):
+                    del self.objects[oid]
+            return
+        self.out.append(("event", (t.tid, t.label, "queued", now, None, None)))
+        kind = spec[S_KIND]
+        if kind == K_ACTOR_CREATE:
+            aid = spec[S_ACTOR]
+            actor = Actor(aid, t, cid)
+            self.actors[aid] = actor
+            self.actor_of[spec[S_RETURNS][0]] = aid
+            if actor.name is not None:
+                key = (spec[S_OPTS].get("namespace"), actor.name)
+                if key in self.names and self.actors.get(self.names[key]) and \
+                        self.actors[self.names[key]].state != A_DEAD:
+                    self._fail(t, system_error_payload(
+                        ActorDiedError, f"an actor named {actor.name!r} already exists; "
+                                        f"use kit.get_actor({actor.name!r}) or another name"))
+                    actor.state = A_DEAD
+                    return
+                self.names[key] = aid
+        elif kind == K_ACTOR_CALL:
+            actor = self.actors.get(spec[S_ACTOR])
+            if actor is None or actor.state == A_DEAD:
+                why = actor.cause if actor is not None else "no such actor in this cluster"
+                self._fail(t, system_error_payload(ActorDiedError, f"the actor is dead: {why}"))
+                return
+            actor.queue.append(t.tid)
+        deps_left = 0
+        for oid in spec[S_DEPS]:
+            obj = self.objects[oid]
+            if obj.payload is None:
+                obj.tasks.append(t.tid)
+                deps_left += 1
+            elif obj.payload[0] == ERROR:
+                self._fail(t, obj.payload)
+                return
+        t.deps_left = deps_left
+        if deps_left == 0:
+            self._make_ready(t)
+
+    def _make_ready(self, t):
+        t.state = READY
+        kind = t.spec[S_KIND]
+        if kind == K_TASK:
+            self.ready.append(t.tid)
+            self._dirty = True
+        elif kind == K_ACTOR_CREATE:
+            self._place_actor(self.actors[t.spec[S_ACTOR]])
+        else:
+            actor = self.actors.get(t.spec[S_ACTOR])
+            if actor is not None:
+                self._pump_actor(actor)
+
+    def schedule(self):
+        """Give ready tasks to idle workers, spawning workers where slots are free.
+
+        Events only mark the state dirty; the head calls this once per batch of
+        messages, so a burst of submits costs one pass.
+        """
+        self._dirty = False
+        if self._pending_actors:
+            waiting, self._pending_actors = self._pending_actors, []
+            for aid in waiting:
+                a = self.actors.get(aid)
+                if a is not None and a.state in (A_PENDING, A_RESTARTING) and a.node is None:
+                    self._place_actor(a)
+        ready = self.ready
+        if not ready:
+            return
+        nodes = [n for n in self.nodes.values() if n.alive]
+        if not nodes:
+            return
+        idle = {}
+        for w in self.workers.values():
+            if w.state == IDLE and w.actor is None:
+                idle.setdefault(w.node, []).append(w)
+        skipped = []
+        failed_shapes = set()
+        scans = 0
+        while ready and scans < 64:
+            tid = ready.popleft()
+            t = self.tasks.get(tid)
+            if t is None or t.state != READY:
+                continue
+            opts = t.spec[S_OPTS]
+            shape = (tuple(sorted(t.res.items())), opts.get("node") if opts else None, t.fid)
+            if shape in failed_shapes:
+                skipped.append(tid)
+                scans += 1
+                continue
+            w = self._pick_worker(t, nodes, idle)
+            if w is None:
+                failed_shapes.add(shape)
+                skipped.append(tid)
+                scans += 1
+                continue
+            node = self.nodes[w.node]
+            if w.state == IDLE:
+                _take(t.res, node.avail)
+                w.held = t.res
+                w.state = BUSY
+            self._dispatch(w, t)
+        ready.extendleft(reversed(skipped))
+
+    def _pick_worker(self, t, nodes, idle):
+        want = t.spec[S_OPTS].get("node") if t.spec[S_OPTS] else None
+        best, best_score = None, None
+        for node in nodes:
+            if want is not None and node.nid != want:
+                continue
+            if not fits(t.res, node.avail):
+                continue
+            ws = idle.get(node.nid)
+            score = node.avail.get("CPU", 0.0) + self._locality(t, node.nid)
+            if ws:
+                if best_score is None or score > best_score:
+                    best, best_score = node, score
+            elif node.spawning < max(1, int(node.avail.get("CPU", 0.0))):
+                node.spawning += 1
+                self.out.append(("spawn", node.nid, None))
+        if best is not None:
+            return idle[best.nid].pop()
+        # No free slot: queue behind a busy worker if this function is known to be
+        # short and so is everything already queued there.
+        if not self._fast(t.fid):
+            return None
+        best = None
+        for w in self.workers.values():
+            if (w.state == BUSY and w.actor is None and not w.blocked and
+                    len(w.tasks) < PIPELINE_DEPTH and w.held == t.res and
+                    (want is None or w.node == want) and
+                    all(self._fast(self.tasks[x].fid) for x in w.tasks if x in self.tasks)):
+                if best is None or len(w.tasks) < len(best.tasks):
+                    best = w
+        return best
+
+    def _fast(self, fid):
+        st = self.fn_stats.get(fid)
+        return st is not None and st[0] >= 3 and st[1] / st[0] <= FAST_TASK_SECONDS
+
+    def _locality(self, t, nid):
+        score = 0.0
+        for oid in t.spec[S_DEPS]:
+            obj = self.objects.get(oid)
+            if obj is not None and obj.payload is not None and obj.payload[0] == SHARED \
+                    and obj.payload[1] == nid:
+                score += 1 + obj.size / 1e6
+        return score
+
+    def _dispatch(self, w, t):
+        t.state = RUNNING
+        t.worker = w.wid
+        t.node = w.node
+        w.tasks.append(t.tid)
+        deps = {}
+        for oid in t.spec[S_DEPS]:
+            deps[oid] = self.objects[oid].payload
+        fid = t.fid
+        send_fid = None
+        if fid is not None and fid not in w.fids:
+            w.fids.add(fid)
+            send_fid = fid
+        self.out.append(("dispatch", w.wid, (t.spec, send_fid, deps)))
+
+    def task_started(self, wid, tid, now):
+        t = self.tasks.get(tid)
+        if t is not None:
+            t.started = now
+            self.out.append(("event", (tid, t.label, "running", now, wid,
+                                       self.workers[wid].node if wid in self.workers else None)))
+
+    def task_done(self, wid, tid, results, started, finished, retry=False):
+        """A worker finished a task: ``results`` is ``[(oid, payload, contained), ...]``."""
+        t = self.tasks.get(tid)
+        w = self.workers.get(wid)
+        if w is not None:
+            try:
+                w.tasks.remove(tid)
+            except ValueError:
+                pass
+            if w.actor is None and not w.tasks and w.state != DEAD:
+                if not w.blocked:
+                    _give(w.held or {}, self.nodes[w.node].avail)
+                w.held = None
+                w.state = IDLE
+        if t is None or t.state not in (RUNNING, CANCELLED):
+            self._dirty = True
+            return
+        if t.state == CANCELLED:
+            self._dirty = True
+            return
+        t.started, t.finished = started, finished
+        st = self.fn_stats.setdefault(t.fid, [0, 0.0])
+        st[0] += 1
+        st[1] += max(0.0, finished - started)
+        failed = any(p[0] == ERROR for _, p, _ in results)
+        if failed and retry and t.retries > 0:
+            t.retries -= 1
+            t.state = READY
+            self.counts["retried"] += 1
+            self.ready.appendleft(tid)
+            self._dirty = True
+            return
+        node = self.nodes.get(t.node)
+        if node is not None:
+            if failed:
+                node.failed += 1
+            else:
+                node.done += 1
+        t.state = FAILED if failed else FINISHED
+        self.counts["failed" if failed else "finished"] += 1
+        self.out.append(("event", (tid, t.label, t.state.lower(), finished, wid, t.node,
+                                   started)))
+        kind = t.spec[S_KIND]
+        for oid, payload, contained in results:
+            obj = self.objects.get(oid)
+            if obj is None:
+                # Nobody holds the result any more: free what it would have kept.
+                if payload[0] == SHARED:
+                    self.out.append(("free", payload[1], payload[2]))
+                continue
+            obj.contained = tuple(contained)
+            for inner in obj.contained:
+                self._pin(inner)
+            self._push_owner(t, obj, payload)
+            self._set_payload(obj, payload)
+        self._release(t)
+        if kind == K_ACTOR_CREATE:
+            actor = self.actors.get(t.spec[S_ACTOR])
+            if actor is not None:
+                if failed:
+                    actor.cause = "its __init__ raised"
+                    self.kill_actor(actor.aid, "its constructor raised an exception",
+                                    error=results[0][1])
+                else:
+                    actor.state = A_ALIVE
+                    self._pump_actor(actor)
+        elif kind == K_ACTOR_CALL:
+            actor = self.actors.get(t.spec[S_ACTOR])
+            if actor is not None:
+                try:
+                    actor.inflight.remove(tid)
+                except ValueError:
+                    pass
+        self._dirty = True
+
+    def _push_owner(self, t, obj, payload):
+        # The submitter most likely gets its result: send it without being asked.
+        if t.owner in obj.holders and t.owner not in obj.waiters:
+            self.out.append(("object", t.owner, obj.oid, payload))
+
+    def _release(self, t):
+        spec = t.spec
+        if spec[S_KIND] == K_ACTOR_CREATE:
+            return  # kept (args pinned) for restarts; released by kill_actor
+        self.tasks.pop(t.tid, None)
+        for oid in spec[S_DEPS]:
+            self._unpin(oid)
+        for oid in spec[S_CONTAINED]:
+            self._unpin(oid)
+
+    def _fail(self, t, payload):
+        """Fail a task without running it (or after it ran): its returns get ``payload``."""
+        if t.state in (FINISHED, FAILED):
+            return
+        cancelled = t.state == CANCELLED
+        if not cancelled:
+            t.state = FAILED
+            self.counts["failed"] += 1
+        self.out.append(("event", (t.tid, t.label, "failed", None, t.worker, t.node, None)))
+        for oid in t.spec[S_RETURNS]:
+            obj = self.objects.get(oid)
+            if obj is not None:
+                self._push_owner(t, obj, payload)
+                self._set_payload(obj, payload)
+        self._release(t)
+
+    def worker_blocked(self, wid, blocked: bool):
+        w = self.workers.get(wid)
+        if w is None or w.state == DEAD or w.blocked == blocked:
+            return
+        w.blocked = blocked
+        node = self.nodes.get(w.node)
+        if w.held and node is not None:
+            (_give if blocked else _take)(w.held, node.avail)
+        if blocked:
+            self._dirty = True
+
+    def cancel(self, tid, force=False):
+        t = self.tasks.get(tid)
+        if t is None or t.state in (FINISHED, FAILED, CANCELLED):
+            return False
+        payload = system_error_payload(TaskCancelledError, f"task {t.label} was cancelled")
+        if t.state == RUNNING:
+            w = self.workers.get(t.worker)
+            if force and w is not None and w.actor is None:
+                t.retries = 0
+                self.out.append(("kill", w.node, w.wid))
+            elif w is not None:
+                self.out.append(("cancel", w.wid, tid))
+        prev = t.state
+        t.state = CANCELLED
+        self.counts["failed"] += 1
+        if prev == READY:
+            try:
+                self.ready.remove(tid)
+            except ValueError:
+                pass
+        for oid in t.spec[S_RETURNS]:
+            obj = self.objects.get(oid)
+            if obj is not None:
+                self._push_owner(t, obj, payload)
+                self._set_payload(obj, payload)
+        if prev != RUNNING:
+            self._release(t)
+        else:
+            self.tasks.pop(tid, None)
+            for oid in t.spec[S_DEPS]:
+                self._unpin(oid)
+            for oid in t.spec[S_CONTAINED]:
+                self._unpin(oid)
+        return True
+
+    # ---- actors --------------------------------------------------------------------
+
+    def _place_actor(self, actor):
+        want = actor.create.spec[S_OPTS].get("node")
+        best = None
+        for node in self.nodes.values():
+            if not node.alive or (want is not None and node.nid != want):
+                continue
+            if fits(actor.res, node.avail):
+                if best is None or node.avail.get("CPU", 0) > best.avail.get("CPU", 0):
+                    best = node
+        if best is None:
+            # Wait for resources: placement is tried again on every schedule pass.
+            self._pending_actors.append(actor.aid)
+            return
+        _take(actor.res, best.avail)
+        actor.node = best.nid
+        self.out.append(("spawn", best.nid, actor.aid))
+
+    def _pump_actor(self, actor):
+        if actor.worker is None or actor.state == A_DEAD:
+            return
+        w = self.workers.get(actor.worker)
+        if w is None:
+            return
+        q = actor.queue
+        while q:
+            t = self.tasks.get(q[0])
+            if t is None or t.state in (CANCELLED, FAILED, FINISHED):
+                q.popleft()
+                continue
+            if t.state != READY:
+                break
+            q.popleft()
+            actor.inflight.append(t.tid)
+            self._dispatch(w, t)
+
+    def _actor_lost(self, actor, cause):
+        if actor is None or actor.state == A_DEAD:
+            return
+        actor.worker = None
+        if actor.restarts != 0 and actor.state != A_PENDING:
+            actor.restarts -= 1
+            actor.state = A_RESTARTING
+            requeue = []
+            for tid in actor.inflight:
+                t = self.tasks.get(tid)
+                if t is None:
+                    continue
+                if actor.task_retries != 0:
+                    t.state = READY
+                    requeue.append(tid)
+                else:
+                    self._fail(t, system_error_payload(
+                        ActorDiedError, f"the actor died ({cause}) while running this call"))
+            actor.inflight = []
+            actor.queue.extendleft(reversed(requeue))
+            if actor.task_retries > 0:
+                actor.task_retries -= 1
+            actor.create.state = READY
+            node = self.nodes.get(actor.node)
+            if node is not None and node.alive:
+                self.out.append(("spawn", actor.node, actor.aid))
+            else:
+                actor.node = None
+                self._place_actor(actor)
+            return
+        self.kill_actor(actor.aid, cause, from_death=True)
+
+    def kill_actor(self, aid, cause, error=None, from_death=False):
+        actor = self.actors.get(aid)
+        if actor is None or actor.state == A_DEAD:
+            return
+        actor.state = A_DEAD
+        actor.cause = cause
+        node = self.nodes.get(actor.node)
+        if node is not None:
+            _give(actor.res, node.avail)
+        actor.node = None
+        if actor.worker is not None and not from_death:
+            w = self.workers.get(actor.worker)
+            if w is not None:
+                self.out.append(("kill", w.node, w.wid))
+        msg = f"the actor {actor.meta or ''} died: {cause}".replace("  ", " ")
+        payload = error if error is not None else system_error_payload(ActorDiedError, msg)
+        dead = system_error_payload(ActorDiedError, msg)
+        for tid in list(actor.inflight) + list(actor.queue):
+            t = self.tasks.get(tid)
+            if t is not None:
+                self._fail(t, dead)
+        actor.inflight, actor.queue = [], deque()
+        c = actor.create
+        if c.state not in (FINISHED, FAILED):
+            self._fail(c, payload)
+        self.tasks.pop(c.tid, None)
+        for oid in c.spec[S_DEPS]:
+            self._unpin(oid)
+        for oid in c.spec[S_CONTAINED]:
+            self._unpin(oid)
+        self._dirty = True
+
+    # ---- views ---------------------------------------------------------------------
+
+    def snapshot(self):
+        """Per-node state for ``nodes()``, status tables and widgets."""
+        out = []
+        for n in self.nodes.values():
+            running = queued = 0
+            for wid in n.workers:
+                w = self.workers.get(wid)
+                if w is not None and w.actor is None:
+                    running += 1 if w.tasks else 0
+                    queued += max(0, len(w.tasks) - 1)
+            out.append({
+                "node_id": n.nid, "alive": n.alive, "resources": dict(n.total),
+                "available": dict(n.avail), "workers": len(n.workers), "running": running,
+                "queued": queued, "done": n.done, "failed": n.failed,
+                "store_used": n.store_used, **n.info,
+            })
+        return out
+
+
+def _lost():
+    from .errors import ObjectLostError
+    return ObjectLostError

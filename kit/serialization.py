@@ -1,0 +1,178 @@
+"""Turning values into payloads and back.
+
+A *payload* is what the head stores and forwards for an object:
+
+    (INLINE, bytes)                 a small value, pickled in band
+    (SHARED, node_id, name, size)   a large value in a node's shared memory
+    (ERROR, info)                   the object is an error (see ``error_payload``)
+
+Values are pickled with cloudpickle and protocol 5. When the out-of-band
+buffers of a value add up to more than ``INLINE_LIMIT`` the value goes to the
+node's shared memory (``kit.object_store``) instead of into a message; readers
+on that node map it without copying.
+
+While a value is pickled, every ``ObjectRef`` inside it is recorded, so the head
+can keep those objects alive for as long as the outer value lives.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import traceback
+
+import cloudpickle
+
+from . import object_store
+from .errors import (ActorDiedError, GetTimeoutError, KitError, NodeDiedError, ObjectLostError,
+                     ObjectStoreFullError, OutOfMemoryError, SerializationError, TaskCancelledError,
+                     TaskError, WorkerCrashedError)
+
+INLINE, SHARED, ERROR = 0, 1, 2
+INLINE_LIMIT = 100 * 1024
+
+_local = threading.local()
+
+
+class _Collect:
+    """Context in which pickled ObjectRefs are recorded (see ``ObjectRef.__reduce__``)."""
+
+    def __enter__(self):
+        self.prev = getattr(_local, "refs", None)
+        _local.refs = self.refs = []
+        return self
+
+    def __exit__(self, *exc):
+        _local.refs = self.prev
+
+
+def note_ref(oid: bytes) -> None:
+    """Called while pickling an ObjectRef: remember it as contained in the value."""
+    refs = getattr(_local, "refs", None)
+    if refs is not None:
+        refs.append(oid)
+
+
+def dumps(value) -> tuple[bytes, list]:
+    """Pickle ``value`` in band; return ``(bytes, contained ref ids)``.
+
+    Raises:
+        SerializationError: the value cannot be pickled.
+    """
+    with _Collect() as c:
+        try:
+            data = cloudpickle.dumps(value, protocol=5)
+        except Exception as e:
+            raise SerializationError(f"cannot pickle {type(value).__name__}: {e}") from e
+    return data, c.refs
+
+
+def to_payload(value, store_name=None, node_id=None):
+    """Serialize ``value``; large values go to shared memory under ``store_name``.
+
+    Returns ``(payload, contained_ids)``. ``store_name`` is a callable giving a
+    fresh shared-memory name; without it every value is inline.
+    """
+    buffers = []
+    with _Collect() as c:
+        try:
+            meta = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        except Exception as e:
+            raise SerializationError(f"cannot pickle {type(value).__name__}: {e}") from e
+    if not buffers:
+        if len(meta) <= INLINE_LIMIT or store_name is None:
+            return (INLINE, meta), c.refs
+        raws = []
+    else:
+        raws = [b.raw() for b in buffers]
+        size = sum(r.nbytes for r in raws)
+        if size + len(meta) <= INLINE_LIMIT or store_name is None:
+            with _Collect():
+                data = cloudpickle.dumps(value, protocol=5)
+            return (INLINE, data), c.refs
+    name = store_name()
+    size = object_store.write(name, meta, raws)
+    return (SHARED, node_id, name, size), c.refs
+
+
+def from_payload(payload, fetch=None):
+    """Rebuild the value of a payload; raise the stored error for error payloads.
+
+    ``fetch(payload)`` maps a shared payload held by another node into a local
+    name; without it, shared payloads are mapped directly.
+    """
+    kind = payload[0]
+    if kind == INLINE:
+        return pickle.loads(payload[1])
+    if kind == SHARED:
+        name = payload[2]
+        if fetch is not None:
+            name = fetch(payload)
+        try:
+            meta, bufs = object_store.read(name)
+        except FileNotFoundError:
+            raise ObjectLostError(f"object in shared memory {name!r} is gone (freed or its node died)")
+        return pickle.loads(meta, buffers=bufs)
+    if kind == ERROR:
+        raise error_from_info(payload[1])
+    raise SerializationError(f"unknown payload kind {kind!r}")
+
+
+# ---- errors as payloads --------------------------------------------------------------
+
+_SYSTEM = {c.__name__: c for c in (WorkerCrashedError, OutOfMemoryError, ActorDiedError,
+                                   NodeDiedError, ObjectLostError, TaskCancelledError,
+                                   ObjectStoreFullError, GetTimeoutError, SerializationError,
+                                   KitError)}
+
+
+def task_error_payload(exc: BaseException, function: str, node_id: str, pid: int):
+    """Payload for an exception raised by user code in a task."""
+    if isinstance(exc, TaskError):
+        # A failed dependency fetched with get inside a task: pass it on unchanged.
+        info = ("task", _try_dumps(exc.cause), exc.cause_type, exc.args[0] if exc.args else "",
+                exc.traceback_str, exc.function, exc.node_id, exc.pid)
+        return (ERROR, info)
+    if isinstance(exc, KitError) and type(exc).__name__ in _SYSTEM:
+        return (ERROR, ("sys", type(exc).__name__, str(exc)))
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        msg = str(exc)
+    except Exception:
+        msg = f"<{type(exc).__name__} with unprintable message>"
+    info = ("task", _try_dumps(exc), type(exc).__name__, msg, tb, function, node_id, pid)
+    return (ERROR, info)
+
+
+def system_error_payload(cls, message: str):
+    """Payload for an error kit itself raises (crash, cancel, lost object...)."""
+    return (ERROR, ("sys", cls.__name__, message))
+
+
+def _try_dumps(exc):
+    if exc is None:
+        return None
+    try:
+        blob = cloudpickle.dumps(exc, protocol=5)
+        pickle.loads(blob)  # it must also come back on the other side
+        return blob
+    except Exception:
+        return None
+
+
+def error_from_info(info) -> BaseException:
+    if info[0] == "sys":
+        cls = _SYSTEM.get(info[1], KitError)
+        return cls(info[2])
+    _, blob, type_name, msg, tb, function, node_id, pid = info
+    cause = None
+    if blob is not None:
+        try:
+            cause = pickle.loads(blob)
+        except Exception:
+            cause = None
+    return TaskError.build(cause, type_name, msg, tb, function, node_id, pid)
+
+
+def is_error(payload) -> bool:
+    return payload[0] == ERROR

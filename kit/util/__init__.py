@@ -1,0 +1,3 @@
+"""Ray's ``ray.util`` names that tutorials use."""
+
+from . import scheduling_strategies as scheduling_strategies  # noqa: F401

@@ -1,0 +1,3 @@
+"""``ray.util.scheduling_strategies`` names."""
+
+from ..scheduling import NodeAffinitySchedulingStrategy  # noqa: F401

@@ -1,0 +1,352 @@
+"""A worker process: runs tasks, or hosts one actor.
+
+    head ── TASKS ──▶ io thread ──▶ queue ──▶ main thread: run, pickle results
+    head ◀── DONE (batched while more tasks wait) ◀── main thread
+
+Forked from its node's zygote with kit already imported. Functions arrive once
+(the head sends a function's pickle the first time this worker runs it) and are
+cached by id. What a task prints goes to the driver, line by line, labelled
+with the function, pid and node. ``kit.cancel`` interrupts the running task by
+signalling the main thread (so ``time.sleep`` is interrupted too).
+
+An actor worker runs its creation task first and then the calls, in order,
+one at a time; with ``max_concurrency > 1`` on a thread pool; ``async def``
+methods on an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import pickle
+import queue
+import signal
+import sys
+import threading
+import time
+
+from . import client as client_mod
+from . import context, serialization
+from .errors import SerializationError, TaskCancelledError
+from .object_ref import ObjectRef
+from .protocol import Kind
+from .scheduler import (K_ACTOR_CALL, K_ACTOR_CREATE, S_ACTOR, S_ARGS, S_DEPS, S_FID, S_KIND,
+                        S_LABEL, S_METHOD, S_OPTS, S_RETRY_EXC, S_RETURNS, S_TID)
+
+
+class Dep:
+    """Marks a top-level ObjectRef argument; the worker puts the value in its place."""
+
+    __slots__ = ("oid",)
+
+    def __init__(self, oid):
+        self.oid = oid
+
+    def __reduce__(self):
+        return (Dep, (self.oid,))
+
+
+class LogStream:
+    """stdout/stderr of a worker: complete lines go to the driver, labelled."""
+
+    def __init__(self, worker, name):
+        self.worker = worker
+        self.name = name
+        self.buf = ""
+        self.lock = threading.Lock()
+
+    def write(self, text):
+        if not text:
+            return 0
+        with self.lock:
+            self.buf += text
+            if "\n" in self.buf:
+                lines, self.buf = self.buf.rsplit("\n", 1)
+                self.worker.log(self.name, lines)
+        return len(text)
+
+    def flush(self):
+        with self.lock:
+            if self.buf:
+                text, self.buf = self.buf, ""
+                self.worker.log(self.name, text)
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        raise OSError("kit worker output is a stream to the driver")
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+
+class Worker:
+    def __init__(self, cfg, wid, actor_id):
+        self.cfg = cfg
+        self.wid = wid
+        self.actor_id = actor_id
+        self.node_tag = cfg["tag"]
+        self.node_hex = cfg["node_hex"]
+        self.q = queue.SimpleQueue()
+        self.functions = {}
+        self.current = None            # task id running on the main thread
+        self.cancelled = set()
+        self.instance = None
+        self.pool = None
+        self.loop = None
+        self.pending_done = []
+        self.done_lock = threading.Lock()
+        self.client = client_mod.Client(
+            cfg["address"], cfg["token"], "worker", cid=wid,
+            info={"node": cfg["node_id"], "actor": actor_id}, on_message=self.on_message)
+        self.client.node_id = cfg["node_id"]
+        self.client.node_tag = cfg["tag"]
+        client_mod.install(self.client)
+        context.set_worker(node_id=self.node_hex, worker_id=wid.hex(),
+                           actor_id=actor_id.hex() if actor_id else None)
+        self.store_name = self.client.store_name()
+
+    # ---- messages from the io thread ---------------------------------------------
+
+    def on_message(self, kind, body):
+        if kind == Kind.TASKS:
+            for item in body:
+                self.q.put(item)
+        elif kind == Kind.CANCEL:
+            tid = body[0]
+            self.cancelled.add(tid)
+            if self.current == tid:
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
+    def log(self, stream, text):
+        ctx = context.current_task()
+        tid, label = (ctx if ctx else (None, "worker"))
+        self.client.logs.append((tid, label, os.getpid(), self.node_hex, stream, text))
+
+    # ---- running -----------------------------------------------------------------
+
+    def serve(self):
+        signal.signal(signal.SIGUSR1, self._on_cancel_signal)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        q = self.q
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            self.run_item(item)
+            if q.empty():
+                self._flush_done()
+            elif len(self.pending_done) >= 64:
+                self._flush_done()
+
+    def _on_cancel_signal(self, signum, frame):
+        if self.current is not None and self.current in self.cancelled:
+            raise TaskCancelledError("the task was cancelled")
+
+    def _flush_done(self):
+        with self.done_lock:
+            batch, self.pending_done = self.pending_done, []
+        if batch:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self.client.send(Kind.DONE, batch)
+
+    def _finish(self, tid, results, started, retry=False, now_flush=False):
+        with self.done_lock:
+            self.pending_done.append((tid, results, started, time.time(), retry))
+        if now_flush:
+            self._flush_done()
+
+    def function(self, fid, blob):
+        fn = self.functions.get(fid)
+        if fn is None:
+            fn = self.functions[fid] = pickle.loads(blob)
+        return fn
+
+    def run_item(self, item):
+        spec, blob, deps = item
+        tid = spec[S_TID]
+        started = time.time()
+        if tid in self.cancelled:
+            self._finish(tid, self._error_results(spec, TaskCancelledError(
+                f"task {spec[S_LABEL]} was cancelled")), started)
+            return
+        kind = spec[S_KIND]
+        if kind == K_ACTOR_CALL and self.pool is not None:
+            self.pool.submit(self._run_threaded, spec, deps, started)
+            return
+        if kind == K_ACTOR_CALL and self.loop is not None and self._is_async(spec):
+            asyncio.run_coroutine_threadsafe(self._run_async(spec, deps, started), self.loop)
+            return
+        self.current = tid
+        try:
+            results, retry = self._execute(spec, blob, deps)
+        finally:
+            self.current = None
+            self.cancelled.discard(tid)
+        self._finish(tid, results, started, retry)
+
+    def _is_async(self, spec):
+        fn = getattr(type(self.instance), spec[S_METHOD], None)
+        return inspect.iscoroutinefunction(fn)
+
+    def _execute(self, spec, blob, deps):
+        label = spec[S_LABEL]
+        context.set_task(spec[S_TID], label)
+        try:
+            try:
+                fn = self._callable(spec, blob)
+                args, kwargs = self._args(spec, deps)
+            except TaskCancelledError as e:
+                return self._error_results(spec, e), False
+            except Exception as e:
+                return self._error_results(spec, e), False
+            try:
+                value = fn(*args, **kwargs)
+            except TaskCancelledError as e:
+                return self._error_results(spec, e), False
+            except (Exception, KeyboardInterrupt) as e:
+                return self._error_results(spec, e), self._retryable(spec, e)
+            if spec[S_KIND] == K_ACTOR_CREATE:
+                self._become_actor(value, spec)
+                value = None
+            return self._results(spec, value), False
+        finally:
+            context.set_task(None, None)
+
+    def _callable(self, spec, blob):
+        kind = spec[S_KIND]
+        if kind == K_ACTOR_CALL:
+            return getattr(self.instance, spec[S_METHOD])
+        fid = spec[S_FID]
+        fn = self.functions.get(fid)
+        if fn is None:
+            if blob is None:
+                raise SerializationError(f"function of {spec[S_LABEL]} never arrived")
+            try:
+                fn = self.functions[fid] = pickle.loads(blob)
+            except Exception as e:
+                raise SerializationError(
+                    f"the function {spec[S_LABEL]} could not be unpickled on the worker: "
+                    f"{type(e).__name__}: {e}; make sure the modules it uses are installed "
+                    f"on every node") from e
+        return fn
+
+    def _args(self, spec, deps):
+        payload = spec[S_ARGS]
+        if payload is None:
+            return (), {}
+        try:
+            args, kwargs = serialization.from_payload(payload)
+        except Exception as e:
+            raise SerializationError(
+                f"the arguments of {spec[S_LABEL]} could not be unpickled on the worker: "
+                f"{type(e).__name__}: {e}") from e
+        if spec[S_DEPS]:
+            values = {oid: serialization.from_payload(p) for oid, p in deps.items()}
+            args = [values[a.oid] if type(a) is Dep else a for a in args]
+            for k, v in kwargs.items():
+                if type(v) is Dep:
+                    kwargs[k] = values[v.oid]
+        return args, kwargs
+
+    def _results(self, spec, value):
+        returns = spec[S_RETURNS]
+        n = len(returns)
+        if n == 1:
+            values = (value,)
+        elif n == 0:
+            return []
+        else:
+            try:
+                values = tuple(value)
+            except TypeError:
+                values = None
+            if values is None or len(values) != n:
+                return self._error_results(spec, ValueError(
+                    f"{spec[S_LABEL]} has num_returns={n} but returned "
+                    f"{type(value).__name__} that is not a sequence of {n} values"))
+        out = []
+        for oid, v in zip(returns, values):
+            try:
+                payload, contained = serialization.to_payload(v, self.store_name,
+                                                              self.client.node_id)
+            except SerializationError as e:
+                return self._error_results(spec, SerializationError(
+                    f"the result of {spec[S_LABEL]} cannot be pickled: {e}; return plain "
+                    f"data, or build the object on the caller's side"))
+            out.append((oid, payload, contained))
+        return out
+
+    def _error_results(self, spec, exc):
+        payload = serialization.task_error_payload(exc, spec[S_LABEL], self.node_hex,
+                                                   os.getpid())
+        return [(oid, payload, ()) for oid in spec[S_RETURNS]]
+
+    def _retryable(self, spec, exc):
+        rule = spec[S_RETRY_EXC]
+        if not rule:
+            return False
+        if rule is True:
+            return True
+        try:
+            types = pickle.loads(rule)
+            return isinstance(exc, tuple(types))
+        except Exception:
+            return False
+
+    # ---- actors ------------------------------------------------------------------
+
+    def _become_actor(self, instance, spec):
+        self.instance = instance
+        opts = spec[S_OPTS]
+        conc = opts.get("max_concurrency", 1)
+        has_async = any(inspect.iscoroutinefunction(m) for _, m in
+                        inspect.getmembers(type(instance), inspect.isfunction))
+        if has_async:
+            self.loop = asyncio.new_event_loop()
+            threading.Thread(target=self.loop.run_forever, daemon=True,
+                             name="kit-actor-loop").start()
+        if conc > 1 and not has_async:
+            from concurrent.futures import ThreadPoolExecutor
+            self.pool = ThreadPoolExecutor(conc, thread_name_prefix="kit-actor")
+
+    def _run_threaded(self, spec, deps, started):
+        results, retry = self._execute(spec, None, deps)
+        self._finish(spec[S_TID], results, started, retry, now_flush=True)
+
+    async def _run_async(self, spec, deps, started):
+        tid = spec[S_TID]
+        try:
+            fn = getattr(self.instance, spec[S_METHOD])
+            args, kwargs = self._args(spec, deps)
+            value = await fn(*args, **kwargs)
+            results = self._results(spec, value)
+        except Exception as e:
+            results = self._error_results(spec, e)
+        self._finish(tid, results, started, now_flush=True)
+
+
+def create_instance(cls, args, kwargs):
+    """The creation task of an actor: the class's constructor."""
+    return cls(*args, **kwargs)
+
+
+def main(cfg, wid, actor_id=None):
+    """Entry point of a forked worker process."""
+    w = Worker(cfg, wid, actor_id)
+    sys.stdout = LogStream(w, "stdout")
+    sys.stderr = LogStream(w, "stderr")
+    try:
+        w.serve()
+    finally:
+        try:
+            w.client.close(notify=False)
+        except Exception:
+            pass
+
+
+_ = ObjectRef

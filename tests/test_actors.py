@@ -1,0 +1,184 @@
+"""Actors: state, ordering, handles passed around, concurrency, death."""
+
+import asyncio
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import kit
+
+
+@kit.remote
+class Counter:
+    def __init__(self, start=0):
+        self.n = start
+
+    def inc(self):
+        self.n += 1
+        return self.n
+
+    def get_value(self):
+        return self.n
+
+    def pid(self):
+        return os.getpid()
+
+    def fail(self):
+        raise KeyError("nope")
+
+
+def test_counters_and_order(cluster):
+    cs = [Counter.remote() for _ in range(4)]
+    for c in cs:
+        for _ in range(3):
+            c.inc.remote()
+    assert kit.get([c.get_value.remote() for c in cs]) == [3, 3, 3, 3]
+    c = Counter.remote(10)
+    refs = [c.inc.remote() for _ in range(200)]
+    assert kit.get(refs) == list(range(11, 211))
+
+
+def test_four_actors_live_on_two_slots(cluster):
+    cs = [Counter.remote() for _ in range(4)]
+    pids = kit.get([c.pid.remote() for c in cs], timeout=30)
+    assert len(set(pids)) == 4
+
+
+def test_handle_passed_to_tasks(cluster):
+    @kit.remote
+    class Messages:
+        def __init__(self):
+            self.msgs = []
+
+        def add(self, m):
+            self.msgs.append(m)
+
+        def take(self):
+            out, self.msgs = self.msgs, []
+            return out
+
+    @kit.remote
+    def worker(box, i):
+        for j in range(20):
+            box.add.remote(f"{i}:{j}")
+        return i
+
+    box = Messages.remote()
+    kit.get([worker.remote(box, i) for i in range(3)])
+    got = []
+    deadline = time.time() + 10
+    while len(got) < 60 and time.time() < deadline:
+        got += kit.get(box.take.remote())
+    assert sorted(got) == sorted(f"{i}:{j}" for i in range(3) for j in range(20))
+    for i in range(3):  # each caller's calls arrive in the order it made them
+        mine = [m for m in got if m.startswith(f"{i}:")]
+        assert mine == [f"{i}:{j}" for j in range(20)]
+
+
+def test_method_error_keeps_actor_alive(cluster):
+    c = Counter.remote()
+    with pytest.raises(KeyError):
+        kit.get(c.fail.remote())
+    assert kit.get(c.inc.remote()) == 1
+
+
+def test_constructor_error(cluster):
+    @kit.remote
+    class Bad:
+        def __init__(self):
+            raise RuntimeError("cannot build")
+
+        def f(self):
+            return 1
+
+    b = Bad.remote()
+    with pytest.raises(kit.KitError):
+        kit.get(b.f.remote(), timeout=10)
+
+
+def test_named_actor_and_kill(cluster):
+    c = Counter.options(name="the_counter").remote()
+    kit.get(c.inc.remote())
+    same = kit.get_actor("the_counter")
+    assert kit.get(same.inc.remote()) == 2
+    with pytest.raises(ValueError):
+        kit.get_actor("no_such_actor")
+    kit.kill(c)
+    with pytest.raises(kit.ActorDiedError):
+        kit.get(c.inc.remote(), timeout=10)
+
+
+def test_actor_process_death_fails_calls(cluster):
+    c = Counter.remote()
+    pid = kit.get(c.pid.remote())
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(kit.ActorDiedError):
+        kit.get(c.inc.remote(), timeout=10)
+
+
+def test_actor_restart(cluster):
+    c = Counter.options(max_restarts=1).remote(5)
+    pid = kit.get(c.pid.remote())
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.3)
+    assert kit.get(c.inc.remote(), timeout=20) == 6  # __init__ ran again
+
+
+def test_max_concurrency_threads(cluster):
+    @kit.remote
+    class Sleeper:
+        def nap(self, t):
+            time.sleep(t)
+            return threading.get_ident()
+
+    s = Sleeper.options(max_concurrency=4).remote()
+    kit.get(s.nap.remote(0))
+    t = time.perf_counter()
+    idents = kit.get([s.nap.remote(0.5) for _ in range(4)])
+    assert time.perf_counter() - t < 1.5
+    assert len(set(idents)) > 1
+
+
+def test_async_actor(cluster):
+    @kit.remote
+    class AsyncActor:
+        async def work(self, t):
+            await asyncio.sleep(t)
+            return t
+
+    a = AsyncActor.remote()
+    t = time.perf_counter()
+    assert kit.get([a.work.remote(0.4) for _ in range(4)]) == [0.4] * 4
+    assert time.perf_counter() - t < 1.5
+
+
+def test_actor_handle_dropped_stops_process(cluster):
+    c = Counter.remote()
+    pid = kit.get(c.pid.remote())
+    del c
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("actor process still alive after its last handle was dropped")
+
+
+def test_actor_calls_actor(cluster):
+    @kit.remote
+    class Caller:
+        def __init__(self, other):
+            self.other = other
+
+        def poke(self):
+            return kit.get(self.other.inc.remote())
+
+    target = Counter.remote()
+    caller = Caller.remote(target)
+    assert kit.get([caller.poke.remote() for _ in range(3)]) == [1, 2, 3]

@@ -1,0 +1,278 @@
+"""Tasks, refs, get/wait/put and errors on a real local cluster."""
+
+import asyncio
+import concurrent.futures
+import pickle
+import time
+
+import pytest
+
+import kit
+
+
+@kit.remote
+def square(x):
+    return x * x
+
+
+@kit.remote
+def add(a, b):
+    return a + b
+
+
+@kit.remote
+def boom(msg):
+    raise ValueError(msg)
+
+
+def test_remote_returns_ref_at_once_and_get(cluster):
+    @kit.remote
+    def slow():
+        time.sleep(0.5)
+        return 7
+
+    t = time.perf_counter()
+    ref = slow.remote()
+    assert time.perf_counter() - t < 0.25
+    assert isinstance(ref, kit.ObjectRef)
+    assert kit.get(ref) == 7
+
+
+def test_map_and_order(cluster):
+    assert kit.get([square.remote(i) for i in range(4)]) == [0, 1, 4, 9]
+    assert kit.get([square.remote(i) for i in range(500)]) == [i * i for i in range(500)]
+
+
+def test_refs_as_top_level_args_become_values(cluster):
+    a, b = square.remote(3), square.remote(4)
+    assert kit.get(add.remote(a, b)) == 25
+    assert kit.get(add.remote(a, b=b)) == 25
+
+
+def test_nested_refs_stay_refs(cluster):
+    @kit.remote
+    def kinds(xs, d):
+        return [type(x).__name__ for x in xs], type(d["k"]).__name__, kit.get(xs[0]) + kit.get(d["k"])
+
+    r = square.remote(2)
+    kinds_, dk, total = kit.get(kinds.remote([r], {"k": r}))
+    assert kinds_ == ["ObjectRef"] and dk == "ObjectRef" and total == 8
+
+
+def test_tree_aggregation(cluster):
+    values = [kit.put(i) for i in range(1, 65)]
+    while len(values) > 1:
+        values = values[2:] + [add.remote(values[0], values[1])]
+    assert kit.get(values[0]) == sum(range(1, 65))
+
+
+def test_num_returns(cluster):
+    @kit.remote(num_returns=3)
+    def three():
+        return 1, 2, 3
+
+    refs = three.remote()
+    assert len(refs) == 3 and kit.get(refs) == [1, 2, 3]
+    with pytest.raises(kit.TaskError):
+        kit.get(three.options(num_returns=2).remote())
+
+
+def test_options_and_direct_call_error(cluster):
+    assert kit.get(square.options(num_cpus=1, name="sq").remote(5)) == 25
+    with pytest.raises(TypeError, match=r"\.remote"):
+        square(3)
+    with pytest.raises(ValueError, match="unknown option"):
+        square.options(bogus=1)
+
+
+def test_put_get_and_ref_in_value(cluster):
+    inner = kit.put({"a": 1})
+    outer = kit.put([inner, 2])
+    got = kit.get(outer)
+    assert isinstance(got[0], kit.ObjectRef)
+    assert kit.get(got[0]) == {"a": 1}
+    with pytest.raises(TypeError):
+        kit.put(inner)
+
+
+def test_get_timeout(cluster):
+    @kit.remote
+    def sleepy():
+        time.sleep(3)
+
+    r = sleepy.remote()
+    with pytest.raises(kit.GetTimeoutError):
+        kit.get(r, timeout=0.2)
+    kit.cancel(r)
+
+
+def test_wait_keeps_order_and_timeout(cluster):
+    @kit.remote
+    def sleep_then(t, v):
+        time.sleep(t)
+        return v
+
+    refs = [sleep_then.remote(0.01, 0), sleep_then.remote(2.0, 1), sleep_then.remote(0.02, 2)]
+    ready, rest = kit.wait(refs, num_returns=2, timeout=5)
+    assert ready == [refs[0], refs[2]] and rest == [refs[1]]
+    ready, rest = kit.wait([refs[1]], num_returns=1, timeout=0.05)
+    assert ready == [] and rest == [refs[1]]
+    with pytest.raises(ValueError):
+        kit.wait(refs, num_returns=4)
+    kit.cancel(refs[1])
+
+
+def test_task_error_is_users_class_with_traceback(cluster):
+    with pytest.raises(ValueError) as info:
+        kit.get(boom.remote("bad input"))
+    err = info.value
+    assert isinstance(err, kit.TaskError)
+    assert "bad input" in str(err)
+    assert err.function == "boom" and err.pid > 0 and err.node_id
+    assert "raise ValueError(msg)" in err.traceback_str
+    assert isinstance(err.__cause__, Exception) and "Traceback" in str(err.__cause__)
+
+
+def test_dependents_of_failed_task_fail_without_running(cluster):
+    @kit.remote
+    def record(x):
+        return "ran"
+
+    bad = boom.remote("first")
+    dep = record.remote(bad)
+    with pytest.raises(ValueError, match="first"):
+        kit.get(dep)
+
+
+def test_nested_tasks_on_one_slot_do_not_deadlock(fresh):
+    fresh(num_cpus=1)
+
+    @kit.remote
+    def depth(n):
+        if n == 0:
+            return 0
+        return kit.get(depth.remote(n - 1)) + 1
+
+    assert kit.get(depth.remote(4), timeout=60) == 4
+
+
+def test_cancel_queued_and_running(cluster):
+    @kit.remote
+    def long():
+        time.sleep(30)
+        return "finished"
+
+    running = [long.remote() for _ in range(2)]
+    queued = long.remote()
+    time.sleep(0.5)
+    kit.cancel(queued)
+    for r in running:
+        kit.cancel(r)
+    for r in running + [queued]:
+        with pytest.raises(kit.TaskCancelledError):
+            kit.get(r, timeout=5)
+    # the slots came back
+    assert kit.get(square.remote(3), timeout=10) == 9
+
+
+def test_force_cancel_kills_worker(cluster):
+    @kit.remote
+    def stuck():
+        while True:
+            pass
+
+    r = stuck.remote()
+    time.sleep(0.3)
+    kit.cancel(r, force=True)
+    with pytest.raises(kit.TaskCancelledError):
+        kit.get(r, timeout=10)
+    assert kit.get(square.remote(6), timeout=10) == 36
+
+
+def test_ref_hashable_picklable_future_awaitable(cluster):
+    r = square.remote(9)
+    assert {r: 1}[r] == 1
+    r2 = pickle.loads(pickle.dumps(r))
+    assert r2 == r and kit.get(r2) == 81
+    fut = square.remote(10).future()
+    assert isinstance(fut, concurrent.futures.Future)
+    assert fut.result(timeout=10) == 100
+
+    async def main():
+        return await square.remote(11)
+
+    assert asyncio.run(main()) == 121
+
+
+def test_future_carries_error(cluster):
+    fut = boom.remote("via future").future()
+    with pytest.raises(ValueError, match="via future"):
+        fut.result(timeout=10)
+
+
+def test_print_reaches_driver(cluster, capfd):
+    @kit.remote
+    def talk(i):
+        print(f"line from task {i}")
+        return i
+
+    kit.get([talk.remote(i) for i in range(3)])
+    deadline = time.time() + 5
+    seen = ""
+    while time.time() < deadline:
+        seen += capfd.readouterr().out
+        if all(f"line from task {i}" in seen for i in range(3)):
+            break
+        time.sleep(0.05)
+    assert "line from task 2" in seen
+    assert "(talk pid=" in seen
+
+
+def test_runtime_context(cluster):
+    @kit.remote
+    def where():
+        ctx = kit.get_runtime_context()
+        return ctx.get_node_id(), ctx.get_worker_id(), ctx.get_task_id()
+
+    node, worker, task = kit.get(where.remote())
+    assert node in [n["NodeID"] for n in kit.nodes()]
+    assert worker and task
+
+
+def test_nodes_and_resources(cluster):
+    ns = kit.nodes()
+    assert len(ns) == 1 and ns[0]["Alive"]
+    assert kit.cluster_resources()["CPU"] == 2.0
+    assert 0 <= kit.available_resources().get("CPU", 0) <= 2.0
+
+
+def test_custom_resources_and_node_pinning(fresh):
+    fresh(num_cpus=2, resources={"gadget": 1})
+    assert kit.cluster_resources()["gadget"] == 1.0
+
+    @kit.remote(resources={"gadget": 1})
+    def uses_gadget():
+        return "ok"
+
+    assert kit.get(uses_gadget.remote()) == "ok"
+    node = kit.nodes()[0]["NodeID"]
+    strat = kit.NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+    assert kit.get(square.options(scheduling_strategy=strat).remote(3)) == 9
+
+
+def test_second_init_raises_unless_ignored(cluster):
+    with pytest.raises(kit.KitError, match="ignore_reinit_error"):
+        kit.init()
+    assert kit.init(ignore_reinit_error=True) is not None
+
+
+def test_remote_before_init_starts_a_cluster():
+    import subprocess
+    import sys
+    code = ("import kit\n"
+            "@kit.remote\n"
+            "def f(): return 5\n"
+            "print(kit.get(f.remote()), kit.is_initialized())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "5 True", out.stderr
