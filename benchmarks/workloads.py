@@ -229,8 +229,11 @@ def w_actor_10k(engine, p):
     t1 = time.perf_counter()
     out = engine.get(refs)
     t2 = time.perf_counter()
-    assert list(out) == list(range(2, n + 2)), "wrong results"
-    return n / (t2 - t0), {"calls": n, "submit_s": t1 - t0, "total_s": t2 - t0}
+    # Each call ran exactly once; Dask actors need not run them in order.
+    expected = list(range(2, n + 2))
+    assert sorted(out) == expected, "wrong results"
+    extra = {"calls": n, "submit_s": t1 - t0, "total_s": t2 - t0, "in_order": list(out) == expected}
+    return n / (t2 - t0), extra
 
 
 def _sleeps(engine, p, slots):

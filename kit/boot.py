@@ -30,6 +30,7 @@ def node_configs(cfg, address, cluster):
             "node_id": os.urandom(8), "tag": f"n{i}", "resources": res,
             "prestart": int(cfg["num_cpus"]), "node_ip": cfg.get("node_ip", "127.0.0.1"),
             "object_store_memory": cfg.get("object_store_memory") or 0,
+            "sys_path": cfg.get("sys_path") or [], "cwd": cfg.get("cwd"),
         })
     return out
 

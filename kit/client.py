@@ -92,6 +92,7 @@ class Client:
         self.logs = deque()
         self.node_id = None
         self.node_tag = None
+        self.store_limit = 0
         self.cluster = None
         self.blocked_depth = 0
         info = dict(info or {})
@@ -101,6 +102,7 @@ class Client:
         local = self.welcome.get("local_node")
         if local:
             self.node_id, self.node_tag = local["node_id"], local["tag"]
+            self.store_limit = local.get("store_limit", 0)
         self.thread = threading.Thread(target=self._io_loop, name="kit-io", daemon=True)
         self.thread.start()
 
@@ -150,7 +152,11 @@ class Client:
         if self.node_tag is None:
             return None
         prefix = f"kit_{self.cluster}_{self.node_tag}_"
-        return lambda: prefix + os.urandom(12).hex()
+
+        def name():
+            return prefix + os.urandom(12).hex()
+        name.limit = self.store_limit
+        return name
 
     # ---- sending -----------------------------------------------------------------
 
@@ -285,8 +291,9 @@ class Client:
         done_futs = []
         with self.vlock:
             for oid, payload in items:
-                if oid not in self.refs or oid in self.values:
-                    continue  # nobody here holds it any more, or it came twice
+                if oid in self.values or (oid not in self.refs and oid not in self.waiters
+                                          and oid not in self.futures):
+                    continue  # it came twice, or nobody here holds or awaits it any more
                 self.values[oid] = payload
                 ws = self.waiters.pop(oid, None)
                 if ws:

@@ -104,6 +104,8 @@ class Head:
                 self.to_node(act[1], Kind.NODE_CMD, ("spawn", act[2]))
             elif op == "kill":
                 self.to_node(act[1], Kind.NODE_CMD, ("kill", act[2]))
+            elif op == "spill":
+                self.to_node(act[1], Kind.NODE_CMD, ("spill", act[2]))
             elif op == "cancel":
                 self.to_client(act[1], Kind.CANCEL, (act[2],))
         for wid, items in dispatch.items():
@@ -217,7 +219,8 @@ class Head:
     def _local_node(self, host):
         for nid, info in self.node_info.items():
             if info.get("host") == host and self.sched.nodes[nid].alive:
-                return {"node_id": nid, "tag": info.get("tag")}
+                return {"node_id": nid, "tag": info.get("tag"),
+                        "store_limit": info.get("store_limit", 0)}
         return None
 
     def _node_event(self, nid, body):

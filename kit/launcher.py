@@ -56,6 +56,11 @@ class LocalCluster:
         object_store.sweep(f"kit_{self.cluster}_")
 
 
+def driver_paths() -> list:
+    """The driver's import path, so workers import what the driver imports (as Ray does)."""
+    return [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
+
+
 def start_local(num_cpus, num_nodes=1, resources=None, num_gpus=0, object_store_memory=None,
                 token=None, timeout: float = 30.0) -> LocalCluster:
     """Start a head and ``num_nodes`` node agents on loopback; return once the head serves."""
@@ -63,7 +68,8 @@ def start_local(num_cpus, num_nodes=1, resources=None, num_gpus=0, object_store_
     token = token or secrets.token_hex(16)
     cfg = {"token": token, "num_cpus": num_cpus, "num_nodes": num_nodes,
            "resources": resources or {}, "num_gpus": num_gpus,
-           "object_store_memory": object_store_memory, "bind": "127.0.0.1"}
+           "object_store_memory": object_store_memory, "bind": "127.0.0.1",
+           "sys_path": driver_paths(), "cwd": os.getcwd()}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))] +

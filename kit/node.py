@@ -32,6 +32,7 @@ class NodeAgent:
         self.nid = cfg["node_id"]
         self.tag = cfg["tag"]
         self.prefix = f"kit_{cfg['cluster']}_{self.tag}_"
+        self.store_limit = cfg.get("object_store_memory") or object_store.default_limit()
         self.signer = Signer(cfg["token"])
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
@@ -43,7 +44,9 @@ class NodeAgent:
         self.stopping = False
         self.worker_cfg = {
             "address": cfg["address"], "token": cfg["token"], "node_id": self.nid,
-            "node_hex": self.nid.hex(), "tag": self.tag, "cluster": cfg["cluster"]}
+            "node_hex": self.nid.hex(), "tag": self.tag, "cluster": cfg["cluster"],
+            "store_limit": self.store_limit, "sys_path": cfg.get("sys_path") or [],
+            "cwd": cfg.get("cwd")}
 
     def send(self, kind, body):
         self.sock.send_multipart(self.signer.pack(kind, body))
@@ -60,7 +63,7 @@ class NodeAgent:
             "kit": KIT_VERSION, "python": PY_VERSION, "resources": cfg["resources"],
             "host": host_id(), "pid": os.getpid(), "tag": self.tag,
             "address": cfg.get("node_ip", "127.0.0.1"),
-            "store_limit": cfg.get("object_store_memory", 0),
+            "store_limit": self.store_limit,
             "prestart": cfg["prestart"]}))
 
     def serve(self):
@@ -126,6 +129,10 @@ class NodeAgent:
             pid = self.workers.get(arg)
             if pid:
                 self.zygote.kill(pid)
+        elif op == "spill":
+            for name in arg:
+                if name.startswith(self.prefix):
+                    object_store.spill(name)
         elif op == "free":
             for name in arg:
                 if name.startswith(self.prefix):

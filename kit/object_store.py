@@ -11,8 +11,13 @@ so a numpy array read back is a read-only view of the shared pages. The node
 agent unlinks the file when the head says no reference is left; mappings that
 readers still hold stay valid until they are dropped (POSIX semantics).
 
-Names are ``kit_<cluster>_<node>_<object>``: everything a cluster leaves in
-``/dev/shm`` can be found and removed by its prefix (``sweep``).
+Over its limit, a node's store spills: the head picks the oldest objects and
+the node agent moves them to ``SPILL_DIR`` on disk. Readers look in shared
+memory first and then on disk, so a spilled object comes back on demand. A
+value larger than the whole store is written to disk directly.
+
+Names are ``kit_<cluster>_<node>_<object>``: everything a cluster leaves
+behind can be found and removed by its prefix (``sweep``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import struct
 import psutil
 
 SHM_DIR = "/dev/shm"
+SPILL_DIR = os.path.join(os.environ.get("TMPDIR", "/tmp"), "kit-spill")
 _MAGIC = b"KIT5"
 _HEAD = struct.Struct("<4sIQ")
 _ENTRY = struct.Struct("<QQ")
@@ -34,12 +40,30 @@ def path_of(name: str) -> str:
     return os.path.join(SHM_DIR, name)
 
 
+def spill_path(name: str) -> str:
+    return os.path.join(SPILL_DIR, name)
+
+
 def _align(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
-def write(name: str, meta: bytes, buffers) -> int:
+def _open_existing(name: str):
+    """Open an object wherever it is: shared memory, or spilled to disk."""
+    try:
+        return os.open(path_of(name), os.O_RDONLY)
+    except FileNotFoundError:
+        return os.open(spill_path(name), os.O_RDONLY)
+
+
+def write(name: str, meta: bytes, buffers, to_disk: bool = False) -> int:
     """Write one object; return its size in bytes.
+
+    ``to_disk`` writes it straight to the spill folder (a value larger than
+    the whole store). When shared memory itself is full the object spills too.
+
+    Raises:
+        ObjectStoreFullError: neither shared memory nor the spill folder has room.
 
     Example:
         >>> size = write("kit_doc_n_1", b"meta", [memoryview(b"abc")])
@@ -56,7 +80,10 @@ def write(name: str, meta: bytes, buffers) -> int:
     header = bytearray(_HEAD.pack(_MAGIC, len(buffers), len(meta)))
     for off, b in zip(offsets, buffers):
         header += _ENTRY.pack(off, b.nbytes)
-    fd = os.open(path_of(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    if to_disk:
+        os.makedirs(SPILL_DIR, exist_ok=True)
+    path = spill_path(name) if to_disk else path_of(name)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     try:
         os.ftruncate(fd, total)
         os.pwrite(fd, bytes(header) + meta, 0)
@@ -65,6 +92,16 @@ def write(name: str, meta: bytes, buffers) -> int:
             done = 0
             while done < view.nbytes:
                 done += os.pwrite(fd, view[done:done + (1 << 30)], off + done)
+    except OSError as e:
+        os.close(fd)
+        unlink(name)
+        if to_disk:
+            from .errors import ObjectStoreFullError
+            raise ObjectStoreFullError(
+                f"cannot store a {total / 2**20:.1f} MiB object: shared memory and the spill "
+                f"folder {SPILL_DIR} are full ({e}); drop refs to free objects, or make room"
+            ) from e
+        return write(name, meta, buffers, to_disk=True)
     except BaseException:
         os.close(fd)
         unlink(name)
@@ -75,7 +112,7 @@ def write(name: str, meta: bytes, buffers) -> int:
 
 def read(name: str):
     """Map an object read-only; return ``(meta bytes, [memoryview buffers])``."""
-    fd = os.open(path_of(name), os.O_RDONLY)
+    fd = _open_existing(name)
     try:
         size = os.fstat(fd).st_size
         mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
@@ -97,34 +134,68 @@ def read(name: str):
 
 def read_bytes(name: str, offset: int, length: int) -> bytes:
     """Read a chunk of an object's file (for sending it to another node)."""
-    fd = os.open(path_of(name), os.O_RDONLY)
+    fd = _open_existing(name)
     try:
         return os.pread(fd, length, offset)
     finally:
         os.close(fd)
 
 
-def size_of(name: str) -> int:
-    return os.stat(path_of(name)).st_size
+def spill(name: str) -> bool:
+    """Move an object from shared memory to the spill folder; readers find it either way.
+
+    The copy is renamed into place before the shared-memory file goes, so at
+    every moment one of the two exists. Mappings readers hold stay valid.
+    """
+    src = path_of(name)
+    if not os.path.exists(src):
+        return False
+    os.makedirs(SPILL_DIR, exist_ok=True)
+    tmp = spill_path(name) + ".part"
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while True:
+                chunk = fin.read(1 << 24)
+                if not chunk:
+                    break
+                fout.write(chunk)
+        os.rename(tmp, spill_path(name))
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+    os.unlink(src)
+    return True
+
+
+def is_spilled(name: str) -> bool:
+    return os.path.exists(spill_path(name)) and not os.path.exists(path_of(name))
 
 
 def unlink(name: str) -> None:
-    try:
-        os.unlink(path_of(name))
-    except FileNotFoundError:
-        pass
+    for path in (path_of(name), spill_path(name), spill_path(name) + ".part"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _names():
+    for folder in (SHM_DIR, SPILL_DIR):
+        try:
+            yield from os.listdir(folder)
+        except FileNotFoundError:
+            pass
 
 
 def sweep(prefix: str) -> int:
-    """Remove every object file whose name starts with ``prefix``; return how many."""
+    """Remove every object file (in memory or spilled) whose name starts with ``prefix``."""
     n = 0
-    try:
-        names = os.listdir(SHM_DIR)
-    except FileNotFoundError:
-        return 0
-    for name in names:
+    for name in list(_names()):
         if name.startswith(prefix):
-            unlink(name)
+            unlink(name.removesuffix(".part"))
             n += 1
     return n
 
@@ -136,11 +207,7 @@ def sweep_dead_clusters() -> int:
     machine-wide crash (everything killed at once) leaves nothing for long.
     """
     n = 0
-    try:
-        names = os.listdir(SHM_DIR)
-    except FileNotFoundError:
-        return 0
-    for name in names:
+    for name in list(_names()):
         if not name.startswith("kit_"):
             continue
         try:
@@ -148,6 +215,17 @@ def sweep_dead_clusters() -> int:
         except (IndexError, ValueError):
             continue
         if not psutil.pid_exists(pid):
-            unlink(name)
+            unlink(name.removesuffix(".part"))
             n += 1
     return n
+
+
+def default_limit() -> int:
+    """30% of the machine's memory, and no more than ``/dev/shm`` can hold."""
+    total = psutil.virtual_memory().total
+    try:
+        st = os.statvfs(SHM_DIR)
+        shm = st.f_frsize * st.f_blocks
+    except OSError:
+        shm = total
+    return int(min(total * 0.3, shm * 0.9))

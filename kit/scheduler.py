@@ -101,7 +101,7 @@ class Worker:
 
 class Node:
     __slots__ = ("nid", "total", "avail", "workers", "alive", "info", "spawning", "store_used",
-                 "done", "failed")
+                 "done", "failed", "in_memory")
 
     def __init__(self, nid, resources, info):
         self.nid = nid
@@ -111,7 +111,8 @@ class Node:
         self.alive = True
         self.info = info
         self.spawning = 0
-        self.store_used = 0
+        self.store_used = 0     # bytes in shared memory (spilled objects not counted)
+        self.in_memory = {}     # name -> size, oldest first: what spills first
         self.done = 0
         self.failed = 0
 
@@ -320,7 +321,7 @@ class Scheduler:
         p = obj.payload
         if p is not None and p[0] == SHARED:
             node = self.nodes.get(p[1])
-            if node is not None:
+            if node is not None and node.in_memory.pop(p[2], None) is not None:
                 node.store_used -= p[3]
             self.out.append(("free", p[1], p[2]))
         for inner in obj.contained:
@@ -344,6 +345,24 @@ class Scheduler:
             self._pin(inner)
         self._set_payload(obj, payload)
 
+    def _stored(self, node, name, size):
+        limit = node.info.get("store_limit") or 0
+        if limit and size > limit:
+            return  # written straight to disk by its writer
+        node.in_memory[name] = size
+        node.store_used += size
+        if limit and node.store_used > limit:
+            names = []
+            for old, sz in list(node.in_memory.items()):
+                if node.store_used <= limit * 0.8:
+                    break
+                del node.in_memory[old]
+                node.store_used -= sz
+                names.append(old)
+            if names:
+                self.out.append(("spill", node.nid, names))
+                self.counts["spilled"] = self.counts.get("spilled", 0) + len(names)
+
     def subscribe(self, cid, oids):
         for oid in oids:
             obj = self.objects.get(oid)
@@ -364,7 +383,7 @@ class Scheduler:
             obj.size = payload[3]
             node = self.nodes.get(payload[1])
             if node is not None:
-                node.store_used += payload[3]
+                self._stored(node, payload[2], payload[3])
         for cid in obj.waiters:
             self.out.append(("object", cid, obj.oid, payload))
         obj.waiters.clear()

@@ -91,7 +91,9 @@ def to_payload(value, store_name=None, node_id=None):
                 data = cloudpickle.dumps(value, protocol=5)
             return (INLINE, data), c.refs
     name = store_name()
-    size = object_store.write(name, meta, raws)
+    total = len(meta) + sum(r.nbytes for r in raws)
+    limit = getattr(store_name, "limit", 0)
+    size = object_store.write(name, meta, raws, to_disk=bool(limit) and total > limit)
     return (SHARED, node_id, name, size), c.refs
 
 
@@ -103,7 +105,10 @@ def from_payload(payload, fetch=None):
     """
     kind = payload[0]
     if kind == INLINE:
-        return pickle.loads(payload[1])
+        try:
+            return pickle.loads(payload[1])
+        except Exception as e:
+            raise _unpickle_error(e) from e
     if kind == SHARED:
         name = payload[2]
         if fetch is not None:
@@ -112,10 +117,19 @@ def from_payload(payload, fetch=None):
             meta, bufs = object_store.read(name)
         except FileNotFoundError:
             raise ObjectLostError(f"object in shared memory {name!r} is gone (freed or its node died)")
-        return pickle.loads(meta, buffers=bufs)
+        try:
+            return pickle.loads(meta, buffers=bufs)
+        except Exception as e:
+            raise _unpickle_error(e) from e
     if kind == ERROR:
         raise error_from_info(payload[1])
     raise SerializationError(f"unknown payload kind {kind!r}")
+
+
+def _unpickle_error(e):
+    return SerializationError(
+        f"an object could not be unpickled here: {type(e).__name__}: {e}; the modules and "
+        f"classes it needs must be importable in this process too")
 
 
 # ---- errors as payloads --------------------------------------------------------------

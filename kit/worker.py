@@ -104,6 +104,7 @@ class Worker:
             info={"node": cfg["node_id"], "actor": actor_id}, on_message=self.on_message)
         self.client.node_id = cfg["node_id"]
         self.client.node_tag = cfg["tag"]
+        self.client.store_limit = cfg.get("store_limit", 0)
         client_mod.install(self.client)
         context.set_worker(node_id=self.node_hex, worker_id=wid.hex(),
                            actor_id=actor_id.hex() if actor_id else None)
@@ -335,8 +336,22 @@ def create_instance(cls, args, kwargs):
     return cls(*args, **kwargs)
 
 
+def use_driver_paths(cfg):
+    """Import what the driver imports: its sys.path entries and working directory."""
+    for p in cfg.get("sys_path") or []:
+        if p not in sys.path:
+            sys.path.append(p)
+    cwd = cfg.get("cwd")
+    if cwd and os.path.isdir(cwd):
+        try:
+            os.chdir(cwd)
+        except OSError:
+            pass
+
+
 def main(cfg, wid, actor_id=None):
     """Entry point of a forked worker process."""
+    use_driver_paths(cfg)
     w = Worker(cfg, wid, actor_id)
     sys.stdout = LogStream(w, "stdout")
     sys.stderr = LogStream(w, "stderr")

@@ -112,7 +112,7 @@ def test_wait_keeps_order_and_timeout(cluster):
         time.sleep(t)
         return v
 
-    refs = [sleep_then.remote(0.01, 0), sleep_then.remote(2.0, 1), sleep_then.remote(0.02, 2)]
+    refs = [sleep_then.remote(0.01, 0), sleep_then.remote(10.0, 1), sleep_then.remote(0.02, 2)]
     ready, rest = kit.wait(refs, num_returns=2, timeout=5)
     assert ready == [refs[0], refs[2]] and rest == [refs[1]]
     ready, rest = kit.wait([refs[1]], num_returns=1, timeout=0.05)

@@ -1,0 +1,160 @@
+"""The shared-memory object store: zero copy, one copy per put, freeing, spilling."""
+
+import os
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+import kit
+from kit import object_store
+
+MiB = 1 << 20
+
+
+def shm_bytes(cluster_id):
+    total = 0
+    for f in os.listdir("/dev/shm"):
+        if f.startswith(f"kit_{cluster_id}_"):
+            total += os.stat(os.path.join("/dev/shm", f)).st_size
+    return total
+
+
+def cluster_id():
+    return kit.api._current_client().cluster
+
+
+def test_small_values_inline_large_in_shared_memory(cluster):
+    before = shm_bytes(cluster_id())
+    small = kit.put(np.zeros(100))
+    assert shm_bytes(cluster_id()) == before
+    big = kit.put(np.zeros(MiB // 8 * 4))
+    assert shm_bytes(cluster_id()) >= before + 4 * MiB
+    del small, big
+
+
+def test_task_reads_array_without_copy(cluster):
+    arr = np.arange(4 * MiB // 8, dtype=np.float64)
+    ref = kit.put(arr)
+
+    @kit.remote
+    def inspect(a):
+        import mmap  # noqa: F401
+        base = a
+        while getattr(base, "base", None) is not None and not isinstance(base, memoryview):
+            base = base.base
+        return (a.flags.writeable, a.flags.owndata, float(a[12345]), type(base).__name__)
+
+    writeable, owndata, v, base = kit.get(inspect.remote(ref))
+    assert not writeable and not owndata and v == 12345.0
+    got = kit.get(ref)
+    assert not got.flags.writeable and np.array_equal(got, arr)
+
+
+def test_put_100mib_read_by_four_tasks_copies_once(cluster):
+    cid = cluster_id()
+    base = shm_bytes(cid)
+    arr = np.ones(100 * MiB // 8)
+    ref = kit.put(arr)
+
+    @kit.remote
+    def total(a):
+        return float(a.sum())
+
+    assert kit.get([total.remote(ref) for _ in range(4)]) == [100 * MiB / 8] * 4
+    sizes = sorted(os.stat(os.path.join("/dev/shm", f)).st_size for f in os.listdir("/dev/shm")
+                   if f.startswith(f"kit_{cid}_"))
+    assert sizes[-1] >= 100 * MiB   # the array, once
+    assert shm_bytes(cid) - base < 101 * MiB, "the array was copied more than once"
+    del ref
+    deadline = time.time() + 10
+    while shm_bytes(cid) > base and time.time() < deadline:
+        time.sleep(0.05)
+    assert shm_bytes(cid) <= base, "the array was not freed after its last ref went"
+
+
+def test_large_result_goes_to_shared_memory(cluster):
+    @kit.remote
+    def make():
+        return np.full(2 * MiB, 7, dtype=np.uint8)
+
+    a = kit.get(make.remote())
+    assert a.sum() == 14 * MiB and not a.flags.writeable
+
+
+def test_memory_stays_flat_over_put_drop_cycles(cluster):
+    cid = cluster_id()
+    arr = np.ones(10 * MiB // 8)
+    me = psutil.Process()
+    for _ in range(20):
+        kit.get(kit.put(arr))
+    rss0 = me.memory_info().rss
+    for _ in range(200):
+        r = kit.put(arr)
+        kit.get(r)
+        del r
+    deadline = time.time() + 10
+    while shm_bytes(cid) > 20 * MiB and time.time() < deadline:
+        time.sleep(0.05)
+    assert shm_bytes(cid) <= 20 * MiB
+    assert me.memory_info().rss - rss0 < 100 * MiB
+
+
+def test_ref_inside_object_keeps_it_alive(cluster):
+    inner = kit.put(np.arange(MiB))
+    inner_id = inner.binary()
+    outer = kit.put({"inner": inner})
+    del inner
+    client = kit.api._current_client()
+    info = client.query("object_info", inner_id)
+    assert info is not None and info["pins"] >= 1
+    assert kit.get(kit.get(outer)["inner"])[5] == 5
+
+
+def test_spill_to_disk_and_back(fresh):
+    fresh(num_cpus=1, object_store_memory=20 * MiB)
+    refs = [kit.put(np.full(8 * MiB // 8, i, dtype=np.float64)) for i in range(6)]
+    client = kit.api._current_client()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if client.query("status")["counts"].get("spilled", 0) > 0:
+            break
+        time.sleep(0.05)
+    assert client.query("status")["counts"].get("spilled", 0) > 0
+    def spilled():
+        try:
+            return [f for f in os.listdir(object_store.SPILL_DIR)
+                    if f.startswith(f"kit_{client.cluster}") and not f.endswith(".part")]
+        except FileNotFoundError:
+            return []
+
+    while not spilled() and time.time() < deadline:
+        time.sleep(0.05)
+    assert spilled(), "nothing was moved to the spill folder"
+
+    @kit.remote
+    def first(a):
+        return float(a[0])
+
+    assert kit.get([first.remote(r) for r in refs]) == [float(i) for i in range(6)]
+
+
+def test_value_larger_than_store_spills_rather_than_failing(fresh):
+    fresh(num_cpus=1, object_store_memory=4 * MiB)
+    ref = kit.put(np.ones(8 * MiB // 8))
+    assert kit.get(ref).sum() == 8 * MiB // 8
+
+
+def test_store_write_and_read_roundtrip():
+    name = f"kit_{os.getpid()}xtest_n0_{os.urandom(4).hex()}"
+    try:
+        object_store.write(name, b"meta", [memoryview(b"abcdef")])
+        meta, bufs = object_store.read(name)
+        assert meta == b"meta" and bytes(bufs[0]) == b"abcdef"
+        assert object_store.spill(name) and object_store.is_spilled(name)
+        assert bytes(object_store.read(name)[1][0]) == b"abcdef"
+    finally:
+        object_store.unlink(name)
+    with pytest.raises(FileNotFoundError):
+        object_store.read(name)

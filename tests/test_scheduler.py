@@ -1,0 +1,240 @@
+"""The scheduler as a pure state machine: events in, actions out, no processes."""
+
+from kit.scheduler import (BUSY, FAILED, FINISHED, IDLE, K_ACTOR_CALL, K_ACTOR_CREATE, K_TASK,
+                           RUNNING, WAITING, Scheduler)
+from kit.serialization import ERROR, INLINE, SHARED
+
+NODE, NODE2 = b"node0000", b"node0001"
+DRIVER = b"driver00"
+
+
+def spec(tid, deps=(), res=None, retries=3, kind=K_TASK, actor=None, method=None, opts=None,
+         fid=b"f", contained=()):
+    return (tid, kind, fid, None, tuple(deps), tuple(contained), (tid + b"\0",),
+            res if res is not None else {"CPU": 1.0}, retries, False, "t", actor, method, opts)
+
+
+def ok(v=b"x"):
+    return (INLINE, v)
+
+
+def actions(s, op):
+    out = [a for a in s.out if a[0] == op]
+    return out
+
+
+def setup(cpus=2, workers=2, nodes=(NODE,)):
+    s = Scheduler()
+    for n in nodes:
+        s.add_node(n, {"CPU": float(cpus)})
+        s.nodes[n].spawning = 0
+        for i in range(workers):
+            s.add_worker(n + bytes([i]), n, 100 + i)
+    s.add_client(DRIVER)
+    s.schedule()
+    s.out.clear()
+    return s
+
+
+def test_task_dispatched_to_idle_worker_and_result_pushed_to_owner():
+    s = setup()
+    s.submit(DRIVER, spec(b"t1"))
+    s.schedule()
+    (d,) = actions(s, "dispatch")
+    wid = d[1]
+    assert s.workers[wid].state == BUSY and s.nodes[NODE].avail["CPU"] == 1.0
+    s.out.clear()
+    s.task_done(wid, b"t1", [(b"t1\0", ok(), ())], 0.0, 0.1)
+    assert ("object", DRIVER, b"t1\0", ok()) in s.out
+    assert s.workers[wid].state == IDLE and s.nodes[NODE].avail["CPU"] == 2.0
+
+
+def test_dependencies_wait_then_run():
+    s = setup()
+    s.submit(DRIVER, spec(b"a"))
+    s.submit(DRIVER, spec(b"b", deps=[b"a\0"]))
+    s.schedule()
+    assert s.tasks[b"b"].state == WAITING
+    (d,) = actions(s, "dispatch")
+    s.out.clear()
+    s.task_done(d[1], b"a", [(b"a\0", ok(), ())], 0, 0)
+    s.schedule()
+    (d2,) = actions(s, "dispatch")
+    assert d2[2][0][0] == b"b" and d2[2][2] == {b"a\0": ok()}
+
+
+def test_failure_propagates_to_dependents_without_running():
+    s = setup()
+    s.submit(DRIVER, spec(b"a"))
+    s.submit(DRIVER, spec(b"b", deps=[b"a\0"]))
+    s.schedule()
+    wid = actions(s, "dispatch")[0][1]
+    err = (ERROR, ("sys", "KitError", "boom"))
+    s.out.clear()
+    s.task_done(wid, b"a", [(b"a\0", err, ())], 0, 0)
+    s.schedule()
+    assert not actions(s, "dispatch")
+    assert s.objects[b"b\0"].payload == err
+
+
+def test_slots_limit_and_queue():
+    s = setup(cpus=2, workers=2)
+    for i in range(5):
+        s.submit(DRIVER, spec(b"t%d" % i))
+    s.schedule()
+    assert len(actions(s, "dispatch")) == 2
+    assert len(s.ready) == 3
+
+
+def test_worker_death_retries_then_fails():
+    s = setup(cpus=1, workers=1)
+    s.submit(DRIVER, spec(b"t", retries=1))
+    s.schedule()
+    w = actions(s, "dispatch")[0][1]
+    s.worker_died(w, "killed by signal 9")
+    assert s.tasks[b"t"].state == "READY" and s.tasks[b"t"].retries == 0
+    s.add_worker(b"w2", NODE, 7)
+    s.schedule()
+    s.worker_died(b"w2", "killed by signal 9")
+    p = s.objects[b"t\0"].payload
+    assert p[0] == ERROR and p[1][1] == "WorkerCrashedError" and "signal 9" in p[1][2]
+
+
+def test_blocked_worker_gives_slot_back_and_spawns():
+    s = setup(cpus=1, workers=1)
+    s.submit(DRIVER, spec(b"outer"))
+    s.schedule()
+    w = actions(s, "dispatch")[0][1]
+    s.submit(w, spec(b"inner"))
+    s.schedule()
+    assert s.nodes[NODE].avail["CPU"] == 0
+    s.out.clear()
+    s.worker_blocked(w, True)
+    s.schedule()
+    assert s.nodes[NODE].avail["CPU"] == 1.0
+    assert ("spawn", NODE, None) in s.out
+
+
+def test_refcount_frees_shared_object_when_last_holder_goes():
+    s = setup()
+    payload = (SHARED, NODE, "kit_c_n0_obj", 1000)
+    s.put(DRIVER, b"o1", payload)
+    assert s.nodes[NODE].store_used == 1000
+    s.submit(DRIVER, spec(b"t", deps=[b"o1"]))
+    s.refs(DRIVER, [(b"o1", -1)])
+    assert b"o1" in s.objects            # pinned by the pending task
+    s.schedule()
+    w = actions(s, "dispatch")[0][1]
+    s.task_done(w, b"t", [(b"t\0", ok(), ())], 0, 0)
+    assert b"o1" not in s.objects
+    assert ("free", NODE, "kit_c_n0_obj") in s.out
+    assert s.nodes[NODE].store_used == 0
+
+
+def test_contained_refs_live_as_long_as_container():
+    s = setup()
+    s.put(DRIVER, b"inner", ok())
+    s.put(DRIVER, b"outer", ok(), contained=[b"inner"])
+    s.refs(DRIVER, [(b"inner", -1)])
+    assert b"inner" in s.objects
+    s.refs(DRIVER, [(b"outer", -1)])
+    assert b"inner" not in s.objects and b"outer" not in s.objects
+
+
+def test_cancel_queued_task():
+    s = setup(cpus=1, workers=1)
+    s.submit(DRIVER, spec(b"a"))
+    s.submit(DRIVER, spec(b"b"))
+    s.schedule()
+    assert s.cancel(b"b")
+    p = s.objects[b"b\0"].payload
+    assert p[1][1] == "TaskCancelledError"
+    assert b"b" not in s.ready
+
+
+def test_node_affinity_and_resources():
+    s = setup(nodes=(NODE, NODE2))
+    s.submit(DRIVER, spec(b"a", opts={"node": NODE2}))
+    s.submit(DRIVER, spec(b"g", res={"GPU": 1.0}))
+    s.schedule()
+    d = actions(s, "dispatch")
+    assert len(d) == 1 and s.workers[d[0][1]].node == NODE2
+    assert s.tasks[b"g"].state == "READY"   # no node has a GPU: it waits
+
+
+def test_actor_lifecycle_and_call_order():
+    s = setup()
+    aid = b"actor1"
+    s.submit(DRIVER, spec(aid, kind=K_ACTOR_CREATE, actor=aid, res={},
+                          opts={"meta": "A", "handle": {}}))
+    (sp,) = actions(s, "spawn")
+    assert sp[2] == aid
+    for i in range(3):
+        s.submit(DRIVER, spec(b"c%d" % i, kind=K_ACTOR_CALL, actor=aid, method="m", fid=None,
+                              res={}))
+    s.out.clear()
+    s.add_worker(b"aw", NODE, 55, aid)
+    d = actions(s, "dispatch")
+    assert [x[2][0][0] for x in d] == [aid, b"c0", b"c1", b"c2"]
+    s.task_done(b"aw", aid, [(aid + b"\0", ok(), ())], 0, 0)
+    assert s.actors[aid].state == "ALIVE"
+    s.worker_died(b"aw", "killed by signal 9")
+    for i in range(3):
+        assert s.objects[b"c%d\0" % i].payload[1][1] == "ActorDiedError"
+
+
+def test_dropping_every_handle_kills_actor():
+    s = setup()
+    aid = b"actor2"
+    s.submit(DRIVER, spec(aid, kind=K_ACTOR_CREATE, actor=aid, res={},
+                          opts={"meta": "A", "handle": {}}))
+    s.add_worker(b"aw", NODE, 55, aid)
+    s.task_done(b"aw", aid, [(aid + b"\0", ok(), ())], 0, 0)
+    s.out.clear()
+    s.refs(DRIVER, [(aid + b"\0", -1)])
+    assert ("kill", NODE, b"aw") in s.out
+    assert s.actors[aid].state == "DEAD"
+
+
+def test_fast_tasks_pipeline_but_not_behind_slow_ones():
+    s = setup(cpus=1, workers=1)
+    w = next(iter(s.workers))
+    for i in range(3):   # learn that f is fast
+        s.submit(DRIVER, spec(b"w%d" % i))
+        s.schedule()
+        s.task_done(w, b"w%d" % i, [(b"w%d\0" % i, ok(), ())], 0.0, 0.0001)
+    s.out.clear()
+    for i in range(5):
+        s.submit(DRIVER, spec(b"p%d" % i))
+    s.schedule()
+    assert len(actions(s, "dispatch")) == 5
+    # a slow function occupies the worker: fast tasks do not queue behind it
+    s2 = setup(cpus=1, workers=1)
+    w2 = next(iter(s2.workers))
+    for i in range(3):
+        s2.submit(DRIVER, spec(b"w%d" % i))
+        s2.schedule()
+        s2.task_done(w2, b"w%d" % i, [(b"w%d\0" % i, ok(), ())], 0.0, 0.0001)
+    s2.submit(DRIVER, spec(b"slow", fid=b"slowfn"))
+    s2.schedule()
+    s2.out.clear()
+    s2.submit(DRIVER, spec(b"fast"))
+    s2.schedule()
+    assert not actions(s2, "dispatch")
+
+
+def test_unknown_argument_object_fails_task():
+    s = setup()
+    s.submit(DRIVER, spec(b"t", deps=[b"nonexistent\0"]))
+    p = s.objects[b"t\0"].payload
+    assert p[0] == ERROR and p[1][1] == "ObjectLostError"
+
+
+def test_states_reach_finished_and_failed():
+    s = setup()
+    s.submit(DRIVER, spec(b"a"))
+    s.schedule()
+    assert s.tasks[b"a"].state == RUNNING
+    s.task_done(actions(s, "dispatch")[0][1], b"a", [(b"a\0", ok(), ())], 0, 0)
+    assert s.counts["finished"] == 1
+    _ = (FINISHED, FAILED)
