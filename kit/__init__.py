@@ -40,6 +40,7 @@ from .object_ref import ObjectRef as ObjectRef
 from .protocol import KIT_VERSION as __version__
 from .scheduling import NodeAffinitySchedulingStrategy as NodeAffinitySchedulingStrategy
 from . import exceptions as exceptions
+from . import logs as logs
 from . import util as util
 
 __all__ = [name for name in dir() if not name.startswith("_")]

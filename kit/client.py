@@ -27,7 +27,7 @@ from collections import deque
 
 import zmq
 
-from . import object_ref, serialization
+from . import logs, object_ref, serialization
 from .errors import AuthenticationError, GetTimeoutError, KitError
 from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer
 
@@ -377,7 +377,7 @@ class Client:
                 slot[1] = answer
                 slot[0].set()
         elif kind == Kind.LOG:
-            _print_logs(body)
+            logs.deliver(body)
         elif kind == Kind.SHUTDOWN:
             self._die("the cluster shut down")
         elif self.on_message is not None:
@@ -423,17 +423,6 @@ def _resolve(fut, payload):
         fut.set_result(serialization.from_payload(payload))
     except BaseException as e:  # the object is an error: the future carries it
         fut.set_exception(e)
-
-
-def _print_logs(batch):
-    for tid, label, pid, node, stream, text in batch:
-        out = sys.stderr if stream == "stderr" else sys.stdout
-        prefix = f"({label} pid={pid}, node={node}) "
-        try:
-            out.write("".join(prefix + line + "\n" for line in text.splitlines()))
-            out.flush()
-        except Exception:
-            pass
 
 
 def _err(text):
