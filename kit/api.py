@@ -139,6 +139,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         if local:
             client.node_id, client.node_tag = local["node_id"], local["tag"]
             client.store_limit = local.get("store_limit", 0)
+            client.transfer = local.get("transfer")
             context.set_driver(local["node_id"].hex())
         ctx = ClusterContext(address.replace("tcp://", ""), token, client.cluster,
                              cluster is not None)

@@ -7,13 +7,15 @@
 
 Started by ``kit.init()`` (watching the driver through stdin, so a driver
 killed with SIGKILL takes its cluster with it) and by ``kit start --head``
-(as a daemon that stays until ``kit stop``).
+(``--daemon-head``: a daemon that stays until ``kit stop``). ``--daemon-node``
+runs a node agent alone, joining a head elsewhere (``kit start --address``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 
@@ -21,18 +23,23 @@ def node_configs(cfg, address, cluster):
     """One node agent config per node of a local cluster."""
     out = []
     for i in range(cfg.get("num_nodes", 1)):
-        res = {"CPU": float(cfg["num_cpus"])}
-        if cfg.get("num_gpus"):
-            res["GPU"] = float(cfg["num_gpus"])
-        res.update({k: float(v) for k, v in (cfg.get("resources") or {}).items()})
-        out.append({
-            "address": address, "token": cfg["token"], "cluster": cluster,
-            "node_id": os.urandom(8), "tag": f"n{i}", "resources": res,
-            "prestart": int(cfg["num_cpus"]), "node_ip": cfg.get("node_ip", "127.0.0.1"),
-            "object_store_memory": cfg.get("object_store_memory") or 0,
-            "sys_path": cfg.get("sys_path") or [], "cwd": cfg.get("cwd"),
-        })
+        out.append(node_config(cfg, address, cluster, f"n{i}"))
     return out
+
+
+def node_config(cfg, address, cluster, tag):
+    res = {"CPU": float(cfg["num_cpus"])}
+    if cfg.get("num_gpus"):
+        res["GPU"] = float(cfg["num_gpus"])
+    res.update({k: float(v) for k, v in (cfg.get("resources") or {}).items()})
+    return {
+        "address": address, "token": cfg["token"], "cluster": cluster,
+        "node_id": os.urandom(8), "tag": tag, "resources": res,
+        "prestart": int(cfg["num_cpus"]), "node_ip": cfg.get("node_ip", "127.0.0.1"),
+        "object_store_memory": cfg.get("object_store_memory") or 0,
+        "sys_path": cfg.get("sys_path") or [], "cwd": cfg.get("cwd"),
+        "daemon": cfg.get("daemon", False),
+    }
 
 
 def run(cfg, watch_fd=None, ready=None):
@@ -43,9 +50,10 @@ def run(cfg, watch_fd=None, ready=None):
     cluster = f"{os.getpid()}x{os.urandom(3).hex()}"
     bind = f"tcp://{cfg.get('bind', '127.0.0.1')}:{cfg.get('port', 0)}"
     head = Head(cfg["token"].encode(), bind, cluster, watch_fd=watch_fd,
-                node_timeout=cfg.get("node_timeout", 10.0))
+                node_timeout=cfg.get("node_timeout", 10.0), zygote=zygote)
+    signal.signal(signal.SIGTERM, lambda *a: head.request_stop())
     for i, ncfg in enumerate(node_configs(cfg, head.address, cluster)):
-        zygote.fork(i, "kit.node:main", ncfg)
+        zygote.fork(ncfg["node_id"], "kit.node:main", ncfg)
     if ready is not None:
         ready({"address": head.address, "cluster": cluster, "pid": os.getpid()})
     try:
@@ -56,14 +64,42 @@ def run(cfg, watch_fd=None, ready=None):
         object_store.sweep(f"kit_{cluster}_")
 
 
+def _ready_line(info):
+    sys.stdout.write(json.dumps(info) + "\n")
+    sys.stdout.flush()
+
+
+def _detach(log_path):
+    """After the ready line: stdout and stderr go to a log file, stdin is closed."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+
+
 def main():
     cfg = json.loads(sys.stdin.readline())
+    mode = sys.argv[1] if len(sys.argv) > 1 else "--local"
+    if mode == "--local":
+        run(cfg, watch_fd=sys.stdin.fileno(), ready=_ready_line)
+    elif mode == "--daemon-head":
+        cfg["daemon"] = True
 
-    def ready(info):
-        sys.stdout.write(json.dumps(info) + "\n")
-        sys.stdout.flush()
+        def ready(info):
+            _ready_line(info)
+            _detach(cfg["log"])
 
-    run(cfg, watch_fd=sys.stdin.fileno(), ready=ready)
+        run(cfg, watch_fd=None, ready=ready)
+    elif mode == "--daemon-node":
+        from . import node
+        ncfg = node_config(cfg, cfg["address"], cfg["cluster"], cfg["tag"])
+        ncfg["daemon"] = True
+        _ready_line({"pid": os.getpid(), "node_id": ncfg["node_id"].hex()})
+        _detach(cfg["log"])
+        node.main(ncfg)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from collections import deque
 import zmq
 
 from . import logs, object_ref, serialization
-from .errors import AuthenticationError, GetTimeoutError, KitError
+from . import object_store
+from .errors import AuthenticationError, GetTimeoutError, KitError, ObjectLostError
 from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer
 
 _current = None
@@ -93,6 +94,11 @@ class Client:
         self.node_id = None
         self.node_tag = None
         self.store_limit = 0
+        self.transfer = None             # this node's agent, which copies objects here
+        self.fetch_lock = threading.Lock()
+        self.xsock = None
+        self.xsigner = Signer(token)
+        self.peer_socks = {}
         self.cluster = None
         self.blocked_depth = 0
         info = dict(info or {})
@@ -103,6 +109,7 @@ class Client:
         if local:
             self.node_id, self.node_tag = local["node_id"], local["tag"]
             self.store_limit = local.get("store_limit", 0)
+            self.transfer = local.get("transfer")
         self.thread = threading.Thread(target=self._io_loop, name="kit-io", daemon=True)
         self.thread.start()
 
@@ -310,6 +317,66 @@ class Client:
             for fut, _ref in fs:
                 _resolve(fut, payload)
 
+    # ---- objects on other nodes --------------------------------------------------
+
+    def fetch(self, payload):
+        """Where to read a shared object: its name here, copying it from its node first.
+
+        A process on a node asks its node agent, which pulls the object from the
+        node that holds it. A driver on no node reads the chunks itself.
+        """
+        _, nid, name, size = payload
+        if nid == self.node_id:
+            return name
+        if self.transfer is None:
+            return self._pull(nid, name, size)
+        with self.fetch_lock:
+            if self.xsock is None:
+                self.xsock = self.ctx.socket(zmq.DEALER)
+                self.xsock.setsockopt(zmq.LINGER, 0)
+                self.xsock.connect(self.transfer)
+            req = next(self.req_counter)
+            self.xsock.send_multipart(self.xsigner.pack(Kind.FETCH, ("get", req, name, size,
+                                                                      nid)))
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                if not self.xsock.poll(1000):
+                    if self.closed:
+                        break
+                    continue
+                msg = self.xsigner.unpack(self.xsock.recv_multipart(), b"x")
+                if msg is None or msg[1][1] != req:
+                    continue
+                _, _, local, err = msg[1]
+                if err:
+                    raise ObjectLostError(f"object {name} could not be fetched: {err}")
+                return local
+        raise ObjectLostError(f"object {name} could not be fetched from its node in time")
+
+    def _pull(self, nid, name, size):
+        peers = self.query("peers")
+        addr = peers.get(nid)
+        if addr is None:
+            raise ObjectLostError(f"object {name} lives on a node that left the cluster")
+        with self.fetch_lock:
+            s = self.peer_socks.get(nid)
+            if s is None:
+                s = self.peer_socks[nid] = self.ctx.socket(zmq.DEALER)
+                s.setsockopt(zmq.LINGER, 0)
+                s.connect(addr)
+            buf = bytearray(size)
+            chunk = 8 << 20
+            for off in range(0, size, chunk):
+                n = min(chunk, size - off)
+                s.send_multipart(self.xsigner.pack(Kind.FETCH, ("chunk", name, name, off, n)))
+                if not s.poll(60_000):
+                    raise ObjectLostError(f"object {name}: its node stopped answering")
+                msg = self.xsigner.unpack(s.recv_multipart(), b"p" + nid)
+                if msg is None or not msg[1][3]:
+                    raise ObjectLostError(f"object {name} is gone from its node")
+                buf[off:off + n] = msg[2][0]
+        return object_store.parse(memoryview(buf), name)
+
     # ---- queries -----------------------------------------------------------------
 
     def query(self, what, args=None, timeout=30.0):
@@ -413,6 +480,10 @@ class Client:
             t.join(1.0)
         self.tx.close(200 if notify else 0)
         self.rx.close(0)
+        if self.xsock is not None:
+            self.xsock.close(0)
+        for s in self.peer_socks.values():
+            s.close(0)
         self.ctx.term()
 
 
@@ -437,9 +508,11 @@ def install(client):
     global _current
     _current = client
     object_ref._tracker = client
+    serialization.fetcher = client.fetch
 
 
 def uninstall():
     global _current
     _current = None
     object_ref._tracker = None
+    serialization.fetcher = None

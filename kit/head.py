@@ -37,7 +37,7 @@ EVENT_LOG = 100_000       # task events kept for widgets and timeline()
 
 class Head:
     def __init__(self, token: bytes, bind: str, cluster_id: str, watch_fd=None,
-                 node_timeout: float = 10.0):
+                 node_timeout: float = 10.0, zygote=None):
         self.signer = Signer(token)
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
@@ -63,6 +63,11 @@ class Head:
         self.waiting_nodes: list = []  # (cid, req, count) replies deferred until nodes join
         self.stopping = False
         self.started = time.time()
+        self.zygote = zygote           # forks this host's node agents; reports their exits
+
+    def request_stop(self):
+        """Stop serving at the next turn (SIGTERM from `kit stop`)."""
+        self.stopping = True
 
     # ---- sending -----------------------------------------------------------------
 
@@ -204,6 +209,10 @@ class Head:
                 "transfer": info.get("transfer"), "tag": info.get("tag")})
             sched.nodes[cid].spawning = info.get("prestart", 0)
             self.send(ident, Kind.WELCOME, {"cluster": self.cluster_id})
+            peers = {nid: i.get("transfer") for nid, i in self.node_info.items()
+                     if sched.nodes[nid].alive}
+            for nid in peers:
+                self.to_node(nid, Kind.NODE_CMD, ("peers", peers))
             self._answer_node_waiters()
             return
         self.roles[cid] = role
@@ -220,7 +229,8 @@ class Head:
         for nid, info in self.node_info.items():
             if info.get("host") == host and self.sched.nodes[nid].alive:
                 return {"node_id": nid, "tag": info.get("tag"),
-                        "store_limit": info.get("store_limit", 0)}
+                        "store_limit": info.get("store_limit", 0),
+                        "transfer": info.get("transfer")}
         return None
 
     def _node_event(self, nid, body):
@@ -231,6 +241,8 @@ class Head:
             self.sched.worker_died(wid, cause, oom)
             self.roles.pop(wid, None)
             self.sched.client_gone(wid)
+        elif event == "copied":
+            self.sched.add_copy(nid, *args)
         elif event == "bye":
             self.sched.node_died(nid, "was stopped")
 
@@ -268,6 +280,9 @@ class Head:
         sched = self.sched
         if what == "nodes":
             ans = self._nodes()
+        elif what == "peers":
+            ans = {nid: i.get("transfer") for nid, i in self.node_info.items()
+                   if sched.nodes[nid].alive}
         elif what == "wait_nodes":
             self.waiting_nodes.append((cid, req, args))
             self._answer_node_waiters()
@@ -306,12 +321,20 @@ class Head:
         poller.register(sock, zmq.POLLIN)
         if self.watch_fd is not None:
             poller.register(self.watch_fd, zmq.POLLIN)
+        if self.zygote is not None:
+            poller.register(self.zygote.ev, zmq.POLLIN)
         last_check = time.time()
         while not self.stopping:
             ready = dict(poller.poll(500))
             if self.watch_fd is not None and self.watch_fd in ready:
                 if not _pipe_alive(self.watch_fd):
                     break
+            if self.zygote is not None and self.zygote.ev in ready:
+                for ev in self.zygote.events():
+                    if ev[0] == "exit" and not self.stopping:
+                        # A node agent of this host ended: no need to wait for heartbeats.
+                        self.sched.node_died(ev[1], ev[3])
+                self.flush()
             if sock in ready:
                 for _ in range(DRAIN):
                     try:

@@ -118,7 +118,11 @@ def read(name: str):
         mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
-    view = memoryview(mm)
+    return parse(memoryview(mm), name)
+
+
+def parse(view, name="object"):
+    """Split an object file's bytes (mapped or in memory) into ``(meta, buffers)``."""
     magic, n, meta_len = _HEAD.unpack_from(view, 0)
     if magic != _MAGIC:
         raise ValueError(f"{name} is not a kit object")

@@ -177,6 +177,7 @@ class Scheduler:
         self._dirty = False
         self._pending_actors: list = []
         self.actor_of: dict = {}       # creation result oid -> actor id (handles hold it)
+        self.copies: dict = {}         # shared-memory name -> [(node id, copy name, size)]
 
     # ---- nodes and workers ---------------------------------------------------------
 
@@ -254,7 +255,8 @@ class Scheduler:
             p = obj.payload
             if p is not None and p[0] == SHARED and p[1] == nid:
                 self._set_payload(obj, system_error_payload(
-                    NodeDiedError, f"object {obj.oid.hex()} lived on a node that {cause}"),
+                    _lost(), f"object {obj.oid.hex()} lived only on a node that {cause}; "
+                             f"it is lost (re-create it, or keep a copy with kit.put elsewhere)"),
                     force=True)
         self._dirty = True
 
@@ -324,6 +326,11 @@ class Scheduler:
             if node is not None and node.in_memory.pop(p[2], None) is not None:
                 node.store_used -= p[3]
             self.out.append(("free", p[1], p[2]))
+            for nid, local, size in self.copies.pop(p[2], ()):
+                n = self.nodes.get(nid)
+                if n is not None and n.in_memory.pop(local, None) is not None:
+                    n.store_used -= size
+                self.out.append(("free", nid, local))
         for inner in obj.contained:
             self._unpin(inner)
 
@@ -344,6 +351,14 @@ class Scheduler:
         for inner in obj.contained:
             self._pin(inner)
         self._set_payload(obj, payload)
+
+    def add_copy(self, nid, name, local, size):
+        """A node copied a shared object from another node (to read it locally)."""
+        node = self.nodes.get(nid)
+        if node is None:
+            return
+        self.copies.setdefault(name, []).append((nid, local, size))
+        self._stored(node, local, size)
 
     def _stored(self, node, name, size):
         limit = node.info.get("store_limit") or 0

@@ -33,6 +33,10 @@ INLINE_LIMIT = 100 * 1024
 
 _local = threading.local()
 
+# Set by the process's client: maps a shared payload held by another node to a
+# local name (after copying it here), or to ``(meta, buffers)`` read over the wire.
+fetcher = None
+
 
 class _Collect:
     """Context in which pickled ObjectRefs are recorded (see ``ObjectRef.__reduce__``)."""
@@ -110,13 +114,16 @@ def from_payload(payload, fetch=None):
         except Exception as e:
             raise _unpickle_error(e) from e
     if kind == SHARED:
-        name = payload[2]
-        if fetch is not None:
-            name = fetch(payload)
-        try:
-            meta, bufs = object_store.read(name)
-        except FileNotFoundError:
-            raise ObjectLostError(f"object in shared memory {name!r} is gone (freed or its node died)")
+        fetch = fetch or fetcher
+        loc = fetch(payload) if fetch is not None else payload[2]
+        if isinstance(loc, tuple):
+            meta, bufs = loc
+        else:
+            try:
+                meta, bufs = object_store.read(loc)
+            except FileNotFoundError:
+                raise ObjectLostError(
+                    f"object in shared memory {loc!r} is gone (freed, or its node died)")
         try:
             return pickle.loads(meta, buffers=bufs)
         except Exception as e:

@@ -105,6 +105,7 @@ class Worker:
         self.client.node_id = cfg["node_id"]
         self.client.node_tag = cfg["tag"]
         self.client.store_limit = cfg.get("store_limit", 0)
+        self.client.transfer = cfg.get("transfer")
         client_mod.install(self.client)
         context.set_worker(node_id=self.node_hex, worker_id=wid.hex(),
                            actor_id=actor_id.hex() if actor_id else None)
