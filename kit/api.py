@@ -409,7 +409,7 @@ def nodes():
             "resources": n["resources"], "available": n["available"],
             "running": n["running"], "queued": n["queued"], "done": n["done"],
             "failed": n["failed"], "store_used": n["store_used"],
-            "store_limit": n.get("store_limit", 0), "tag": n.get("tag"),
+            "store_limit": n.get("store_limit", 0), "tag": n.get("tag"), "pid": n.get("pid"),
         })
     return out
 

@@ -99,7 +99,16 @@ def main():
         ncfg["daemon"] = True
         _ready_line({"pid": os.getpid(), "node_id": ncfg["node_id"].hex()})
         _detach(cfg["log"])
-        node.main(ncfg)
+
+        def joined(agent):
+            print(f"node {agent.nid.hex()} joined cluster {agent.cluster}", flush=True)
+
+        from .errors import KitError
+        try:
+            node.main(ncfg, ready=joined)
+        except KitError as e:
+            print(f"{type(e).__name__}: {e}", flush=True)
+            sys.exit(1)
 
 
 if __name__ == "__main__":

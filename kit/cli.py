@@ -1,28 +1,237 @@
-"""The ``kit`` command: ``kit demo``, and the cluster commands.
+"""The ``kit`` command.
 
-    kit demo                     run tasks, a graph and an actor on a local cluster
-    kit start --head [...]       (the multi-node issue) start a head on this host
-    kit stop / kit status        stop the kit processes started here / show nodes
+    kit demo                          tasks, a graph and an actor on a local cluster
+    kit start --head [options]        a head and a node agent on this host, as daemons
+    kit start --address HOST:PORT     a node agent joining that head
+    kit status [--address A]          the cluster's nodes and their counts
+    kit stop                          stop every kit daemon started on this host
+
+Daemons write what ``kit stop`` and ``kit.init(address="auto")`` need to
+``~/.kit/`` (or ``$KIT_STATE_DIR``), readable only by their owner: the token
+is a secret.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import secrets
+import signal
+import subprocess
 import sys
+import time
 
-STATE_DIR = os.path.join(os.path.expanduser("~"), ".kit")
-STATE_FILE = os.path.join(STATE_DIR, "cluster.json")
+
+def state_dir() -> str:
+    return os.environ.get("KIT_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".kit")
+
+
+def _write_private(path, data):
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
 
 
 def read_state():
-    """The cluster started on this host by ``kit start --head`` (address, token), or None."""
+    """The head started on this host by ``kit start --head`` (address, token...), or None."""
     try:
-        with open(STATE_FILE) as f:
+        with open(os.path.join(state_dir(), "head.json")) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def default_ip() -> str:
+    """This host's first non-loopback IPv4 address (else 127.0.0.1)."""
+    import psutil
+    import socket
+    for name, addrs in psutil.net_if_addrs().items():
+        for a in addrs:
+            if a.family == socket.AF_INET and not a.address.startswith("127."):
+                return a.address
+    return "127.0.0.1"
+
+
+def _spawn(mode, cfg, log):
+    cfg = dict(cfg, log=log)
+    proc = subprocess.Popen([sys.executable, "-m", "kit.boot", mode], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=open(log, "ab"),
+                            start_new_session=True, close_fds=True)
+    proc.stdin.write((json.dumps(cfg) + "\n").encode())
+    proc.stdin.close()
+    line = proc.stdout.readline()
+    proc.stdout.close()
+    if not line:
+        proc.wait(10)
+        with open(log) as f:
+            tail = f.read()[-2000:]
+        raise SystemExit(f"kit: the {mode[9:]} did not start:\n{tail}")
+    return json.loads(line)
+
+
+def _resources(text):
+    try:
+        res = json.loads(text) if text else {}
+        assert isinstance(res, dict)
+        return res
+    except (ValueError, AssertionError):
+        raise SystemExit(f'kit: --resources must be a JSON object like \'{{"disk": 2}}\', '
+                         f'not {text!r}')
+
+
+def cmd_start(args) -> int:
+    os.makedirs(state_dir(), mode=0o700, exist_ok=True)
+    cpus = args.num_cpus if args.num_cpus is not None else (os.cpu_count() or 1)
+    if args.head:
+        if read_state() is not None and _alive(read_state().get("pid")):
+            print("kit: a head is already running on this host; `kit stop` first",
+                  file=sys.stderr)
+            return 1
+        ip = args.node_ip_address or default_ip()
+        token = args.token or secrets.token_hex(16)
+        cfg = {"token": token, "num_cpus": cpus, "resources": _resources(args.resources),
+               "object_store_memory": args.object_store_memory, "bind": ip,
+               "port": args.port, "node_ip": ip, "num_nodes": 1,
+               "node_timeout": args.node_timeout}
+        info = _spawn("--daemon-head", cfg, os.path.join(state_dir(), "head.log"))
+        address = info["address"].replace("tcp://", "")
+        _write_private(os.path.join(state_dir(), "head.json"), {
+            "address": address, "token": token, "pid": info["pid"],
+            "cluster": info["cluster"]})
+        print(f"kit head started at {address} (cluster {info['cluster']}).")
+        print("To add another machine to this cluster, run there:")
+        print(f"  kit start --address {address} --token {token}")
+        print("To connect from Python:")
+        print(f"  kit.init(address=\"{address}\", token=\"{token}\")")
+        print("The token is kept in " + os.path.join(state_dir(), "head.json") +
+              " (readable only by you). Stop with `kit stop`.")
+        return 0
+    if not args.address:
+        print("kit: give --head, or --address HOST:PORT of a head", file=sys.stderr)
+        return 2
+    token = args.token or os.environ.get("KIT_TOKEN")
+    if not token:
+        print("kit: joining needs the cluster's token: --token (printed by kit start --head)",
+              file=sys.stderr)
+        return 2
+    ip = args.node_ip_address or default_ip()
+    cfg = {"token": token, "num_cpus": cpus, "resources": _resources(args.resources),
+           "object_store_memory": args.object_store_memory, "node_ip": ip,
+           "address": "tcp://" + args.address.replace("tcp://", ""), "cluster": None,
+           "tag": "h" + secrets.token_hex(3)}
+    log = os.path.join(state_dir(), f"node-{cfg['tag']}.log")
+    info = _spawn("--daemon-node", cfg, log)
+    # The node joins (hello, welcome) right after its ready line; check that it did.
+    time.sleep(0.2)
+    deadline = time.time() + 10
+    while time.time() < deadline and _alive(info["pid"]):
+        with open(log) as f:
+            text = f.read()
+        if "AuthenticationError" in text or "no answer" in text:
+            print("kit: " + text.strip().splitlines()[-1], file=sys.stderr)
+            return 1
+        if "joined" in text:
+            break
+        time.sleep(0.1)
+    if not _alive(info["pid"]):
+        with open(log) as f:
+            lines = f.read().strip().splitlines()
+        print("kit: the node did not join: " + (lines[-1] if lines else "no output"),
+              file=sys.stderr)
+        return 1
+    _write_private(os.path.join(state_dir(), f"node-{cfg['tag']}.json"),
+                   {"pid": info["pid"], "address": args.address, "node_id": info["node_id"]})
+    print(f"kit node {info['node_id']} joined the cluster at {args.address}.")
+    return 0
+
+
+def _alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def cmd_stop(args) -> int:
+    files = glob.glob(os.path.join(state_dir(), "node-*.json"))
+    head = os.path.join(state_dir(), "head.json")
+    if os.path.exists(head):
+        files.append(head)
+    stopped = 0
+    clusters = []
+    for path in files:
+        try:
+            with open(path) as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            os.unlink(path)
+            continue
+        pid = st.get("pid")
+        if st.get("cluster"):
+            clusters.append(st["cluster"])
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.time() + 5
+            while _alive(pid) and time.time() < deadline:
+                time.sleep(0.05)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            stopped += 1
+        os.unlink(path)
+    from . import object_store
+    for c in clusters:
+        object_store.sweep(f"kit_{c}_")
+    object_store.sweep_dead_clusters()
+    print(f"kit: stopped {stopped} daemon(s)" if stopped else "kit: nothing was running")
+    return 0
+
+
+def cmd_status(args) -> int:
+    import kit
+    st = read_state()
+    address = args.address or (st and st["address"]) or os.environ.get("KIT_ADDRESS")
+    token = args.token or (st and st["token"]) or os.environ.get("KIT_TOKEN")
+    if not address:
+        print("kit: no cluster started here; give --address and --token", file=sys.stderr)
+        return 1
+    kit.init(address=address, token=token, log_to_driver=False)
+    try:
+        print(status_table(kit.nodes()))
+    finally:
+        kit.shutdown()
+    return 0
+
+
+def status_table(nodes) -> str:
+    """Nodes as a text table: address, alive, CPUs busy/total, task counts, store use."""
+    head = f"{'node':16} {'address':15} {'alive':5} {'CPU':>9} {'queued':>6} {'running':>7} " \
+           f"{'done':>7} {'failed':>6} {'store MiB':>12}"
+    rows = [head]
+    for n in nodes:
+        total = n["resources"].get("CPU", 0)
+        busy = total - n["available"].get("CPU", 0)
+        store = f"{n['store_used'] / 2**20:.0f}/{n['store_limit'] / 2**20:.0f}"
+        rows.append(f"{n['NodeID']:16} {str(n['address']):15} {str(n['Alive']):5} "
+                    f"{busy:>4g}/{total:<4g} {n['queued']:>6} {n['running']:>7} "
+                    f"{n['done']:>7} {n['failed']:>6} {store:>12}")
+    return "\n".join(rows)
 
 
 def cmd_demo(args) -> int:
@@ -35,7 +244,9 @@ def main(argv=None) -> int:
     """Entry point of the ``kit`` console script.
 
     Example:
-        $ kit demo
+        $ kit start --head --num-cpus 2
+        $ kit status
+        $ kit stop
     """
     p = argparse.ArgumentParser(prog="kit", description="kit: notebook-first cluster runtime")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -43,6 +254,24 @@ def main(argv=None) -> int:
     d.add_argument("--nodes", type=int, default=2, help="node agents to start (default 2)")
     d.add_argument("--cpus", type=int, default=2, help="CPU slots per node (default 2)")
     d.set_defaults(fn=cmd_demo)
+    s = sub.add_parser("start", help="start a head (--head) or join one (--address)")
+    s.add_argument("--head", action="store_true", help="start a head and a node here")
+    s.add_argument("--address", help="HOST:PORT of the head to join")
+    s.add_argument("--port", type=int, default=6380, help="head port (default 6380)")
+    s.add_argument("--node-ip-address", help="this host's address others reach")
+    s.add_argument("--num-cpus", type=int, help="task slots here (default: cores)")
+    s.add_argument("--resources", help='custom resources as JSON, e.g. \'{"disk": 2}\'')
+    s.add_argument("--object-store-memory", type=int, help="store limit in bytes")
+    s.add_argument("--token", help="the cluster's token (made up for a new head if absent)")
+    s.add_argument("--node-timeout", type=float, default=10.0,
+                   help="seconds without heartbeats before a node is declared dead")
+    s.set_defaults(fn=cmd_start)
+    t = sub.add_parser("status", help="show the cluster's nodes")
+    t.add_argument("--address")
+    t.add_argument("--token")
+    t.set_defaults(fn=cmd_status)
+    st = sub.add_parser("stop", help="stop the kit daemons started on this host")
+    st.set_defaults(fn=cmd_stop)
     args = p.parse_args(argv)
     return args.fn(args)
 

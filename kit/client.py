@@ -44,13 +44,22 @@ def current():
 
 
 def host_id() -> str:
-    """Identifies this machine (its shared memory): boot id plus hostname."""
+    """Identifies this host: hostname, boot id and network namespace.
+
+    Processes with the same host id share a node's shared memory directly;
+    others (another machine, or another network namespace standing in for one
+    in tests) get objects copied by the node agents.
+    """
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             boot = f.read().strip()
     except OSError:
         boot = ""
-    return f"{socket.gethostname()}:{boot}"
+    try:
+        netns = os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        netns = 0
+    return f"{socket.gethostname()}:{boot}:{netns}"
 
 
 class _Waiter:

@@ -209,10 +209,7 @@ class Head:
                 "transfer": info.get("transfer"), "tag": info.get("tag")})
             sched.nodes[cid].spawning = info.get("prestart", 0)
             self.send(ident, Kind.WELCOME, {"cluster": self.cluster_id})
-            peers = {nid: i.get("transfer") for nid, i in self.node_info.items()
-                     if sched.nodes[nid].alive}
-            for nid in peers:
-                self.to_node(nid, Kind.NODE_CMD, ("peers", peers))
+            self._broadcast_peers()
             self._answer_node_waiters()
             return
         self.roles[cid] = role
@@ -224,6 +221,16 @@ class Head:
         self.send(ident, Kind.WELCOME, {
             "cluster": self.cluster_id, "nodes": self._nodes(),
             "local_node": self._local_node(info.get("host"))})
+
+    def _broadcast_peers(self):
+        peers = {nid: i.get("transfer") for nid, i in self.node_info.items()
+                 if self.sched.nodes[nid].alive}
+        for nid in peers:
+            self.to_node(nid, Kind.NODE_CMD, ("peers", peers))
+
+    def node_died(self, nid, cause):
+        self.sched.node_died(nid, cause)
+        self._broadcast_peers()
 
     def _local_node(self, host):
         for nid, info in self.node_info.items():
@@ -244,7 +251,7 @@ class Head:
         elif event == "copied":
             self.sched.add_copy(nid, *args)
         elif event == "bye":
-            self.sched.node_died(nid, "was stopped")
+            self.node_died(nid, "was stopped")
 
     def _actor_op(self, cid, body):
         op = body[0]
@@ -313,7 +320,7 @@ class Head:
             if node is None or not node.alive:
                 continue
             if now - seen > self.node_timeout:
-                self.sched.node_died(nid, f"stopped answering for {self.node_timeout:.0f} s")
+                self.node_died(nid, f"stopped answering for {self.node_timeout:.0f} s")
 
     def serve(self):
         sock = self.sock
@@ -333,7 +340,7 @@ class Head:
                 for ev in self.zygote.events():
                     if ev[0] == "exit" and not self.stopping:
                         # A node agent of this host ended: no need to wait for heartbeats.
-                        self.sched.node_died(ev[1], ev[3])
+                        self.node_died(ev[1], f"stopped: its agent {ev[3]}")
                 self.flush()
             if sock in ready:
                 for _ in range(DRAIN):

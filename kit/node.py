@@ -32,6 +32,7 @@ from .spawner import Zygote, die_with_parent
 
 CHUNK = 8 << 20
 IN_FLIGHT = 4
+STALL = 10.0     # seconds without a chunk before a pull fails
 
 
 class Pull:
@@ -43,6 +44,7 @@ class Pull:
         self.received = 0
         self.waiters = []       # (ident, req)
         self.fd = None
+        self.progress = time.time()
 
 
 class NodeAgent:
@@ -158,6 +160,9 @@ class NodeAgent:
             if now - last_beat >= 1.0:
                 last_beat = now
                 self.send(Kind.HEARTBEAT, None)
+                for pull in list(self.pulls.values()):
+                    if now - pull.progress > STALL:
+                        self._finish_pull(pull, f"its node sent nothing for {STALL:.0f} s")
         self.stop()
 
     def _stop_flag(self):
@@ -197,7 +202,10 @@ class NodeAgent:
                 if name.startswith(self.prefix):
                     object_store.unlink(name)
         elif op == "peers":
-            self.peers.update(arg)
+            self.peers = dict(arg)
+            for pull in list(self.pulls.values()):
+                if pull.peer not in self.peers:
+                    self._finish_pull(pull, "the node holding it died")
 
     # ---- moving objects between nodes -------------------------------------------
 
@@ -288,6 +296,7 @@ class NodeAgent:
             data = msg[2][0]
             os.pwrite(pull.fd, data, offset)
             pull.received += len(data)
+            pull.progress = time.time()
             self._request_chunk(pull)
             if pull.received >= pull.size:
                 self._finish_pull(pull, None)

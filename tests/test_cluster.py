@@ -1,0 +1,215 @@
+"""Several nodes: on loopback (num_nodes), through `kit start`, and across network namespaces."""
+
+import collections
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+import kit
+
+S = kit.NodeAffinitySchedulingStrategy
+
+
+@kit.remote
+def node_of(x=None):
+    time.sleep(0.001)
+    return kit.get_runtime_context().get_node_id()
+
+
+def test_three_nodes_share_the_work(fresh):
+    fresh(num_nodes=3, num_cpus=1)
+    assert len(kit.nodes()) == 3 and kit.cluster_resources()["CPU"] == 3.0
+    counts = collections.Counter(kit.get([node_of.remote() for _ in range(1500)]))
+    assert len(counts) == 3 and min(counts.values()) > 0
+    done = {n["NodeID"]: n["done"] for n in kit.nodes()}
+    for node, c in counts.items():
+        assert done[node] >= c
+
+
+def test_object_crosses_nodes_intact(fresh):
+    fresh(num_nodes=2, num_cpus=1)
+    a, b = [n["NodeID"] for n in kit.nodes()]
+
+    @kit.remote
+    def make():
+        return np.arange(100_000_000 // 8, dtype=np.int64)
+
+    @kit.remote
+    def check(arr):
+        return kit.get_runtime_context().get_node_id(), int(arr[-1]), int(arr.sum() % 1000003)
+
+    ref = make.options(scheduling_strategy=S(a)).remote()
+    node, last, digest = kit.get(check.options(scheduling_strategy=S(b)).remote(ref), timeout=60)
+    n = 100_000_000 // 8
+    assert node == b and last == n - 1 and digest == (n * (n - 1) // 2) % 1000003
+
+
+def test_node_killed_mid_run_tasks_retried_elsewhere(fresh):
+    fresh(num_nodes=3, num_cpus=1)
+    nodes = kit.nodes()
+    victim = nodes[1]
+
+    @kit.remote
+    def work(i):
+        time.sleep(0.05)
+        return i
+
+    refs = [work.remote(i) for i in range(120)]
+    time.sleep(0.5)
+    os.kill(victim["pid"], signal.SIGKILL)
+    assert kit.get(refs, timeout=60) == list(range(120))
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        alive = {n["NodeID"]: n["Alive"] for n in kit.nodes()}
+        if not alive[victim["NodeID"]]:
+            break
+        time.sleep(0.1)
+    assert not alive[victim["NodeID"]]
+    assert kit.cluster_resources()["CPU"] == 2.0
+
+
+def test_actor_and_object_on_dead_node(fresh):
+    fresh(num_nodes=2, num_cpus=1)
+    a, b = kit.nodes()
+
+    @kit.remote
+    class Holder:
+        def ping(self):
+            return "pong"
+
+    h = Holder.options(scheduling_strategy=S(b["NodeID"])).remote()
+    assert kit.get(h.ping.remote()) == "pong"
+
+    @kit.remote(max_retries=0)
+    def big():
+        return np.ones(1 << 20)
+
+    ref = big.options(scheduling_strategy=S(b["NodeID"])).remote()
+    kit.wait([ref])
+    os.kill(b["pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    with pytest.raises(kit.ActorDiedError):
+        kit.get(h.ping.remote(), timeout=30)
+    with pytest.raises(kit.ObjectLostError):
+        kit.get(ref, timeout=30)
+
+
+def _kit(args, env, ns=None, check=True):
+    cmd = ([shutil.which("ip"), "netns", "exec", ns] if ns else []) + \
+        [sys.executable, "-m", "kit.cli", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    if check:
+        assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def test_kit_start_status_stop(tmp_path):
+    env = dict(os.environ, KIT_STATE_DIR=str(tmp_path / "state"))
+    try:
+        out = _kit(["start", "--head", "--port", "6393", "--num-cpus", "1",
+                    "--node-ip-address", "127.0.0.1"], env)
+        assert "kit start --address 127.0.0.1:6393 --token" in out.stdout
+        assert "kit.init(address=" in out.stdout
+        state = tmp_path / "state" / "head.json"
+        assert oct(state.stat().st_mode & 0o777) == "0o600"
+        token = json.loads(state.read_text())["token"]
+        assert len(token) >= 32
+        bad = _kit(["start", "--address", "127.0.0.1:6393", "--token", "wrong",
+                    "--node-ip-address", "127.0.0.1"], env, check=False)
+        assert bad.returncode != 0 and "token is wrong" in bad.stderr
+        _kit(["start", "--address", "127.0.0.1:6393", "--token", token, "--num-cpus", "1",
+              "--node-ip-address", "127.0.0.1"], env)
+        status = _kit(["status"], env).stdout
+        assert len([line for line in status.splitlines() if " True " in line]) == 2
+        code = ("import kit, os\n"
+                "kit.init(address='auto')\n"
+                "print(len(kit.nodes()), kit.cluster_resources()['CPU'])\n")
+        auto = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, timeout=60)
+        assert auto.stdout.split() == ["2", "2.0"], auto.stderr
+    finally:
+        _kit(["stop"], env, check=False)
+    assert "nothing was running" in _kit(["stop"], env).stdout
+    left = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and
+            "--daemon-" in " ".join(p.info["cmdline"])]
+    assert not left
+
+
+NETNS_DEMO = r"""
+import collections, socket, time, kit
+kit.init(address="10.211.0.1:6394", token="{token}")
+print(len(kit.nodes()), kit.cluster_resources()["CPU"], flush=True)
+
+@kit.remote
+def f():
+    time.sleep(0.001)
+    return kit.get_runtime_context().get_node_id()
+
+ids = {{n["NodeID"]: n["address"] for n in kit.nodes()}}
+t = time.time()
+counts = collections.Counter(ids[x] for x in kit.get([f.remote() for _ in range(10000)]))
+print(dict(counts), round(time.time() - t, 2), flush=True)
+"""
+
+
+def _netns_available():
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return "needs root and iproute2 (ip netns)"
+    r = subprocess.run(["ip", "netns", "add", "kit-probe"], capture_output=True)
+    if r.returncode != 0:
+        return "cannot create network namespaces here: " + r.stderr.decode().strip()
+    subprocess.run(["ip", "netns", "del", "kit-probe"])
+    return None
+
+
+@pytest.mark.timeout(180)
+def test_two_hosts_in_network_namespaces(tmp_path):
+    why = _netns_available()
+    if why:
+        pytest.skip(why)
+    ip = ["ip"]
+    a, b = "kit-host-a", "kit-host-b"
+    sh = lambda *cmd: subprocess.run([*ip, *cmd], check=True, capture_output=True)  # noqa
+    token = "netns-test-token-0123456789abcdef"
+    env_a = dict(os.environ, KIT_STATE_DIR=str(tmp_path / "a"))
+    env_b = dict(os.environ, KIT_STATE_DIR=str(tmp_path / "b"))
+    try:
+        for ns in (a, b):
+            subprocess.run([*ip, "netns", "del", ns], capture_output=True)
+            sh("netns", "add", ns)
+            sh("-n", ns, "link", "set", "lo", "up")
+        sh("link", "add", "kitveth-a", "type", "veth", "peer", "name", "kitveth-b")
+        sh("link", "set", "kitveth-a", "netns", a)
+        sh("link", "set", "kitveth-b", "netns", b)
+        sh("-n", a, "addr", "add", "10.211.0.1/24", "dev", "kitveth-a")
+        sh("-n", b, "addr", "add", "10.211.0.2/24", "dev", "kitveth-b")
+        sh("-n", a, "link", "set", "kitveth-a", "up")
+        sh("-n", b, "link", "set", "kitveth-b", "up")
+        _kit(["start", "--head", "--port", "6394", "--num-cpus", "1", "--token", token,
+              "--node-ip-address", "10.211.0.1"], env_a, ns=a)
+        _kit(["start", "--address", "10.211.0.1:6394", "--token", token, "--num-cpus", "1",
+              "--node-ip-address", "10.211.0.2"], env_b, ns=b)
+        out = subprocess.run(["ip", "netns", "exec", a, sys.executable, "-c",
+                              NETNS_DEMO.format(token=token)], capture_output=True, text=True,
+                             env=env_a, timeout=150)
+        assert out.returncode == 0, out.stderr
+        first, second = out.stdout.strip().splitlines()
+        assert first.split() == ["2", "2.0"]
+        counts = eval(second.rsplit(" ", 1)[0])
+        assert set(counts) == {"10.211.0.1", "10.211.0.2"}
+        assert sum(counts.values()) == 10000
+        assert min(counts.values()) > 2500, counts
+        print("netns split and time:", second)
+    finally:
+        _kit(["stop"], env_b, ns=b, check=False)
+        _kit(["stop"], env_a, ns=a, check=False)
+        for ns in (a, b):
+            subprocess.run([*ip, "netns", "del", ns], capture_output=True)
