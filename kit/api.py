@@ -70,7 +70,8 @@ def is_initialized() -> bool:
 
 def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
          object_store_memory=None, namespace=None, ignore_reinit_error=False,
-         log_to_driver=True, token=None, num_nodes=1, _redis_password=None, **_ignored):
+         log_to_driver=True, token=None, num_nodes=1, encrypt=None, _redis_password=None,
+         **_ignored):
     """Start a local cluster, or connect to one, and make this process its driver.
 
     Args:
@@ -84,6 +85,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         log_to_driver: print what tasks print, prefixed with their origin.
         token: the cluster's token (for ``address``); also ``KIT_TOKEN``.
         num_nodes: node agents to start on this machine (to try multi-node).
+        encrypt: encrypt every connection with CurveZMQ (also ``KIT_ENCRYPT=1``);
+            must match how the cluster was started.
 
     Returns:
         A ``ClusterContext`` (a context manager that shuts down on exit).
@@ -106,6 +109,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             raise KitError("kit.init() was already called in this process; pass "
                            "ignore_reinit_error=True, or call kit.shutdown() first")
         token = token or _redis_password or os.environ.get("KIT_TOKEN")
+        if encrypt is None:
+            encrypt = os.environ.get("KIT_ENCRYPT", "") not in ("", "0")
         address = address or os.environ.get("KIT_ADDRESS")
         cluster = None
         if address in (None, "local"):
@@ -113,17 +118,18 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
             cluster = start_local(cpus, num_nodes=num_nodes, resources=resources,
                                   num_gpus=num_gpus or 0,
-                                  object_store_memory=object_store_memory)
+                                  object_store_memory=object_store_memory,
+                                  encrypt=encrypt)
             address, token = cluster.address, cluster.token
             expect = num_nodes
         else:
-            address, token = _resolve_address(address, token)
+            address, token, encrypt = _resolve_address(address, token, encrypt)
             expect = 1
         if not address.startswith("tcp://"):
             address = "tcp://" + address
         try:
             client = client_mod.Client(address, token, "driver",
-                                       info={"log_to_driver": log_to_driver})
+                                       info={"log_to_driver": log_to_driver}, encrypt=encrypt)
         except BaseException:
             if cluster is not None:
                 cluster.stop()
@@ -148,23 +154,21 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         return ctx
 
 
-def _resolve_address(address, token):
+def _resolve_address(address, token, encrypt):
+    from .cli import read_state
+    st = read_state()
     if address == "auto":
-        from .cli import read_state
-        st = read_state()
         if st is None:
             raise KitError("address='auto' but no cluster was started on this host; run "
                            "`kit start --head` first, or call kit.init() for a local one")
-        return st["address"], token or st["token"]
-    if not token:
-        from .cli import read_state
-        st = read_state()
-        if st is not None and st["address"].split(":")[-1] == address.split(":")[-1]:
-            token = st["token"]
+        return st["address"], token or st["token"], encrypt or st.get("encrypt", False)
+    if st is not None and st["address"].split(":")[-1] == address.split(":")[-1]:
+        token = token or st["token"]
+        encrypt = encrypt or st.get("encrypt", False)
     if not token:
         raise KitError(f"connecting to {address} needs the cluster's token: pass token=..., "
                        f"or set KIT_TOKEN (`kit start --head` printed it)")
-    return address, token
+    return address, token, encrypt
 
 
 def shutdown() -> None:

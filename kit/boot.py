@@ -38,7 +38,7 @@ def node_config(cfg, address, cluster, tag):
         "prestart": int(cfg["num_cpus"]), "node_ip": cfg.get("node_ip", "127.0.0.1"),
         "object_store_memory": cfg.get("object_store_memory") or 0,
         "sys_path": cfg.get("sys_path") or [], "cwd": cfg.get("cwd"),
-        "daemon": cfg.get("daemon", False),
+        "daemon": cfg.get("daemon", False), "encrypt": bool(cfg.get("encrypt")),
     }
 
 
@@ -50,7 +50,8 @@ def run(cfg, watch_fd=None, ready=None):
     cluster = f"{os.getpid()}x{os.urandom(3).hex()}"
     bind = f"tcp://{cfg.get('bind', '127.0.0.1')}:{cfg.get('port', 0)}"
     head = Head(cfg["token"].encode(), bind, cluster, watch_fd=watch_fd,
-                node_timeout=cfg.get("node_timeout", 10.0), zygote=zygote)
+                node_timeout=cfg.get("node_timeout", 10.0), zygote=zygote,
+                encrypt=bool(cfg.get("encrypt")))
     signal.signal(signal.SIGTERM, lambda *a: head.request_stop())
     for i, ncfg in enumerate(node_configs(cfg, head.address, cluster)):
         zygote.fork(ncfg["node_id"], "kit.node:main", ncfg)

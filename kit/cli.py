@@ -95,17 +95,18 @@ def cmd_start(args) -> int:
         cfg = {"token": token, "num_cpus": cpus, "resources": _resources(args.resources),
                "object_store_memory": args.object_store_memory, "bind": ip,
                "port": args.port, "node_ip": ip, "num_nodes": 1,
-               "node_timeout": args.node_timeout}
+               "node_timeout": args.node_timeout, "encrypt": args.encrypt}
         info = _spawn("--daemon-head", cfg, os.path.join(state_dir(), "head.log"))
         address = info["address"].replace("tcp://", "")
         _write_private(os.path.join(state_dir(), "head.json"), {
             "address": address, "token": token, "pid": info["pid"],
-            "cluster": info["cluster"]})
+            "cluster": info["cluster"], "encrypt": args.encrypt})
         print(f"kit head started at {address} (cluster {info['cluster']}).")
         print("To add another machine to this cluster, run there:")
-        print(f"  kit start --address {address} --token {token}")
+        enc, enc_py = (" --encrypt", ", encrypt=True") if args.encrypt else ("", "")
+        print(f"  kit start --address {address} --token {token}{enc}")
         print("To connect from Python:")
-        print(f"  kit.init(address=\"{address}\", token=\"{token}\")")
+        print(f"  kit.init(address=\"{address}\", token=\"{token}\"{enc_py})")
         print("The token is kept in " + os.path.join(state_dir(), "head.json") +
               " (readable only by you). Stop with `kit stop`.")
         return 0
@@ -121,7 +122,7 @@ def cmd_start(args) -> int:
     cfg = {"token": token, "num_cpus": cpus, "resources": _resources(args.resources),
            "object_store_memory": args.object_store_memory, "node_ip": ip,
            "address": "tcp://" + args.address.replace("tcp://", ""), "cluster": None,
-           "tag": "h" + secrets.token_hex(3)}
+           "tag": "h" + secrets.token_hex(3), "encrypt": args.encrypt}
     log = os.path.join(state_dir(), f"node-{cfg['tag']}.log")
     info = _spawn("--daemon-node", cfg, log)
     # The node joins (hello, welcome) right after its ready line; check that it did.
@@ -211,7 +212,8 @@ def cmd_status(args) -> int:
     if not address:
         print("kit: no cluster started here; give --address and --token", file=sys.stderr)
         return 1
-    kit.init(address=address, token=token, log_to_driver=False)
+    kit.init(address=address, token=token, log_to_driver=False,
+             encrypt=args.encrypt or bool(st and st.get("encrypt")))
     try:
         print(status_table(kit.nodes()))
     finally:
@@ -265,10 +267,13 @@ def main(argv=None) -> int:
     s.add_argument("--token", help="the cluster's token (made up for a new head if absent)")
     s.add_argument("--node-timeout", type=float, default=10.0,
                    help="seconds without heartbeats before a node is declared dead")
+    s.add_argument("--encrypt", action="store_true",
+                   help="encrypt every connection with CurveZMQ (for untrusted networks)")
     s.set_defaults(fn=cmd_start)
     t = sub.add_parser("status", help="show the cluster's nodes")
     t.add_argument("--address")
     t.add_argument("--token")
+    t.add_argument("--encrypt", action="store_true")
     t.set_defaults(fn=cmd_status)
     st = sub.add_parser("stop", help="stop the kit daemons started on this host")
     st.set_defaults(fn=cmd_stop)

@@ -30,7 +30,7 @@ import zmq
 from . import logs, object_ref, serialization
 from . import object_store
 from .errors import AuthenticationError, GetTimeoutError, KitError, ObjectLostError
-from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer
+from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer, secure
 
 _current = None
 
@@ -74,8 +74,11 @@ class Client:
     """A driver's or worker's link to the head (see the module docstring)."""
 
     def __init__(self, address: str, token, role: str, cid: bytes | None = None,
-                 info: dict | None = None, on_message=None, hello_timeout: float = 10.0):
+                 info: dict | None = None, on_message=None, hello_timeout: float = 10.0,
+                 encrypt: bool = False):
         self.address = address
+        self.token = token
+        self.encrypt = encrypt
         self.role = role
         self.cid = cid or os.urandom(8)
         self.ctx = zmq.Context()
@@ -124,6 +127,7 @@ class Client:
 
     def _socket(self, suffix):
         s = self.ctx.socket(zmq.DEALER)
+        secure(s, self.token, False, self.encrypt)
         s.setsockopt(zmq.IDENTITY, self.cid + suffix)
         s.setsockopt(zmq.LINGER, 2000)
         s.setsockopt(zmq.SNDHWM, 0)
@@ -140,7 +144,8 @@ class Client:
                 self.close()
                 raise KitError(
                     f"no answer from a kit head at {self.address} within {timeout:.0f} s; "
-                    f"check the address and that `kit start --head` is running there")
+                    f"check the address and that `kit start --head` is running there (if it "
+                    f"was started with --encrypt, connect with encrypt=True)")
             frames = self.rx.recv_multipart()
             if frames == [AUTH_REFUSED]:
                 self.close()
@@ -342,6 +347,7 @@ class Client:
         with self.fetch_lock:
             if self.xsock is None:
                 self.xsock = self.ctx.socket(zmq.DEALER)
+                secure(self.xsock, self.token, False, self.encrypt)
                 self.xsock.setsockopt(zmq.LINGER, 0)
                 self.xsock.connect(self.transfer)
             req = next(self.req_counter)
@@ -371,6 +377,7 @@ class Client:
             s = self.peer_socks.get(nid)
             if s is None:
                 s = self.peer_socks[nid] = self.ctx.socket(zmq.DEALER)
+                secure(s, self.token, False, self.encrypt)
                 s.setsockopt(zmq.LINGER, 0)
                 s.connect(addr)
             buf = bytearray(size)

@@ -37,10 +37,11 @@ EVENT_LOG = 100_000       # task events kept for widgets and timeline()
 
 class Head:
     def __init__(self, token: bytes, bind: str, cluster_id: str, watch_fd=None,
-                 node_timeout: float = 10.0, zygote=None):
+                 node_timeout: float = 10.0, zygote=None, encrypt: bool = False):
         self.signer = Signer(token)
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
+        protocol.secure(self.sock, token, True, encrypt)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME)
         self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)

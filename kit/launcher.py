@@ -62,14 +62,14 @@ def driver_paths() -> list:
 
 
 def start_local(num_cpus, num_nodes=1, resources=None, num_gpus=0, object_store_memory=None,
-                token=None, timeout: float = 30.0) -> LocalCluster:
+                token=None, timeout: float = 30.0, encrypt: bool = False) -> LocalCluster:
     """Start a head and ``num_nodes`` node agents on loopback; return once the head serves."""
     object_store.sweep_dead_clusters()
     token = token or secrets.token_hex(16)
     cfg = {"token": token, "num_cpus": num_cpus, "num_nodes": num_nodes,
            "resources": resources or {}, "num_gpus": num_gpus,
            "object_store_memory": object_store_memory, "bind": "127.0.0.1",
-           "sys_path": driver_paths(), "cwd": os.getcwd()}
+           "sys_path": driver_paths(), "cwd": os.getcwd(), "encrypt": encrypt}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))] +

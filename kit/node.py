@@ -27,7 +27,7 @@ import zmq
 
 from . import object_store
 from .errors import AuthenticationError, KitError
-from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer
+from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer, secure
 from .spawner import Zygote, die_with_parent
 
 CHUNK = 8 << 20
@@ -56,11 +56,14 @@ class NodeAgent:
         self.signer = Signer(cfg["token"])
         self.xsigner = Signer(cfg["token"])
         self.ctx = zmq.Context()
+        self.encrypt = bool(cfg.get("encrypt"))
         self.sock = self.ctx.socket(zmq.DEALER)
+        secure(self.sock, cfg["token"], False, self.encrypt)
         self.sock.setsockopt(zmq.IDENTITY, self.nid + b"n")
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.connect(cfg["address"])
         self.xfer = self.ctx.socket(zmq.ROUTER)
+        secure(self.xfer, cfg["token"], True, self.encrypt)
         self.xfer.setsockopt(zmq.LINGER, 0)
         ip = cfg.get("node_ip", "127.0.0.1")
         port = self.xfer.bind_to_random_port(f"tcp://{ip}")
@@ -120,7 +123,7 @@ class NodeAgent:
             "address": cfg["address"], "token": cfg["token"], "node_id": self.nid,
             "node_hex": self.nid.hex(), "tag": self.tag, "cluster": self.cluster,
             "store_limit": self.store_limit, "sys_path": cfg.get("sys_path") or [],
-            "cwd": cfg.get("cwd"), "transfer": self.xfer_address}
+            "cwd": cfg.get("cwd"), "transfer": self.xfer_address, "encrypt": self.encrypt}
 
     def serve(self):
         signal.signal(signal.SIGTERM, lambda *a: self._stop_flag())
@@ -262,6 +265,7 @@ class NodeAgent:
         s = self.peer_socks.get(nid)
         if s is None:
             s = self.ctx.socket(zmq.DEALER)
+            secure(s, self.cfg["token"], False, self.encrypt)
             s.setsockopt(zmq.LINGER, 0)
             s.connect(self.peers[nid])
             self.peer_socks[nid] = s

@@ -25,7 +25,7 @@ import pickle
 import struct
 import sys
 
-__all__ = ["Signer", "Kind", "AUTH_REFUSED", "KIT_VERSION", "PY_VERSION"]
+__all__ = ["Signer", "Kind", "AUTH_REFUSED", "KIT_VERSION", "PY_VERSION", "secure"]
 
 KIT_VERSION = "0.1.0"
 PY_VERSION = "%d.%d" % sys.version_info[:2]
@@ -62,6 +62,33 @@ class Kind:
     ACTOR = 21         # C -> H: (op, args) create/kill/get
     FETCH = 22         # N <-> N: object chunks
     EVENTS = 23        # H -> C: task state events for widgets
+
+
+def secure(sock, token, server: bool, enabled: bool) -> None:
+    """Encrypt a socket with CurveZMQ when ``enabled`` (call before bind or connect).
+
+    The servers' (head, node transfer) key pair is derived from the token, so
+    everyone who holds the token knows the public key and nothing else needs
+    to be handed out; clients make a fresh key pair per socket. Signatures are
+    still checked on every message: encryption hides traffic, the token admits it.
+    """
+    if not enabled:
+        return
+    import zmq
+    from zmq.utils import z85
+    if isinstance(token, str):
+        token = token.encode()
+    secret = z85.encode(hashlib.blake2b(token, digest_size=32, person=b"kit-curve").digest())
+    public = zmq.curve_public(secret)
+    if server:
+        sock.curve_secretkey = secret
+        sock.curve_publickey = public
+        sock.curve_server = True
+    else:
+        pub, sec = zmq.curve_keypair()
+        sock.curve_publickey = pub
+        sock.curve_secretkey = sec
+        sock.curve_serverkey = public
 
 
 class Signer:

@@ -101,7 +101,8 @@ class Worker:
         self.done_lock = threading.Lock()
         self.client = client_mod.Client(
             cfg["address"], cfg["token"], "worker", cid=wid,
-            info={"node": cfg["node_id"], "actor": actor_id}, on_message=self.on_message)
+            info={"node": cfg["node_id"], "actor": actor_id}, on_message=self.on_message,
+            encrypt=bool(cfg.get("encrypt")))
         self.client.node_id = cfg["node_id"]
         self.client.node_tag = cfg["tag"]
         self.client.store_limit = cfg.get("store_limit", 0)

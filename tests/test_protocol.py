@@ -71,3 +71,24 @@ def test_version_mismatch_is_refused(cluster, monkeypatch):
     monkeypatch.setattr(kit.client, "PY_VERSION", "2.7")
     with pytest.raises(kit.AuthenticationError, match="version mismatch"):
         kit.client.Client("tcp://" + cluster.address, cluster.token, "driver", hello_timeout=5)
+
+
+def test_encrypted_cluster(fresh):
+    """With encrypt=True every connection is CurveZMQ; plain peers cannot talk to it."""
+    import numpy as np
+    ctx = fresh(num_nodes=2, num_cpus=1, encrypt=True)
+    a, b = [n["NodeID"] for n in kit.nodes()]
+
+    @kit.remote
+    def make():
+        return np.arange(1 << 20)
+
+    @kit.remote
+    def total(x):
+        return int(x.sum())
+
+    S = kit.NodeAffinitySchedulingStrategy
+    ref = make.options(scheduling_strategy=S(a)).remote()
+    assert kit.get(total.options(scheduling_strategy=S(b)).remote(ref)) == (1 << 20) * ((1 << 20) - 1) // 2
+    with pytest.raises(kit.KitError, match="encrypt"):
+        kit.client.Client("tcp://" + ctx.address, ctx.token, "driver", hello_timeout=2)
