@@ -144,7 +144,7 @@ def test_kit_start_status_stop(tmp_path):
 
 
 NETNS_DEMO = r"""
-import collections, socket, time, kit
+import collections, sys, time, kit
 kit.init(address="10.211.0.1:6394", token="{token}")
 print(len(kit.nodes()), kit.cluster_resources()["CPU"], flush=True)
 
@@ -156,7 +156,19 @@ def f():
 ids = {{n["NodeID"]: n["address"] for n in kit.nodes()}}
 t = time.time()
 counts = collections.Counter(ids[x] for x in kit.get([f.remote() for _ in range(10000)]))
-print(dict(counts), round(time.time() - t, 2), flush=True)
+print(dict(counts), round(10000 / (time.time() - t)), flush=True)
+"""
+
+NETNS_KILL = r"""
+import os, signal, time, kit
+kit.init(address="10.211.0.1:6394", token="{token}")
+victim = [n for n in kit.nodes() if n["address"] == "10.211.0.2"][0]
+t = time.time()
+os.kill({pid}, signal.SIGKILL)
+while [n for n in kit.nodes() if n["NodeID"] == victim["NodeID"]][0]["Alive"]:
+    time.sleep(0.05)
+    assert time.time() - t < 30
+print(round(time.time() - t, 2), flush=True)
 """
 
 
@@ -194,20 +206,34 @@ def test_two_hosts_in_network_namespaces(tmp_path):
         sh("-n", a, "link", "set", "kitveth-a", "up")
         sh("-n", b, "link", "set", "kitveth-b", "up")
         _kit(["start", "--head", "--port", "6394", "--num-cpus", "1", "--token", token,
-              "--node-ip-address", "10.211.0.1"], env_a, ns=a)
+              "--node-ip-address", "10.211.0.1", "--node-timeout", "3"], env_a, ns=a)
+
+        def demo():
+            out = subprocess.run(["ip", "netns", "exec", a, sys.executable, "-c",
+                                  NETNS_DEMO.format(token=token)], capture_output=True,
+                                 text=True, env=env_a, timeout=150)
+            assert out.returncode == 0, out.stderr
+            first, second = out.stdout.strip().splitlines()
+            counts, rate = second.rsplit(" ", 1)
+            return first.split(), eval(counts), int(rate)
+
+        _, _, one_node_rate = demo()
         _kit(["start", "--address", "10.211.0.1:6394", "--token", token, "--num-cpus", "1",
               "--node-ip-address", "10.211.0.2"], env_b, ns=b)
-        out = subprocess.run(["ip", "netns", "exec", a, sys.executable, "-c",
-                              NETNS_DEMO.format(token=token)], capture_output=True, text=True,
-                             env=env_a, timeout=150)
-        assert out.returncode == 0, out.stderr
-        first, second = out.stdout.strip().splitlines()
-        assert first.split() == ["2", "2.0"]
-        counts = eval(second.rsplit(" ", 1)[0])
+        first, counts, two_node_rate = demo()
+        assert first == ["2", "2.0"]
         assert set(counts) == {"10.211.0.1", "10.211.0.2"}
         assert sum(counts.values()) == 10000
         assert min(counts.values()) > 2500, counts
-        print("netns split and time:", second)
+        node_pid = json.loads(next((tmp_path / "b").glob("node-*.json")).read_text())["pid"]
+        out = subprocess.run(["ip", "netns", "exec", a, sys.executable, "-c",
+                              NETNS_KILL.format(token=token, pid=node_pid)],
+                             capture_output=True, text=True, env=env_a, timeout=60)
+        assert out.returncode == 0, out.stderr
+        detect = float(out.stdout.strip())
+        assert detect < 10
+        print(f"\nnetns: split {counts}; tasks/s one node {one_node_rate}, two nodes "
+              f"{two_node_rate}; dead node detected in {detect} s (timeout 3 s)")
     finally:
         _kit(["stop"], env_b, ns=b, check=False)
         _kit(["stop"], env_a, ns=a, check=False)
