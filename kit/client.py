@@ -184,7 +184,7 @@ class Client:
     def send(self, kind, body):
         with self.lock:
             self._flush_refs()
-            self.tx.send_multipart(self.tx_signer.pack(kind, body), copy=False)
+            self.tx.send_multipart(self.tx_signer.pack(kind, body))
 
     def _flush_refs(self):
         ev = self.ref_events
@@ -196,7 +196,7 @@ class Client:
                     batch.append(pop())
             except IndexError:
                 pass
-            self.tx.send_multipart(self.tx_signer.pack(Kind.REFS, batch), copy=False)
+            self.tx.send_multipart(self.tx_signer.pack(Kind.REFS, batch))
         if self.logs:
             batch = []
             try:
@@ -204,7 +204,7 @@ class Client:
                     batch.append(self.logs.popleft())
             except IndexError:
                 pass
-            self.tx.send_multipart(self.tx_signer.pack(Kind.LOG, batch), copy=False)
+            self.tx.send_multipart(self.tx_signer.pack(Kind.LOG, batch))
 
     def register_function(self, fid, blob):
         if fid not in self.fids:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import select
-import struct
 import time
 from collections import deque
 
@@ -74,8 +73,7 @@ class Head:
 
     def send(self, ident: bytes, kind: int, body, buffers=()):
         try:
-            self.sock.send_multipart([ident, *self.signer.pack(kind, body, buffers)],
-                                     copy=False)
+            self.sock.send_multipart([ident, *self.signer.pack(kind, body, buffers)])
         except zmq.ZMQError:
             pass
 
@@ -179,18 +177,13 @@ class Head:
                 self.stopping = True
 
     def _refuse(self, ident, frames):
-        # A frame that fails its signature is dropped. If it looks like a hello,
+        # A frame that fails its signature is dropped. If it claims to be a hello,
         # answer with the fixed unsigned refusal so the sender learns its token is wrong.
-        if len(frames) >= 2 and len(frames[1]) == 9:
+        if Signer.peek_kind(frames) == Kind.HELLO:
             try:
-                _, kind = struct.unpack("<QB", frames[1])
-            except struct.error:
-                return
-            if kind == Kind.HELLO:
-                try:
-                    self.sock.send_multipart([ident, AUTH_REFUSED])
-                except zmq.ZMQError:
-                    pass
+                self.sock.send_multipart([ident, AUTH_REFUSED])
+            except zmq.ZMQError:
+                pass
 
     def _hello(self, ident, cid, role, info):
         if info.get("kit") != KIT_VERSION or info.get("python") != PY_VERSION:

@@ -238,7 +238,7 @@ class NodeAgent:
 
     def _xreply(self, ident, body, buffers=()):
         self.xfer.send_multipart([ident, *self.xsigner.pack(Kind.FETCH, body, buffers)],
-                                 copy=False)
+                                 copy=not buffers)
 
     def fetch(self, ident, req, name, size, owner):
         local = self.prefix + name.rsplit("_", 1)[-1]

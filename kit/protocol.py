@@ -1,11 +1,13 @@
 """Wire format: signed multipart frames, message kinds, and the handshake.
 
-Every message between kit processes is a zmq multipart message::
+Every message between kit processes is one zmq frame, plus raw buffer frames
+for bulk data (object chunks)::
 
-    [signature(32 B)] [header(9 B): seq u64 | kind u8] [body: pickle] [buffer]*
+    [signature(32 B) | header(9 B): seq u64, kind u8 | body: pickle] [buffer]*
 
 ``signature`` is HMAC-SHA256, keyed with the cluster's token, over the header,
-the body and every buffer frame. A receiver checks it with a constant-time
+the body and every buffer frame. One frame per message because pyzmq's cost
+is per frame (about as much as the signing and pickling together). A receiver checks it with a constant-time
 compare *before* anything is unpickled; a frame that fails (unsigned, mis-signed,
 truncated, replayed, oversized) is dropped and counted, never unpickled. ``seq``
 rises by one per message on each sending socket, so a replayed frame is dropped
@@ -111,19 +113,21 @@ class Signer:
         self._last_seen: dict = {}
         self.dropped = 0
 
-    def sign(self, frames) -> bytes:
+    def sign(self, parts) -> bytes:
         mac = self._mac.copy()
-        for f in frames:
+        for f in parts:
             mac.update(f)
         return mac.digest()
 
     def pack(self, kind: int, body, buffers=()) -> list:
         """Return the frames of one signed message (without any routing id)."""
         self._seq += 1
-        header = _HEADER.pack(self._seq, kind)
-        payload = pickle.dumps(body, _PICKLE)
-        frames = [header, payload, *buffers]
-        return [self.sign(frames), *frames]
+        msg = _HEADER.pack(self._seq, kind) + pickle.dumps(body, _PICKLE)
+        mac = self._mac.copy()
+        mac.update(msg)
+        for b in buffers:
+            mac.update(b)
+        return [mac.digest() + msg, *buffers]
 
     def unpack(self, frames, peer=b""):
         """Check and decode a message; return ``(kind, body, buffers)`` or None.
@@ -132,28 +136,39 @@ class Signer:
         checks (one sequence per sending socket). Nothing is unpickled unless the
         signature matches and the sequence number is new.
         """
-        if len(frames) < 3:
+        if not frames:
             self.dropped += 1
             return None
-        sig, header = frames[0], frames[1]
-        if len(sig) != 32 or len(header) != _HEADER.size:
+        first = frames[0]
+        if len(first) < 32 + _HEADER.size + 1:
             self.dropped += 1
             return None
-        rest = frames[1:]
-        if not hmac.compare_digest(sig, self.sign(rest)):
+        view = memoryview(first)
+        mac = self._mac.copy()
+        mac.update(view[32:])
+        for b in frames[1:]:
+            mac.update(b)
+        if not hmac.compare_digest(view[:32], mac.digest()):
             self.dropped += 1
             return None
-        seq, kind = _HEADER.unpack(header)
+        seq, kind = _HEADER.unpack_from(first, 32)
         if seq <= self._last_seen.get(peer, 0):
             self.dropped += 1
             return None
         self._last_seen[peer] = seq
         try:
-            body = pickle.loads(frames[2])
+            body = pickle.loads(view[32 + _HEADER.size:])
         except Exception:
             self.dropped += 1
             return None
-        return kind, body, frames[3:]
+        return kind, body, frames[1:]
+
+    @staticmethod
+    def peek_kind(frames):
+        """The kind a message claims, read without checking or unpickling (for refusals)."""
+        if frames and len(frames[0]) >= 32 + _HEADER.size:
+            return _HEADER.unpack_from(frames[0], 32)[1]
+        return None
 
     def forget(self, peer) -> None:
         """Drop replay state for a peer that disconnected."""

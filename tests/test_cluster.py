@@ -105,7 +105,7 @@ def test_actor_and_object_on_dead_node(fresh):
 def _kit(args, env, ns=None, check=True):
     cmd = ([shutil.which("ip"), "netns", "exec", ns] if ns else []) + \
         [sys.executable, "-m", "kit.cli", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     if check:
         assert out.returncode == 0, out.stdout + out.stderr
     return out
@@ -155,8 +155,8 @@ def f():
 
 ids = {{n["NodeID"]: n["address"] for n in kit.nodes()}}
 t = time.time()
-counts = collections.Counter(ids[x] for x in kit.get([f.remote() for _ in range(10000)]))
-print(dict(counts), round(10000 / (time.time() - t)), flush=True)
+counts = collections.Counter(ids[x] for x in kit.get([f.remote() for _ in range({n})]))
+print(dict(counts), round({n} / (time.time() - t)), flush=True)
 """
 
 NETNS_KILL = r"""
@@ -182,7 +182,7 @@ def _netns_available():
     return None
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(600)
 def test_two_hosts_in_network_namespaces(tmp_path):
     why = _netns_available()
     if why:
@@ -208,19 +208,19 @@ def test_two_hosts_in_network_namespaces(tmp_path):
         _kit(["start", "--head", "--port", "6394", "--num-cpus", "1", "--token", token,
               "--node-ip-address", "10.211.0.1", "--node-timeout", "3"], env_a, ns=a)
 
-        def demo():
+        def demo(n):
             out = subprocess.run(["ip", "netns", "exec", a, sys.executable, "-c",
-                                  NETNS_DEMO.format(token=token)], capture_output=True,
-                                 text=True, env=env_a, timeout=150)
+                                  NETNS_DEMO.format(token=token, n=n)], capture_output=True,
+                                 text=True, env=env_a, timeout=240)
             assert out.returncode == 0, out.stderr
             first, second = out.stdout.strip().splitlines()
             counts, rate = second.rsplit(" ", 1)
             return first.split(), eval(counts), int(rate)
 
-        _, _, one_node_rate = demo()
+        _, _, one_node_rate = demo(2000)
         _kit(["start", "--address", "10.211.0.1:6394", "--token", token, "--num-cpus", "1",
               "--node-ip-address", "10.211.0.2"], env_b, ns=b)
-        first, counts, two_node_rate = demo()
+        first, counts, two_node_rate = demo(10000)
         assert first == ["2", "2.0"]
         assert set(counts) == {"10.211.0.1", "10.211.0.2"}
         assert sum(counts.values()) == 10000
