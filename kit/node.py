@@ -30,6 +30,7 @@ from .errors import AuthenticationError, KitError
 from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer, secure
 from .spawner import Zygote, die_with_parent
 
+MEMORY_THRESHOLD = 0.95   # fraction of the machine's memory; KIT_MEMORY_THRESHOLD overrides
 CHUNK = 8 << 20
 IN_FLIGHT = 4
 STALL = 10.0     # seconds without a chunk before a pull fails
@@ -79,6 +80,10 @@ class NodeAgent:
         self.cluster = None
         self.prefix = None
         self.worker_cfg = None
+        self.memory_threshold = float(os.environ.get("KIT_MEMORY_THRESHOLD") or
+                                      cfg.get("memory_threshold") or MEMORY_THRESHOLD)
+        self.oom_killed = {}              # pid -> why the memory monitor killed it
+        self.last_memory_check = 0.0
 
     def send(self, kind, body):
         self.sock.send_multipart(self.signer.pack(kind, body))
@@ -137,7 +142,7 @@ class NodeAgent:
         last_beat = 0.0
         while not self.stopping:
             try:
-                ready = dict(poller.poll(500))
+                ready = dict(poller.poll(250))
             except zmq.ZMQError:
                 break
             if self.zygote.ev in ready:
@@ -160,6 +165,9 @@ class NodeAgent:
                 if s in ready:
                     self.on_peer_data(s)
             now = time.time()
+            if now - self.last_memory_check >= 0.25:
+                self.last_memory_check = now
+                self.check_memory()
             if now - last_beat >= 1.0:
                 last_beat = now
                 self.send(Kind.HEARTBEAT, None)
@@ -167,6 +175,35 @@ class NodeAgent:
                     if now - pull.progress > STALL:
                         self._finish_pull(pull, f"its node sent nothing for {STALL:.0f} s")
         self.stop()
+
+    def check_memory(self):
+        """Kill the worker using the most memory when the machine is over the threshold.
+
+        Its task then fails with OutOfMemoryError, instead of the machine swapping
+        or the kernel's OOM killer taking the driver.
+        """
+        import psutil
+        vm = psutil.virtual_memory()
+        used = 1.0 - vm.available / vm.total
+        if used < self.memory_threshold:
+            return
+        biggest, size = None, 0
+        for pid in self.tags:
+            if pid in self.oom_killed:
+                continue
+            try:
+                rss = psutil.Process(pid).memory_info().rss
+            except psutil.Error:
+                continue
+            if rss > size:
+                biggest, size = pid, rss
+        if biggest is None:
+            return
+        self.oom_killed[biggest] = (
+            f"killed by kit's memory monitor: the machine was at {used:.0%} of its memory "
+            f"(threshold {self.memory_threshold:.0%}) and this worker used the most "
+            f"({size / 2**30:.2f} GiB); use less memory per task, or fewer tasks at once")
+        self.zygote.kill(biggest)
 
     def _stop_flag(self):
         self.stopping = True
@@ -180,8 +217,9 @@ class NodeAgent:
             _, wid, pid, cause = ev
             self.workers.pop(wid, None)
             self.tags.pop(pid, None)
+            oom = self.oom_killed.pop(pid, None)
             if not self.stopping:
-                self.send(Kind.NODE_EVENT, ("worker_exit", (wid, cause, False)))
+                self.send(Kind.NODE_EVENT, ("worker_exit", (wid, oom or cause, oom is not None)))
 
     def on_command(self, kind, body):
         if kind == Kind.SHUTDOWN:

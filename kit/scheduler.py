@@ -225,7 +225,7 @@ class Scheduler:
                 t = self.tasks.get(tid)
                 if t is None or t.state != RUNNING:
                     continue
-                if t.retries > 0:
+                if t.retries > 0 and not oom:
                     t.retries -= 1
                     t.state = READY
                     t.worker = None
@@ -236,9 +236,10 @@ class Scheduler:
                     if oom:
                         from .errors import OutOfMemoryError
                         cls = OutOfMemoryError
-                    self._fail(t, system_error_payload(
-                        cls, f"the worker running {t.label} died ({cause}) and its retries "
-                             f"ran out; raise max_retries or find why it dies"))
+                    why = (f"the worker running {t.label} was {cause}" if oom else
+                           f"the worker running {t.label} died ({cause}) and its retries "
+                           f"ran out; raise max_retries or find why it dies")
+                    self._fail(t, system_error_payload(cls, why))
         w.tasks.clear()
         self.workers.pop(wid, None)
         self._dirty = True

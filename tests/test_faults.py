@@ -1,0 +1,62 @@
+"""Faults: retries on application errors, the memory monitor."""
+
+import os
+import time
+
+import psutil
+import pytest
+
+import kit
+
+
+def test_retry_exceptions(fresh, tmp_path):
+    fresh(num_cpus=1)
+    marker = tmp_path / "tries"
+
+    @kit.remote(retry_exceptions=True, max_retries=2)
+    def flaky(path):
+        n = int(open(path).read()) if os.path.exists(path) else 0
+        open(path, "w").write(str(n + 1))
+        if n < 2:
+            raise ConnectionError(f"try {n}")
+        return n
+
+    assert kit.get(flaky.remote(str(marker)), timeout=30) == 2
+
+    @kit.remote(retry_exceptions=[KeyError], max_retries=3)
+    def wrong_kind(path):
+        open(path, "a").write("x")
+        raise ValueError("not retried")
+
+    other = tmp_path / "other"
+    with pytest.raises(ValueError):
+        kit.get(wrong_kind.remote(str(other)), timeout=30)
+    assert other.read_text() == "x"
+
+
+def test_memory_monitor_kills_the_hungry_worker(fresh, monkeypatch):
+    vm = psutil.virtual_memory()
+    used = 1 - vm.available / vm.total
+    threshold = used + (1.5 * 2**30) / vm.total
+    if threshold > 0.9:
+        pytest.skip("not enough free memory to provoke the monitor safely")
+    monkeypatch.setenv("KIT_MEMORY_THRESHOLD", f"{threshold:.4f}")
+    fresh(num_cpus=1)
+
+    @kit.remote
+    def hog():
+        import numpy as np
+        chunks = []
+        for _ in range(40):          # up to 4 GiB, 100 MiB at a time
+            chunks.append(np.ones(100 * 2**20 // 8))
+            time.sleep(0.05)
+        return len(chunks)
+
+    with pytest.raises(kit.OutOfMemoryError, match="memory monitor"):
+        kit.get(hog.remote(), timeout=60)
+
+    @kit.remote
+    def fine():
+        return "ok"
+
+    assert kit.get(fine.remote(), timeout=30) == "ok"
