@@ -60,3 +60,28 @@ def test_memory_monitor_kills_the_hungry_worker(fresh, monkeypatch):
         return "ok"
 
     assert kit.get(fine.remote(), timeout=30) == "ok"
+
+
+def _script(name, *args):
+    import json
+    import subprocess
+    import sys
+    path = os.path.join(os.path.dirname(__file__), "..", "scripts", name)
+    out = subprocess.run([sys.executable, path, *args], capture_output=True, text=True,
+                         timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(300)
+def test_wire_fuzz_short():
+    r = _script("fuzz_wire.py", "--short")
+    assert r["processes_alive"] and r["served_after"]
+    assert r["head_dropped"] >= r["frames_sent"] // 2 * 0.9
+
+
+@pytest.mark.timeout(300)
+def test_chaos_short():
+    r = _script("chaos.py", "--short", "--interval", "0.15")
+    assert r["wrong"] == 0 and r["lost"] == 0
+    assert r["workers_killed"] > 0 and r["nodes_killed"] == 1

@@ -1,0 +1,107 @@
+"""Kill random workers (and, with --nodes > 1, one node agent) while tasks with
+dependencies run; every result must still be right.
+
+    python scripts/chaos.py [--tasks 2000] [--nodes 3] [--interval 0.3] [--short]
+
+Prints the figures as one JSON line: faults injected, tasks, wrong or lost results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+
+import psutil
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--tasks", type=int, default=2000)
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--interval", type=float, default=0.3)
+    p.add_argument("--short", action="store_true", help="300 tasks on 2 nodes (for the tests)")
+    args = p.parse_args(argv)
+    if args.short:
+        args.tasks, args.nodes = 300, 2
+    import kit
+    kit.init(num_nodes=args.nodes, num_cpus=2)
+    nodes = kit.nodes()
+    node_pids = {n["pid"] for n in nodes}
+
+    @kit.remote(max_retries=10)
+    def leaf(i):
+        time.sleep(random.random() * 0.05)
+        return i
+
+    @kit.remote(max_retries=10)
+    def combine(a, b):
+        time.sleep(random.random() * 0.05)
+        return a + b
+
+    stop = threading.Event()
+    faults = {"workers_killed": 0, "nodes_killed": 0}
+    rng = random.Random(7)
+
+    def killer():
+        killed_node = args.nodes < 2
+        start = time.time()
+        while not stop.wait(args.interval):
+            workers = []
+            for pid in node_pids:       # workers are children of each node agent's zygote
+                try:
+                    for zygote in psutil.Process(pid).children():
+                        workers += zygote.children()
+                except psutil.Error:
+                    pass
+            if not killed_node and time.time() - start > 0.5:
+                victim = sorted(node_pids)[-1]
+                try:
+                    os.kill(victim, signal.SIGKILL)
+                    faults["nodes_killed"] += 1
+                except ProcessLookupError:
+                    pass
+                killed_node = True
+                continue
+            if workers:
+                try:
+                    rng.choice(workers).kill()
+                    faults["workers_killed"] += 1
+                except psutil.Error:
+                    pass
+
+    t = time.time()
+    th = threading.Thread(target=killer, daemon=True)
+    th.start()
+    leaves = [leaf.remote(i) for i in range(args.tasks // 2)]
+    level = leaves
+    while len(level) > 1:
+        nxt = [combine.remote(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    lost = wrong = 0
+    try:
+        values = kit.get(leaves, timeout=600)
+        wrong += sum(1 for i, v in enumerate(values) if v != i)
+        total = kit.get(level[0], timeout=600)
+        wrong += total != sum(range(args.tasks // 2))
+    except kit.KitError as e:
+        lost += 1
+        print("lost:", e, file=sys.stderr)
+    stop.set()
+    th.join()
+    kit.shutdown()
+    out = {"tasks": args.tasks, **faults, "wrong": wrong, "lost": lost,
+           "seconds": round(time.time() - t, 2)}
+    print(json.dumps(out))
+    return 0 if not (lost or wrong) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
