@@ -12,6 +12,8 @@ from .api import ClusterContext as ClusterContext
 from .api import available_resources as available_resources
 from .api import cancel as cancel
 from .api import cluster_resources as cluster_resources
+from .api import cluster_status as cluster_status
+from .api import events as events
 from .api import get as get
 from .api import get_actor as get_actor
 from .api import get_runtime_context as get_runtime_context

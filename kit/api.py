@@ -260,12 +260,14 @@ def _as_list(refs, what):
     return single, lst
 
 
-def get(refs, *, timeout=None):
+def get(refs, *, timeout=None, progress=False):
     """Wait for objects and return their values (a task's error is raised here).
 
     Args:
         refs: an ObjectRef or a list of them.
         timeout: seconds to wait; ``GetTimeoutError`` after that.
+        progress: show done/total, failures, rate and time left while waiting
+            (a widget in notebooks, a text bar elsewhere); a string labels it.
 
     Example:
         >>> import kit
@@ -275,7 +277,12 @@ def get(refs, *, timeout=None):
     client = _current_client()
     single, lst = _as_list(refs, "kit.get")
     oids = [r._id for r in lst]
-    client.wait_ready(oids, len(oids), timeout)
+    if progress and context.get_runtime_context().worker_mode == "driver":
+        from widgets import progress as show_progress
+        with show_progress(lst, label=progress if isinstance(progress, str) else ""):
+            client.wait_ready(oids, len(oids), timeout)
+    else:
+        client.wait_ready(oids, len(oids), timeout)
     values = client.values
     out = []
     for r in lst:
@@ -457,15 +464,43 @@ def timeline():
         >>> isinstance(kit.timeline(), list)
         True
     """
-    _, events = _current_client().query("events", 0)
+    return events(0)[1]
+
+
+def events(since=0):
+    """Task state changes after sequence number ``since``: ``(last_seq, [event dict])``.
+
+    Each event: ``seq``, ``task_id``, ``label``, ``state`` (queued, running,
+    finished, failed), ``time``, ``worker``, ``node``, ``started``. The head keeps
+    the last 100,000; pass the ``last_seq`` you got to read only what is new.
+
+    Example:
+        >>> import kit
+        >>> last, evs = kit.events()
+        >>> last2, new = kit.events(last)
+    """
+    last, raw = _current_client().query("events", since)
     out = []
-    for e in events:
+    for e in raw:
         seq, tid, label, state, t, wid, node = e[:7]
         started = e[7] if len(e) > 7 else None
         out.append({"seq": seq, "task_id": tid.hex(), "label": label, "state": state,
                     "time": t, "worker": wid.hex() if wid else None,
                     "node": node.hex() if node else None, "started": started})
-    return out
+    return last, out
+
+
+def cluster_status() -> dict:
+    """The cluster at a glance: nodes, tasks waiting for a node, and task counts.
+
+    Example:
+        >>> import kit
+        >>> st = kit.cluster_status()
+        >>> sorted(st)
+        ['counts', 'nodes', 'waiting']
+    """
+    st = _current_client().query("status")
+    return {"nodes": nodes(), "waiting": st["waiting"], "counts": st["counts"]}
 
 
 def _wait_for(pred, timeout=10.0):

@@ -182,6 +182,8 @@ class Client:
     # ---- sending -----------------------------------------------------------------
 
     def send(self, kind, body):
+        if self.closed:
+            raise KitError(self.dead_reason or "kit was shut down; call kit.init() again")
         with self.lock:
             self._flush_refs()
             self.tx.send_multipart(self.tx_signer.pack(kind, body))
@@ -403,6 +405,8 @@ class Client:
         if not slot[0].wait(timeout):
             self.replies.pop(req, None)
             raise GetTimeoutError(f"the head did not answer {what!r} within {timeout} s")
+        if self.dead_reason and slot[1] is None:
+            raise KitError(self.dead_reason)
         return slot[1]
 
     def request(self, kind, make_body, timeout=30.0):
@@ -491,10 +495,12 @@ class Client:
             except zmq.ZMQError:
                 pass
         self.closed = True
+        self._die("kit was shut down")
         t = getattr(self, "thread", None)
         if t is not None and t is not threading.current_thread():
             t.join(1.0)
-        self.tx.close(200 if notify else 0)
+        with self.lock:
+            self.tx.close(200 if notify else 0)
         self.rx.close(0)
         if self.xsock is not None:
             self.xsock.close(0)

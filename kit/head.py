@@ -19,6 +19,7 @@ started it and shuts the cluster down when it closes (the driver died).
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import time
@@ -135,7 +136,7 @@ class Head:
         kind, body, _ = msg
         cid = ident[:-1]
         sched = self.sched
-        now = time.time()
+        now = sched.now = time.time()
         if kind == Kind.SUBMIT:
             for spec in body:
                 sched.submit(cid, spec, now)
@@ -291,10 +292,13 @@ class Head:
         elif what == "local_node":
             ans = self._local_node(args)
         elif what == "events":
-            since = args or 0
-            ans = (self.event_seq, [e for e in self.events if e[0] > since])
+            # Sequence numbers are contiguous: slice off only what is new.
+            new = max(0, min(len(self.events), self.event_seq - (args or 0)))
+            ans = (self.event_seq,
+                   list(itertools.islice(self.events, len(self.events) - new, None)))
         elif what == "status":
             ans = {"nodes": self._nodes(), "counts": dict(sched.counts),
+                   "waiting": sched.waiting(),
                    "dropped": self.signer.dropped, "tasks_live": len(sched.tasks),
                    "objects_live": len(sched.objects), "cluster": self.cluster_id,
                    "uptime": time.time() - self.started}

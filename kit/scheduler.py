@@ -175,6 +175,7 @@ class Scheduler:
         self.clients: dict = {}        # client id -> set of oids held
         self.counts = {"submitted": 0, "finished": 0, "failed": 0, "retried": 0}
         self._dirty = False
+        self.now = 0.0                 # set by the head before each event (time is injected)
         self._pending_actors: list = []
         self.actor_of: dict = {}       # creation result oid -> actor id (handles hold it)
         self.copies: dict = {}         # shared-memory name -> [(node id, copy name, size)]
@@ -603,6 +604,7 @@ class Scheduler:
             w.fids.add(fid)
             send_fid = fid
         self.out.append(("dispatch", w.wid, (t.spec, send_fid, deps)))
+        self.out.append(("event", (t.tid, t.label, "running", self.now, w.wid, w.node)))
 
     def task_started(self, wid, tid, now):
         t = self.tasks.get(tid)
@@ -865,6 +867,11 @@ class Scheduler:
         self._dirty = True
 
     # ---- views ---------------------------------------------------------------------
+
+    def waiting(self) -> int:
+        """Tasks submitted but not on any worker yet (ready to place, or waiting on deps)."""
+        return sum(1 for t in self.tasks.values()
+                   if t.state in (WAITING, READY) and t.spec[S_KIND] == K_TASK)
 
     def snapshot(self):
         """Per-node state for ``nodes()``, status tables and widgets."""

@@ -1,0 +1,46 @@
+"""Live views of a kit cluster: ipywidgets for notebooks, text for terminals, matplotlib for pages.
+
+    ClusterMonitor()      one row per node: alive, CPU busy, queued/running/done/failed, store
+    progress(refs)        done/total, failed, rate and time left for a batch of refs
+    StatusLine(ref)       one task: queued, running on node X, done or failed, with time
+    plot_timeline()       one lane per worker, one bar per task (matplotlib Figure)
+    plot_node_counts()    tasks done per node (matplotlib Figure)
+
+One background thread (``Updater``) polls the cluster at most 10 times a second and
+redraws every live widget; pure functions in ``widgets.view`` turn snapshots into
+what is shown.
+
+Example:
+    >>> import kit, widgets
+    >>> _ = kit.init(num_cpus=1)
+    >>> m = widgets.ClusterMonitor()       # display(m) in a notebook
+    >>> print(repr(m).splitlines()[0])
+    kit cluster: 1/1 nodes alive, CPU 0/1 busy (live)
+    >>> m.close(); kit.shutdown()
+"""
+
+from .monitor import ClusterMonitor as ClusterMonitor
+from .plots import KitFigure as KitFigure
+from .plots import plot_node_counts as plot_node_counts
+from .plots import plot_timeline as plot_timeline
+from .progress import Progress as Progress
+from .progress import progress as progress
+from .source import KitSource as KitSource
+from .source import events_since as events_since
+from .status import StatusLine as StatusLine
+from .updater import Updater as Updater
+from .updater import default_updater as default_updater
+from .view import MonitorView as MonitorView
+from .view import NodeRow as NodeRow
+from .view import monitor_view as monitor_view
+from .view import progress_view as progress_view
+from .view import status_text as status_text
+from .view import text_table as text_table
+from .view import timeline_lanes as timeline_lanes
+
+__all__ = [
+    "ClusterMonitor", "KitFigure", "KitSource", "MonitorView", "NodeRow", "Progress",
+    "StatusLine", "Updater", "default_updater", "events_since", "monitor_view",
+    "plot_node_counts", "plot_timeline", "progress", "progress_view", "status_text",
+    "text_table", "timeline_lanes",
+]

@@ -1,0 +1,177 @@
+"""matplotlib views for static pages: the task timeline and tasks done per node.
+
+Both build a ``Figure`` directly (no pyplot): no global state, no backend to pick,
+so they work headless (Agg) and in threads. The figure is a ``KitFigure``, which
+has ``_repr_png_``: displayed in a notebook it becomes a PNG in the output (so it
+survives export to HTML) even where ``%matplotlib inline`` never ran.
+
+    events (kit.timeline()) ──▶ timeline_lanes() ──▶ plot_timeline()   one lane per worker
+    nodes  (kit.nodes())    ─────────────────────▶ plot_node_counts() one bar per node
+"""
+
+from __future__ import annotations
+
+import io
+
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .view import _natural, timeline_lanes
+
+_FAILED_EDGE = "#c62828"
+
+
+class KitFigure(Figure):
+    """A matplotlib ``Figure`` that notebooks show as a PNG.
+
+    Example:
+        >>> fig = KitFigure()
+        >>> fig._repr_png_()[:4]
+        b'\\x89PNG'
+    """
+
+    def _repr_png_(self):
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", bbox_inches="tight", dpi=100)
+        return buf.getvalue()
+
+
+def _colours(labels):
+    from matplotlib import colormaps
+    cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+
+
+def _node_names(nodes):
+    return {(n.get("NodeID") or n.get("node_id")): (n.get("tag") or "")
+            for n in nodes or () if n.get("tag")}
+
+
+def _read_cluster(events, nodes):
+    import kit
+    if not kit.is_initialized():
+        raise RuntimeError("no cluster: call kit.init() first, or pass the data to plot")
+    if events is None:
+        events = kit.timeline()
+    if nodes is None:
+        nodes = kit.nodes()
+    return events, nodes
+
+
+def plot_timeline(events=None, nodes=None, *, title="Task timeline", width=10.0):
+    """One lane per worker, grouped by node, one bar per task from its start to its end.
+
+    Bars are coloured by the task's function label and failed tasks get a red
+    edge; the x axis is seconds since the first task started. A linear reduction
+    shows as a staircase of single bars, a tree reduction as ever fewer parallel
+    bars.
+
+    Args:
+        events: task events as ``kit.timeline()`` returns them (default: read it now).
+        nodes: nodes as ``kit.nodes()`` returns them, to name nodes by tag
+            (default: read them now when ``events`` is not given).
+        title: the figure's title.
+        width: figure width in inches.
+
+    Returns:
+        A ``KitFigure``.
+
+    Raises:
+        RuntimeError: no data was given and kit is not initialized.
+
+    Example:
+        >>> from widgets import plot_timeline
+        >>> ev = [{"state": "finished", "started": 0.0, "time": 1.0, "label": "add",
+        ...        "node": "aa", "worker": "w1"}]
+        >>> fig = plot_timeline(ev)
+        >>> fig.axes[0].get_xlabel()
+        'seconds since the first task started'
+    """
+    if events is None:
+        events, nodes = _read_cluster(None, nodes)
+    lanes, _t0 = timeline_lanes(events, _node_names(nodes))
+    fig = KitFigure(figsize=(width, 1.4 + 0.32 * max(1, len(lanes))))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_title(title)
+    ax.set_xlabel("seconds since the first task started")
+    if not lanes:
+        ax.text(0.5, 0.5, "no finished tasks yet", ha="center", va="center",
+                transform=ax.transAxes, color="#757575")
+        ax.set_yticks([])
+        return fig
+    labels = sorted({b.label for lane in lanes for b in lane.bars}, key=_natural)
+    colour = _colours(labels)
+    yticks, ylabels = [], []
+    last_node = None
+    for i, lane in enumerate(lanes):
+        y = len(lanes) - 1 - i  # first lane at the top
+        ax.broken_barh([(b.start, max(b.end - b.start, 1e-4)) for b in lane.bars], (y - 0.4, 0.8),
+                       facecolors=[colour[b.label] for b in lane.bars],
+                       edgecolors=[_FAILED_EDGE if b.failed else "none" for b in lane.bars],
+                       linewidth=1.2)
+        yticks.append(y)
+        ylabels.append(f"{lane.node} · {lane.worker[:6]}")
+        if last_node is not None and lane.node != last_node:
+            ax.axhline(y + 0.5, color="#9e9e9e", linewidth=0.8)
+        last_node = lane.node
+    ax.set_yticks(yticks, ylabels, fontsize=8)
+    ax.set_ylim(-0.6, len(lanes) - 0.4)
+    ax.set_ylabel("node · worker")
+    end = max(b.end for lane in lanes for b in lane.bars)
+    ax.set_xlim(0, end * 1.02 if end > 0 else 1)
+    ax.grid(axis="x", alpha=0.3)
+    handles = [Patch(facecolor=colour[label], label=label) for label in labels]
+    if any(b.failed for lane in lanes for b in lane.bars):
+        handles.append(Patch(facecolor="white", edgecolor=_FAILED_EDGE, label="failed"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8,
+              frameon=False, title="function")
+    return fig
+
+
+def plot_node_counts(nodes=None, *, title="Tasks done per node", width=6.0):
+    """A bar chart of tasks done per node (failed tasks stacked in red on top).
+
+    Args:
+        nodes: nodes as ``kit.nodes()`` returns them (default: read them now).
+        title: the figure's title.
+        width: figure width in inches.
+
+    Returns:
+        A ``KitFigure``.
+
+    Raises:
+        RuntimeError: no data was given and kit is not initialized.
+
+    Example:
+        >>> from widgets import plot_node_counts
+        >>> fig = plot_node_counts([{"NodeID": "aa", "tag": "n0", "done": 3, "Alive": True}])
+        >>> [float(p.get_height()) for p in fig.axes[0].patches]
+        [3.0, 0.0]
+    """
+    if nodes is None:
+        _, nodes = _read_cluster([], None)
+    rows = sorted(nodes or (), key=lambda n: (_natural(n.get("tag") or ""),
+                                              n.get("NodeID") or n.get("node_id") or ""))
+    names = [n.get("tag") or (n.get("NodeID") or n.get("node_id") or "?")[:8] for n in rows]
+    done = [float(n.get("done") or 0) for n in rows]
+    failed = [float(n.get("failed") or 0) for n in rows]
+    alive = [bool(n.get("Alive", n.get("alive", True))) for n in rows]
+    fig = KitFigure(figsize=(width, 3.2))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_title(title)
+    ax.set_ylabel("tasks")
+    if not rows:
+        ax.text(0.5, 0.5, "no nodes", ha="center", va="center", transform=ax.transAxes,
+                color="#757575")
+        return fig
+    x = list(range(len(rows)))
+    bars = ax.bar(x, done, color=["#43a047" if a else "#9e9e9e" for a in alive], label="done")
+    ax.bar(x, failed, bottom=done, color=_FAILED_EDGE, label="failed")
+    for rect, d, f in zip(bars, done, failed):
+        ax.annotate(f"{d:.0f}" + (f" (+{f:.0f} failed)" if f else ""),
+                    (rect.get_x() + rect.get_width() / 2, d + f), ha="center", va="bottom",
+                    fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(x, [n if a else f"{n} (dead)" for n, a in zip(names, alive)])
+    ax.set_ylim(0, max(1.0, max(d + f for d, f in zip(done, failed))) * 1.3)
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    return fig

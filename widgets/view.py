@@ -1,0 +1,417 @@
+"""Pure views: cluster snapshots and counters in, plain values and text out.
+
+Nothing here touches a thread, a widget or the cluster, so every number a widget
+shows is computed (and unit-tested) here first:
+
+    kit.nodes() ──▶ monitor_view() ──▶ MonitorView ──▶ row_cells() / text_table()
+    counters    ──▶ progress_view() ──▶ ProgressView ──▶ .text / text_bar()
+    task state  ──▶ status_text()
+    events      ──▶ timeline_lanes() ──▶ lanes for plot_timeline()
+
+Views are tuples (``NamedTuple``), so "did anything change?" is one ``==``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from typing import NamedTuple
+
+#: The monitor's columns, left to right (``bar`` is the IntProgress of done tasks).
+COLUMNS = ("node", "address", "id", "state", "cpu", "queued", "running", "done",
+           "failed", "store", "bar")
+
+#: Column titles for the header row and the text table.
+TITLES = {"node": "node", "address": "address", "id": "id", "state": "state",
+          "cpu": "CPU busy", "queued": "queued", "running": "running", "done": "done",
+          "failed": "failed", "store": "object store", "bar": "done share"}
+
+STATUS_LIVE, STATUS_GONE, STATUS_NONE = "live", "shut down", "no cluster"
+
+
+class NodeRow(NamedTuple):
+    """One node's line of the monitor (or the totals line, ``key == "total"``).
+
+    Attributes:
+        key: the node id in hex (stable across updates), or ``"total"``.
+        name: the node's tag (``"n0"``), or its short id when it has none.
+        address: the node's IP address.
+        node_id: the first 8 hex digits of the node id.
+        state: ``"alive"``, ``"dead"`` or ``"gone"`` (the cluster shut down);
+            the totals line says ``"3/3 alive"``.
+        cpu_busy: CPU slots in use (total minus available).
+        cpu_total: CPU slots of the node.
+        queued: tasks waiting on the node's workers.
+        running: tasks running on the node.
+        done: tasks the node finished.
+        failed: tasks that failed on the node.
+        store_used: object store bytes in use.
+        store_limit: object store limit in bytes (0: unknown).
+        bar_value: length of the bar of done tasks.
+        bar_max: full length of that bar.
+    """
+
+    key: str
+    name: str
+    address: str
+    node_id: str
+    state: str
+    cpu_busy: float
+    cpu_total: float
+    queued: int
+    running: int
+    done: int
+    failed: int
+    store_used: int
+    store_limit: int
+    bar_value: int
+    bar_max: int
+
+
+class MonitorView(NamedTuple):
+    """Everything the cluster monitor shows, as plain values.
+
+    Attributes:
+        rows: one ``NodeRow`` per node, ordered by tag (n0, n1, ..., n10).
+        totals: the sums over all nodes.
+        status: ``"live"``, ``"shut down"`` or ``"no cluster"``.
+    """
+
+    rows: tuple
+    totals: NodeRow
+    status: str
+
+    def row(self, name):
+        """The row of the node tagged ``name`` (or with that id), else None."""
+        for r in self.rows:
+            if name in (r.name, r.key, r.node_id):
+                return r
+        return None
+
+
+def _natural(text):
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text or "")]
+
+
+def monitor_view(snapshot, status=STATUS_LIVE) -> MonitorView:
+    """Turn a nodes snapshot (``kit.nodes()``) into the monitor's rows and totals.
+
+    Args:
+        snapshot: a list of node dicts with ``NodeID``, ``Alive``, ``address``,
+            ``resources``, ``available``, ``running``, ``queued``, ``done``,
+            ``failed``, ``store_used``, ``store_limit`` and ``tag`` (missing keys
+            count as zero or empty).
+        status: ``"live"`` while the cluster is up; ``"shut down"`` marks every
+            row ``gone`` and keeps its last counts.
+
+    Returns:
+        A ``MonitorView``; equal snapshots give equal views.
+
+    Example:
+        >>> v = monitor_view([{"NodeID": "ab" * 8, "Alive": True, "tag": "n0",
+        ...                    "resources": {"CPU": 2.0}, "available": {"CPU": 1.0},
+        ...                    "running": 1, "done": 5}])
+        >>> v.rows[0].cpu_busy, v.totals.done, v.totals.state
+        (1.0, 5, '1/1 alive')
+    """
+    rows = []
+    for n in snapshot or ():
+        key = str(n.get("NodeID") or n.get("node_id") or "")
+        alive = bool(n.get("Alive", n.get("alive", False)))
+        total = float((n.get("resources") or n.get("Resources") or {}).get("CPU", 0.0))
+        avail = float((n.get("available") or {}).get("CPU", 0.0)) if alive else total
+        state = "alive" if alive else "dead"
+        if status == STATUS_GONE:
+            state = "gone"
+        rows.append(NodeRow(
+            key=key, name=str(n.get("tag") or key[:8]),
+            address=str(n.get("address") or n.get("NodeManagerAddress") or ""),
+            node_id=key[:8], state=state,
+            cpu_busy=max(0.0, total - avail) if alive else 0.0, cpu_total=total,
+            queued=int(n.get("queued") or 0), running=int(n.get("running") or 0),
+            done=int(n.get("done") or 0), failed=int(n.get("failed") or 0),
+            store_used=int(n.get("store_used") or 0),
+            store_limit=int(n.get("store_limit") or 0), bar_value=0, bar_max=1))
+    rows.sort(key=lambda r: (_natural(r.name), r.key))
+    done = sum(r.done for r in rows)
+    rows = [r._replace(bar_value=r.done, bar_max=max(1, done)) for r in rows]
+    alive = sum(1 for r in rows if r.state == "alive")
+    queued = sum(r.queued for r in rows)
+    running = sum(r.running for r in rows)
+    failed = sum(r.failed for r in rows)
+    totals = NodeRow(
+        key="total", name="total", address="", node_id="",
+        state=f"{alive}/{len(rows)} alive",
+        cpu_busy=sum(r.cpu_busy for r in rows),
+        cpu_total=sum(r.cpu_total for r in rows if r.state != "dead"),
+        queued=queued, running=running, done=done, failed=failed,
+        store_used=sum(r.store_used for r in rows),
+        store_limit=sum(r.store_limit for r in rows),
+        bar_value=done + failed, bar_max=max(1, done + failed + running + queued))
+    return MonitorView(tuple(rows), totals, status)
+
+
+def format_bytes(n) -> str:
+    """Bytes as short text: ``0 B``, ``512 B``, ``1.5 KiB``, ``7.1 GiB``.
+
+    Example:
+        >>> format_bytes(1536), format_bytes(7 * 2**30)
+        ('1.5 KiB', '7.0 GiB')
+    """
+    n = float(n or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024.0
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def format_duration(seconds) -> str:
+    """Seconds as short text: ``0.4 s``, ``12 s``, ``3 min 05 s``, ``1 h 02 min``; ``?`` if unknown.
+
+    Example:
+        >>> format_duration(0.42), format_duration(185), format_duration(None)
+        ('0.4 s', '3 min 05 s', '?')
+    """
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def row_cells(row: NodeRow) -> dict:
+    """The text of each column of a row (``bar`` excluded), as the monitor shows it.
+
+    Example:
+        >>> v = monitor_view([{"NodeID": "ab" * 8, "Alive": True, "tag": "n0",
+        ...                    "resources": {"CPU": 2.0}, "available": {"CPU": 2.0}}])
+        >>> row_cells(v.rows[0])["cpu"]
+        '0/2'
+    """
+    store = format_bytes(row.store_used)
+    if row.store_limit:
+        store += " / " + format_bytes(row.store_limit)
+    return {"node": row.name, "address": row.address, "id": row.node_id, "state": row.state,
+            "cpu": f"{_num(row.cpu_busy)}/{_num(row.cpu_total)}",
+            "queued": str(row.queued), "running": str(row.running), "done": str(row.done),
+            "failed": str(row.failed), "store": store}
+
+
+_STATE_COLOURS = {"alive": "#2e7d32", "dead": "#c62828", "gone": "#757575"}
+
+
+def cell_html(column: str, text: str) -> str:
+    """The HTML of one monitor cell (state words coloured, the rest escaped text).
+
+    Example:
+        >>> cell_html("state", "dead")
+        '<span style="color:#c62828">dead</span>'
+    """
+    body = html.escape(text)
+    colour = _STATE_COLOURS.get(text) if column == "state" else None
+    if colour:
+        return f'<span style="color:{colour}">{body}</span>'
+    if column == "failed" and text not in ("", "0"):
+        return f'<span style="color:#c62828">{body}</span>'
+    return body
+
+
+def header_text(view: MonitorView) -> str:
+    """The monitor's one-line summary, e.g. ``kit cluster: 3/3 nodes alive, CPU 2/3 busy (live)``.
+
+    Example:
+        >>> header_text(monitor_view([], status="shut down"))
+        'kit cluster: 0/0 nodes alive, CPU 0/0 busy (shut down)'
+    """
+    t = view.totals
+    alive = sum(1 for r in view.rows if r.state == "alive")
+    return (f"kit cluster: {alive}/{len(view.rows)} nodes alive, "
+            f"CPU {_num(t.cpu_busy)}/{_num(t.cpu_total)} busy ({view.status})")
+
+
+def text_table(view: MonitorView) -> str:
+    """The monitor as a plain-text table, for terminals and logs.
+
+    Example:
+        >>> v = monitor_view([{"NodeID": "ab" * 8, "Alive": True, "tag": "n0",
+        ...                    "resources": {"CPU": 1.0}, "available": {"CPU": 1.0},
+        ...                    "done": 3}])
+        >>> print(text_table(v).splitlines()[1])
+        node   address  id        state      CPU busy  queued  running  done  failed  object store
+    """
+    cols = [c for c in COLUMNS if c != "bar"]
+    lines = [[TITLES[c] for c in cols]]
+    for r in (*view.rows, view.totals):
+        cells = row_cells(r)
+        lines.append([cells[c] for c in cols])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(cols))]
+    out = [header_text(view)]
+    for line in lines:
+        out.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    return "\n".join(out)
+
+
+class ProgressView(NamedTuple):
+    """What a progress bar shows for a batch of refs.
+
+    Attributes:
+        done: refs that are ready (finished or failed).
+        failed: ready refs whose value is an error.
+        total: refs in the batch.
+        rate: refs ready per second since the batch started (None before any).
+        eta: seconds left at that rate (None when unknown, 0 when complete).
+        text: the one-line summary.
+    """
+
+    done: int
+    failed: int
+    total: int
+    rate: float
+    eta: float
+    text: str
+
+
+def progress_view(done, failed, total, elapsed, label="") -> ProgressView:
+    """Counts and elapsed seconds to a progress line with rate and time left.
+
+    Rates and times are rounded to what is shown, so a view changes only when its
+    text does.
+
+    Example:
+        >>> progress_view(50, 1, 200, 10.0).text
+        '50/200 done, 1 failed, 5.0/s, 30 s left'
+    """
+    rate = eta = None
+    if done and elapsed > 0:
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else None
+    if done >= total:
+        eta = 0.0
+    parts = [f"{label}: " if label else "", f"{done}/{total} done"]
+    if failed:
+        parts.append(f", {failed} failed")
+    if rate is not None:
+        parts.append(f", {rate:.1f}/s" if rate < 100 else f", {rate:.0f}/s")
+    if done >= total:
+        parts.append(f", in {format_duration(elapsed)}")
+    elif eta is not None:
+        parts.append(f", {format_duration(eta)} left")
+    text = "".join(parts)
+    return ProgressView(done, failed, total, None if rate is None else round(rate, 1),
+                        None if eta is None else round(eta), text)
+
+
+def text_bar(view: ProgressView, width: int = 24) -> str:
+    """A progress line for terminals: ``[#####.......] 50/200 done, ...``.
+
+    Example:
+        >>> text_bar(progress_view(1, 0, 4, 1.0), width=8)
+        '[##......] 1/4 done, 1.0/s, 3.0 s left'
+    """
+    filled = int(width * view.done / view.total) if view.total else width
+    return "[" + "#" * filled + "." * (width - filled) + "] " + view.text
+
+
+#: The task states a status line shows, in the order a task moves through them.
+TASK_STATES = ("submitted", "queued", "running", "finished", "failed", "lost")
+
+
+def status_text(state, node=None, elapsed=None, label="") -> str:
+    """One line for a task's state, e.g. ``running on n1 (3 s)``.
+
+    Args:
+        state: one of ``TASK_STATES``.
+        node: the node's tag or id, when known.
+        elapsed: seconds since submission (rounded down to whole seconds under
+            a minute while the task is pending, so the text changes once a second).
+        label: a name for the task, shown first.
+
+    Example:
+        >>> status_text("running", "n1", 3.7)
+        'running on n1 (3 s)'
+        >>> status_text("finished", "n1", 4.25, label="cell 3")
+        'cell 3: done on n1 in 4.2 s'
+    """
+    pending = state in ("submitted", "queued", "running")
+    words = {"finished": "done", "lost": "lost (cluster gone)"}.get(state, state)
+    text = f"{label}: {words}" if label else words
+    if node:
+        text += f" on {node}"
+    if elapsed is not None:
+        if pending:
+            text += f" ({int(elapsed)} s)" if elapsed < 60 else f" ({format_duration(elapsed)})"
+        elif state in ("finished", "failed"):
+            text += f" in {format_duration(elapsed)}" if state == "finished" \
+                else f" after {format_duration(elapsed)}"
+    return text
+
+
+class Bar(NamedTuple):
+    """One task on the timeline: a bar from ``start`` to ``end`` (seconds)."""
+
+    start: float
+    end: float
+    label: str
+    failed: bool
+
+
+class Lane(NamedTuple):
+    """One worker's row of the timeline, on a node."""
+
+    node: str
+    worker: str
+    bars: tuple
+
+
+def timeline_lanes(events, names=None):
+    """Group finished and failed task events into lanes: one per worker, grouped by node.
+
+    Args:
+        events: dicts as ``kit.timeline()`` returns them; only ``finished`` and
+            ``failed`` events with a start time make bars.
+        names: optional ``{node id hex: tag}`` to name nodes.
+
+    Returns:
+        ``(lanes, t0)``: lanes ordered by node name then worker, bar times in
+        seconds since ``t0`` (the earliest start).
+
+    Example:
+        >>> ev = [{"state": "finished", "started": 10.0, "time": 11.0, "label": "f",
+        ...        "node": "aa", "worker": "w1"}]
+        >>> lanes, t0 = timeline_lanes(ev, {"aa": "n0"})
+        >>> lanes[0].node, lanes[0].bars[0].end, t0
+        ('n0', 1.0, 10.0)
+    """
+    names = names or {}
+    spans = []
+    for e in events or ():
+        if e.get("state") not in ("finished", "failed"):
+            continue
+        start, end = e.get("started"), e.get("time")
+        if start is None or end is None:
+            continue
+        node = e.get("node") or "?"
+        spans.append((names.get(node, node[:8]), e.get("worker") or "?", start, end,
+                      e.get("label") or "?", e.get("state") == "failed"))
+    if not spans:
+        return [], 0.0
+    t0 = min(s[2] for s in spans)
+    by_lane = {}
+    for node, worker, start, end, label, failed in spans:
+        by_lane.setdefault((node, worker), []).append(
+            Bar(start - t0, max(end, start) - t0, label, failed))
+    lanes = [Lane(node, worker, tuple(sorted(bars)))
+             for (node, worker), bars in sorted(by_lane.items(),
+                                                key=lambda kv: (_natural(kv[0][0]), kv[0][1]))]
+    return lanes, t0
