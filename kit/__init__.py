@@ -39,13 +39,14 @@ from .errors import TaskCancelledError as TaskCancelledError
 from .errors import TaskError as TaskError
 from .errors import WorkerCrashedError as WorkerCrashedError
 from .object_ref import ObjectRef as ObjectRef
-from .protocol import KIT_VERSION as __version__
+from .protocol import KIT_VERSION
 from .scheduling import NodeAffinitySchedulingStrategy as NodeAffinitySchedulingStrategy
 from . import exceptions as exceptions
 from . import logs as logs
 from . import util as util
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__version__ = KIT_VERSION
+__all__ = [name for name in dir() if not name.startswith("_") and name != "KIT_VERSION"]
 
 
 def load_ipython_extension(ipython):

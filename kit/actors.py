@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 
-from .object_ref import ObjectRef
 from .protocol import Kind
 from .remote_function import (check_options, encode_args, function_blob, node_option,
                               resources_of, return_refs)
@@ -186,4 +185,3 @@ class ActorMethod:
                         f".{self._name}.remote(...)")
 
 
-_ = ObjectRef

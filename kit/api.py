@@ -8,7 +8,6 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-import time
 
 from . import client as client_mod
 from . import context, serialization
@@ -501,15 +500,6 @@ def cluster_status() -> dict:
     """
     st = _current_client().query("status")
     return {"nodes": nodes(), "waiting": st["waiting"], "counts": st["counts"]}
-
-
-def _wait_for(pred, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 get_runtime_context = context.get_runtime_context

@@ -29,8 +29,8 @@ import zmq
 
 from . import logs, object_ref, serialization
 from . import object_store
-from .errors import AuthenticationError, GetTimeoutError, KitError, ObjectLostError
-from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer, secure
+from .errors import GetTimeoutError, KitError, ObjectLostError
+from .protocol import KIT_VERSION, PY_VERSION, Kind, Signer, await_welcome, secure
 
 _current = None
 
@@ -137,30 +137,11 @@ class Client:
 
     def _hello(self, role, info, timeout):
         self.rx.send_multipart(self.hello_signer.pack(Kind.HELLO, (role, info)))
-        deadline = time.time() + timeout
-        while True:
-            left = deadline - time.time()
-            if left <= 0 or not self.rx.poll(left * 1000):
-                self.close()
-                raise KitError(
-                    f"no answer from a kit head at {self.address} within {timeout:.0f} s; "
-                    f"check the address and that `kit start --head` is running there (if it "
-                    f"was started with --encrypt, connect with encrypt=True)")
-            frames = self.rx.recv_multipart()
-            if frames == [AUTH_REFUSED]:
-                self.close()
-                raise AuthenticationError(
-                    f"the head at {self.address} refused this connection: the token is wrong; "
-                    f"pass the token printed by `kit start --head` (token= or KIT_TOKEN)")
-            msg = self.rx_signer.unpack(frames)
-            if msg is None:
-                continue
-            kind, body, _ = msg
-            if kind == Kind.REFUSED:
-                self.close()
-                raise AuthenticationError(body[0])
-            if kind == Kind.WELCOME:
-                return body
+        try:
+            return await_welcome(self.rx, self.rx_signer, self.address, timeout)
+        except KitError:
+            self.close()
+            raise
 
     # ---- ids ---------------------------------------------------------------------
 

@@ -26,8 +26,7 @@ import time
 import zmq
 
 from . import object_store
-from .errors import AuthenticationError, KitError
-from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer, secure
+from .protocol import KIT_VERSION, PY_VERSION, Kind, Signer, await_welcome, secure
 from .spawner import Zygote, die_with_parent
 
 MEMORY_THRESHOLD = 0.95   # fraction of the machine's memory; KIT_MEMORY_THRESHOLD overrides
@@ -102,27 +101,9 @@ class NodeAgent:
             "host": host_id(), "pid": os.getpid(), "tag": self.tag,
             "address": cfg.get("node_ip", "127.0.0.1"), "transfer": self.xfer_address,
             "store_limit": self.store_limit, "prestart": cfg["prestart"]}))
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if not self.sock.poll(max(1, (deadline - time.time()) * 1000)):
-                break
-            frames = self.sock.recv_multipart()
-            if frames == [AUTH_REFUSED]:
-                raise AuthenticationError(
-                    f"the head at {cfg['address']} refused this node: the token is wrong; "
-                    f"use the token printed by `kit start --head`")
-            msg = self.signer.unpack(frames)
-            if msg is None:
-                continue
-            if msg[0] == Kind.REFUSED:
-                raise AuthenticationError(msg[1][0])
-            if msg[0] == Kind.WELCOME:
-                self.cluster = msg[1]["cluster"]
-                break
-            self.on_command(msg[0], msg[1])
-        if self.cluster is None:
-            raise KitError(f"no answer from a kit head at {cfg['address']} within "
-                           f"{timeout:.0f} s; check the address and that it is running")
+        welcome = await_welcome(self.sock, self.signer, cfg["address"], timeout,
+                                on_other=self.on_command)
+        self.cluster = welcome["cluster"]
         self.prefix = f"kit_{self.cluster}_{self.tag}_"
         self.worker_cfg = {
             "address": cfg["address"], "token": cfg["token"], "node_id": self.nid,

@@ -93,6 +93,40 @@ def secure(sock, token, server: bool, enabled: bool) -> None:
         sock.curve_serverkey = public
 
 
+def await_welcome(sock, signer, address, timeout, on_other=None):
+    """Wait for the head's answer to a hello; return the WELCOME body.
+
+    Raises:
+        AuthenticationError: wrong token (the fixed refusal) or versions that differ.
+        KitError: no answer in time (wrong address, head down, or encryption mismatch).
+    """
+    import time
+    from .errors import AuthenticationError, KitError
+    deadline = time.time() + timeout
+    while True:
+        left = deadline - time.time()
+        if left <= 0 or not sock.poll(left * 1000):
+            raise KitError(
+                f"no answer from a kit head at {address} within {timeout:.0f} s; check the "
+                f"address and that `kit start --head` is running there (if it was started "
+                f"with --encrypt, connect with encrypt=True)")
+        frames = sock.recv_multipart()
+        if frames == [AUTH_REFUSED]:
+            raise AuthenticationError(
+                f"the head at {address} refused this connection: the token is wrong; pass "
+                f"the token printed by `kit start --head` (token= or KIT_TOKEN)")
+        msg = signer.unpack(frames)
+        if msg is None:
+            continue
+        kind, body, _ = msg
+        if kind == Kind.REFUSED:
+            raise AuthenticationError(body[0])
+        if kind == Kind.WELCOME:
+            return body
+        if on_other is not None:
+            on_other(kind, body)
+
+
 class Signer:
     """Signs and checks multipart messages with HMAC-SHA256.
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .errors import ActorDiedError, NodeDiedError, TaskCancelledError, WorkerCrashedError
+from .errors import ActorDiedError, TaskCancelledError, WorkerCrashedError
 from .serialization import ERROR, SHARED, system_error_payload
 
 # task states

@@ -29,9 +29,8 @@ import time
 from . import client as client_mod
 from . import context, serialization
 from .errors import SerializationError, TaskCancelledError
-from .object_ref import ObjectRef
 from .protocol import Kind
-from .scheduler import (K_ACTOR_CALL, K_ACTOR_CREATE, S_ACTOR, S_ARGS, S_DEPS, S_FID, S_KIND,
+from .scheduler import (K_ACTOR_CALL, K_ACTOR_CREATE, S_ARGS, S_DEPS, S_FID, S_KIND,
                         S_LABEL, S_METHOD, S_OPTS, S_RETRY_EXC, S_RETURNS, S_TID)
 
 
@@ -366,4 +365,3 @@ def main(cfg, wid, actor_id=None):
             pass
 
 
-_ = ObjectRef
