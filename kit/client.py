@@ -163,31 +163,36 @@ class Client:
     # ---- sending -----------------------------------------------------------------
 
     def send(self, kind, body):
+        """Send one message; pending ref changes and output lines ride in the same frame."""
         if self.closed:
             raise KitError(self.dead_reason or "kit was shut down; call kit.init() again")
         with self.lock:
-            self._flush_refs()
-            self.tx.send_multipart(self.tx_signer.pack(kind, body))
+            parts = self._pending()
+            if parts:
+                parts.append((kind, body))
+                self.tx.send_multipart(self.tx_signer.pack(Kind.MULTI, parts))
+            else:
+                self.tx.send_multipart(self.tx_signer.pack(kind, body))
+
+    def _pending(self):
+        parts = []
+        for kind, queue in ((Kind.REFS, self.ref_events), (Kind.LOG, self.logs)):
+            if queue:
+                batch = []
+                pop = queue.popleft
+                try:
+                    while True:
+                        batch.append(pop())
+                except IndexError:
+                    pass
+                parts.append((kind, batch))
+        return parts
 
     def _flush_refs(self):
-        ev = self.ref_events
-        if ev:
-            batch = []
-            pop = ev.popleft
-            try:
-                while True:
-                    batch.append(pop())
-            except IndexError:
-                pass
-            self.tx.send_multipart(self.tx_signer.pack(Kind.REFS, batch))
-        if self.logs:
-            batch = []
-            try:
-                while True:
-                    batch.append(self.logs.popleft())
-            except IndexError:
-                pass
-            self.tx.send_multipart(self.tx_signer.pack(Kind.LOG, batch))
+        """Send pending ref changes and output lines now (call with the lock held)."""
+        parts = self._pending()
+        if parts:
+            self.tx.send_multipart(self.tx_signer.pack(Kind.MULTI, parts))
 
     def register_function(self, fid, blob):
         if fid not in self.fids:

@@ -135,8 +135,16 @@ class Head:
             return
         kind, body, _ = msg
         cid = ident[:-1]
+        self.sched.now = time.time()
+        if kind == Kind.MULTI:
+            for k, b in body:
+                self.on_message(ident, cid, k, b)
+        else:
+            self.on_message(ident, cid, kind, body)
+
+    def on_message(self, ident, cid, kind, body):
         sched = self.sched
-        now = sched.now = time.time()
+        now = sched.now
         if kind == Kind.SUBMIT:
             for spec in body:
                 sched.submit(cid, spec, now)

@@ -64,6 +64,7 @@ class Kind:
     ACTOR = 21         # C -> H: (op, args) create/kill/get
     FETCH = 22         # N <-> N: object chunks
     EVENTS = 23        # H -> C: task state events for widgets
+    MULTI = 24         # C -> H: [(kind, body), ...] several messages in one frame
 
 
 def secure(sock, token, server: bool, enabled: bool) -> None:

@@ -148,6 +148,7 @@ class RemoteFunction:
         self._blob = None
         self._fid = None
         self._label = self._opts.get("name") or getattr(fn, "__name__", repr(fn))
+        self._res = resources_of(self._opts)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args, **kwargs):
@@ -161,6 +162,7 @@ class RemoteFunction:
         new.__dict__.update(self.__dict__)
         new._opts = {**self._opts, **opts}
         new._label = new._opts.get("name") or self._label
+        new._res = resources_of(new._opts)
         return new
 
     def _ensure_blob(self):
@@ -185,7 +187,7 @@ class RemoteFunction:
             retry = pickle.dumps(tuple(retry))
         node = node_option(opts)
         spec = (tid, K_TASK, fid, payload, deps, contained, tuple(r._id for r in refs),
-                resources_of(opts), int(opts["max_retries"]), retry, self._label, None, None,
+                self._res, int(opts["max_retries"]), retry, self._label, None, None,
                 {"node": node} if node else None)
         client.send(Kind.SUBMIT, [spec])
         del keep
