@@ -138,9 +138,20 @@ def test_kit_start_status_stop(tmp_path):
     finally:
         _kit(["stop"], env, check=False)
     assert "nothing was running" in _kit(["stop"], env).stdout
-    left = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and
-            "--daemon-" in " ".join(p.info["cmdline"])]
-    assert not left
+    assert not _daemons_of(env["KIT_STATE_DIR"])
+
+
+def _daemons_of(state_dir):
+    """kit daemons started with this state folder (other runs on the machine are not ours)."""
+    mine = []
+    for p in psutil.process_iter(["cmdline"]):
+        if p.info["cmdline"] and "--daemon-" in " ".join(p.info["cmdline"]):
+            try:
+                if p.environ().get("KIT_STATE_DIR") == state_dir:
+                    mine.append(p)
+            except psutil.Error:
+                pass
+    return mine
 
 
 NETNS_DEMO = r"""
