@@ -1,7 +1,8 @@
 """The first process of a cluster: it becomes the head and forks the node agents.
 
     driver ── spawn `python -m kit.boot`, config on stdin ──▶ boot
-    boot: fork zygote (no zmq yet) ─ bind head socket ─ zygote forks node agents
+    boot: fork the node agents (no zmq yet) ─ bind the head's sockets ─ serve
+    node agents reach the head over an ipc:// path chosen before the fork
     boot ── one JSON line {"address", "cluster"} on stdout ──▶ driver
     boot: serve as the head until stdin closes (the driver exited) or shutdown
 
@@ -44,25 +45,39 @@ def node_config(cfg, address, cluster, tag):
 
 def run(cfg, watch_fd=None, ready=None):
     """Start the head and local node agents; serve until told to stop."""
-    from .spawner import Zygote
-    zygote = Zygote()
-    from .head import Head
+    import tempfile
+    from .spawner import fork_child
     cluster = f"{os.getpid()}x{os.urandom(3).hex()}"
+    local = f"ipc://{tempfile.gettempdir()}/kit-{cluster}.sock"
+    children = {}
+    # Fork before this process makes any zmq context; the agents connect to the
+    # ipc path and zmq retries until the head binds it a moment later.
+    for ncfg in node_configs(cfg, local, cluster):
+        pid = fork_child("kit.node:main", (ncfg,), deathsig=signal.SIGTERM)
+        children[pid] = ncfg["node_id"]
+    from .head import Head
     bind = f"tcp://{cfg.get('bind', '127.0.0.1')}:{cfg.get('port', 0)}"
     head = Head(cfg["token"].encode(), bind, cluster, watch_fd=watch_fd,
-                node_timeout=cfg.get("node_timeout", 10.0), zygote=zygote,
-                encrypt=bool(cfg.get("encrypt")))
+                node_timeout=cfg.get("node_timeout", 10.0), children=children,
+                encrypt=bool(cfg.get("encrypt")), also_bind=local)
     signal.signal(signal.SIGTERM, lambda *a: head.request_stop())
-    for i, ncfg in enumerate(node_configs(cfg, head.address, cluster)):
-        zygote.fork(ncfg["node_id"], "kit.node:main", ncfg)
     if ready is not None:
         ready({"address": head.address, "cluster": cluster, "pid": os.getpid()})
     try:
         head.serve()
     finally:
-        zygote.close()
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
         from . import object_store
         object_store.sweep(f"kit_{cluster}_")
+        try:
+            os.unlink(local[len("ipc://"):])
+        except OSError:
+            pass
 
 
 def _ready_line(info):

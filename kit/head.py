@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import select
+import signal
 import time
 from collections import deque
 
@@ -37,7 +38,8 @@ EVENT_LOG = 100_000       # task events kept for widgets and timeline()
 
 class Head:
     def __init__(self, token: bytes, bind: str, cluster_id: str, watch_fd=None,
-                 node_timeout: float = 10.0, zygote=None, encrypt: bool = False):
+                 node_timeout: float = 10.0, children=None, encrypt: bool = False,
+                 also_bind=None):
         self.signer = Signer(token)
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
@@ -51,6 +53,8 @@ class Head:
         else:
             self.sock.bind(bind)
             self.address = bind
+        if also_bind:
+            self.sock.bind(also_bind)   # this host's node agents and workers connect here
         self.cluster_id = cluster_id
         self.sched = Scheduler()
         self.roles: dict = {}          # cid -> "driver" | "worker"
@@ -64,7 +68,7 @@ class Head:
         self.waiting_nodes: list = []  # (cid, req, count) replies deferred until nodes join
         self.stopping = False
         self.started = time.time()
-        self.zygote = zygote           # forks this host's node agents; reports their exits
+        self.children = children or {}  # pid -> node id: this host's node agents
 
     def request_stop(self):
         """Stop serving at the next turn (SIGTERM from `kit stop`)."""
@@ -320,6 +324,19 @@ class Head:
 
     # ---- the loop ----------------------------------------------------------------
 
+    def _reap_children(self):
+        from .spawner import describe_status
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            nid = self.children.pop(pid, None)
+            if nid is not None and not self.stopping:
+                self.node_died(nid, f"stopped: its agent {describe_status(status)[0]}")
+
     def check_nodes(self, now):
         for nid, seen in list(self.node_seen.items()):
             node = self.sched.nodes.get(nid)
@@ -334,19 +351,28 @@ class Head:
         poller.register(sock, zmq.POLLIN)
         if self.watch_fd is not None:
             poller.register(self.watch_fd, zmq.POLLIN)
-        if self.zygote is not None:
-            poller.register(self.zygote.ev, zmq.POLLIN)
+        wake = None
+        if self.children:
+            # A node agent of this host that exits is dead at once: no need to wait
+            # for missed heartbeats. SIGCHLD wakes the poll through a pipe.
+            wake, wake_w = os.pipe()
+            os.set_blocking(wake, False)
+            os.set_blocking(wake_w, False)
+            signal.set_wakeup_fd(wake_w)
+            signal.signal(signal.SIGCHLD, lambda *a: None)
+            poller.register(wake, zmq.POLLIN)
         last_check = time.time()
         while not self.stopping:
             ready = dict(poller.poll(500))
             if self.watch_fd is not None and self.watch_fd in ready:
                 if not _pipe_alive(self.watch_fd):
                     break
-            if self.zygote is not None and self.zygote.ev in ready:
-                for ev in self.zygote.events():
-                    if ev[0] == "exit" and not self.stopping:
-                        # A node agent of this host ended: no need to wait for heartbeats.
-                        self.node_died(ev[1], f"stopped: its agent {ev[3]}")
+            if wake is not None and wake in ready:
+                try:
+                    os.read(wake, 4096)
+                except BlockingIOError:
+                    pass
+                self._reap_children()
                 self.flush()
             if sock in ready:
                 for _ in range(DRAIN):

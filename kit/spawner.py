@@ -165,7 +165,7 @@ def _serve(cmd_r, ev_w):
             for cmd in reader.read():
                 if cmd[0] == "fork":
                     _, tag, target, args = cmd
-                    pid = _fork_child(target, args, (cmd_r, ev_w, wake_r, wake_w))
+                    pid = fork_child(target, args, (cmd_r, ev_w, wake_r, wake_w))
                     children[pid] = tag
                     send_obj(ev_w, ("started", tag, pid))
             if reader.closed:
@@ -193,7 +193,8 @@ def _reap(children, ev_w):
             pass
 
 
-def _fork_child(target, args, close_fds):
+def fork_child(target, args, close_fds=(), deathsig=signal.SIGKILL):
+    """Fork a child that runs ``target`` ("module:function") and dies with this process."""
     parent = os.getpid()
     pid = os.fork()
     if pid:
@@ -208,7 +209,7 @@ def _fork_child(target, args, close_fds):
                 os.close(fd)
             except OSError:
                 pass
-        die_with_parent()
+        die_with_parent(deathsig)
         if os.getppid() != parent:
             os._exit(0)
         mod, fn = target.split(":")

@@ -16,7 +16,6 @@ methods on an event loop.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import pickle
@@ -181,6 +180,7 @@ class Worker:
             self.pool.submit(self._run_threaded, spec, deps, started)
             return
         if kind == K_ACTOR_CALL and self.loop is not None and self._is_async(spec):
+            import asyncio
             asyncio.run_coroutine_threadsafe(self._run_async(spec, deps, started), self.loop)
             return
         self.current = tid
@@ -309,6 +309,7 @@ class Worker:
         has_async = any(inspect.iscoroutinefunction(m) for _, m in
                         inspect.getmembers(type(instance), inspect.isfunction))
         if has_async:
+            import asyncio
             self.loop = asyncio.new_event_loop()
             threading.Thread(target=self.loop.run_forever, daemon=True,
                              name="kit-actor-loop").start()
