@@ -132,7 +132,7 @@ class Kit(RayLike):
             from importlib.metadata import version as dist_version
 
             return dist_version("nbcluster")
-        except Exception:
+        except ImportError:  # PackageNotFoundError: run from a source tree
             return "source"
 
 

@@ -23,10 +23,14 @@ def summarize(records, engine_names, workload_names):
 
 def _cell(records, engine, workload):
     if workload == "import":
-        mine = [r for r in records if r["engine"] == engine and r["workload"] == "startup"]
+        mine = [
+            r for r in records if r["engine"] == engine and r["workload"] == "startup"
+        ]
         values = [r["import_s"] for r in mine if r.get("import_s") is not None]
     else:
-        mine = [r for r in records if r["engine"] == engine and r["workload"] == workload]
+        mine = [
+            r for r in records if r["engine"] == engine and r["workload"] == workload
+        ]
         values = [r["value"] for r in mine if r["status"] == "ok"]
     cell = {"values": values, "runs": len(mine)}
     if values:
@@ -38,7 +42,7 @@ def _cell(records, engine, workload):
     else:
         cell["status"] = "not run"
     failed = [r for r in mine if r["status"] not in ("ok", "n/a")]
-    if values and failed:
+    if values and failed and workload != "import":
         cell["failed_runs"] = len(failed)
     return cell
 
@@ -67,7 +71,7 @@ def fmt_cell(cell, unit):
 def fmt_ratio(ratio):
     if ratio >= 10:
         return f"{ratio:.0f}"
-    if ratio >= 1:
+    if ratio >= 0.995:
         return f"{ratio:.1f}"
     return f"{ratio:.2g}"
 

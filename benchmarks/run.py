@@ -3,6 +3,7 @@
     python benchmarks/run.py [--engines kit,ray,dask,ipyparallel,futures]
                              [--workloads startup,roundtrip,...] [--reps N]
                              [--short] [--json PATH] [--md PATH] [--timeout S]
+    python benchmarks/run.py --render benchmarks/results/latest.json
 
 Every (engine, workload, repetition) runs in a fresh Python process
 (``workloads.py``) with a timeout; whatever processes it started are found
@@ -14,6 +15,8 @@ the raw records as JSON (default ``benchmarks/results/latest.json``) and the
 table as markdown next to it. ``--short`` is the smoke-test mode: tiny sizes,
 one repetition, engines kit and futures; its files default to
 ``latest-short.*`` so that a smoke run never overwrites a full run's results.
+
+``--render`` runs nothing and re-renders the markdown of a saved JSON file.
 
 Engines that cannot be imported are skipped with a note. The exit status is
 1 if any workload of an available engine failed or timed out, else 0.
@@ -32,14 +35,16 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import engines  # noqa: E402
-import procs  # noqa: E402
-import report  # noqa: E402
-from workloads import RESULT_MARK, SPECS, WORKLOADS, params, supported  # noqa: E402
+import engines
+import procs
+import report
+from workloads import RESULT_MARK, SPECS, WORKLOADS, params, supported
 
 WORKER = HERE / "workloads.py"
 RESULTS = HERE / "results"
@@ -56,9 +61,14 @@ def child_env(tag):
     env = dict(os.environ)
     env[procs.TAG_ENV] = tag
     # kit may not be installed: let the driver and its workers import it.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO), env.get("PYTHONPATH")])
+    )
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network here anyway
+    # Always start a fresh local cluster, never join one named by the caller.
+    for name in ("KIT_ADDRESS", "KIT_TOKEN", "RAY_ADDRESS"):
+        env.pop(name, None)
     return env
 
 
@@ -104,7 +114,7 @@ def run_worker(args, timeout):
         stderr = err_path.read_text(errors="replace")
     info["stderr_tail"] = stderr[-2000:]
     records = [
-        json.loads(line[len(RESULT_MARK):])
+        json.loads(line[len(RESULT_MARK) :])
         for line in stdout.splitlines()
         if line.startswith(RESULT_MARK)
     ]
@@ -114,7 +124,7 @@ def run_worker(args, timeout):
 def _cmdline(proc):
     try:
         return proc.cmdline() or [proc.name()]
-    except Exception:
+    except psutil.Error:
         return ["?"]
 
 
@@ -180,17 +190,32 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         description="Benchmark kit against its peers; prints a markdown table."
     )
-    parser.add_argument("--engines", help="comma-separated, from " + ",".join(engines.ALL_ENGINES))
-    parser.add_argument("--workloads", help="comma-separated, from " + ",".join(WORKLOADS))
+    parser.add_argument(
+        "--engines", help="comma-separated, from " + ",".join(engines.ALL_ENGINES)
+    )
+    parser.add_argument(
+        "--workloads", help="comma-separated, from " + ",".join(WORKLOADS)
+    )
     parser.add_argument("--reps", type=int, help="repetitions of every workload")
     parser.add_argument("--short", action="store_true", help="tiny smoke-test run")
     parser.add_argument("--json", type=Path, help="where to write the raw results")
     parser.add_argument("--md", type=Path, help="where to write the markdown table")
-    parser.add_argument("--timeout", type=float, help="seconds allowed per workload process")
+    parser.add_argument(
+        "--timeout", type=float, help="seconds allowed per workload process"
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="run nothing: re-render the markdown of a saved JSON file",
+    )
     args = parser.parse_args(argv)
+    args.md_given = args.md is not None
 
     default_engines = "kit,futures" if args.short else ",".join(engines.ALL_ENGINES)
-    args.engines = _choices(args.engines or default_engines, engines.ALL_ENGINES, parser)
+    args.engines = _choices(
+        args.engines or default_engines, engines.ALL_ENGINES, parser
+    )
     args.workloads = _choices(args.workloads or ",".join(WORKLOADS), WORKLOADS, parser)
     if args.reps is not None and args.reps < 1:
         parser.error("--reps must be at least 1")
@@ -211,19 +236,29 @@ def _choices(text, allowed, parser):
 
 
 def kit_revision():
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10,
+    """ "git abc1234" (plus "+dirty" if kit/ has uncommitted changes), or ""."""
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         ).stdout.strip()
-        return f"git {rev}" if rev else ""
-    except Exception:
+
+    try:
+        rev = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "kit")
+    except (OSError, subprocess.SubprocessError):
         return ""
+    return f"git {rev}{'+dirty' if dirty else ''}" if rev else ""
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def run_all(args):
+    """Probe the engines, run every workload; returns the raw results."""
     started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = os.getloadavg()
     notes = []
 
     versions = {}
@@ -235,31 +270,46 @@ def main(argv=None):
             notes.append(f"{name} skipped: {reason}")
             versions[name] = None
             continue
-        if name == "kit" and kit_revision():
-            version = f"{version} ({kit_revision()})"
+        revision = kit_revision() if name == "kit" else ""
+        if revision:
+            version = f"{version} ({revision})"
         versions[name] = version
         available.append(name)
         log(f"[{name}] {version}")
 
+    reps = {w: reps_for(w, args) for w in args.workloads}
     records = []
     timeouts = dict.fromkeys(available, 0)
     for workload in args.workloads:
         for name in available:
             reason = supported(name, workload)
             if reason:
-                records.append({"engine": name, "workload": workload, "status": "n/a", "error": reason})
-    max_reps = max(reps_for(w, args) for w in args.workloads)
-    for rep in range(max_reps):
+                records.append(
+                    {
+                        "engine": name,
+                        "workload": workload,
+                        "status": "n/a",
+                        "error": reason,
+                    }
+                )
+    for rep in range(max(reps.values())):
         for workload in args.workloads:
-            if rep >= reps_for(workload, args):
+            if rep >= reps[workload]:
                 continue
             for name in available:
                 if supported(name, workload):
                     continue
-                label = f"[{name}] {workload} rep {rep + 1}/{reps_for(workload, args)}"
+                label = f"[{name}] {workload} rep {rep + 1}/{reps[workload]}"
                 if timeouts[name] >= MAX_TIMEOUTS:
-                    records.append({"engine": name, "workload": workload, "rep": rep,
-                                    "status": "skipped", "error": "engine timed out repeatedly"})
+                    records.append(
+                        {
+                            "engine": name,
+                            "workload": workload,
+                            "rep": rep,
+                            "status": "skipped",
+                            "error": "engine timed out repeatedly",
+                        }
+                    )
                     continue
                 record = measure(name, workload, rep, args.short, args.timeout)
                 records.append(record)
@@ -267,57 +317,82 @@ def main(argv=None):
                     timeouts[name] += 1
                 log(f"{label}: {describe(record)}")
                 if record.get("left_behind"):
-                    log(f"{label}: killed {len(record['left_behind'])} leftover process(es)")
+                    log(
+                        f"{label}: killed {len(record['left_behind'])} leftover process(es)"
+                    )
 
     finished = datetime.datetime.now(datetime.timezone.utc)
-    table = report.summarize(records, available, args.workloads)
-    notes += failure_notes(records)
-    sizes = params(args.short)
-    header = [
-        f"# kit benchmark ({'short smoke run' if args.short else 'full run'})",
-        "",
-        (
-            f"{started:%Y-%m-%d %H:%M} UTC · host {socket.gethostname()} · "
-            f"{os.cpu_count()} CPUs · Python {platform.python_version()} · "
-            + " · ".join(f"{n} {versions[n]}" for n in available)
-        ),
-        "",
-        "Medians over " + _reps_text(args) + "; every run is a fresh Python process. "
-        f"Sizes: {json.dumps(sizes)}.",
-    ]
-    text = report.markdown(table, available, header, notes)
-    print(text)
-
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.md.parent.mkdir(parents=True, exist_ok=True)
-    args.md.write_text(text)
-    raw = {
+    return {
         "started": started.isoformat(),
         "finished": finished.isoformat(),
         "host": socket.gethostname(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "loadavg": {"start": load_before, "end": os.getloadavg()},
         "short": args.short,
-        "sizes": sizes,
-        "engines": {n: {"version": versions[n], "available": n in available} for n in args.engines},
-        "summary": table,
-        "notes": notes,
+        "sizes": params(args.short),
+        "reps": reps,
+        "workloads": args.workloads,
+        "engines": {
+            n: {"version": versions[n], "available": n in available}
+            for n in args.engines
+        },
+        "summary": report.summarize(records, available, args.workloads),
+        "notes": notes + failure_notes(records),
         "runs": records,
     }
-    args.json.write_text(json.dumps(raw, indent=1) + "\n")
-    log(f"wrote {args.json} and {args.md}")
 
-    bad = [r for r in records if r["status"] in ("error", "timeout", "skipped")]
+
+def render(raw):
+    """The markdown report for raw results (from ``run_all`` or a JSON file)."""
+    available = [n for n, e in raw["engines"].items() if e["available"]]
+    table = report.summarize(raw["runs"], available, raw["workloads"])
+    started = datetime.datetime.fromisoformat(raw["started"])
+    load = raw["loadavg"]
+    header = [
+        f"# kit benchmark ({'short smoke run' if raw['short'] else 'full run'})",
+        "",
+        (
+            f"{started:%Y-%m-%d %H:%M} UTC · host {raw['host']} · {raw['cpus']} CPUs · "
+            f"Python {raw['python']} · "
+            + " · ".join(f"{n} {raw['engines'][n]['version']}" for n in available)
+        ),
+        "",
+        "Medians over "
+        + _reps_text(raw["reps"])
+        + "; every run is a fresh Python process. "
+        f"Load average {load['start'][0]:.2f} at start, {load['end'][0]:.2f} at the end. "
+        f"Sizes: {json.dumps(raw['sizes'])}.",
+    ]
+    return report.markdown(table, available, header, raw["notes"])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.render:
+        raw = json.loads(args.render.read_text())
+        md = args.md if args.md_given else args.render.with_suffix(".md")
+    else:
+        raw = run_all(args)
+        md = args.md
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(raw, indent=1) + "\n")
+    text = render(raw)
+    print(text)
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(text)
+    log(f"wrote {md}" + ("" if args.render else f" and {args.json}"))
+    bad = [r for r in raw["runs"] if r["status"] in ("error", "timeout", "skipped")]
     return 1 if bad else 0
 
 
-def _reps_text(args):
-    counts = sorted({reps_for(w, args) for w in args.workloads})
+def _reps_text(reps):
+    counts = sorted(set(reps.values()))
     if len(counts) == 1:
         return f"{counts[0]} repetition(s)"
-    cheap = [w for w in args.workloads if reps_for(w, args) == counts[-1]]
-    return f"{counts[0]} repetitions ({counts[-1]} for {', '.join(cheap)})"
+    most = [w for w, n in reps.items() if n == counts[-1]]
+    return f"{counts[0]} repetitions ({counts[-1]} for {', '.join(most)})"
 
 
 def failure_notes(records):
@@ -335,7 +410,9 @@ def failure_notes(records):
         if rec.get("shutdown_error"):
             problems.append(f"shutdown failed: {rec['shutdown_error']}")
         if rec.get("left_behind"):
-            problems.append(f"left {len(rec['left_behind'])} process(es) behind (killed)")
+            problems.append(
+                f"left {len(rec['left_behind'])} process(es) behind (killed)"
+            )
         for problem in problems:
             if (where, problem) not in seen:
                 seen.add((where, problem))

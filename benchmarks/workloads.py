@@ -30,7 +30,24 @@ import engines
 RESULT_MARK = "@@KIT-BENCH@@ "
 
 # The Ray tutorial's sixteen sleeps.
-SLEEPS = [0.1, 0.2, 0.1, 0.5, 0.7, 0.9, 0.5, 0.4, 1.5, 1.3, 1.0, 0.3, 0.7, 0.6, 0.3, 0.8]
+SLEEPS = [
+    0.1,
+    0.2,
+    0.1,
+    0.5,
+    0.7,
+    0.9,
+    0.5,
+    0.4,
+    1.5,
+    1.3,
+    1.0,
+    0.3,
+    0.7,
+    0.6,
+    0.3,
+    0.8,
+]
 
 
 # --------------------------------------------------------------------- tasks
@@ -101,17 +118,40 @@ class Spec:
 
 
 SPECS = {
-    "import": Spec("s", "time", what="import of the engine's package (from the startup runs)"),
-    "startup": Spec("s", "time", cheap=True, what="init (default slots) until the first no-op task's result"),
-    "roundtrip": Spec("µs", "time", cheap=True, what="median latency of one sequential no-op submit+get"),
-    "tasks_10k": Spec("tasks/s", "throughput", what="no-op tasks submitted in a loop, then one get"),
-    "actor_10k": Spec("calls/s", "throughput", needs_actors=True, what="calls to one actor method, then one get"),
-    "sleeps16_default": Spec("s", "time", what="the tutorial's sleep tasks, default slots"),
+    "import": Spec(
+        "s", "time", what="import of the engine's package (from the startup runs)"
+    ),
+    "startup": Spec(
+        "s",
+        "time",
+        cheap=True,
+        what="init (default slots) until the first no-op task's result",
+    ),
+    "roundtrip": Spec(
+        "µs",
+        "time",
+        cheap=True,
+        what="median latency of one sequential no-op submit+get",
+    ),
+    "tasks_10k": Spec(
+        "tasks/s", "throughput", what="no-op tasks submitted in a loop, then one get"
+    ),
+    "actor_10k": Spec(
+        "calls/s",
+        "throughput",
+        needs_actors=True,
+        what="calls to one actor method, then one get",
+    ),
+    "sleeps16_default": Spec(
+        "s", "time", what="the tutorial's sleep tasks, default slots"
+    ),
     "sleeps16_16slots": Spec("s", "time", what="the tutorial's sleep tasks, 16 slots"),
     "matrix": Spec("s", "time", what="4 create_matrix, 2 multiply, 1 sum, one get"),
     "tree_1024": Spec("s", "time", what="pairwise tree of add tasks over the values"),
     "put_100mib": Spec("s", "time", what="put one array, 4 tasks read it, get all"),
-    "idle_memory": Spec("MiB", "memory", what="RSS of driver + all engine processes after warm-up"),
+    "idle_memory": Spec(
+        "MiB", "memory", what="RSS of driver + all engine processes after warm-up"
+    ),
 }
 
 # Workloads that run as their own process ("import" comes from "startup").
@@ -232,7 +272,12 @@ def w_actor_10k(engine, p):
     # Each call ran exactly once; Dask actors need not run them in order.
     expected = list(range(2, n + 2))
     assert sorted(out) == expected, "wrong results"
-    extra = {"calls": n, "submit_s": t1 - t0, "total_s": t2 - t0, "in_order": list(out) == expected}
+    extra = {
+        "calls": n,
+        "submit_s": t1 - t0,
+        "total_s": t2 - t0,
+        "in_order": list(out) == expected,
+    }
     return n / (t2 - t0), extra
 
 
@@ -245,7 +290,11 @@ def _sleeps(engine, p, slots):
     wall = time.perf_counter() - t0
     assert out == [f"Sleep time {t}" for t in times], out
     n = slots or engine.default_slots()
-    return wall, {"slots": n, "tasks": len(times), "bound_s": max(max(times), sum(times) / n)}
+    return wall, {
+        "slots": n,
+        "tasks": len(times),
+        "bound_s": max(max(times), sum(times) / n),
+    }
 
 
 def w_sleeps16_default(engine, p):
@@ -328,7 +377,9 @@ def main(argv=None):
     parser.add_argument("engine", choices=engines.ALL_ENGINES)
     parser.add_argument("workload", nargs="?", choices=WORKLOADS)
     parser.add_argument("--short", action="store_true", help="tiny smoke-test sizes")
-    parser.add_argument("--probe", action="store_true", help="only import, print version")
+    parser.add_argument(
+        "--probe", action="store_true", help="only import, print version"
+    )
     args = parser.parse_args(argv)
 
     engine = engines.make(args.engine)
@@ -336,9 +387,12 @@ def main(argv=None):
     try:
         record["import_s"] = engines.timed_load(engine)
         record["version"] = engine.version()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any import failure means "skip"
         emit(dict(record, status="unavailable", error=f"{type(exc).__name__}: {exc}"))
         return 2
+    emit(
+        {"import_s": record["import_s"], "version": record["version"]}
+    )  # early, for timeouts
     if args.probe:
         emit(dict(record, status="ok"))
         return 0
@@ -350,14 +404,14 @@ def main(argv=None):
     try:
         value, extra = measure(engine, params(args.short))
         emit(dict(record, status="ok", value=value, extra=extra))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported in the table
         traceback.print_exc()
         emit(dict(record, status="error", error=f"{type(exc).__name__}: {exc}"[:500]))
         code = 1
     t0 = time.perf_counter()
     try:
         engine.shutdown()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported in the notes
         traceback.print_exc()
         emit({"shutdown_error": f"{type(exc).__name__}: {exc}"[:500]})
     emit({"shutdown_s": time.perf_counter() - t0})
