@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 
+from . import logs
 from .protocol import Kind
 from .remote_function import (check_options, encode_args, function_blob, node_option,
                               resources_of, return_refs)
@@ -176,6 +177,7 @@ class ActorMethod:
         refs = return_refs(tid, n)
         spec = (tid, K_ACTOR_CALL, None, payload, deps, contained, tuple(r._id for r in refs),
                 {}, 0, False, label, h._aid, self._name, None)
+        logs.claim(tid)
         client.send(Kind.SUBMIT, [spec])
         del keep
         return refs[0] if n == 1 else refs

@@ -13,6 +13,7 @@ import threading
 
 _routes: dict = {}
 _lock = threading.Lock()
+_capturing = threading.local()
 
 
 def route(task_id: bytes, handler) -> None:
@@ -32,6 +33,41 @@ def route(task_id: bytes, handler) -> None:
     """
     with _lock:
         _routes[task_id] = handler
+
+
+class capture:
+    """Route the output of every task this thread submits inside the block to ``handler``.
+
+    The route exists before the task is sent, so not even its first line can
+    reach the driver's stdout instead.
+
+    Example:
+        >>> import kit
+        >>> @kit.remote
+        ... def hello():
+        ...     print("hi")
+        >>> lines = []
+        >>> with kit.logs.capture(lambda stream, text: lines.append(text)):
+        ...     ref = hello.remote()
+    """
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def __enter__(self):
+        self.prev = getattr(_capturing, "handler", None)
+        _capturing.handler = self.handler
+        return self
+
+    def __exit__(self, *exc):
+        _capturing.handler = self.prev
+
+
+def claim(task_id: bytes) -> None:
+    """Called as a task is submitted: route it if this thread is inside ``capture``."""
+    handler = getattr(_capturing, "handler", None)
+    if handler is not None:
+        route(task_id, handler)
 
 
 def unroute(task_id: bytes) -> None:

@@ -16,7 +16,7 @@ import pickle
 
 import cloudpickle
 
-from . import serialization
+from . import logs, serialization
 from .errors import SerializationError
 from .object_ref import ObjectRef
 from .protocol import Kind
@@ -189,6 +189,7 @@ class RemoteFunction:
         spec = (tid, K_TASK, fid, payload, deps, contained, tuple(r._id for r in refs),
                 self._res, int(opts["max_retries"]), retry, self._label, None, None,
                 {"node": node} if node else None)
+        logs.claim(tid)
         client.send(Kind.SUBMIT, [spec])
         del keep
         return refs[0] if n == 1 else refs

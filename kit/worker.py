@@ -91,6 +91,7 @@ class Worker:
         self.q = queue.SimpleQueue()
         self.functions = {}
         self.current = None            # task id running on the main thread
+        self.current_ctx = None
         self.cancelled = set()
         self.instance = None
         self.pool = None
@@ -124,6 +125,8 @@ class Worker:
 
     def log(self, stream, text):
         ctx = context.current_task()
+        if ctx is None and self.current is not None:
+            ctx = self.current_ctx      # a thread the task started: it is the task's output
         tid, label = (ctx if ctx else (None, "worker"))
         self.client.logs.append((tid, label, os.getpid(), self.node_hex, stream, text))
 
@@ -184,10 +187,12 @@ class Worker:
             asyncio.run_coroutine_threadsafe(self._run_async(spec, deps, started), self.loop)
             return
         self.current = tid
+        self.current_ctx = (tid, spec[S_LABEL])
         try:
             results, retry = self._execute(spec, blob, deps)
         finally:
             self.current = None
+            self.current_ctx = None
             self.cancelled.discard(tid)
         self._finish(tid, results, started, retry)
 
@@ -217,6 +222,11 @@ class Worker:
                 value = None
             return self._results(spec, value), False
         finally:
+            for stream in (sys.stdout, sys.stderr):   # a last partial line is this task's
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
             context.set_task(None, None)
 
     def _callable(self, spec, blob):

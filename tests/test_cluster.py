@@ -154,6 +154,29 @@ def _daemons_of(state_dir):
     return mine
 
 
+def test_env_address_and_redis_password(tmp_path):
+    env = dict(os.environ, KIT_STATE_DIR=str(tmp_path / "state"))
+    try:
+        _kit(["start", "--head", "--port", "6395", "--num-cpus", "1",
+              "--node-ip-address", "127.0.0.1"], env)
+        token = json.loads((tmp_path / "state" / "head.json").read_text())["token"]
+        by_env = ("import kit\n"
+                  "kit.init()\n"  # KIT_ADDRESS / KIT_TOKEN say where
+                  "print(kit.api._current_client().address)\n")
+        out = subprocess.run([sys.executable, "-c", by_env], capture_output=True, text=True,
+                             timeout=60, env=dict(env, KIT_ADDRESS="127.0.0.1:6395",
+                                                  KIT_TOKEN=token, KIT_STATE_DIR="/nonexistent"))
+        assert out.stdout.strip() == "tcp://127.0.0.1:6395", out.stderr
+        as_ray = ("import kit as ray\n"
+                  f"ray.init(address='127.0.0.1:6395', _redis_password='{token}')\n"
+                  "print(len(ray.nodes()))\n")
+        out = subprocess.run([sys.executable, "-c", as_ray], capture_output=True, text=True,
+                             timeout=60, env=dict(env, KIT_STATE_DIR="/nonexistent"))
+        assert out.stdout.strip() == "1", out.stderr
+    finally:
+        _kit(["stop"], env, check=False)
+
+
 NETNS_DEMO = r"""
 import collections, sys, time, kit
 kit.init(address="10.211.0.1:6394", token="{token}")

@@ -276,3 +276,25 @@ def test_remote_before_init_starts_a_cluster():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "5 True", out.stderr
+
+
+def test_output_routed_from_the_first_line(cluster, capfd):
+    """kit.logs.capture routes a task's output before the task is sent: no line escapes."""
+    @kit.remote
+    def shout(i):
+        print(f"first line of {i}")
+        return i
+
+    got = {}
+    refs = []
+    for i in range(100):
+        with kit.logs.capture(lambda stream, text, i=i: got.setdefault(i, []).append(text)):
+            refs.append(shout.remote(i))
+    kit.get(refs)
+    deadline = time.time() + 10
+    while len(got) < 100 and time.time() < deadline:
+        time.sleep(0.05)
+    for r in refs:
+        kit.logs.unroute(r.task_id())
+    assert all(got[i] == [f"first line of {i}"] for i in range(100))
+    assert "first line of" not in capfd.readouterr().out

@@ -1,0 +1,433 @@
+"""A ``%%remote`` cell as kit tasks: plan, ship, submit, wait, bring back.
+
+    plan_cell(source, options)       pure: free names, -o, --map, filename, label
+        │
+    Session.submit(plan, options)    pack the free names from user_ns (PutCache for
+        │                            large values), one task per cell or --map item,
+        │                            route each task's output to the cell's sink
+        ├── blocking:  Job.wait_here()  the cell's thread prints lines as they come;
+        │                               Ctrl-C / kernel interrupt cancels the tasks
+        │              Job.results()    -o names into user_ns, last value returned
+        └── --no-block: -o names bound to ObjectRefs now; a job thread keeps a status
+                        line and the output area current until the tasks end
+
+Only kit's public API is used: ``kit.remote``, ``get``, ``wait``, ``put``,
+``cancel``, ``nodes``, ``logs.route``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import kit
+
+from . import output, render, runner
+from .analysis import MapSpec, assigned_names, compile_cell, free_names, parse_map
+from .shipping import PutCache, pack, unpicklable
+
+
+class CellUsageError(ValueError):
+    """An option of a magic is wrong; the message is one line saying what to write."""
+
+
+@dataclass
+class CellPlan:
+    """What one ``%%remote`` cell (or ``%remote`` expression) will do."""
+
+    source: str
+    filename: str
+    label: str
+    free: set
+    outputs: list = field(default_factory=list)
+    map: MapSpec | None = None
+    has_last: bool = False
+    first_line: int = 2
+
+
+def plan_cell(source: str, number: int, outputs=(), map_text=None, name=None,
+              kind: str = "cell") -> CellPlan:
+    """Check a cell and work out what it reads and returns; no cluster involved.
+
+    Raises:
+        SyntaxError: the cell does not parse (line numbers are the cell's).
+        CellUsageError: a bad ``-o`` name or ``--map`` text.
+
+    Example:
+        >>> p = plan_cell("y = x + 1\\ny", 3, outputs=["y"])
+        >>> p.filename, sorted(p.free), p.has_last
+        ('<remote-cell-3>', ['x'], True)
+    """
+    filename = f"<remote-{kind}-{number}>"
+    first_line = 2 if kind == "cell" else 1     # a cell's body starts below %%remote
+    code = compile_cell(source, filename, first_line)
+    mapspec = None
+    if map_text:
+        try:
+            mapspec = parse_map(map_text)
+        except ValueError as e:
+            raise CellUsageError(str(e)) from None
+    bound = mapspec.names if mapspec else ()
+    free = free_names(source, bound=bound)
+    outputs = list(outputs)
+    bad = [n for n in outputs if not n.isidentifier()]
+    if bad:
+        raise CellUsageError(f"-o takes names separated by commas, e.g. -o a,b; got {bad[0]!r}")
+    unknown = [n for n in outputs if n not in free and n not in assigned_names(source)]
+    if unknown:
+        raise CellUsageError(f"-o {unknown[0]}: the cell neither assigns nor reads "
+                             f"{unknown[0]!r}")
+    return CellPlan(source, filename, name or filename.strip("<>"), free, outputs, mapspec,
+                    code.last is not None, first_line)
+
+
+def resolve_node(text: str, nodes) -> str:
+    """A node id (hex) from its id, a unique id prefix or its tag (``n1``).
+
+    Example:
+        >>> resolve_node("n1", [{"node_id": "aa11", "tag": "n0"}, {"node_id": "bb22", "tag": "n1"}])
+        'bb22'
+    """
+    ids = [n["node_id"] for n in nodes]
+    for n in nodes:
+        if text in (n["node_id"], n.get("tag")):
+            return n["node_id"]
+    hits = [i for i in ids if i.startswith(text.lower())]
+    if len(hits) == 1:
+        return hits[0]
+    known = ", ".join(f"{n.get('tag')} ({n['node_id']})" for n in nodes)
+    raise CellUsageError(f"--node {text}: no such node; the nodes are {known}")
+
+
+def _one_line(exc: BaseException, text: str | None = None) -> BaseException:
+    """Make IPython show ``exc`` as one line instead of a traceback through the magic."""
+    line = text or f"{type(exc).__name__}: {exc}"
+    exc._render_traceback_ = lambda: [line]
+    return exc
+
+
+@dataclass
+class _Task:
+    refs: list
+    index: int | None
+    node: str | None = None
+    done: bool = False
+
+
+class Job:
+    """The tasks of one cell, their output sink, and the thread that waits for them."""
+
+    def __init__(self, session, plan: CellPlan, sink):
+        self.session = session
+        self.plan = plan
+        self.sink = sink
+        self.tasks: list = []
+        self.submitted = time.time()
+        self.finished = threading.Event()
+        self.cancelled = False
+        self.failed = 0
+        self.on_tick = None
+        self.on_done = None
+        self.tick = 1.0
+
+    # ---- output of the tasks (called from kit's io thread) ------------------------------
+
+    def handler(self, task: _Task):
+        mapped = self.plan.map is not None
+
+        def on_output(stream, text):
+            nodes, rest = output.split_marker(text)
+            if nodes:
+                task.node = nodes[-1]
+            if rest is None or self.cancelled:
+                return
+            if mapped:
+                rest = output.prefix_lines(rest, f"[{task.index}] ")
+            self.sink.write(stream, rest)
+        return on_output
+
+    def add(self, submit, index):
+        """Submit one task with ``submit()``; its output is routed before it is sent."""
+        task = _Task([], index)
+        with kit.logs.capture(self.handler(task)):
+            task.refs = _as_list(submit())
+        self.tasks.append(task)
+        return task
+
+    # ---- waiting --------------------------------------------------------------------------
+
+    def start(self):
+        threading.Thread(target=self._wait, name=f"kit-{self.plan.label}", daemon=True).start()
+
+    def _wait(self):
+        firsts = [t.refs[0] for t in self.tasks]
+        try:
+            while True:
+                try:
+                    ready, rest = kit.wait(firsts, num_returns=len(firsts), timeout=self.tick)
+                except Exception:
+                    break
+                ready = set(ready)
+                for t in self.tasks:
+                    t.done = t.refs[0] in ready
+                if not rest or not kit.is_initialized():
+                    break
+                if self.on_tick is not None:
+                    self._call(self.on_tick)
+        finally:
+            for t in self.tasks:
+                kit.logs.unroute(t.refs[0].task_id())
+            if self.on_done is not None:
+                self._call(self.on_done)
+            self.finished.set()
+            done = getattr(self.sink, "done", None)
+            if done is not None:
+                done()
+
+    @staticmethod
+    def _call(fn):
+        try:
+            fn()
+        except Exception as e:  # a view that fails must not hang the cell
+            print(f"kit: %%remote status update failed: {e!r}", file=sys.__stderr__)
+
+    def cancel(self) -> None:
+        """Cancel every task of the cell that has not finished."""
+        self.cancelled = True
+        for t in self.tasks:
+            if not t.done:
+                try:
+                    kit.cancel(t.refs[0])
+                except Exception:
+                    pass
+
+    def wait_here(self) -> None:
+        """Print the tasks' output in this thread until they end; Ctrl-C cancels them.
+
+        Raises:
+            KeyboardInterrupt: interrupted; the tasks were cancelled (shown as one line).
+        """
+        try:
+            while not self.sink.pump(0.5):
+                pass
+        except KeyboardInterrupt:
+            self.cancel()
+            running = sorted({self.session.node_name(t.node) for t in self.tasks if t.node})
+            where = f" (running on {', '.join(running)})" if running else ""
+            raise _one_line(KeyboardInterrupt(), f"KeyboardInterrupt: cancelled "
+                            f"{self.plan.label}{where}") from None
+
+    # ---- results ----------------------------------------------------------------------
+
+    def results(self):
+        """Per task, ``(last value, [outputs])``; a task's error is raised for IPython.
+
+        A task returns ``(node id, last value, *outputs)`` (see ``runner.run_cell``).
+        """
+        out = []
+        for t in self.tasks:
+            try:
+                node, value, *outs = kit.get(t.refs, timeout=60)
+            except kit.TaskError as err:
+                raise self.remote_error(err, t) from None
+            except kit.KitError as err:       # cancelled, worker crashed, cluster gone
+                raise _one_line(err) from None
+            t.node = node or t.node
+            out.append((value, outs))
+        return out
+
+    def remote_error(self, err, task):
+        lines = render.remote_error_lines(
+            err.cause_type or type(err).__name__, err.traceback_str or str(err),
+            self.session.node_name(err.node_id), err.pid,
+            item=task.index if self.plan.map is not None else None)
+        err._render_traceback_ = lambda: lines
+        return err
+
+    def status(self) -> str:
+        total = len(self.tasks)
+        done = sum(t.done for t in self.tasks)
+        running = sum(1 for t in self.tasks if t.node and not t.done)
+        nodes = [self.session.node_name(t.node, short=True) for t in self.tasks if t.node]
+        return render.job_status(self.plan.label, total, done, self.failed, running, nodes,
+                                 time.time() - self.submitted, cancelled=self.cancelled)
+
+
+class Session:
+    """The extension's state in one IPython shell: the put cache and the cluster it belongs to."""
+
+    def __init__(self, shell):
+        self.shell = shell
+        self.cache = PutCache()
+        self.ctx = None
+        self.names: dict = {}
+        self.jobs: list = []
+
+    # ---- the cluster ------------------------------------------------------------------------
+
+    def ensure_cluster(self) -> None:
+        """Start a local cluster if none is running (saying so in one line)."""
+        if not kit.is_initialized():
+            kit.init()
+            cpus = kit.cluster_resources().get("CPU", 0)
+            print(f"kit: started a local cluster ({cpus:g} CPUs) for %%remote; "
+                  f"%cluster stop stops it")
+        ctx = kit.init(ignore_reinit_error=True)
+        if ctx is not self.ctx:       # a new cluster: refs of the old one are void
+            self.forget()
+            self.ctx = ctx
+
+    def forget(self) -> None:
+        self.cache.clear()
+        self.names.clear()
+        self.ctx = None
+
+    def node_name(self, node_id, short=False) -> str:
+        """``"n0 ab12cd34"`` for a node id (``"n0"`` with ``short``)."""
+        if not node_id:
+            return "?"
+        tag = self.names.get(node_id)
+        if tag is None:
+            try:
+                self.names.update({n["node_id"]: n.get("tag") or "" for n in kit.nodes()})
+            except Exception:
+                pass
+            tag = self.names.setdefault(node_id, "")
+        if short:
+            return tag or node_id[:8]
+        return f"{tag} {node_id[:8]}".strip()
+
+    # ---- submitting -------------------------------------------------------------------------
+
+    def task_options(self, plan: CellPlan, num_cpus=None, resources=None, node=None) -> dict:
+        opts = {"num_returns": 2 + len(plan.outputs), "name": plan.label}
+        if num_cpus is not None:
+            opts["num_cpus"] = num_cpus
+        if resources:
+            opts["resources"] = resources
+        if node:
+            node_id = resolve_node(node, kit.nodes())
+            opts["scheduling_strategy"] = kit.NodeAffinitySchedulingStrategy(node_id, soft=False)
+        return opts
+
+    def submit(self, plan: CellPlan, sink, **task_opts) -> Job:
+        """Ship the cell's free names and submit one task per cell (or ``--map`` item)."""
+        self.ensure_cluster()
+        ns = self.shell.user_ns
+        items = None
+        if plan.map is not None:
+            try:
+                items = list(eval(plan.map.iterable, ns))
+            except Exception as e:
+                raise CellUsageError(f"--map: {plan.map.iterable} failed in the notebook: "
+                                     f"{type(e).__name__}: {e}") from None
+            if not items:
+                raise CellUsageError(f"--map: {plan.map.iterable} gave no items")
+        opts = self.task_options(plan, **task_opts)
+        self.cache.prune(ns)
+        ship = pack(plan.free, ns, getattr(self.shell, "user_ns_hidden", {}), self.cache)
+        spec = {"source": plan.source, "filename": plan.filename,
+                "first_line": plan.first_line, "values": ship.values,
+                "modules": ship.modules, "args": ship.layout, "outputs": plan.outputs,
+                "target": plan.map.target if plan.map is not None else None}
+        fn = kit.remote(runner.run_cell).options(**opts)
+        job = Job(self, plan, sink)
+        try:
+            if items is None:
+                job.add(lambda: fn.remote(spec, time.time(), *ship.args), None)
+            else:
+                shared = kit.put(spec)
+                for i, item in enumerate(items):
+                    job.add(lambda item=item: fn.remote(shared, time.time(), *ship.args, item), i)
+        except KeyboardInterrupt:
+            job.cancel()
+            raise
+        except kit.SerializationError as e:
+            job.cancel()
+            bad = unpicklable(ship.values)
+            if bad is None:
+                raise _one_line(e) from None
+            name, err = bad
+            raise _one_line(kit.SerializationError(
+                f"the cell uses {name!r} ({type(ns[name]).__name__}), which cannot be sent to "
+                f"a worker ({type(err).__name__}: {err}); create it inside the cell "
+                f"instead")) from None
+        return job
+
+    # ---- the two ways to run ------------------------------------------------------------
+
+    def run_blocking(self, plan: CellPlan, **task_opts):
+        """Run the cell and wait; return its value (a list for ``--map``)."""
+        job = self.submit(plan, output.QueueSink(), **task_opts)
+        job.start()
+        job.wait_here()
+        results = job.results()
+        ns = self.shell.user_ns
+        if plan.map is None:
+            value, outs = results[0]
+            ns.update(zip(plan.outputs, outs))
+            return value
+        for k, name in enumerate(plan.outputs):
+            ns[name] = [outs[k] for _, outs in results]
+        return [value for value, _ in results] if plan.has_last else None
+
+    def run_background(self, plan: CellPlan, **task_opts) -> Job:
+        """Submit the cell and return at once; -o names become ObjectRefs."""
+        view = output.make_view(self.shell, f"{plan.label}: submitting")
+        job = self.submit(plan, view.sink, **task_opts)
+        ns = self.shell.user_ns
+        for k, name in enumerate(plan.outputs):
+            refs = [t.refs[2 + k] for t in job.tasks]
+            ns[name] = refs if plan.map is not None else refs[0]
+        view.set_status(job.status())
+        view.show()
+        job.tick = 0.25
+
+        def tick():
+            view.flush()
+            view.set_status(job.status())
+
+        def done():
+            try:
+                self._finish_background(job, view)
+            finally:
+                if job in self.jobs:
+                    self.jobs.remove(job)
+        job.on_tick, job.on_done = tick, done
+        self.jobs.append(job)
+        job.start()
+        return job
+
+    def _finish_background(self, job: Job, view) -> None:
+        view.flush()
+        values, failed = [], 0
+        for t in job.tasks:
+            t.done = True
+            try:
+                t.node = kit.get(t.refs[0], timeout=30) or t.node
+                if job.plan.has_last:
+                    values.append(kit.get(t.refs[1], timeout=30))
+            except kit.TaskError as err:
+                failed += 1
+                view.show_error(job.remote_error(err, t)._render_traceback_())
+            except kit.TaskCancelledError:
+                job.cancelled = True
+            except Exception as e:
+                failed += 1
+                view.show_error([f"{type(e).__name__}: {e}"])
+        job.failed = failed
+        if job.plan.has_last and not failed:
+            value = values if job.plan.map is not None else values[0]
+            if value is not None:
+                view.show_value(value)
+        view.flush()
+        view.set_status(job.status())
+        finish = getattr(view, "finish", None)
+        if finish is not None:
+            finish()
+
+
+def _as_list(refs):
+    return refs if isinstance(refs, list) else [refs]

@@ -1,0 +1,216 @@
+"""The ``%cluster``, ``%remote`` and ``%%remote`` magics: option parsing, then kit calls.
+
+Everything with moving parts lives elsewhere: ``cells`` submits and waits,
+``analysis`` reads the cell, ``shipping`` packs the namespace, ``render``
+formats. A wrong option is a one-line ``UsageError``; ``--help`` prints the
+usage with an example.
+"""
+
+from __future__ import annotations
+
+import json
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.utils.process import arg_split
+
+import kit
+
+from . import render
+from .cells import CellUsageError, Session, plan_cell
+
+_HELP = ("-h", "--help")
+
+
+def _wants_help(line: str) -> bool:
+    return any(tok in _HELP for tok in line.split())
+
+
+def _parse(func, line: str, magic: str):
+    """Parse ``line`` with ``func``'s arguments; a mistake is one line naming the fix.
+
+    Quotes work as in a shell (``--map "i in range(8)"``), unlike
+    ``parse_argstring``, which keeps them.
+    """
+    try:
+        return func.parser.parse_args(arg_split(line, posix=True))
+    except ValueError as e:         # unbalanced quotes
+        raise UsageError(f"{magic}: {e} (see {magic} --help)") from None
+    except UsageError as e:
+        raise UsageError(f"{magic}: {e} (see {magic} --help)") from None
+    except SystemExit:
+        raise UsageError(f"{magic}: bad options (see {magic} --help)") from None
+
+
+@magics_class
+class KitMagics(Magics):
+    """``%cluster``, ``%remote`` and ``%%remote`` (``%load_ext kit`` registers them)."""
+
+    def __init__(self, shell):
+        super().__init__(shell)
+        self.session = Session(shell)
+
+    # ---- %cluster ---------------------------------------------------------------------
+
+    @line_magic
+    @magic_arguments()
+    @argument("action", nargs="?", default="status",
+              choices=["start", "connect", "status", "monitor", "stop"],
+              help="what to do (default: status)")
+    @argument("address", nargs="?", help="HOST:PORT of a head, for connect")
+    @argument("--nodes", type=int, default=1, help="node agents to start on this machine")
+    @argument("--cpus", type=int, default=None, help="task slots per node (default: cores)")
+    @argument("--token", default=None, help="the cluster's token, for connect")
+    def cluster(self, line):
+        """Start, join, show or stop the kit cluster this notebook uses.
+
+        Examples::
+
+            %cluster start --nodes 2 --cpus 2
+            %cluster connect 10.0.0.5:6380 --token 3f9a...
+            %cluster status
+            %cluster monitor
+            %cluster stop
+        """
+        if _wants_help(line):
+            print(self.cluster.parser.format_help())
+            return None
+        args = _parse(self.cluster, line, "%cluster")
+        return getattr(self, f"_cluster_{args.action}")(args)
+
+    def _cluster_start(self, args):
+        if args.nodes < 1 or (args.cpus is not None and args.cpus < 1):
+            raise UsageError("%cluster start: --nodes and --cpus must be at least 1")
+        if kit.is_initialized():
+            print(f"kit: a cluster is already running ({len(kit.nodes())} node(s)); "
+                  f"%cluster stop first")
+            return
+        kit.init(num_nodes=args.nodes, num_cpus=args.cpus)
+        self.session.forget()
+        cpus = kit.cluster_resources().get("CPU", 0)
+        print(f"kit: started a local cluster: {args.nodes} node(s), {cpus:g} CPUs")
+
+    def _cluster_connect(self, args):
+        if not args.address:
+            raise UsageError("%cluster connect: give the head's HOST:PORT, e.g. "
+                             "%cluster connect 10.0.0.5:6380 --token T")
+        if kit.is_initialized():
+            print("kit: already connected to a cluster; %cluster stop first")
+            return
+        kit.init(address=args.address, token=args.token)
+        self.session.forget()
+        print(f"kit: connected to {args.address}: {len(kit.nodes())} node(s), "
+              f"{kit.cluster_resources().get('CPU', 0):g} CPUs")
+
+    def _cluster_status(self, args):
+        if not kit.is_initialized():
+            print("kit: no cluster is running; %cluster start, or run a %%remote cell")
+            return
+        from IPython.display import display
+        nodes = kit.nodes()
+        display({"text/plain": render.nodes_text(nodes),
+                 "text/html": render.nodes_html(nodes)}, raw=True)
+
+    def _cluster_monitor(self, args):
+        try:
+            from widgets import ClusterMonitor
+        except Exception:
+            print("kit: the cluster monitor is not available yet "
+                  "(widgets.ClusterMonitor cannot be imported)")
+            return
+        if not kit.is_initialized():
+            print("kit: no cluster is running; %cluster start first")
+            return
+        from IPython.display import display
+        display(ClusterMonitor())
+
+    def _cluster_stop(self, args):
+        if not kit.is_initialized():
+            print("kit: no cluster is running")
+            return
+        started_here = kit.init(ignore_reinit_error=True).started_here
+        kit.shutdown()
+        self.session.forget()
+        print("kit: cluster stopped" if started_here else
+              "kit: disconnected (the cluster keeps running)")
+
+    # ---- %remote and %%remote ---------------------------------------------------------
+
+    @line_cell_magic
+    @magic_arguments()
+    @argument("-o", "--outputs", default="",
+              help="names the cell assigns to bring back, comma separated: -o a,b")
+    @argument("--no-block", action="store_true",
+              help="return at once; -o names become ObjectRefs; a status line follows")
+    @argument("--num-cpus", type=float, default=None, help="CPUs the task needs (default 1)")
+    @argument("--resources", default=None,
+              help='custom resources as JSON, e.g. --resources \'{"disk": 1}\'')
+    @argument("--node", default=None, help="run on this node (id, id prefix or tag like n1)")
+    @argument("--map", default=None, metavar='"VAR in EXPR"',
+              help="run the cell once per item, in parallel; -o names come back as lists")
+    @argument("--name", default=None, help="label of the task (shown in widgets)")
+    def remote(self, line, cell=None):
+        """Run a cell as one kit task; ``%remote EXPR`` evaluates one expression remotely.
+
+        Names the cell reads are shipped from the notebook (functions and classes
+        defined here travel by value, modules are imported again on the worker,
+        ObjectRefs arrive as their values). What the cell prints shows up below
+        it while it runs; an error shows the cell's own line numbers and the node.
+
+        Examples::
+
+            %%remote -o total
+            total = sum(x * x for x in data)
+            total / len(data)
+
+            %%remote --map "i in range(8)" -o squares
+            squares = i * i
+
+            %%remote --no-block -o model --num-cpus 2
+            model = train(data)
+
+            %remote sum(data)
+        """
+        if cell is None:
+            if not line.strip() or line.strip() in _HELP:
+                print(self.remote.parser.format_help())
+                return None
+            return self._run_expr(line)
+        if _wants_help(line):
+            print(self.remote.parser.format_help())
+            return None
+        args = _parse(self.remote, line, "%%remote")
+        try:
+            resources = json.loads(args.resources) if args.resources else None
+            if resources is not None and not isinstance(resources, dict):
+                raise ValueError("not an object")
+        except ValueError as e:
+            raise UsageError(f"%%remote: --resources takes a JSON object like "
+                             f"'{{\"disk\": 1}}' ({e})") from None
+        outputs = [n.strip() for n in args.outputs.split(",") if n.strip()]
+        try:
+            plan = plan_cell(cell, self.shell.execution_count, outputs, args.map, args.name)
+            opts = dict(num_cpus=args.num_cpus, resources=resources, node=args.node)
+            if args.no_block:
+                self.session.run_background(plan, **opts)
+                return None
+            return self.session.run_blocking(plan, **opts)
+        except CellUsageError as e:
+            raise UsageError(f"%%remote: {e}") from None
+
+    def _run_expr(self, line):
+        source = line.strip()
+        try:
+            plan = plan_cell(source, self.shell.execution_count, kind="expr")
+        except SyntaxError as e:
+            raise UsageError(f"%remote: {e.msg}: {source!r} (%remote takes one expression; "
+                             f"use %%remote for statements)") from None
+        if not plan.has_last or "\n" in source:
+            raise UsageError("%remote takes one expression, e.g. %remote sum(data); "
+                             "use %%remote for statements")
+        try:
+            return self.session.run_blocking(plan)
+        except CellUsageError as e:
+            raise UsageError(f"%remote: {e}") from None
+

@@ -1,0 +1,209 @@
+"""Where a remote cell's output goes while it runs.
+
+kit calls a routed task's handler from its io thread (``kit.logs.route``). In
+a Jupyter kernel, output written from a background thread lands in whichever
+cell runs at that moment, so each cell keeps its own destination:
+
+    blocking cell:     handler ──▶ queue ──▶ the cell's own thread prints it
+    --no-block cell:   handler ──▶ buffer ──▶ job thread ──▶ ipywidgets.Output
+                                                 └──────▶ status line (HTML)
+    no kernel:         handler ──▶ sys.stdout / sys.stderr directly
+
+The Output widget and the status line are displayed by the cell itself, so
+they belong to that cell's output area; later changes travel as widget
+updates, which the front end applies wherever the widget is shown.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+
+from .runner import START_MARKER
+
+
+def split_marker(text: str):
+    """Split a handler's text into (node ids of start markers, remaining text or None).
+
+    Example:
+        >>> split_marker("\\x00kit-cell-start:ab12\\nhello")
+        (['ab12'], 'hello')
+        >>> split_marker("plain")
+        ([], 'plain')
+    """
+    if START_MARKER not in text:
+        return [], text
+    nodes, rest = [], []
+    for line in text.split("\n"):
+        if line.startswith(START_MARKER):
+            nodes.append(line[len(START_MARKER):])
+        else:
+            rest.append(line)
+    return nodes, ("\n".join(rest) if rest else None)
+
+
+def prefix_lines(text: str, prefix: str) -> str:
+    """Put ``prefix`` before every line (``--map`` items label their lines).
+
+    Example:
+        >>> prefix_lines("a\\nb", "[2] ")
+        '[2] a\\n[2] b'
+    """
+    return "\n".join(prefix + line for line in text.split("\n"))
+
+
+class QueueSink:
+    """Lines of a blocking cell: queued by kit's io thread, printed by the cell's thread."""
+
+    def __init__(self):
+        self.q = queue.SimpleQueue()
+
+    def write(self, stream: str, text: str) -> None:
+        self.q.put((stream, text))
+
+    def done(self) -> None:
+        """Wake the reader: every task of the cell has finished."""
+        self.q.put(None)
+
+    def pump(self, timeout: float):
+        """Print what arrived; wait up to ``timeout`` for more. True once ``done`` was called."""
+        try:
+            item = self.q.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        while True:
+            if item is None:
+                return True
+            _print(*item)
+            try:
+                item = self.q.get_nowait()
+            except queue.Empty:
+                return False
+
+
+def _print(stream, text):
+    out = sys.stderr if stream == "stderr" else sys.stdout
+    try:
+        out.write(text + "\n")
+        out.flush()
+    except Exception:
+        pass
+
+
+class DirectSink:
+    """Lines printed right away from kit's io thread (a terminal, or no kernel)."""
+
+    def write(self, stream: str, text: str) -> None:
+        _print(stream, text)
+
+    def flush(self) -> None:
+        pass
+
+
+class BufferSink:
+    """Lines kept until the job thread flushes them into a view."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.items: list = []
+
+    def write(self, stream: str, text: str) -> None:
+        with self.lock:
+            self.items.append((stream, text))
+
+    def take(self) -> list:
+        with self.lock:
+            items, self.items = self.items, []
+        return items
+
+
+def merge_outputs(outputs: list, items) -> list:
+    """Append ``(stream, text)`` items to notebook outputs, merging runs of one stream.
+
+    Example:
+        >>> merge_outputs([], [("stdout", "a"), ("stdout", "b"), ("stderr", "c")])
+        [{'output_type': 'stream', 'name': 'stdout', 'text': 'a\\nb\\n'}, \
+{'output_type': 'stream', 'name': 'stderr', 'text': 'c\\n'}]
+    """
+    outputs = list(outputs)
+    for stream, text in items:
+        last = outputs[-1] if outputs else None
+        if last is not None and last.get("output_type") == "stream" and last["name"] == stream:
+            outputs[-1] = dict(last, text=last["text"] + text + "\n")
+        else:
+            outputs.append({"output_type": "stream", "name": stream, "text": text + "\n"})
+    return outputs
+
+
+class WidgetView:
+    """A status line over an Output area, displayed in the cell that submitted the job."""
+
+    def __init__(self, status: str):
+        import ipywidgets
+        self.status = ipywidgets.HTML(value=_status_html(status))
+        self.out = ipywidgets.Output()
+        self.box = ipywidgets.VBox([self.status, self.out])
+        self.sink = BufferSink()
+
+    def show(self) -> None:
+        from IPython.display import display
+        display(self.box)
+
+    def set_status(self, text: str) -> None:
+        value = _status_html(text)
+        if self.status.value != value:
+            self.status.value = value
+
+    def flush(self) -> None:
+        items = self.sink.take()
+        if items:
+            self.out.outputs = tuple(merge_outputs(self.out.outputs, items))
+
+    def show_value(self, value) -> None:
+        self.out.append_display_data(value)
+
+    def show_error(self, lines) -> None:
+        self.flush()
+        self.out.outputs = tuple(merge_outputs(self.out.outputs, [("stderr", "\n".join(lines))]))
+
+
+def _status_html(text: str) -> str:
+    import html
+    return f"<span style='font-family: monospace'>{html.escape(text)}</span>"
+
+
+class TextView:
+    """The ``--no-block`` view without a kernel: lines as they come, the final status once."""
+
+    def __init__(self, status: str):
+        self.sink = DirectSink()
+        self.last = status
+
+    def show(self) -> None:
+        _print("stdout", self.last)
+
+    def set_status(self, text: str) -> None:
+        self.last = text
+
+    def flush(self) -> None:
+        pass
+
+    def show_value(self, value) -> None:
+        _print("stdout", repr(value))
+
+    def show_error(self, lines) -> None:
+        _print("stderr", "\n".join(lines))
+
+    def finish(self) -> None:
+        _print("stdout", self.last)
+
+
+def make_view(shell, status: str):
+    """A ``WidgetView`` in a Jupyter kernel with ipywidgets, else a ``TextView``."""
+    if getattr(shell, "kernel", None) is not None:
+        try:
+            return WidgetView(status)
+        except Exception:
+            pass
+    return TextView(status)

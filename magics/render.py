@@ -1,0 +1,178 @@
+"""Text and HTML the magics show: node tables, status lines, remote tracebacks.
+
+Pure functions from plain data (``kit.nodes()`` dicts, counts, traceback text)
+to strings, tested without a cluster or a notebook.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+__all__ = ["human_bytes", "node_rows", "nodes_text", "nodes_html", "job_status",
+           "clean_traceback", "remote_error_lines"]
+
+COLUMNS = ("node", "alive", "CPU", "running", "queued", "done", "failed", "store used")
+
+
+def human_bytes(n) -> str:
+    """Bytes in a short human form.
+
+    Example:
+        >>> human_bytes(0), human_bytes(1536), human_bytes(3 * 2**30)
+        ('0 B', '1.5 KiB', '3.0 GiB')
+    """
+    n = float(n or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _num(x) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def node_rows(nodes) -> list:
+    """One row of strings per node (``COLUMNS``), from ``kit.nodes()``.
+
+    Example:
+        >>> rows = node_rows([{"node_id": "ab12cd34ef56ab12", "tag": "n0", "alive": True,
+        ...     "resources": {"CPU": 2.0}, "available": {"CPU": 1.0}, "running": 1,
+        ...     "queued": 0, "done": 5, "failed": 0, "store_used": 2048}])
+        >>> rows[0]
+        ['n0 ab12cd34', 'yes', '1/2', '1', '0', '5', '0', '2.0 KiB']
+    """
+    rows = []
+    for n in nodes:
+        total = n.get("resources", {}).get("CPU", 0)
+        avail = n.get("available", {}).get("CPU", 0)
+        name = f"{n.get('tag') or ''} {n.get('node_id', '')[:8]}".strip()
+        rows.append([name, "yes" if n.get("alive") else "no", f"{_num(avail)}/{_num(total)}",
+                     str(n.get("running", 0)), str(n.get("queued", 0)), str(n.get("done", 0)),
+                     str(n.get("failed", 0)), human_bytes(n.get("store_used", 0))])
+    return rows
+
+
+def nodes_text(nodes) -> str:
+    """The node table as aligned text (the terminal form of ``%cluster status``).
+
+    Example:
+        >>> print(nodes_text([]))
+        no nodes
+    """
+    rows = node_rows(nodes)
+    if not rows:
+        return "no nodes"
+    table = [list(COLUMNS)] + rows
+    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in table]
+    return "\n".join(lines)
+
+
+def nodes_html(nodes) -> str:
+    """The node table as HTML (the notebook form of ``%cluster status``).
+
+    Example:
+        >>> "<table" in nodes_html([])
+        True
+    """
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                   for r in node_rows(nodes))
+    return (f"<table class='kit-nodes'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>")
+
+
+def job_status(label: str, total: int, done: int, failed: int, running: int,
+               nodes, elapsed: float, cancelled: bool = False) -> str:
+    """One status line for a ``--no-block`` cell.
+
+    Args:
+        label: the cell's task label.
+        total: tasks of the cell (items of ``--map``, else 1).
+        done: tasks finished (with or without error).
+        failed: tasks that raised.
+        running: tasks that started and did not finish.
+        nodes: names of the nodes they ran on.
+        elapsed: seconds since submission.
+
+    Example:
+        >>> job_status("remote-cell-3", 1, 0, 0, 1, ["n0"], 1.25)
+        'remote-cell-3: running on n0 · 1.2 s'
+        >>> job_status("remote-cell-3", 4, 4, 1, 0, ["n0", "n1"], 3.0)
+        'remote-cell-3: failed (1 of 4 tasks) · 3.0 s'
+    """
+    where = ", ".join(sorted(set(nodes)))
+    if cancelled:
+        state = "cancelled"
+    elif done >= total:
+        state = (f"failed ({failed} of {total} tasks)" if total > 1 else "failed") if failed \
+            else (f"done on {where}" if where else "done")
+    elif running:
+        state = f"running on {where}" if where else "running"
+        if total > 1:
+            state = f"{done}/{total} done, {running} running on {where or '?'}"
+    else:
+        state = "queued" if total == 1 else f"{done}/{total} done, {total - done} queued"
+    return f"{label}: {state} · {elapsed:.1f} s"
+
+
+# ---- remote tracebacks -------------------------------------------------------------------
+
+_FRAME = re.compile(r'^  File "(?P<file>[^"]*)", line \d+, in ')
+_MACHINERY = ("kit/worker.py", "magics/runner.py", "magics\\runner.py", "kit\\worker.py")
+
+
+def clean_traceback(tb: str) -> str:
+    """Drop the frames of kit's worker and the cell runner from a remote traceback.
+
+    What remains starts at the cell's own frames (``<remote-cell-N>``, with the
+    cell's line numbers) and goes on into any library the cell called.
+
+    Example:
+        >>> tb = ('Traceback (most recent call last):\\n'
+        ...       '  File "/x/kit/worker.py", line 210, in _execute\\n'
+        ...       '    value = fn(*args, **kwargs)\\n'
+        ...       '  File "/x/magics/runner.py", line 80, in run_cell\\n'
+        ...       '    exec(code.body, ns)\\n'
+        ...       '  File "<remote-cell-4>", line 2, in <module>\\n'
+        ...       '    1 / 0\\n'
+        ...       'ZeroDivisionError: division by zero\\n')
+        >>> print(clean_traceback(tb))
+        Traceback (most recent call last):
+          File "<remote-cell-4>", line 2, in <module>
+            1 / 0
+        ZeroDivisionError: division by zero
+    """
+    out, skipping = [], False
+    for line in tb.splitlines():
+        m = _FRAME.match(line)
+        if m:
+            skipping = m.group("file").endswith(_MACHINERY)
+            if skipping:
+                continue
+        elif skipping and line.startswith("    "):
+            continue
+        else:
+            skipping = False
+        out.append(line)
+    return "\n".join(out)
+
+
+def remote_error_lines(cause_type: str, traceback_str: str, node: str, pid,
+                       item: int | None = None) -> list:
+    """The lines IPython shows for a remote cell's error (``_render_traceback_``).
+
+    Example:
+        >>> lines = remote_error_lines("ValueError", "Traceback...\\nValueError: bad", "n0 ab12", 7)
+        >>> lines[1]
+        'ValueError raised remotely on node n0 ab12 (pid 7)'
+    """
+    where = f"on node {node} (pid {pid})"
+    if item is not None:
+        where += f", --map item {item}"
+    return ["-" * 75, f"{cause_type} raised remotely {where}",
+            clean_traceback(traceback_str).rstrip()]

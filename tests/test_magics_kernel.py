@@ -1,0 +1,188 @@
+"""%%remote in a real Jupyter kernel: output lands in its own cell, --no-block, interrupts.
+
+The kernel is started with jupyter_client; what a front end would show is read
+from the iopub messages: a cell's stream outputs carry the ``msg_id`` of its
+execute request in ``parent_header``; a ``--no-block`` cell displays a widget
+(under its own ``msg_id``) whose Output model then receives the printed text.
+"""
+
+import queue
+import time
+
+import psutil
+import pytest
+
+jupyter_client = pytest.importorskip("jupyter_client")
+
+
+class Kernel:
+    """A kernel client that keeps every iopub message it reads."""
+
+    def __init__(self, km, kc):
+        self.km, self.kc = km, kc
+        self.msgs = []
+
+    def _read(self, timeout):
+        try:
+            m = self.kc.get_iopub_msg(timeout=timeout)
+        except queue.Empty:
+            return None
+        self.msgs.append(m)
+        return m
+
+    def submit(self, code):
+        return self.kc.execute(code)
+
+    def finish(self, msg_id, timeout=30):
+        """Read until the cell's kernel goes idle; return the execute reply's content."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = self._read(0.2)
+            if (m is not None and m["parent_header"].get("msg_id") == msg_id
+                    and m["msg_type"] == "status"
+                    and m["content"]["execution_state"] == "idle"):
+                break
+        else:
+            raise AssertionError(f"cell {msg_id} did not finish in {timeout} s")
+        while True:
+            reply = self.kc.get_shell_msg(timeout=timeout)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply["content"]
+
+    def run(self, code, timeout=30):
+        msg_id = self.submit(code)
+        reply = self.finish(msg_id, timeout)
+        assert reply["status"] == "ok", (code, reply)
+        return msg_id
+
+    def wait_for(self, pred, timeout=10):
+        deadline = time.time() + timeout
+        while not pred():
+            assert time.time() < deadline, "timed out waiting for the kernel's messages"
+            self._read(0.1)
+
+    def of(self, msg_id, msg_type=None):
+        return [m for m in self.msgs if m["parent_header"].get("msg_id") == msg_id
+                and (msg_type is None or m["msg_type"] == msg_type)]
+
+    def streams(self, msg_id=None):
+        return "".join(m["content"]["text"] for m in self.msgs if m["msg_type"] == "stream"
+                       and (msg_id is None or m["parent_header"].get("msg_id") == msg_id))
+
+    def widget_state(self, model_id):
+        """The state of a widget model, from its comm_open and later updates."""
+        state = {}
+        for m in self.msgs:
+            c = m["content"]
+            if m["msg_type"] in ("comm_open", "comm_msg") and c.get("comm_id") == model_id:
+                state.update(c.get("data", {}).get("state", {}))
+        return state
+
+    def widget_output_text(self, msg_id):
+        """All text in the Output widgets displayed by cell ``msg_id``."""
+        text = ""
+        for d in self.of(msg_id, "display_data"):
+            view = d["content"]["data"].get("application/vnd.jupyter.widget-view+json")
+            if not view:
+                continue
+            for child in self.widget_state(view["model_id"]).get("children", []):
+                state = self.widget_state(child.replace("IPY_MODEL_", ""))
+                for out in state.get("outputs", []):
+                    text += out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+        return text
+
+    def widget_status(self, msg_id):
+        for d in self.of(msg_id, "display_data"):
+            view = d["content"]["data"].get("application/vnd.jupyter.widget-view+json")
+            if view:
+                children = self.widget_state(view["model_id"]).get("children", [])
+                return self.widget_state(children[0].replace("IPY_MODEL_", "")).get("value", "")
+        return ""
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    from jupyter_client import KernelManager
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    k = Kernel(km, kc)
+    try:
+        kc.wait_for_ready(timeout=60)
+        k.run("%load_ext kit\n%cluster start --cpus 2")
+        yield k
+    finally:
+        procs = []
+        try:
+            kernel_proc = psutil.Process(km.provisioner.pid)
+            procs = [kernel_proc] + kernel_proc.children(recursive=True)
+        except Exception:
+            pass
+        try:
+            k.run("%cluster stop", timeout=15)
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=False)
+        assert len(procs) >= 3, "the kernel and its cluster should have been found"
+        _, alive = psutil.wait_procs(procs, timeout=10)
+        assert not alive, f"left behind: {[p.pid for p in alive]}"
+
+
+def test_prints_land_in_their_own_cell(kernel):
+    msg_id = kernel.run("%%remote\nimport sys\nprint('hello from remote')\n"
+                        "print('to stderr', file=sys.stderr)\n6 * 7")
+    assert "hello from remote\n" in kernel.streams(msg_id)
+    assert "to stderr\n" in kernel.streams(msg_id)
+    assert kernel.streams().count("hello from remote") == 1
+    result = kernel.of(msg_id, "execute_result")
+    assert result and result[0]["content"]["data"]["text/plain"] == "42"
+
+
+def test_no_block_output_stays_in_its_cell(kernel):
+    a = kernel.run("%%remote --no-block -o a\nimport time\nprint('a-first')\ntime.sleep(1)\n"
+                   "print('a-second')\na = 1\n'a-value'")
+    b = kernel.run("import time\nprint('b-local')\ntime.sleep(1.5)\nprint('b-end')")
+    kernel.wait_for(lambda: "a-value" in kernel.widget_output_text(a), timeout=10)
+    text = kernel.widget_output_text(a)
+    assert "a-first\n" in text and "a-second\n" in text
+    assert "a-first" not in kernel.streams() and "a-second" not in kernel.streams()
+    assert kernel.streams(b) == "b-local\nb-end\n"
+    kernel.wait_for(lambda: "done on n0" in kernel.widget_status(a), timeout=10)
+
+
+def test_two_no_block_cells_run_concurrently(kernel):
+    t0 = time.time()
+    for name in ("x", "y"):
+        kernel.run(f"%%remote --no-block -o {name}\nimport time\ntime.sleep(3)\n{name} = 1")
+    kernel.run("import kit\nassert kit.get([x, y], timeout=20) == [1, 1]", timeout=20)
+    assert time.time() - t0 < 5.5
+
+
+def test_interrupt_cancels_the_remote_task(kernel):
+    msg_id = kernel.submit("%%remote\nimport time\nprint('sleeping')\ntime.sleep(30)\n"
+                           "print('not reached')")
+    kernel.wait_for(lambda: "sleeping" in kernel.streams(msg_id), timeout=10)
+    t0 = time.time()
+    kernel.km.interrupt_kernel()
+    reply = kernel.finish(msg_id, timeout=10)
+    assert time.time() - t0 < 2.0
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
+    error = kernel.of(msg_id, "error")[0]["content"]["traceback"]
+    assert len(error) == 1 and "cancelled remote-cell-" in error[0]
+    check = kernel.run("import kit, time\nt = time.time()\n"
+                       "busy = lambda: sum(n['running'] for n in kit.nodes())\n"
+                       "while busy() and time.time() - t < 5:\n"
+                       "    time.sleep(0.05)\nprint('running', busy())")
+    assert kernel.streams(check) == "running 0\n"
+    assert "not reached" not in kernel.streams()
+
+
+def test_remote_error_shows_the_cell_lines_in_the_kernel(kernel):
+    msg_id = kernel.submit("%%remote\nx = 1\ny = {}\ny['missing']")
+    reply = kernel.finish(msg_id)
+    assert reply["status"] == "error" and "KeyError" in reply["ename"]
+    text = "\n".join(kernel.of(msg_id, "error")[0]["content"]["traceback"])
+    assert "KeyError raised remotely on node n0" in text
+    assert 'File "<remote-cell-' in text and '", line 4, in <module>' in text
+    assert "y['missing']" in text and "worker.py" not in text
