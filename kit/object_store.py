@@ -223,6 +223,20 @@ def sweep_dead_clusters() -> int:
         if not psutil.pid_exists(pid):
             unlink(name.removesuffix(".part"))
             n += 1
+    # the local clusters' ipc sockets: /tmp/kit-<head pid>x<random>.sock
+    import glob
+    import tempfile
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), "kit-*x*.sock")):
+        try:
+            pid = int(os.path.basename(path)[4:].split("x")[0])
+        except ValueError:
+            continue
+        if not psutil.pid_exists(pid):
+            try:
+                os.unlink(path)
+                n += 1
+            except OSError:
+                pass
     return n
 
 
