@@ -85,3 +85,11 @@ def test_chaos_short():
     r = _script("chaos.py", "--short", "--interval", "0.15")
     assert r["wrong"] == 0 and r["lost"] == 0
     assert r["workers_killed"] > 0 and r["nodes_killed"] == 1
+
+
+@pytest.mark.timeout(300)
+def test_hygiene_short():
+    """SIGKILL the driver, restart a kernel: no process, no shared memory left (3 rounds each)."""
+    r = _script("hygiene.py", "--short")
+    assert r["processes_left"] == 0 and r["shm_files_left"] == 0
+    assert r["clusters_seen"] == 6
