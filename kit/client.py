@@ -411,7 +411,14 @@ class Client:
         rx = self.rx
         poller = zmq.Poller()
         poller.register(rx, zmq.POLLIN)
+        beat = time.time()
         while not self.closed:
+            if self.role == "driver" and time.time() - beat > 2.0:
+                beat = time.time()
+                try:
+                    self.send(Kind.HEARTBEAT, None)   # the head forgets silent drivers
+                except (KitError, zmq.ZMQError):
+                    pass
             try:
                 events = poller.poll(50)
             except zmq.ZMQError:

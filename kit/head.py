@@ -66,6 +66,9 @@ class Head:
         self.events = deque(maxlen=EVENT_LOG)
         self.event_seq = 0
         self.waiting_nodes: list = []  # (cid, req, count) replies deferred until nodes join
+        self.client_seen: dict = {}    # driver cid -> last message time
+        # drivers send a heartbeat every 2 s; silent this long, a driver is gone
+        self.client_timeout = float(os.environ.get("KIT_CLIENT_TIMEOUT") or 30.0)
         self.stopping = False
         self.started = time.time()
         self.children = children or {}  # pid -> node id: this host's node agents
@@ -140,6 +143,8 @@ class Head:
         kind, body, _ = msg
         cid = ident[:-1]
         self.sched.now = time.time()
+        if cid in self.client_seen:
+            self.client_seen[cid] = self.sched.now
         if kind == Kind.MULTI:
             for k, b in body:
                 self.on_message(ident, cid, k, b)
@@ -176,12 +181,14 @@ class Head:
         elif kind == Kind.QUERY:
             self._query(cid, *body)
         elif kind == Kind.HEARTBEAT:
-            self.node_seen[cid] = now
+            if cid in self.node_seen:
+                self.node_seen[cid] = now
         elif kind == Kind.NODE_EVENT:
             self._node_event(cid, body)
         elif kind == Kind.HELLO:
             self._hello(ident, cid, *body)
         elif kind == Kind.SHUTDOWN:
+            self.client_seen.pop(cid, None)
             if cid in self.roles:
                 sched.client_gone(cid)
                 self.roles.pop(cid, None)
@@ -223,8 +230,10 @@ class Head:
         sched.add_client(cid)
         if role == "worker":
             sched.add_worker(cid, info["node"], info["pid"], info.get("actor"))
-        elif info.get("log_to_driver", True):
-            self.log_to.add(cid)
+        else:
+            self.client_seen[cid] = time.time()
+            if info.get("log_to_driver", True):
+                self.log_to.add(cid)
         self.send(ident, Kind.WELCOME, {
             "cluster": self.cluster_id, "nodes": self._nodes(),
             "local_node": self._local_node(info.get("host"))})
@@ -338,6 +347,14 @@ class Head:
                 self.node_died(nid, f"stopped: its agent {describe_status(status)[0]}")
 
     def check_nodes(self, now):
+        self.sched.retire_idle(now)
+        for cid, seen in list(self.client_seen.items()):
+            if now - seen > self.client_timeout and self.roles.get(cid) == "driver":
+                # A driver that vanished without a goodbye: release what it held.
+                self.client_seen.pop(cid, None)
+                self.roles.pop(cid, None)
+                self.log_to.discard(cid)
+                self.sched.client_gone(cid)
         for nid, seen in list(self.node_seen.items()):
             node = self.sched.nodes.get(nid)
             if node is None or not node.alive:

@@ -22,7 +22,8 @@ States:
             RUNNING -> READY again when its worker dies and retries remain
     object: pending (payload None) -> ready (payload set; may be an error payload)
             -> freed (no holder, pin or container left)
-    worker: IDLE <-> BUSY, BLOCKED while its task waits in get, DEAD
+    worker: IDLE <-> BUSY, BLOCKED while its task waits in get, RETIRING (an idle
+            extra being stopped), DEAD
     actor:  PENDING -> ALIVE -> (RESTARTING -> ALIVE)* -> DEAD
 """
 
@@ -37,7 +38,7 @@ from .serialization import ERROR, SHARED, system_error_payload
 WAITING, READY, RUNNING, FINISHED, FAILED, CANCELLED = (
     "WAITING", "READY", "RUNNING", "FINISHED", "FAILED", "CANCELLED")
 # worker states
-IDLE, BUSY, BLOCKED, DEAD = "IDLE", "BUSY", "BLOCKED", "DEAD"
+IDLE, BUSY, BLOCKED, RETIRING, DEAD = "IDLE", "BUSY", "BLOCKED", "RETIRING", "DEAD"
 # actor states
 A_PENDING, A_ALIVE, A_RESTARTING, A_DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
 
@@ -85,7 +86,8 @@ class Obj:
 
 
 class Worker:
-    __slots__ = ("wid", "node", "pid", "state", "tasks", "fids", "held", "actor", "blocked")
+    __slots__ = ("wid", "node", "pid", "state", "tasks", "fids", "held", "actor", "blocked",
+                 "idle_since")
 
     def __init__(self, wid, node, pid, actor=None):
         self.wid = wid
@@ -97,6 +99,7 @@ class Worker:
         self.held = None       # resources held while busy
         self.actor = actor
         self.blocked = False
+        self.idle_since = 0.0
 
 
 class Node:
@@ -627,6 +630,7 @@ class Scheduler:
                     _give(w.held or {}, self.nodes[w.node].avail)
                 w.held = None
                 w.state = IDLE
+                w.idle_since = self.now
         if t is None or t.state not in (RUNNING, CANCELLED):
             self._dirty = True
             return
@@ -865,6 +869,27 @@ class Scheduler:
         for oid in c.spec[S_CONTAINED]:
             self._unpin(oid)
         self._dirty = True
+
+    def retire_idle(self, now, after=10.0):
+        """Stop task workers idle for ``after`` seconds beyond one per CPU slot of their node.
+
+        Extra workers are started while tasks wait in ``get``; once that is over
+        they would only hold memory.
+        """
+        for node in self.nodes.values():
+            if not node.alive:
+                continue
+            idle = sorted((w for w in (self.workers.get(x) for x in node.workers)
+                           if w is not None and w.actor is None and w.state == IDLE),
+                          key=lambda w: w.idle_since)
+            task_workers = sum(1 for x in node.workers
+                               if self.workers.get(x) is not None and
+                               self.workers[x].actor is None)
+            extra = task_workers - int(node.total.get("CPU", 0))
+            for w in idle[:max(0, extra)]:
+                if now - w.idle_since >= after:
+                    w.state = RETIRING
+                    self.out.append(("kill", node.nid, w.wid))
 
     # ---- views ---------------------------------------------------------------------
 

@@ -273,3 +273,36 @@ def test_two_hosts_in_network_namespaces(tmp_path):
         _kit(["stop"], env_a, ns=a, check=False)
         for ns in (a, b):
             subprocess.run([*ip, "netns", "del", ns], capture_output=True)
+
+
+def test_vanished_driver_releases_what_it_held(tmp_path):
+    env = dict(os.environ, KIT_STATE_DIR=str(tmp_path / "state"), KIT_CLIENT_TIMEOUT="3")
+    try:
+        _kit(["start", "--head", "--port", "6396", "--num-cpus", "1",
+              "--node-ip-address", "127.0.0.1"], env)
+        holder = ("import time, numpy as np, kit\n"
+                  "kit.init(address='auto')\n"
+                  "refs = [kit.put(np.ones(1 << 18)) for _ in range(5)]\n"
+                  "print('ready', flush=True)\n"
+                  "time.sleep(120)\n")
+        p = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True,
+                             env=env)
+        assert p.stdout.readline().strip() == "ready"
+        probe = ("import kit\n"
+                 "kit.init(address='auto')\n"
+                 "print(kit.api._current_client().query('status')['objects_live'])\n")
+
+        def live():
+            out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                 env=env, timeout=60)
+            return int(out.stdout.strip())
+
+        assert live() >= 5
+        p.kill()
+        p.wait()
+        deadline = time.time() + 30
+        while live() >= 5 and time.time() < deadline:
+            time.sleep(1)
+        assert live() < 5
+    finally:
+        _kit(["stop"], env, check=False)

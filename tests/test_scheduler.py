@@ -238,3 +238,25 @@ def test_states_reach_finished_and_failed():
     s.task_done(actions(s, "dispatch")[0][1], b"a", [(b"a\0", ok(), ())], 0, 0)
     assert s.counts["finished"] == 1
     _ = (FINISHED, FAILED)
+
+
+def test_idle_extra_workers_retire():
+    s = setup(cpus=1, workers=1)
+    s.add_worker(b"extra", NODE, 9)          # started while a task was blocked in get
+    s.now = 100.0
+    s.schedule()
+    for w in s.workers.values():
+        w.idle_since = 100.0
+    s.out.clear()
+    s.retire_idle(105.0)
+    assert not actions(s, "kill")
+    s.retire_idle(111.0)
+    kills = actions(s, "kill")
+    assert len(kills) == 1
+    retired = kills[0][2]
+    assert s.workers[retired].state == "RETIRING"
+    s.submit(DRIVER, spec(b"t"))
+    s.schedule()
+    assert actions(s, "dispatch")[0][1] != retired
+    s.worker_died(retired, "killed by signal 9")
+    assert retired not in s.workers
