@@ -135,6 +135,23 @@ def test_kit_start_status_stop(tmp_path):
         auto = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env=env, timeout=60)
         assert auto.stdout.split() == ["2", "2.0"], auto.stderr
+        # a node that dies and comes back joins as a new node
+        node_file = next((tmp_path / "state").glob("node-*.json"))
+        os.kill(json.loads(node_file.read_text())["pid"], signal.SIGKILL)
+        node_file.unlink()
+        _kit(["start", "--address", "127.0.0.1:6393", "--token", token, "--num-cpus", "1",
+              "--node-ip-address", "127.0.0.1"], env)
+        code = ("import kit, time\n"
+                "kit.init(address='auto')\n"
+                "deadline = time.time() + 30\n"
+                "while time.time() < deadline:\n"
+                "    ns = kit.nodes()\n"
+                "    if len(ns) == 3 and sum(n['Alive'] for n in ns) == 2: break\n"
+                "    time.sleep(0.2)\n"
+                "print(len(ns), sum(n['Alive'] for n in ns))\n")
+        back = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, timeout=60)
+        assert back.stdout.split() == ["3", "2"], back.stderr
     finally:
         _kit(["stop"], env, check=False)
     assert "nothing was running" in _kit(["stop"], env).stdout
