@@ -334,17 +334,11 @@ class Head:
     # ---- the loop ----------------------------------------------------------------
 
     def _reap_children(self):
-        from .spawner import describe_status
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        from .spawner import exited_children
+        for pid, cause in exited_children():
             nid = self.children.pop(pid, None)
             if nid is not None and not self.stopping:
-                self.node_died(nid, f"stopped: its agent {describe_status(status)[0]}")
+                self.node_died(nid, f"stopped: its agent {cause}")
 
     def check_nodes(self, now):
         self.sched.retire_idle(now)

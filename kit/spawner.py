@@ -177,7 +177,8 @@ def _serve(cmd_r, ev_w):
                 return
 
 
-def _reap(children, ev_w):
+def exited_children():
+    """Yield ``(pid, cause)`` for every child that has ended, without blocking."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -185,8 +186,12 @@ def _reap(children, ev_w):
             return
         if pid == 0:
             return
+        yield pid, describe_status(status)[0]
+
+
+def _reap(children, ev_w):
+    for pid, cause in exited_children():
         tag = children.pop(pid, None)
-        cause, _ = describe_status(status)
         try:
             send_obj(ev_w, ("exit", tag, pid, cause))
         except OSError:
