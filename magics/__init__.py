@@ -10,7 +10,7 @@
 Layout: ``magic`` (the ``Magics`` subclass: options only), ``cells`` (submit,
 wait, bring back), ``analysis`` (free names, compiling; pure), ``shipping``
 (how values travel, the put cache), ``output`` (where printed lines go),
-``render`` (tables, status lines, tracebacks; pure), ``runner`` (the worker
+``render`` (tables, tracebacks; pure), ``runner`` (the worker
 side). This package is imported on workers too (``runner``): importing it
 must not import IPython.
 """

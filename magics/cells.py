@@ -8,11 +8,14 @@
         ├── blocking:  Job.wait_here()  the cell's thread prints lines as they come;
         │                               Ctrl-C / kernel interrupt cancels the tasks
         │              Job.results()    -o names into user_ns, last value returned
-        └── --no-block: -o names bound to ObjectRefs now; a job thread keeps a status
-                        line and the output area current until the tasks end
+        └── --no-block: -o names bound to ObjectRefs now; a widgets.StatusLine follows
+                        the tasks (the widgets' updater thread); a job thread keeps
+                        the output area current and, when the tasks end, tells the
+                        status line how each one ended
 
-Only kit's public API is used: ``kit.remote``, ``get``, ``wait``, ``put``,
-``cancel``, ``nodes``, ``logs.route``.
+Where a task runs comes from the cluster's task events (``kit.events``): the
+"running" event names the node. Only kit's public API is used: ``kit.remote``,
+``get``, ``wait``, ``put``, ``cancel``, ``nodes``, ``events``, ``logs.route``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from dataclasses import dataclass, field
 import kit
 
 from . import output, render, runner
+
+_LATEST = 2 ** 62       # kit.events(_LATEST) gives only the last sequence number
 from .analysis import MapSpec, assigned_names, compile_cell, free_names, parse_map
 from .shipping import PutCache, pack, unpicklable
 
@@ -124,10 +129,9 @@ class Job:
         self.plan = plan
         self.sink = sink
         self.tasks: list = []
-        self.submitted = time.time()
         self.finished = threading.Event()
         self.cancelled = False
-        self.failed = 0
+        self.since = _event_cursor()      # task events after this one concern this cell
         self.on_tick = None
         self.on_done = None
         self.tick = 1.0
@@ -138,14 +142,11 @@ class Job:
         mapped = self.plan.map is not None
 
         def on_output(stream, text):
-            nodes, rest = output.split_marker(text)
-            if nodes:
-                task.node = nodes[-1]
-            if rest is None or self.cancelled:
+            if self.cancelled:
                 return
             if mapped:
-                rest = output.prefix_lines(rest, f"[{task.index}] ")
-            self.sink.write(stream, rest)
+                text = output.prefix_lines(text, f"[{task.index}] ")
+            self.sink.write(stream, text)
         return on_output
 
     def add(self, submit, index):
@@ -214,7 +215,7 @@ class Job:
                 pass
         except KeyboardInterrupt:
             self.cancel()
-            running = sorted({self.session.node_name(t.node) for t in self.tasks if t.node})
+            running = self.nodes_seen()
             where = f" (running on {', '.join(running)})" if running else ""
             raise _one_line(KeyboardInterrupt(), f"KeyboardInterrupt: cancelled "
                             f"{self.plan.label}{where}") from None
@@ -246,13 +247,30 @@ class Job:
         err._render_traceback_ = lambda: lines
         return err
 
-    def status(self) -> str:
-        total = len(self.tasks)
-        done = sum(t.done for t in self.tasks)
-        running = sum(1 for t in self.tasks if t.node and not t.done)
-        nodes = [self.session.node_name(t.node, short=True) for t in self.tasks if t.node]
-        return render.job_status(self.plan.label, total, done, self.failed, running, nodes,
-                                 time.time() - self.submitted, cancelled=self.cancelled)
+    def nodes_seen(self) -> list:
+        """Names of the nodes the cell's tasks were sent to, from the task events.
+
+        Example: ``["n0 ab12cd34"]``; empty if no task reached a node (or kit is gone).
+        """
+        if self.since is not None:
+            tasks = {t.refs[0].task_id().hex(): t for t in self.tasks if t.refs}
+            try:
+                _, events = kit.events(self.since)
+            except Exception:
+                events = []
+            for e in events:
+                t = tasks.get(e.get("task_id"))
+                if t is not None and e.get("node"):
+                    t.node = e["node"]
+        return sorted({self.session.node_name(t.node) for t in self.tasks if t.node})
+
+
+def _event_cursor():
+    """The sequence number of the cluster's last task event (None if it cannot be read)."""
+    try:
+        return kit.events(_LATEST)[0]
+    except Exception:
+        return None
 
 
 class Session:
@@ -375,19 +393,14 @@ class Session:
 
     def run_background(self, plan: CellPlan, **task_opts) -> Job:
         """Submit the cell and return at once; -o names become ObjectRefs."""
-        view = output.make_view(self.shell, f"{plan.label}: submitting")
+        view = output.make_view(self.shell, plan.label)
         job = self.submit(plan, view.sink, **task_opts)
         ns = self.shell.user_ns
         for k, name in enumerate(plan.outputs):
             refs = [t.refs[2 + k] for t in job.tasks]
             ns[name] = refs if plan.map is not None else refs[0]
-        view.set_status(job.status())
-        view.show()
+        view.show([t.refs[0] for t in job.tasks])
         job.tick = 0.25
-
-        def tick():
-            view.flush()
-            view.set_status(job.status())
 
         def done():
             try:
@@ -395,7 +408,7 @@ class Session:
             finally:
                 if job in self.jobs:
                     self.jobs.remove(job)
-        job.on_tick, job.on_done = tick, done
+        job.on_tick, job.on_done = view.flush, done
         self.jobs.append(job)
         job.start()
         return job
@@ -405,28 +418,30 @@ class Session:
         values, failed = [], 0
         for t in job.tasks:
             t.done = True
+            state = "finished"
             try:
                 t.node = kit.get(t.refs[0], timeout=30) or t.node
                 if job.plan.has_last:
                     values.append(kit.get(t.refs[1], timeout=30))
             except kit.TaskError as err:
                 failed += 1
+                state, t.node = "failed", err.node_id or t.node
                 view.show_error(job.remote_error(err, t)._render_traceback_())
             except kit.TaskCancelledError:
                 job.cancelled = True
+                state = "cancelled"
             except Exception as e:
                 failed += 1
+                state = "failed"
                 view.show_error([f"{type(e).__name__}: {e}"])
-        job.failed = failed
+            node = self.node_name(t.node, short=True) if t.node else None
+            view.line.set_task(t.refs[0], state, node)
         if job.plan.has_last and not failed:
             value = values if job.plan.map is not None else values[0]
             if value is not None:
                 view.show_value(value)
         view.flush()
-        view.set_status(job.status())
-        finish = getattr(view, "finish", None)
-        if finish is not None:
-            finish()
+        view.finish()
 
 
 def _as_list(refs):

@@ -6,8 +6,10 @@ cell runs at that moment, so each cell keeps its own destination:
 
     blocking cell:     handler ──▶ queue ──▶ the cell's own thread prints it
     --no-block cell:   handler ──▶ buffer ──▶ job thread ──▶ ipywidgets.Output
-                                                 └──────▶ status line (HTML)
-    no kernel:         handler ──▶ sys.stdout / sys.stderr directly
+                       widgets.StatusLine(refs) ◀── the widgets' updater thread (events)
+                                            ◀── the job thread, when the tasks end
+    no kernel:         handler ──▶ sys.stdout / sys.stderr directly;
+                       the same StatusLine, printed as text when shown and at the end
 
 The Output widget and the status line are displayed by the cell itself, so
 they belong to that cell's output area; later changes travel as widget
@@ -19,28 +21,6 @@ from __future__ import annotations
 import queue
 import sys
 import threading
-
-from .runner import START_MARKER
-
-
-def split_marker(text: str):
-    """Split a handler's text into (node ids of start markers, remaining text or None).
-
-    Example:
-        >>> split_marker("\\x00kit-cell-start:ab12\\nhello")
-        (['ab12'], 'hello')
-        >>> split_marker("plain")
-        ([], 'plain')
-    """
-    if START_MARKER not in text:
-        return [], text
-    nodes, rest = [], []
-    for line in text.split("\n"):
-        if line.startswith(START_MARKER):
-            nodes.append(line[len(START_MARKER):])
-        else:
-            rest.append(line)
-    return nodes, ("\n".join(rest) if rest else None)
 
 
 def prefix_lines(text: str, prefix: str) -> str:
@@ -137,23 +117,26 @@ def merge_outputs(outputs: list, items) -> list:
 
 
 class WidgetView:
-    """A status line over an Output area, displayed in the cell that submitted the job."""
+    """A status line over an Output area, displayed in the cell that submitted the job.
 
-    def __init__(self, status: str):
+    The status line is a ``widgets.StatusLine`` over the cell's tasks: the
+    widgets' updater thread keeps it current from the cluster's task events.
+    """
+
+    def __init__(self, label: str):
         import ipywidgets
-        self.status = ipywidgets.HTML(value=_status_html(status))
+        self.label = label
+        self.line = None
         self.out = ipywidgets.Output()
-        self.box = ipywidgets.VBox([self.status, self.out])
         self.sink = BufferSink()
 
-    def show(self) -> None:
+    def show(self, refs) -> None:
+        """Display the status line (following the tasks of ``refs``) over the output area."""
+        import ipywidgets
         from IPython.display import display
-        display(self.box)
-
-    def set_status(self, text: str) -> None:
-        value = _status_html(text)
-        if self.status.value != value:
-            self.status.value = value
+        from widgets import StatusLine
+        self.line = StatusLine(refs, label=self.label)
+        display(ipywidgets.VBox([self.line, self.out]))
 
     def flush(self) -> None:
         items = self.sink.take()
@@ -167,24 +150,26 @@ class WidgetView:
         self.flush()
         self.out.outputs = tuple(merge_outputs(self.out.outputs, [("stderr", "\n".join(lines))]))
 
-
-def _status_html(text: str) -> str:
-    import html
-    return f"<span style='font-family: monospace'>{html.escape(text)}</span>"
+    def finish(self) -> None:
+        pass
 
 
 class TextView:
-    """The ``--no-block`` view without a kernel: lines as they come, the final status once."""
+    """The ``--no-block`` view without a kernel: lines as they come, the status line as text.
 
-    def __init__(self, status: str):
+    The status line is the same ``widgets.StatusLine``; its text is printed when
+    the cell is submitted and once more when its tasks have ended.
+    """
+
+    def __init__(self, label: str):
+        self.label = label
+        self.line = None
         self.sink = DirectSink()
-        self.last = status
 
-    def show(self) -> None:
-        _print("stdout", self.last)
-
-    def set_status(self, text: str) -> None:
-        self.last = text
+    def show(self, refs) -> None:
+        from widgets import StatusLine
+        self.line = StatusLine(refs, label=self.label)
+        _print("stdout", self.line.text())
 
     def flush(self) -> None:
         pass
@@ -196,14 +181,14 @@ class TextView:
         _print("stderr", "\n".join(lines))
 
     def finish(self) -> None:
-        _print("stdout", self.last)
+        _print("stdout", self.line.text())
 
 
-def make_view(shell, status: str):
+def make_view(shell, label: str):
     """A ``WidgetView`` in a Jupyter kernel with ipywidgets, else a ``TextView``."""
     if getattr(shell, "kernel", None) is not None:
         try:
-            return WidgetView(status)
+            return WidgetView(label)
         except Exception:
             pass
-    return TextView(status)
+    return TextView(label)

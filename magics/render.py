@@ -1,4 +1,6 @@
-"""Text and HTML the magics show: node tables, status lines, remote tracebacks.
+"""Text and HTML the magics show: node tables and remote tracebacks.
+
+A ``--no-block`` cell's status line is ``widgets.StatusLine`` (see ``output``).
 
 Pure functions from plain data (``kit.nodes()`` dicts, counts, traceback text)
 to strings, tested without a cluster or a notebook.
@@ -9,8 +11,8 @@ from __future__ import annotations
 import html
 import re
 
-__all__ = ["human_bytes", "node_rows", "nodes_text", "nodes_html", "job_status",
-           "clean_traceback", "remote_error_lines"]
+__all__ = ["human_bytes", "node_rows", "nodes_text", "nodes_html", "clean_traceback",
+           "remote_error_lines"]
 
 COLUMNS = ("node", "alive", "CPU", "running", "queued", "done", "failed", "store used")
 
@@ -84,40 +86,6 @@ def nodes_html(nodes) -> str:
                    for r in node_rows(nodes))
     return (f"<table class='kit-nodes'><thead><tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table>")
-
-
-def job_status(label: str, total: int, done: int, failed: int, running: int,
-               nodes, elapsed: float, cancelled: bool = False) -> str:
-    """One status line for a ``--no-block`` cell.
-
-    Args:
-        label: the cell's task label.
-        total: tasks of the cell (items of ``--map``, else 1).
-        done: tasks finished (with or without error).
-        failed: tasks that raised.
-        running: tasks that started and did not finish.
-        nodes: names of the nodes they ran on.
-        elapsed: seconds since submission.
-
-    Example:
-        >>> job_status("remote-cell-3", 1, 0, 0, 1, ["n0"], 1.25)
-        'remote-cell-3: running on n0 · 1.2 s'
-        >>> job_status("remote-cell-3", 4, 4, 1, 0, ["n0", "n1"], 3.0)
-        'remote-cell-3: failed (1 of 4 tasks) · 3.0 s'
-    """
-    where = ", ".join(sorted(set(nodes)))
-    if cancelled:
-        state = "cancelled"
-    elif done >= total:
-        state = (f"failed ({failed} of {total} tasks)" if total > 1 else "failed") if failed \
-            else (f"done on {where}" if where else "done")
-    elif running:
-        state = f"running on {where}" if where else "running"
-        if total > 1:
-            state = f"{done}/{total} done, {running} running on {where or '?'}"
-    else:
-        state = "queued" if total == 1 else f"{done}/{total} done, {total - done} queued"
-    return f"{label}: {state} · {elapsed:.1f} s"
 
 
 # ---- remote tracebacks -------------------------------------------------------------------

@@ -4,8 +4,7 @@ One task runs one cell (or one ``--map`` item). The driver sends a spec and the
 task's top-level arguments; kit has already replaced the ObjectRefs among those
 arguments with their values:
 
-    spec = {source, filename, first_line, values, modules, args, outputs, target,
-            announce (default True: write the start marker)}
+    spec = {source, filename, first_line, values, modules, args, outputs, target}
     run_cell(spec, submitted, *args)
                           ─▶ namespace = values + re-imported modules + args
                           ─▶ exec(body); eval(last)
@@ -13,9 +12,9 @@ arguments with their values:
                                 (num_returns = 2 + len(outputs))
 
 The cell's source goes into ``linecache`` under its filename, so the traceback
-kit sends back shows the cell's own lines. Before running, the task writes one
-marker line to stderr (``START_MARKER`` + node id); the driver's output handler
-turns it into "running on node ..." and never prints it.
+kit sends back shows the cell's own lines. The driver learns where the task
+runs from the cluster's task events (the "running" event names the node), and
+from the node id the task returns.
 
 The driver routes a task's output to its cell before the task is sent
 (``kit.logs.capture``), so every line the cell prints reaches that cell.
@@ -33,23 +32,12 @@ import types
 
 from .analysis import bind_target, compile_cell
 
-START_MARKER = "\x00kit-cell-start:"
-
-
 def _node_id() -> str:
     try:
         import kit
         return kit.get_runtime_context().get_node_id() or ""
     except Exception:
         return ""
-
-
-def _announce_start() -> None:
-    try:
-        sys.stderr.write(f"{START_MARKER}{_node_id()}\n")
-        sys.stderr.flush()
-    except Exception:
-        pass
 
 
 def _flush() -> None:
@@ -120,8 +108,8 @@ def _share_globals(ns: dict) -> None:
 def run_cell(spec: dict, submitted: float = 0.0, *args):
     """Run one cell; return ``(node id, last value, *outputs)``.
 
-    The node id comes first so the driver knows where the cell ran even if
-    the start marker's line was missed.
+    The node id comes first so the driver knows where the cell ran without
+    waiting for the cluster's task events.
 
     Args:
         spec: what to run (see the module docstring).
@@ -134,12 +122,10 @@ def run_cell(spec: dict, submitted: float = 0.0, *args):
 
     Example:
         >>> spec = {"source": "y = x * 2\\ny + 1", "filename": "<remote-cell-1>",
-        ...         "values": {"x": 20}, "outputs": ["y"], "announce": False}
+        ...         "values": {"x": 20}, "outputs": ["y"]}
         >>> run_cell(spec)[1:]
         (41, 40)
     """
-    if spec.get("announce", True):
-        _announce_start()
     source, filename = spec["source"], spec["filename"]
     first = spec.get("first_line", 1)
     lines = ["%%remote\n"] * (first - 1) + source.splitlines(True)

@@ -173,7 +173,7 @@ def test_bind_target():
 
 def _spec(source, **kw):
     spec = {"source": source, "filename": "<remote-cell-5>", "values": {}, "modules": {},
-            "args": [], "outputs": [], "target": None, "announce": False}
+            "args": [], "outputs": [], "target": None}
     spec.update(kw)
     return spec
 
@@ -293,22 +293,6 @@ def test_nodes_text_and_html():
     assert html.count("<tr>") == 3 and "<td>n1 ee55ff66</td>" in html
 
 
-@pytest.mark.parametrize("args, text", [
-    (("c", 1, 0, 0, 0, [], 0.04), "c: queued · 0.0 s"),
-    (("c", 1, 0, 0, 1, ["n1"], 2.0), "c: running on n1 · 2.0 s"),
-    (("c", 1, 1, 0, 0, ["n1"], 2.5), "c: done on n1 · 2.5 s"),
-    (("c", 1, 1, 1, 0, ["n1"], 2.5), "c: failed · 2.5 s"),
-    (("c", 8, 3, 0, 2, ["n0", "n1"], 1.0), "c: 3/8 done, 2 running on n0, n1 · 1.0 s"),
-    (("c", 8, 3, 0, 0, [], 1.0), "c: 3/8 done, 5 queued · 1.0 s"),
-])
-def test_job_status(args, text):
-    assert render.job_status(*args) == text
-
-
-def test_job_status_cancelled():
-    assert "cancelled" in render.job_status("c", 1, 0, 0, 1, ["n0"], 1.0, cancelled=True)
-
-
 def test_clean_traceback_keeps_cell_and_library_frames_of_chained_errors():
     tb = ('Traceback (most recent call last):\n'
           '  File "/site/kit/worker.py", line 210, in _execute\n'
@@ -349,11 +333,9 @@ def test_human_bytes(n, text):
 
 # ---- output plumbing -------------------------------------------------------------------
 
-def test_split_marker_and_prefix():
-    m = runner.START_MARKER
-    assert output.split_marker(f"{m}abc") == (["abc"], None)
-    assert output.split_marker(f"a\n{m}abc\nb") == (["abc"], "a\nb")
+def test_prefix_lines():
     assert output.prefix_lines("x", "[0] ") == "[0] x"
+    assert output.prefix_lines("a\nb", "[1] ") == "[1] a\n[1] b"
 
 
 def test_merge_outputs_merges_runs_of_a_stream():

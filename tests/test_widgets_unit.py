@@ -89,6 +89,18 @@ def test_text_table():
     assert "(no cluster)" in widgets.text_table(widgets.monitor_view([], "no cluster"))
 
 
+def test_monitor_view_waiting_for_a_node():
+    v = widgets.monitor_view(SNAP, waiting=4)
+    assert v.waiting == 4 and v != widgets.monitor_view(SNAP)
+    assert V.header_text(v) == ("kit cluster: 3/3 nodes alive, CPU 1/3 busy, "
+                                "4 tasks waiting for a node (live)")
+    assert widgets.text_table(v).splitlines()[0] == V.header_text(v)
+    assert ", 1 task waiting" in V.header_text(widgets.monitor_view(SNAP, waiting=1))
+    assert "waiting" not in V.header_text(widgets.monitor_view(SNAP, waiting=0))
+    gone = widgets.monitor_view(SNAP, status="shut down", waiting=4)
+    assert gone.waiting == 0 and "waiting" not in V.header_text(gone)
+
+
 def test_format_bytes_and_duration():
     assert [V.format_bytes(n) for n in (0, 512, 1536, 5 * 2**20, 7 * 2**30, 3 * 2**40)] == \
         ["0 B", "512 B", "1.5 KiB", "5.0 MiB", "7.0 GiB", "3.0 TiB"]
@@ -118,6 +130,21 @@ def test_status_text():
     assert s("finished", "n1", 4.25, label="cell 3") == "cell 3: done on n1 in 4.2 s"
     assert s("failed", "n0", 2.0) == "failed on n0 after 2.0 s"
     assert s("lost", elapsed=9) == "lost (cluster gone)"
+    assert s("cancelled", "n0", 2.0, label="c") == "c: cancelled on n0 after 2.0 s"
+
+
+@pytest.mark.parametrize("args, kw, text", [
+    (("submitted", None, 0.04), {}, "c: 0/8 done (0 s)"),
+    (("queued", None, 1.0), {"done": 3}, "c: 3/8 done, queued (1 s)"),
+    (("running", "n0, n1", 1.0), {"done": 3, "failed": 1},
+     "c: 3/8 done, 1 failed, running on n0, n1 (1 s)"),
+    (("finished", "n0, n1", 2.5), {"done": 8}, "c: done (8 tasks) on n0, n1 in 2.5 s"),
+    (("failed", "n1", 2.5), {"done": 8, "failed": 2}, "c: failed (2 of 8 tasks) on n1 after 2.5 s"),
+    (("cancelled", None, 1.0), {"done": 3}, "c: cancelled (3/8 done) after 1.0 s"),
+    (("lost", "n0", 9.0), {}, "c: lost (cluster gone)"),
+])
+def test_status_text_for_a_batch(args, kw, text):
+    assert widgets.status_text(*args, label="c", total=8, **kw) == text
 
 
 def _ev(seq, task, state, *, label="f", node=None, worker=None, start=None, end=None):
@@ -204,10 +231,13 @@ def test_plots_without_cluster_raise_clearly(monkeypatch):
 # ---- the updater and the widgets on a fake source --------------------------------------
 
 class FakeSource:
-    """A cluster in a dict: tests set ``snapshot``, ``events``, ``ready_refs`` and ``up``."""
+    """A cluster in a dict: tests set ``snapshot``, ``waiting_count``, ``events``,
+    ``ready_refs`` and ``up``."""
 
     def __init__(self, snapshot):
         self.snapshot = snapshot
+        self.waiting_count = 0
+        self.waiting_queries = 0
         self.events_log = []
         self.ready_refs = set()
         self.up = True
@@ -221,6 +251,11 @@ class FakeSource:
         self.queries += 1
         with self.lock:
             return [dict(n) for n in self.snapshot]
+
+    def waiting(self):
+        self.waiting_queries += 1
+        with self.lock:
+            return self.waiting_count
 
     def events(self, since):
         with self.lock:
@@ -559,6 +594,52 @@ def test_status_line_follows_events_and_readiness():
         line4.set("finished")
         assert line4.done and line4._repr_mimebundle_()["text/plain"].startswith("x: done on n2")
     finally:
+        up.stop()
+
+
+def test_status_line_for_a_batch_and_by_task():
+    src = FakeSource(SNAP)
+    up = Updater(src)
+    refs = [FakeRef("b1"), FakeRef("b2"), FakeRef("b3")]
+    b1, b2, b3 = (r.task_id().hex() for r in refs)
+    line = widgets.StatusLine(refs, label="cell", updater=up)
+    try:
+        assert line.state == "submitted" and line.text().startswith("cell: 0/3 done (")
+        with src.lock:
+            src.events_log += [_ev(1, b1, "running", node="aa" * 8),
+                               _ev(2, b2, "running", node="cc" * 8), _ev(3, b3, "queued")]
+        assert wait_until(lambda: line.node == "n0, n2")
+        assert line.state == "running" and "0/3 done, running on n0, n2" in line.value
+        src.ready_refs = {refs[0]}
+        assert wait_until(lambda: line.text().startswith("cell: 1/3 done, running on n0, n2"))
+        # the magic says how the others ended: a final state sticks
+        line.set_task(refs[1], "finished", "n2")
+        line.set_task(refs[2], "failed", "n10")
+        assert line.done and line.state == "failed"
+        assert line.text().startswith("cell: failed (1 of 3 tasks) on n0, n2, n10 after ")
+        assert wait_until(lambda: line not in up.views())
+    finally:
+        up.stop()
+
+
+def test_monitor_shows_tasks_waiting_for_a_node():
+    src = FakeSource([dict(n) for n in SNAP])
+    src.waiting_count = 3
+    up = Updater(src)
+    m = widgets.ClusterMonitor(updater=up)
+    try:
+        assert m.view.waiting == 3 and "3 tasks waiting for a node" in m.header.value
+        assert wait_until(lambda: up.polls >= 3)
+        assert abs(src.waiting_queries - src.queries) <= 1  # read with every nodes snapshot
+        with src.lock:
+            src.waiting_count = 0
+        assert wait_until(lambda: "waiting" not in m.header.value)
+        assert "waiting" not in repr(m).splitlines()[0]
+        with src.lock:
+            src.waiting_count = 1
+        assert wait_until(lambda: "1 task waiting for a node" in m.header.value)
+    finally:
+        m.close()
         up.stop()
 
 

@@ -1,13 +1,15 @@
 """``ClusterMonitor``: a live table of what every node is doing, in standard ipywidgets.
 
     VBox .kit-monitor
-    ├── HTML        header: "kit cluster: 3/3 nodes alive, CPU 2/3 busy (live)"
+    ├── HTML        header: "kit cluster: 3/3 nodes alive, CPU 2/3 busy (live)",
+    │               naming tasks waiting for a node when there are any
     └── GridBox     one column per COLUMNS entry
         ├── HTML x 11           titles
         ├── HTML x 10 + IntProgress     one row per node (classes kit-row-n0, kit-col-done, ...)
         └── HTML x 10 + IntProgress     totals (kit-row-total)
 
-The updater thread calls ``_tick`` with each nodes snapshot; ``monitor_view``
+The updater thread calls ``_tick`` with each nodes snapshot and the cluster's
+count of tasks waiting for a node (read in the same poll); ``monitor_view``
 turns it into a tuple of values; when that equals the last one nothing is sent,
 otherwise only the cells that changed are set, inside ``hold_sync()``.
 """
@@ -35,7 +37,8 @@ class ClusterMonitor(w.VBox):
 
     Each row shows the node's name, address and id, alive or dead, CPU slots
     busy/total, tasks queued, running, done and failed, object store used/limit
-    and a bar of its share of the done tasks. A background thread (shared by all
+    and a bar of its share of the done tasks; the header adds how many tasks
+    wait for a node (submitted, on no worker yet). A background thread (shared by all
     widgets, see ``Updater``) redraws at most 10 times a second and sends nothing
     when nothing changed; it keeps going while the notebook blocks in ``kit.get``.
     When the cluster goes away the header says so and updates stop.
@@ -62,7 +65,7 @@ class ClusterMonitor(w.VBox):
         >>> m.close(); kit.shutdown()
     """
 
-    needs = frozenset({"nodes"})
+    needs = frozenset({"nodes", "waiting"})
 
     def __init__(self, updater=None, **kwargs):
         self._updater = updater if updater is not None else default_updater()
@@ -90,10 +93,11 @@ class ClusterMonitor(w.VBox):
         try:
             live = src.alive()
             snapshot = src.nodes() if live else None
+            waiting = src.waiting() if live else 0
         except Exception:  # noqa: BLE001 - shown as "no cluster"
-            live, snapshot = False, None
+            live, snapshot, waiting = False, None, 0
         if live:
-            self._show(snapshot, STATUS_LIVE, None)
+            self._show(snapshot, STATUS_LIVE, None, waiting)
             self._updater.add(self)
         else:
             self.reason = "kit is not initialized: call kit.init() first"
@@ -103,7 +107,7 @@ class ClusterMonitor(w.VBox):
 
     def _tick(self, tick):
         self.polls += 1
-        return self._show(tick.nodes, STATUS_LIVE, tick.now)
+        return self._show(tick.nodes, STATUS_LIVE, tick.now, tick.waiting)
 
     def _gone(self, reason):
         self.reason = reason
@@ -112,8 +116,8 @@ class ClusterMonitor(w.VBox):
 
     # ---- drawing -----------------------------------------------------------------
 
-    def _show(self, snapshot, status, now):
-        view = monitor_view(snapshot, status)
+    def _show(self, snapshot, status, now, waiting=0):
+        view = monitor_view(snapshot, status, waiting)
         self._snapshot = snapshot
         if view == self.view:
             return True
@@ -200,7 +204,7 @@ class ClusterMonitor(w.VBox):
         src = self._updater.source
         try:
             if src.alive():
-                return text_table(monitor_view(src.nodes(), STATUS_LIVE))
+                return text_table(monitor_view(src.nodes(), STATUS_LIVE, src.waiting()))
         except Exception:  # noqa: BLE001 - fall back to the last view
             pass
         view = self.view or monitor_view(None, STATUS_NONE)

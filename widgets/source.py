@@ -4,6 +4,7 @@ The widgets never call the runtime except through a ``Source``:
 
     alive()          -> bool                 is the cluster still there?
     nodes()          -> [node dict]          like ``kit.nodes()``
+    waiting()        -> int                  tasks waiting for a node (``kit.cluster_status()``)
     events(since)    -> (last_seq, [event])  task events after ``since``
     ready(refs)      -> [ref]                the refs whose objects exist
 
@@ -78,6 +79,11 @@ class KitSource:
     def nodes(self):
         import kit
         return kit.nodes()
+
+    def waiting(self) -> int:
+        """Tasks submitted but not yet on any node's worker."""
+        import kit
+        return int(kit.cluster_status()["waiting"])
 
     def events(self, since):
         return events_since(since)

@@ -1,14 +1,16 @@
-"""``StatusLine``: one line for one task: queued, running on node X, done or failed, with time.
+"""``StatusLine``: one line for a task (or a batch): queued, running on node X, done or failed.
 
-    StatusLine(ref) ── add ──▶ Updater thread, each poll:
-                                 events for ref's task ──▶ state, node (running, finished...)
-                                 ref ready (kit.wait timeout=0) and no event yet ──▶ done or failed
-                                 draw status_text(state, node, elapsed) if it changed
+    StatusLine(refs) ── add ──▶ Updater thread, each poll:
+                                  events of the tasks ──▶ each task's state and node
+                                  refs ready (kit.wait timeout=0), no final event yet
+                                                      ──▶ that task done or failed
+                                  draw status_text(state, nodes, elapsed, counts) if changed
 
-Made for ``%%remote --no-block`` cells: the magic displays it under the cell and
-can also drive it by hand (``set("running", node="n1")``). The ref is held by
-weak reference: when the notebook drops it, the line follows the task's events
-only.
+The ``%%remote --no-block`` magic displays one under each cell (one line for
+all ``--map`` items) and, when the cell's tasks have ended, tells it how each
+one ended (``set_task``), so the last line is right even if events lag. A line
+can also be driven by hand (``set("running", node="n1")``). Refs are held by
+weak reference: when the notebook drops them, the line follows events only.
 """
 
 from __future__ import annotations
@@ -21,25 +23,39 @@ import weakref
 import ipywidgets as w
 
 from .updater import default_updater, sync
-from .view import status_text
+from .view import _natural, status_text
 
-_TERMINAL = ("finished", "failed", "lost")
-_COLOURS = {"finished": "#2e7d32", "failed": "#c62828", "lost": "#757575"}
+_TERMINAL = ("finished", "failed", "cancelled", "lost")
+_COLOURS = {"finished": "#2e7d32", "failed": "#c62828", "cancelled": "#757575",
+            "lost": "#757575"}
+
+
+class _Task:
+    __slots__ = ("ref", "state", "node_hex", "node")
+
+    def __init__(self, ref):
+        self.ref = weakref.ref(ref)
+        self.state = "submitted"
+        self.node_hex = None
+        self.node = None
 
 
 class StatusLine(w.HTML):
-    """A one-line status for a task, updated by the shared updater thread.
+    """A one-line status for a task or a batch of tasks, updated by the shared updater thread.
 
     Args:
-        ref: the ObjectRef of the task's (first) result, or None to drive the
-            line by hand with ``set()``.
+        ref: the ObjectRef of the task's (first) result, a list of such refs
+            (one per task: the line counts them), or None to drive the line by
+            hand with ``set()``.
         label: a name shown first (e.g. ``"cell 3"``).
         updater: the ``Updater`` to use (default: the shared one).
 
     Attributes:
-        state: ``submitted``, ``queued``, ``running``, ``finished``, ``failed``
-            or ``lost`` (the cluster went away first).
-        node: the tag of the node the task ran on, once known.
+        state: ``submitted``, ``queued``, ``running``, ``finished``, ``failed``,
+            ``cancelled`` or ``lost`` (the cluster went away first); for a batch,
+            ``finished`` once all finished, ``failed`` once all ended and one failed.
+        node: the tag of the node the task ran on, once known (for a batch:
+            the tags, comma-separated).
         elapsed: seconds from creation to the last change (to the end once done).
 
     Example:
@@ -67,9 +83,7 @@ class StatusLine(w.HTML):
         self.state = "submitted"
         self.node = None
         self.elapsed = 0.0
-        self._ref = None
-        self._task = None
-        self._node_hex = None
+        self._tasks = {}               # task id hex -> _Task, in the order given
         self._text = None
         self._lock = threading.Lock()  # set() by hand and the updater's ticks take turns
         self._draw(self.started)
@@ -78,14 +92,17 @@ class StatusLine(w.HTML):
 
     # ---- public ------------------------------------------------------------------
 
-    def track(self, ref):
-        """Follow the task that makes ``ref`` (registers with the updater)."""
-        self._ref = weakref.ref(ref)
-        self._task = ref.task_id().hex()
+    def track(self, refs):
+        """Follow the task(s) that make ``refs`` (registers with the updater)."""
+        with self._lock:
+            for ref in refs if isinstance(refs, (list, tuple)) else [refs]:
+                self._tasks[ref.task_id().hex()] = _Task(ref)
+            self._aggregate()
+            self._draw(time.time())
         self._updater.add(self)
 
     def set(self, state, node=None):
-        """Set the state by hand (for callers that know it first), and redraw."""
+        """Set the state of the whole line by hand (for callers that know it first), and redraw."""
         with self._lock:
             self.state = state
             if node is not None:
@@ -94,9 +111,26 @@ class StatusLine(w.HTML):
         if state in _TERMINAL:
             self._updater.remove(self)
 
+    def set_task(self, ref, state, node=None):
+        """Set the state (and node tag) of one tracked task by hand, and redraw.
+
+        Once set to a final state, later events do not change that task.
+        """
+        with self._lock:
+            task = self._tasks.get(ref.task_id().hex())
+            if task is None:
+                return
+            task.state = state
+            if node:
+                task.node = node
+            self._aggregate()
+            self._draw(time.time())
+        if self.done:
+            self._updater.remove(self)
+
     @property
     def done(self) -> bool:
-        """True once the task finished, failed or was lost."""
+        """True once the task(s) finished, failed, were cancelled or lost."""
         return self.state in _TERMINAL
 
     def wait(self, timeout=None) -> bool:
@@ -110,7 +144,13 @@ class StatusLine(w.HTML):
 
     def text(self) -> str:
         """The line as plain text."""
-        return status_text(self.state, self.node, self.elapsed, self.label)
+        total = len(self._tasks)
+        if total <= 1:
+            return status_text(self.state, self.node, self.elapsed, self.label)
+        states = [t.state for t in self._tasks.values()]
+        return status_text(self.state, self.node, self.elapsed, self.label,
+                           done=sum(s in ("finished", "failed") for s in states),
+                           failed=states.count("failed"), total=total)
 
     def __repr__(self):
         return self.text()
@@ -137,28 +177,56 @@ class StatusLine(w.HTML):
         if self.done:
             return False
         for e in tick.events or ():
-            if e.get("task_id") != self._task:
+            task = self._tasks.get(e.get("task_id"))
+            if task is None or task.state in _TERMINAL:
                 continue
             st = e.get("state")
             if st in ("queued", "running", "finished", "failed") and \
-                    _rank(st) >= _rank(self.state):
-                self.state = st
+                    _rank(st) >= _rank(task.state):
+                task.state = st
                 if e.get("node"):
-                    self._node_hex = e["node"]
-        if self._node_hex:
-            self.node = tick.names.get(self._node_hex) or self._node_hex[:8]
-        if not self.done:
-            ref = self._ref() if self._ref is not None else None
-            if ref is not None and self._updater.source.ready([ref]):
-                fut = ref.future()
-                self.state = "failed" if fut.done() and fut.exception() is not None \
-                    else "finished"
+                    task.node_hex = e["node"]
+        pending = []
+        for task in self._tasks.values():
+            if task.node_hex:
+                task.node = tick.names.get(task.node_hex) or task.node_hex[:8]
+            ref = task.ref()
+            if task.state not in _TERMINAL and ref is not None:
+                pending.append((task, ref))
+        if pending:
+            ready = set(self._updater.source.ready([ref for _, ref in pending]))
+            for task, ref in pending:
+                if ref in ready:
+                    fut = ref.future()
+                    task.state = "failed" if fut.done() and fut.exception() is not None \
+                        else "finished"
+        self._aggregate()
         self._draw(tick.now)
         return not self.done
+
+    def _aggregate(self):
+        """The line's state and nodes from its tasks' (no tasks: left as set by hand)."""
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        states = {t.state for t in tasks}
+        if "lost" in states:
+            self.state = "lost"
+        elif states <= {"finished", "failed", "cancelled"}:
+            self.state = ("failed" if "failed" in states else
+                          "cancelled" if "cancelled" in states else "finished")
+        else:
+            self.state = ("running" if "running" in states else
+                          "queued" if "queued" in states else "submitted")
+        nodes = [t.node for t in tasks if t.node]
+        self.node = ", ".join(sorted(set(nodes), key=_natural)) if nodes else self.node
 
     def _gone(self, reason):
         with self._lock:
             if not self.done:
+                for t in self._tasks.values():
+                    if t.state not in _TERMINAL:
+                        t.state = "lost"
                 self.state = "lost"
                 self._draw(time.time())
 

@@ -5,6 +5,7 @@
     ClusterMonitor() ─ add(view) ──▶    loop:
     progress(refs)   ─ add(view) ──▶      source.alive()?  no ─▶ view._gone(reason), thread ends
     StatusLine(ref)  ─ add(view) ──▶      nodes  = source.nodes()        (once, if a view needs it)
+                                          waiting = source.waiting()     (once, if a view needs it)
     kit.get(...) blocks; the            events = source.events(cursor) (once, if a view needs it)
     thread keeps drawing                  view._tick(tick) for each view: it builds a pure view,
                                           compares it with the last one and sets only the
@@ -42,12 +43,15 @@ class Tick(NamedTuple):
         nodes: the nodes snapshot (``kit.nodes()``), or None if no view needs it.
         events: new task events (dicts), or None if no view needs them.
         names: ``{node id hex: tag}`` from the snapshot (empty without one).
+        waiting: tasks waiting for a node (``source.waiting()``), or None if no
+            view needs it.
     """
 
     now: float
     nodes: list
     events: list
     names: dict
+    waiting: int = None
 
 
 def in_kernel() -> bool:
@@ -211,11 +215,13 @@ class Updater:
         needs = set()
         for v in views:
             needs.update(getattr(v, "needs", ()))
-        nodes = events = None
+        nodes = events = waiting = None
         names = {}
         if "nodes" in needs:
             nodes = src.nodes()
             names = {n.get("NodeID") or n.get("node_id"): n.get("tag") or "" for n in nodes}
+        if "waiting" in needs:
+            waiting = src.waiting()
         if "events" in needs:
             if self._cursor is None:
                 self._cursor, _ = src.events(LATEST)
@@ -223,7 +229,7 @@ class Updater:
             since = max(0, self._cursor - EVENT_BACKLOG) if rewind else self._cursor
             last, events = src.events(since)
             self._cursor = max(self._cursor, last)
-        return Tick(time.time(), nodes, events, names)
+        return Tick(time.time(), nodes, events, names, waiting)
 
     def _gone(self, me, reason):
         with self._lock:

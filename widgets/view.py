@@ -76,11 +76,14 @@ class MonitorView(NamedTuple):
         rows: one ``NodeRow`` per node, ordered by tag (n0, n1, ..., n10).
         totals: the sums over all nodes.
         status: ``"live"``, ``"shut down"`` or ``"no cluster"``.
+        waiting: tasks submitted but not yet on any node's worker
+            (``kit.cluster_status()["waiting"]``); 0 unless live.
     """
 
     rows: tuple
     totals: NodeRow
     status: str
+    waiting: int = 0
 
     def row(self, name):
         """The row of the node tagged ``name`` (or with that id), else None."""
@@ -94,7 +97,7 @@ def _natural(text):
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text or "")]
 
 
-def monitor_view(snapshot, status=STATUS_LIVE) -> MonitorView:
+def monitor_view(snapshot, status=STATUS_LIVE, waiting=0) -> MonitorView:
     """Turn a nodes snapshot (``kit.nodes()``) into the monitor's rows and totals.
 
     Args:
@@ -104,6 +107,8 @@ def monitor_view(snapshot, status=STATUS_LIVE) -> MonitorView:
             count as zero or empty).
         status: ``"live"`` while the cluster is up; ``"shut down"`` marks every
             row ``gone`` and keeps its last counts.
+        waiting: the cluster's count of tasks waiting for a node (kept only
+            while live: nothing waits on a cluster that is gone).
 
     Returns:
         A ``MonitorView``; equal snapshots give equal views.
@@ -149,7 +154,8 @@ def monitor_view(snapshot, status=STATUS_LIVE) -> MonitorView:
         store_used=sum(r.store_used for r in rows),
         store_limit=sum(r.store_limit for r in rows),
         bar_value=done + failed, bar_max=max(1, done + failed + running + queued))
-    return MonitorView(tuple(rows), totals, status)
+    return MonitorView(tuple(rows), totals, status,
+                       int(waiting or 0) if status == STATUS_LIVE else 0)
 
 
 def format_bytes(n) -> str:
@@ -230,14 +236,21 @@ def cell_html(column: str, text: str) -> str:
 def header_text(view: MonitorView) -> str:
     """The monitor's one-line summary, e.g. ``kit cluster: 3/3 nodes alive, CPU 2/3 busy (live)``.
 
+    Tasks waiting for a node (submitted, on no worker yet) are named when there are any.
+
     Example:
         >>> header_text(monitor_view([], status="shut down"))
         'kit cluster: 0/0 nodes alive, CPU 0/0 busy (shut down)'
+        >>> header_text(monitor_view([], waiting=4))
+        'kit cluster: 0/0 nodes alive, CPU 0/0 busy, 4 tasks waiting for a node (live)'
     """
     t = view.totals
     alive = sum(1 for r in view.rows if r.state == "alive")
+    waiting = ""
+    if view.waiting:
+        waiting = f", {view.waiting} task{'s' if view.waiting != 1 else ''} waiting for a node"
     return (f"kit cluster: {alive}/{len(view.rows)} nodes alive, "
-            f"CPU {_num(t.cpu_busy)}/{_num(t.cpu_total)} busy ({view.status})")
+            f"CPU {_num(t.cpu_busy)}/{_num(t.cpu_total)} busy{waiting} ({view.status})")
 
 
 def text_table(view: MonitorView) -> str:
@@ -324,36 +337,55 @@ def text_bar(view: ProgressView, width: int = 24) -> str:
 
 
 #: The task states a status line shows, in the order a task moves through them.
-TASK_STATES = ("submitted", "queued", "running", "finished", "failed", "lost")
+TASK_STATES = ("submitted", "queued", "running", "finished", "failed", "cancelled", "lost")
 
 
-def status_text(state, node=None, elapsed=None, label="") -> str:
-    """One line for a task's state, e.g. ``running on n1 (3 s)``.
+def status_text(state, node=None, elapsed=None, label="", done=0, failed=0, total=1) -> str:
+    """One line for a task's state, e.g. ``running on n1 (3 s)``; or for a batch of tasks.
 
     Args:
-        state: one of ``TASK_STATES``.
-        node: the node's tag or id, when known.
+        state: one of ``TASK_STATES`` (for a batch: the state of the batch as a whole).
+        node: the node's tag or id, when known (for a batch: the tags, e.g. ``"n0, n1"``).
         elapsed: seconds since submission (rounded down to whole seconds under
             a minute while the task is pending, so the text changes once a second).
         label: a name for the task, shown first.
+        done: for a batch, tasks that ended (finished or failed).
+        failed: for a batch, tasks that failed.
+        total: tasks in the batch; with more than one the line counts them.
 
     Example:
         >>> status_text("running", "n1", 3.7)
         'running on n1 (3 s)'
         >>> status_text("finished", "n1", 4.25, label="cell 3")
         'cell 3: done on n1 in 4.2 s'
+        >>> status_text("running", "n0, n1", 2.5, done=3, total=8)
+        '3/8 done, running on n0, n1 (2 s)'
+        >>> status_text("failed", "n0, n1", 3.0, done=4, failed=1, total=4)
+        'failed (1 of 4 tasks) on n0, n1 after 3.0 s'
     """
     pending = state in ("submitted", "queued", "running")
-    words = {"finished": "done", "lost": "lost (cluster gone)"}.get(state, state)
+    where = f" on {node}" if node else ""
+    if total > 1 and pending:
+        words = f"{done}/{total} done" + (f", {failed} failed" if failed else "")
+        if state in ("queued", "running"):
+            words += f", {state}"
+        words += where if state == "running" else ""
+    elif total > 1:
+        words = {"finished": f"done ({total} tasks)",
+                 "failed": f"failed ({failed} of {total} tasks)",
+                 "cancelled": f"cancelled ({done}/{total} done)",
+                 "lost": "lost (cluster gone)"}.get(state, state)
+        words += where if state != "lost" else ""
+    else:
+        words = {"finished": "done", "lost": "lost (cluster gone)"}.get(state, state) + where
     text = f"{label}: {words}" if label else words
-    if node:
-        text += f" on {node}"
     if elapsed is not None:
         if pending:
             text += f" ({int(elapsed)} s)" if elapsed < 60 else f" ({format_duration(elapsed)})"
-        elif state in ("finished", "failed"):
-            text += f" in {format_duration(elapsed)}" if state == "finished" \
-                else f" after {format_duration(elapsed)}"
+        elif state == "finished":
+            text += f" in {format_duration(elapsed)}"
+        elif state in ("failed", "cancelled"):
+            text += f" after {format_duration(elapsed)}"
     return text
 
 
