@@ -1,0 +1,105 @@
+"""The tutorial notebooks in ``notebooks/``, executed top to bottom in a real kernel.
+
+Each runs in a fresh ``python3`` kernel with its folder as the working directory
+and must finish without an error (cells tagged ``raises-exception`` may raise).
+The kernel is shut down by nbclient; afterwards no kit process it started may be
+left. The kit cluster runs in its own session, so it is not a child of the
+kernel: the kernel gets a marker in its environment, which every kit process
+inherits, and the check looks for live processes carrying it. Each notebook's
+run time is printed (``pytest -s`` shows it) and listed at the end of the run.
+"""
+
+import os
+import time
+import uuid
+
+import psutil
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NOTEBOOKS = os.path.join(os.path.dirname(HERE), "notebooks")
+NAMES = sorted(f for f in os.listdir(NOTEBOOKS) if f.endswith(".ipynb")) \
+    if os.path.isdir(NOTEBOOKS) else []
+KERNEL = "python3"
+MARKER = "KIT_NOTEBOOK_TEST"
+
+RUN_TIMES = {}
+
+
+def _has_kernel(name):
+    return name in KernelSpecManager().find_kernel_specs()
+
+
+def _marked(value):
+    """Live, non-zombie processes whose environment carries ``MARKER=value``."""
+    found = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if p.environ().get(MARKER) == value:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _wait_marked_gone(value, timeout=5.0):
+    deadline = time.time() + timeout
+    left = _marked(value)
+    while left and time.time() < deadline:
+        time.sleep(0.1)
+        left = _marked(value)
+    return left
+
+
+def _describe(procs):
+    out = []
+    for p in procs:
+        try:
+            out.append(f"{p.pid}: {' '.join(p.cmdline())}")
+        except psutil.Error:
+            out.append(str(p.pid))
+    return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_times():
+    yield
+    if RUN_TIMES:
+        print("\nnotebook run times:")
+        for name, secs in sorted(RUN_TIMES.items()):
+            print(f"  {name:40s} {secs:6.1f} s")
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs(name):
+    if not _has_kernel(KERNEL):
+        pytest.skip(f"no {KERNEL!r} kernelspec (see `jupyter kernelspec list`)")
+    nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs, f"{name} has stored outputs; regenerate it"
+    value = uuid.uuid4().hex
+    env = dict(os.environ, **{MARKER: value})
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name=KERNEL,
+                                     resources={"metadata": {"path": NOTEBOOKS}})
+    start = time.time()
+    try:
+        client.execute(env=env)
+    finally:
+        RUN_TIMES[name] = time.time() - start
+        print(f"\n{name}: {RUN_TIMES[name]:.1f} s")
+        left = _wait_marked_gone(value)
+        for p in left:                       # do not let one failure leak into the next
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+    assert not left, f"{name} left processes behind: {_describe(left)}"
+    assert RUN_TIMES[name] < 60, f"{name} took {RUN_TIMES[name]:.0f} s (the budget is 60 s)"
