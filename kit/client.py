@@ -384,25 +384,20 @@ class Client:
     # ---- queries -----------------------------------------------------------------
 
     def query(self, what, args=None, timeout=30.0):
-        req = next(self.req_counter)
-        slot = [threading.Event(), None]
-        self.replies[req] = slot
-        self.send(Kind.QUERY, (req, what, args))
-        if not slot[0].wait(timeout):
-            self.replies.pop(req, None)
-            raise GetTimeoutError(f"the head did not answer {what!r} within {timeout} s")
-        if self.dead_reason and slot[1] is None:
-            raise KitError(self.dead_reason)
-        return slot[1]
+        """Ask the head something (nodes, status, events...) and wait for the answer."""
+        return self.request(Kind.QUERY, lambda req: (req, what, args), timeout, what)
 
-    def request(self, kind, make_body, timeout=30.0):
+    def request(self, kind, make_body, timeout=30.0, what="the request"):
+        """Send ``make_body(req)`` and wait for the head's REPLY to ``req``."""
         req = next(self.req_counter)
         slot = [threading.Event(), None]
         self.replies[req] = slot
         self.send(kind, make_body(req))
         if not slot[0].wait(timeout):
             self.replies.pop(req, None)
-            raise GetTimeoutError(f"the head did not answer within {timeout} s")
+            raise GetTimeoutError(f"the head did not answer {what!r} within {timeout} s")
+        if self.dead_reason and slot[1] is None:
+            raise KitError(self.dead_reason)
         return slot[1]
 
     # ---- the io thread -----------------------------------------------------------

@@ -284,10 +284,7 @@ class Head:
                 self.to_client(cid, Kind.REPLY, (req, (aid, a.create.spec[S_OPTS]["handle"])))
 
     def _nodes(self):
-        out = []
-        for n in self.sched.snapshot():
-            out.append(n)
-        return out
+        return self.sched.snapshot()
 
     def _answer_node_waiters(self):
         alive = sum(1 for n in self.sched.nodes.values() if n.alive)

@@ -204,7 +204,3 @@ class Signer:
         if frames and len(frames[0]) >= 32 + _HEADER.size:
             return _HEADER.unpack_from(frames[0], 32)[1]
         return None
-
-    def forget(self, peer) -> None:
-        """Drop replay state for a peer that disconnected."""
-        self._last_seen.pop(peer, None)

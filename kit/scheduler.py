@@ -609,13 +609,6 @@ class Scheduler:
         self.out.append(("dispatch", w.wid, (t.spec, send_fid, deps)))
         self.out.append(("event", (t.tid, t.label, "running", self.now, w.wid, w.node)))
 
-    def task_started(self, wid, tid, now):
-        t = self.tasks.get(tid)
-        if t is not None:
-            t.started = now
-            self.out.append(("event", (tid, t.label, "running", now, wid,
-                                       self.workers[wid].node if wid in self.workers else None)))
-
     def task_done(self, wid, tid, results, started, finished, retry=False):
         """A worker finished a task: ``results`` is ``[(oid, payload, contained), ...]``."""
         t = self.tasks.get(tid)

@@ -57,20 +57,6 @@ def note_ref(oid: bytes) -> None:
         refs.append(oid)
 
 
-def dumps(value) -> tuple[bytes, list]:
-    """Pickle ``value`` in band; return ``(bytes, contained ref ids)``.
-
-    Raises:
-        SerializationError: the value cannot be pickled.
-    """
-    with _Collect() as c:
-        try:
-            data = cloudpickle.dumps(value, protocol=5)
-        except Exception as e:
-            raise SerializationError(f"cannot pickle {type(value).__name__}: {e}") from e
-    return data, c.refs
-
-
 def to_payload(value, store_name=None, node_id=None):
     """Serialize ``value``; large values go to shared memory under ``store_name``.
 
@@ -194,6 +180,3 @@ def error_from_info(info) -> BaseException:
             cause = None
     return TaskError.build(cause, type_name, msg, tb, function, node_id, pid)
 
-
-def is_error(payload) -> bool:
-    return payload[0] == ERROR
