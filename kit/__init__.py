@@ -45,6 +45,17 @@ from . import exceptions as exceptions
 from . import logs as logs
 from . import util as util
 
+
+def dask_scheduler(dsk, keys, **kwargs):
+    """Run a Dask graph as kit tasks: ``dask.compute(x, scheduler=kit.dask_scheduler)``.
+
+    See ``kit.dask``; imported on first call, so ``import kit`` does not import dask
+    (and ``from kit import *`` does not shadow ``dask``).
+    """
+    from .dask import dask_scheduler as run
+    return run(dsk, keys, **kwargs)
+
+
 __version__ = KIT_VERSION
 __all__ = [name for name in dir() if not name.startswith("_") and name != "KIT_VERSION"]
 
