@@ -8,11 +8,12 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 
 from . import client as client_mod
 from . import context, serialization
 from .actors import ActorClass, ActorHandle
-from .errors import GetTimeoutError, KitError
+from .errors import GetTimeoutError, KitError, ObjectLostError
 from .object_ref import ObjectRef
 from .protocol import Kind
 from .remote_function import RemoteFunction
@@ -282,14 +283,34 @@ def get(refs, *, timeout=None, progress=False):
             client.wait_ready(oids, len(oids), timeout)
     else:
         client.wait_ready(oids, len(oids), timeout)
-    values = client.values
-    out = []
-    for r in lst:
-        payload = values.get(r._id)
-        if payload is None:
-            raise KitError(client.dead_reason or f"object {r.hex()} was lost")
-        out.append(serialization.from_payload(payload))
+    deadline = time.monotonic() + (timeout if timeout is not None else _REFETCH_SECONDS)
+    out = [_value(client, r, deadline) for r in lst]
     return out[0] if single else out
+
+
+_REFETCH_SECONDS = 60.0     # how long get keeps asking for an object whose node died
+
+
+def _value(client, ref, deadline):
+    """The value of a ready ref; if its node died, wait for the head to make it again."""
+    payload = client.values.get(ref._id)
+    while True:
+        if payload is None:
+            raise KitError(client.dead_reason or f"object {ref.hex()} was lost")
+        try:
+            return serialization.from_payload(payload)
+        except ObjectLostError:
+            left = deadline - time.monotonic()
+            if payload[0] != serialization.SHARED or left <= 0:
+                raise
+        # The head either learns the node is gone and makes the object again (a
+        # new payload), fails it with a clear error, or still sends the old one.
+        client.forget_payload(ref._id)
+        client.wait_ready([ref._id], 1, left)
+        new = client.values.get(ref._id)
+        if new == payload:
+            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+        payload = new
 
 
 def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):

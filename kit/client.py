@@ -226,6 +226,12 @@ class Client:
             self.values[oid] = payload
         self.send(Kind.PUT, [(oid, payload, contained)])
 
+    def forget_payload(self, oid) -> None:
+        """Drop a payload that pointed at a lost copy; the next wait asks the head again."""
+        with self.vlock:
+            self.values.pop(oid, None)
+            self.subscribed.discard(oid)
+
     def wait_ready(self, oids, num: int, timeout=None) -> None:
         """Block until ``num`` of ``oids`` have payloads here (raises GetTimeoutError)."""
         values = self.values

@@ -14,9 +14,7 @@ import functools
 import hashlib
 import pickle
 
-import cloudpickle
-
-from . import logs, serialization
+from . import logs, pickling, serialization
 from .errors import SerializationError
 from .object_ref import ObjectRef
 from .protocol import Kind
@@ -47,6 +45,15 @@ def resources_of(opts, default_cpus=1) -> dict:
     return {k: v for k, v in res.items() if v}
 
 
+def placement(opts):
+    """A task spec's placement options: ``{"node": id, "soft": bool}``, or None."""
+    node = node_option(opts)
+    if node is None:
+        return None
+    strat = opts.get("scheduling_strategy")
+    return {"node": node, "soft": True} if getattr(strat, "soft", False) else {"node": node}
+
+
 def node_option(opts):
     """The node a task is pinned to, from ``node=`` or a NodeAffinitySchedulingStrategy."""
     node = opts.get("node")
@@ -60,7 +67,7 @@ def node_option(opts):
 
 def function_blob(fn, label):
     try:
-        blob = cloudpickle.dumps(fn, protocol=5)
+        blob = pickling.dumps(fn, protocol=5)
     except Exception as e:
         raise SerializationError(
             f"the function {label} cannot be pickled: {type(e).__name__}: {e}; it probably "
@@ -109,14 +116,14 @@ def _dep(a, deps):
 def _culprit(args, kwargs, label, err):
     for i, a in enumerate(args):
         try:
-            cloudpickle.dumps(a)
+            pickling.dumps(a)
         except Exception as e:
             return (f"argument {i} of {label} ({type(a).__name__}) cannot be pickled: "
                     f"{type(e).__name__}: {e}; pass picklable data, or create the object "
                     f"inside the task")
     for k, v in kwargs.items():
         try:
-            cloudpickle.dumps(v)
+            pickling.dumps(v)
         except Exception as e:
             return (f"argument {k!r} of {label} ({type(v).__name__}) cannot be pickled: "
                     f"{type(e).__name__}: {e}; pass picklable data, or create the object "
@@ -185,10 +192,9 @@ class RemoteFunction:
         retry = opts["retry_exceptions"]
         if retry and retry is not True:
             retry = pickle.dumps(tuple(retry))
-        node = node_option(opts)
         spec = (tid, K_TASK, fid, payload, deps, contained, tuple(r._id for r in refs),
                 self._res, int(opts["max_retries"]), retry, self._label, None, None,
-                {"node": node} if node else None)
+                placement(opts))
         logs.claim(tid)
         client.send(Kind.SUBMIT, [spec])
         del keep

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from .errors import ActorDiedError, TaskCancelledError, WorkerCrashedError
+from .errors import ActorDiedError, NodeDiedError, TaskCancelledError, WorkerCrashedError
+from .lineage import LineageTable
 from .serialization import ERROR, SHARED, system_error_payload
 
 # task states
@@ -182,6 +183,7 @@ class Scheduler:
         self._pending_actors: list = []
         self.actor_of: dict = {}       # creation result oid -> actor id (handles hold it)
         self.copies: dict = {}         # shared-memory name -> [(node id, copy name, size)]
+        self.lineage = LineageTable()  # how to make lost objects again
 
     # ---- nodes and workers ---------------------------------------------------------
 
@@ -256,14 +258,101 @@ class Scheduler:
         for wid in list(node.workers):
             self.worker_died(wid, f"its node {nid.hex() if isinstance(nid, bytes) else nid} "
                                   f"{cause}")
+        lost = []
         for obj in list(self.objects.values()):
             p = obj.payload
-            if p is not None and p[0] == SHARED and p[1] == nid:
-                self._set_payload(obj, system_error_payload(
-                    _lost(), f"object {obj.oid.hex()} lived only on a node that {cause}; "
-                             f"it is lost (re-create it, or keep a copy with kit.put elsewhere)"),
-                    force=True)
+            if p is not None and p[0] == SHARED and p[1] == nid and not self._use_copy(obj, nid):
+                lost.append(obj)
+        rebuild = [e for e in (self._object_lost(obj, f"its node {cause}") for obj in lost) if e]
+        for entry in rebuild:            # after every lost object is marked as pending
+            self._rebuild(entry)
+        for name, held in list(self.copies.items()):
+            self.copies[name] = [c for c in held if c[0] != nid]
         self._dirty = True
+
+    def _use_copy(self, obj, dead):
+        """Point ``obj`` at a copy another node made of it, if one is left."""
+        name = obj.payload[2]
+        for i, (nid, local, size) in enumerate(self.copies.get(name, ())):
+            node = self.nodes.get(nid)
+            if nid != dead and node is not None and node.alive:
+                rest = [c for c in self.copies.pop(name) if c[0] != dead]
+                del rest[i]
+                if rest:
+                    self.copies[local] = rest
+                obj.payload = (SHARED, nid, local, size)
+                return True
+        return False
+
+    def _object_lost(self, obj, cause):
+        """The only copy of ``obj`` is gone: the lineage entry to run again, or fail it."""
+        entry = self.lineage.producer(obj.oid)
+        what = f"object {obj.oid.hex()} was lost: {cause}"
+        if entry is None:
+            why = (f"{what}; it was made by kit.put (or by an actor), which kit cannot "
+                   f"make again: put it again, or keep the value in the driver")
+        elif entry.retries <= 0 and entry.spec[S_TID] not in self.tasks:
+            why = (f"{what}; the task that made it ({entry.spec[S_LABEL]}) has no retries "
+                   f"left to run again: raise max_retries")
+        else:
+            obj.payload = None
+            return entry
+        self._set_payload(obj, system_error_payload(_lost(), why), force=True)
+        return None
+
+    def _rebuild(self, entry):
+        """Run a finished task again to make its lost results (and lost inputs first)."""
+        spec = entry.spec
+        tid = spec[S_TID]
+        if tid in self.tasks:
+            return                       # already running again for another result
+        entry.retries -= 1
+        self.counts["rebuilt"] = self.counts.get("rebuilt", 0) + 1
+        t = Task(spec, entry.owner, self.now)
+        t.retries = entry.retries
+        self.tasks[tid] = t
+        deps_left = 0
+        failed = None
+        for oid in spec[S_DEPS] + spec[S_CONTAINED]:
+            existed = oid in self.objects
+            obj = self._obj(oid)
+            obj.pins += 1
+            if failed is not None:
+                continue
+            if not existed:
+                producer = self.lineage.producer(oid)
+                if producer is None or (producer.retries <= 0 and
+                                        producer.spec[S_TID] not in self.tasks):
+                    failed = system_error_payload(_lost(), (
+                        f"{t.label} had to run again to make an object lost with its node, "
+                        f"but its argument {oid.hex()} is gone too and cannot be made again"))
+                    continue
+                self._rebuild(producer)
+            if obj.payload is None:
+                if oid in spec[S_DEPS]:
+                    obj.tasks.append(tid)
+                    deps_left += 1
+            elif obj.payload[0] == ERROR:
+                failed = obj.payload
+        self.out.append(("event", (tid, t.label, "queued", self.now, None, None)))
+        if failed is not None:
+            self._fail(t, failed)
+            return
+        t.deps_left = deps_left
+        if deps_left == 0:
+            self._make_ready(t)
+
+    def _deps_gone(self, t) -> bool:
+        """True (and ``t`` waits again) if an argument of ``t`` is being made again."""
+        objects = self.objects
+        missing = [oid for oid in t.spec[S_DEPS] if objects[oid].payload is None]
+        if not missing:
+            return False
+        t.state = WAITING
+        t.deps_left = len(missing)
+        for oid in missing:
+            objects[oid].tasks.append(t.tid)
+        return True
 
     # ---- clients and refs ---------------------------------------------------------
 
@@ -319,6 +408,7 @@ class Scheduler:
 
     def _free(self, obj):
         self.objects.pop(obj.oid, None)
+        self.lineage.object_gone(obj.oid)
         aid = self.actor_of.pop(obj.oid, None)
         if aid is not None:
             a = self.actors.get(aid)
@@ -534,8 +624,12 @@ class Scheduler:
                 skipped.append(tid)
                 scans += 1
                 continue
+            if t.spec[S_DEPS] and self._deps_gone(t):
+                continue
             w = self._pick_worker(t, nodes, idle)
             if w is None:
+                if self._pinned_to_dead_node(t):
+                    continue
                 failed_shapes.add(shape)
                 skipped.append(tid)
                 scans += 1
@@ -548,11 +642,30 @@ class Scheduler:
             self._dispatch(w, t)
         ready.extendleft(reversed(skipped))
 
+    def _pinned_to_dead_node(self, t) -> bool:
+        """Fail ``t`` if it must run on a node that died (it would wait forever)."""
+        opts = t.spec[S_OPTS]
+        want = opts.get("node") if opts else None
+        if want is None or opts.get("soft"):
+            return False
+        node = self.nodes.get(want)
+        if node is None or node.alive:
+            return False
+        self._fail(t, system_error_payload(NodeDiedError, (
+            f"{t.label} must run on node {want.hex()}, which died; pin it with "
+            f"NodeAffinitySchedulingStrategy(node_id, soft=True) to let it run elsewhere")))
+        return True
+
     def _pick_worker(self, t, nodes, idle):
-        want = t.spec[S_OPTS].get("node") if t.spec[S_OPTS] else None
+        opts = t.spec[S_OPTS]
+        want = opts.get("node") if opts else None
+        soft = want is not None and opts.get("soft")
+        if soft:            # a preference: kept while that node is alive and has room
+            pref = self.nodes.get(want)
+            soft = pref is None or not pref.alive or not fits(t.res, pref.avail)
         best, best_score = None, None
         for node in nodes:
-            if want is not None and node.nid != want:
+            if want is not None and node.nid != want and not soft:
                 continue
             if not fits(t.res, node.avail):
                 continue
@@ -574,7 +687,7 @@ class Scheduler:
         for w in self.workers.values():
             if (w.state == BUSY and w.actor is None and not w.blocked and
                     len(w.tasks) < PIPELINE_DEPTH and w.held == t.res and
-                    (want is None or w.node == want) and
+                    (want is None or soft or w.node == want) and
                     all(self._fast(self.tasks[x].fid) for x in w.tasks if x in self.tasks)):
                 if best is None or len(w.tasks) < len(best.tasks):
                     best = w
@@ -655,8 +768,9 @@ class Scheduler:
         kind = t.spec[S_KIND]
         for oid, payload, contained in results:
             obj = self.objects.get(oid)
-            if obj is None:
-                # Nobody holds the result any more: free what it would have kept.
+            if obj is None or obj.payload is not None:
+                # Nobody holds the result any more (or a rebuild made a result that
+                # was not lost): free what it would have kept.
                 if payload[0] == SHARED:
                     self.out.append(("free", payload[1], payload[2]))
                 continue
@@ -665,6 +779,10 @@ class Scheduler:
                 self._pin(inner)
             self._push_owner(t, obj, payload)
             self._set_payload(obj, payload)
+        if kind == K_TASK and not failed:      # before its inputs are released
+            objects = self.objects
+            self.lineage.record(t.spec, t.owner, t.retries,
+                                [oid for oid, _, _ in results if oid in objects])
         self._release(t)
         if kind == K_ACTOR_CREATE:
             actor = self.actors.get(t.spec[S_ACTOR])
@@ -793,7 +911,7 @@ class Scheduler:
             if t is None or t.state in (CANCELLED, FAILED, FINISHED):
                 q.popleft()
                 continue
-            if t.state != READY:
+            if t.state != READY or (t.spec[S_DEPS] and self._deps_gone(t)):
                 break
             q.popleft()
             actor.inflight.append(t.tid)

@@ -21,9 +21,7 @@ import pickle
 import threading
 import traceback
 
-import cloudpickle
-
-from . import object_store
+from . import object_store, pickling
 from .errors import (ActorDiedError, GetTimeoutError, KitError, NodeDiedError, ObjectLostError,
                      ObjectStoreFullError, OutOfMemoryError, SerializationError, TaskCancelledError,
                      TaskError, WorkerCrashedError)
@@ -66,7 +64,7 @@ def to_payload(value, store_name=None, node_id=None):
     buffers = []
     with _Collect() as c:
         try:
-            meta = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+            meta = pickling.dumps(value, protocol=5, buffer_callback=buffers.append)
         except Exception as e:
             raise SerializationError(f"cannot pickle {type(value).__name__}: {e}") from e
     if not buffers:
@@ -78,7 +76,7 @@ def to_payload(value, store_name=None, node_id=None):
         size = sum(r.nbytes for r in raws)
         if size + len(meta) <= INLINE_LIMIT or store_name is None:
             with _Collect():
-                data = cloudpickle.dumps(value, protocol=5)
+                data = pickling.dumps(value, protocol=5)
             return (INLINE, data), c.refs
     name = store_name()
     total = len(meta) + sum(r.nbytes for r in raws)
@@ -160,7 +158,7 @@ def _try_dumps(exc):
     if exc is None:
         return None
     try:
-        blob = cloudpickle.dumps(exc, protocol=5)
+        blob = pickling.dumps(exc, protocol=5)
         pickle.loads(blob)  # it must also come back on the other side
         return blob
     except Exception:

@@ -27,7 +27,7 @@ import time
 
 from . import client as client_mod
 from . import context, serialization
-from .errors import SerializationError, TaskCancelledError
+from .errors import ObjectLostError, SerializationError, TaskCancelledError
 from .protocol import Kind
 from .scheduler import (K_ACTOR_CALL, K_ACTOR_CREATE, S_ARGS, S_DEPS, S_FID, S_KIND,
                         S_LABEL, S_METHOD, S_OPTS, S_RETRY_EXC, S_RETURNS, S_TID)
@@ -209,6 +209,10 @@ class Worker:
                 args, kwargs = self._args(spec, deps)
             except TaskCancelledError as e:
                 return self._error_results(spec, e), False
+            except ObjectLostError as e:
+                # An argument's node died under us: run again (the head makes the
+                # argument again first, if it can) while retries last.
+                return self._error_results(spec, e), True
             except Exception as e:
                 return self._error_results(spec, e), False
             try:

@@ -102,6 +102,45 @@ def test_actor_and_object_on_dead_node(fresh):
         kit.get(ref, timeout=30)
 
 
+def _runs(path):
+    return len(open(path).read().splitlines()) if os.path.exists(path) else 0
+
+
+def test_objects_lost_with_a_node_are_made_again(fresh, tmp_path):
+    """Lineage: results whose only copy died with their node are made by running their
+    tasks again (an input first, when it was freed), on the node that is left."""
+    fresh(num_nodes=2, num_cpus=1)
+    a, b = kit.nodes()
+    log = str(tmp_path / "runs")
+
+    @kit.remote
+    def make(n):
+        with open(log, "a") as f:
+            f.write(f"make {kit.get_runtime_context().get_node_id()}\n")
+        return np.arange(n, dtype=np.int64)
+
+    @kit.remote
+    def double(arr):
+        with open(log, "a") as f:
+            f.write(f"double {kit.get_runtime_context().get_node_id()}\n")
+        return arr * 2
+
+    on_b = S(b["NodeID"], soft=True)      # b while it is alive and free; else anywhere
+    first = make.options(scheduling_strategy=on_b).remote(1_000_000)
+    kit.wait([first], timeout=60)
+    second = double.options(scheduling_strategy=on_b).remote(
+        make.options(scheduling_strategy=on_b).remote(500_000))   # its input is freed
+    kit.wait([second], timeout=60)
+    assert [line.split()[1] for line in open(log)] == [b["NodeID"]] * 3
+    os.kill(b["pid"], signal.SIGKILL)
+    assert np.array_equal(kit.get(first, timeout=60), np.arange(1_000_000))
+    assert np.array_equal(kit.get(second, timeout=60), np.arange(500_000) * 2)
+    lines = open(log).read().splitlines()
+    assert len(lines) == 6                        # each of the three ran once more
+    assert all(line.endswith(a["NodeID"]) for line in lines[3:])
+    assert kit.cluster_status()["counts"]["rebuilt"] == 3
+
+
 def _kit(args, env, ns=None, check=True):
     cmd = ([shutil.which("ip"), "netns", "exec", ns] if ns else []) + \
         [sys.executable, "-m", "kit.cli", *args]

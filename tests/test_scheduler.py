@@ -260,3 +260,84 @@ def test_idle_extra_workers_retire():
     assert actions(s, "dispatch")[0][1] != retired
     s.worker_died(retired, "killed by signal 9")
     assert retired not in s.workers
+
+
+# ---- lineage: objects lost with a node are made again -----------------------------------
+
+def _shared(node, name):
+    return (SHARED, node, name, 1000)
+
+
+def _run_on(s, tid, payload):
+    """Schedule, and finish task ``tid`` on the worker it was sent to, with ``payload``."""
+    s.schedule()
+    (w,) = [a[1] for a in actions(s, "dispatch") if a[2][0][0] == tid]
+    s.out.clear()
+    s.task_done(w, tid, [(tid + b"\0", payload, ())], 0.0, 0.01)
+    return w
+
+
+def test_lost_result_is_made_again_on_a_live_node():
+    s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
+    s.submit(DRIVER, spec(b"a", opts={"node": NODE, "soft": True}))
+    _run_on(s, b"a", _shared(NODE, "a-on-node0"))
+    s.submit(DRIVER, spec(b"b", deps=[b"a\0"]))
+    _run_on(s, b"b", ok())
+    s.node_died(NODE)
+    assert s.objects[b"a\0"].payload is None and s.tasks[b"a"].retries == 2
+    w = _run_on(s, b"a", _shared(NODE2, "a-again"))
+    assert s.workers[w].node == NODE2
+    assert s.objects[b"a\0"].payload == _shared(NODE2, "a-again")
+    assert s.counts["rebuilt"] == 1
+
+
+def test_lost_input_is_made_again_before_the_task_that_reads_it():
+    s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
+    s.submit(DRIVER, spec(b"a", opts={"node": NODE, "soft": True}))
+    _run_on(s, b"a", _shared(NODE, "a0"))
+    s.submit(DRIVER, spec(b"b", deps=[b"a\0"], opts={"node": NODE, "soft": True}))
+    s.refs(DRIVER, [(b"a\0", -1)])                # only b's result is held now
+    _run_on(s, b"b", _shared(NODE, "b0"))
+    assert b"a\0" not in s.objects and len(s.lineage) == 2
+    s.node_died(NODE)
+    assert s.tasks[b"b"].state == WAITING         # waits for a, made again first
+    _run_on(s, b"a", _shared(NODE2, "a1"))
+    _run_on(s, b"b", _shared(NODE2, "b1"))
+    assert s.objects[b"b\0"].payload == _shared(NODE2, "b1")
+    assert b"a\0" not in s.objects                # a's new copy freed once b had it
+    assert ("free", NODE2, "a1") in s.out
+    s.refs(DRIVER, [(b"b\0", -1)])
+    assert len(s.lineage) == 0                    # nothing kept once nothing is held
+
+
+def test_put_object_and_spent_retries_are_lost_with_a_clear_error():
+    s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
+    s.put(DRIVER, b"p\0", _shared(NODE, "p0"))
+    s.submit(DRIVER, spec(b"a", retries=0, opts={"node": NODE, "soft": True}))
+    _run_on(s, b"a", _shared(NODE, "a0"))
+    s.node_died(NODE)
+    put_err = s.objects[b"p\0"].payload
+    task_err = s.objects[b"a\0"].payload
+    assert put_err[0] == ERROR and put_err[1][1] == "ObjectLostError"
+    assert "kit.put" in put_err[1][2]
+    assert task_err[0] == ERROR and "raise max_retries" in task_err[1][2]
+
+
+def test_copy_on_a_live_node_replaces_the_lost_one():
+    s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
+    s.put(DRIVER, b"p\0", _shared(NODE, "p0"))
+    s.add_copy(NODE2, "p0", "p0-copy", 1000)
+    s.node_died(NODE)
+    assert s.objects[b"p\0"].payload == _shared(NODE2, "p0-copy")
+
+
+def test_hard_pin_to_a_dead_node_fails_soft_pin_runs_elsewhere():
+    s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
+    s.node_died(NODE)
+    s.submit(DRIVER, spec(b"hard", opts={"node": NODE}))
+    s.submit(DRIVER, spec(b"soft", opts={"node": NODE, "soft": True}))
+    s.schedule()
+    p = s.objects[b"hard\0"].payload
+    assert p[0] == ERROR and p[1][1] == "NodeDiedError" and "soft=True" in p[1][2]
+    (d,) = actions(s, "dispatch")
+    assert d[2][0][0] == b"soft" and s.workers[d[1]].node == NODE2
