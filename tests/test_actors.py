@@ -127,6 +127,43 @@ def test_actor_restart(cluster):
     assert kit.get(c.inc.remote(), timeout=20) == 6  # __init__ ran again
 
 
+@kit.remote
+class Slow:
+    def pid(self):
+        return os.getpid()
+
+    def work(self, seconds):
+        time.sleep(seconds)
+        return os.getpid()
+
+
+def _kill_during(actor, pid):
+    ref = actor.work.remote(2.0)
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)
+    return ref
+
+
+def test_max_task_retries_resends_the_call_in_flight(cluster):
+    a = Slow.options(max_restarts=1, max_task_retries=1).remote()
+    first = kit.get(a.pid.remote(), timeout=20)
+    second = kit.get(_kill_during(a, first), timeout=30)   # ran again, in the new process
+    assert second != first
+    ref = _kill_during(a, second)                         # no restart left
+    with pytest.raises(kit.ActorDiedError, match="SIGKILL"):   # the cause is named
+        kit.get(ref, timeout=30)
+    with pytest.raises(kit.ActorDiedError, match="the actor is dead: .*SIGKILL"):
+        kit.get(a.pid.remote(), timeout=30)
+
+
+def test_call_in_flight_fails_without_max_task_retries(cluster):
+    a = Slow.options(max_restarts=1).remote()
+    first = kit.get(a.pid.remote(), timeout=20)
+    with pytest.raises(kit.ActorDiedError, match="while running this call"):
+        kit.get(_kill_during(a, first), timeout=30)
+    assert kit.get(a.pid.remote(), timeout=30) != first  # restarted for the next calls
+
+
 def test_max_concurrency_threads(cluster):
     @kit.remote
     class Sleeper:

@@ -189,3 +189,32 @@ def test_get_after_shutdown_and_from_another_cluster(fresh):
 def test_non_ref_to_get(cluster):
     with pytest.raises(TypeError, match="ObjectRef"):
         kit.get([1, 2])
+
+
+def test_task_returning_a_huge_object(fresh):
+    """Results far larger than the object store (an array, and a plain list that pickles
+    to tens of MiB) are written to the spill folder instead of failing."""
+    import numpy as np
+
+    from kit import object_store
+    from kit.api import _current_client
+    from kit.serialization import SHARED
+
+    fresh(num_cpus=1, object_store_memory=8 << 20)
+
+    @kit.remote
+    def huge_array():
+        return np.ones((64 << 20) // 8)
+
+    @kit.remote
+    def huge_list():
+        return list(range(3_000_000))
+
+    refs = [huge_array.remote(), huge_list.remote()]
+    arr, lst = kit.get(refs, timeout=120)
+    assert arr.nbytes == 64 << 20 and arr.sum() == (64 << 20) // 8
+    assert len(lst) == 3_000_000 and lst[-1] == 2_999_999
+    for ref in refs:
+        payload = _current_client().values[ref._id]
+        assert payload[0] == SHARED and object_store.is_spilled(payload[2])
+    serves_next()
