@@ -72,8 +72,10 @@ def child_env(tag):
     return env
 
 
-def run_worker(args, timeout):
-    """Run ``workloads.py ARGS`` in a fresh process; returns (records, info).
+def run_worker(args, timeout, script=WORKER):
+    """Run ``workloads.py ARGS`` (or another ``script``) in a fresh process.
+
+    Returns (records, info): the ``RESULT_MARK`` lines it printed, and the run.
 
     ``info`` has status ("exited" or "timeout"), returncode, wall_s, a tail of
     stderr, and how many processes were left behind and killed.
@@ -84,7 +86,7 @@ def run_worker(args, timeout):
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             t0 = time.perf_counter()
             proc = subprocess.Popen(
-                [sys.executable, str(WORKER), *args],
+                [sys.executable, str(script), *args],
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,

@@ -20,3 +20,17 @@ def test_benchmarks_short(tmp_path):
     data = json.loads(out_json.read_text())
     text = json.dumps(data)
     assert "kit" in text and "tasks_10k" in text and "put_100mib" in text
+
+
+@pytest.mark.timeout(120)
+def test_dask_on_kit_short(tmp_path):
+    md = tmp_path / "dask_on_kit.md"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "dask_on_kit.py"),
+                        "--short", "--md", str(md)], capture_output=True, text=True,
+                       timeout=100)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    text = md.read_text()
+    for name in ("threads", "kit", "kit vs threads", "array_reduction", "dataframe_groupby",
+                 "delayed_tree"):
+        assert name in text
+    assert "error" not in text and "Notes:" not in text

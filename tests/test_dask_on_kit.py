@@ -237,6 +237,19 @@ def test_requested_data_and_alias_need_no_task(cluster):
     assert evs == []
 
 
+def test_large_data_used_twice_is_put_once(cluster, monkeypatch):
+    puts = []
+    real_put = kit.api.put
+    monkeypatch.setattr(kit.api, "put", lambda v: puts.append(v) or real_put(v))
+    big = np.ones(200_000)
+    dsk = {"big": big, "small": 2, "a": (np.sum, "big"), "b": (np.dot, "big", "big"),
+           "c": (operator.mul, "small", "small")}
+    assert kit.dask_scheduler(dsk, ["a", "b", "c"]) == (200_000.0, 200_000.0, 4)
+    assert len(puts) == 1 and puts[0] is big
+    assert kit.dask_scheduler(dsk, ["a"]) == (200_000.0,)  # used once: an argument
+    assert len(puts) == 1
+
+
 def test_return_refs_and_num_cpus(cluster):
     dsk = {"x": 5, "y": (operator.mul, "x", 3)}
     refs = kit.dask_scheduler(dsk, ["x", "y"], return_refs=True, num_cpus=2)
