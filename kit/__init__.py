@@ -26,6 +26,7 @@ from .api import remote as remote
 from .api import shutdown as shutdown
 from .api import timeline as timeline
 from .api import wait as wait
+from .completion import as_completed as as_completed
 from .errors import ActorDiedError as ActorDiedError
 from .errors import AuthenticationError as AuthenticationError
 from .errors import GetTimeoutError as GetTimeoutError
@@ -38,7 +39,9 @@ from .errors import SerializationError as SerializationError
 from .errors import TaskCancelledError as TaskCancelledError
 from .errors import TaskError as TaskError
 from .errors import WorkerCrashedError as WorkerCrashedError
+from .executor import Executor as Executor
 from .object_ref import ObjectRef as ObjectRef
+from .pool import Pool as Pool
 from .protocol import KIT_VERSION
 from .scheduling import NodeAffinitySchedulingStrategy as NodeAffinitySchedulingStrategy
 from . import exceptions as exceptions
