@@ -45,6 +45,7 @@ from .pool import Pool as Pool
 from .protocol import KIT_VERSION
 from .scheduling import NodeAffinitySchedulingStrategy as NodeAffinitySchedulingStrategy
 from . import exceptions as exceptions
+from . import joblib as joblib
 from . import logs as logs
 from . import util as util
 
