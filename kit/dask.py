@@ -42,8 +42,8 @@ tutorial's "Dask reads a CSV, tasks process partitions":
 
 Errors: a task's exception is raised by ``kit.get`` as an instance of its own
 class; tasks that depend on a failed one fail with its error without running.
-If the wait is interrupted (Ctrl-C, an error), the requested keys' tasks are
-cancelled.
+If the wait ends in an error or is interrupted (Ctrl-C), every task of the
+graph that has not finished is cancelled.
 
 Nothing here imports dask at module import time: ``import kit`` stays light, and
 dask is already imported whenever dask calls the scheduler.
@@ -55,6 +55,7 @@ from collections.abc import Mapping
 
 from . import api
 from .errors import KitError
+from .protocol import Kind
 from .serialization import INLINE_LIMIT
 
 
@@ -158,7 +159,7 @@ def dask_scheduler(dsk, keys, *, num_cpus=None, progress=False, return_refs=Fals
     """
     plan = make_plan(dsk, keys)
     api._client()  # kit.init() unless kit is initialized (or we run inside a task)
-    refs, local = _submit(plan, {} if num_cpus is None else {"num_cpus": num_cpus})
+    refs, local, tasks = _submit(plan, {} if num_cpus is None else {"num_cpus": num_cpus})
     wanted = list(dict.fromkeys(plan.wanted))
     if return_refs:
         for key in wanted:
@@ -169,20 +170,23 @@ def dask_scheduler(dsk, keys, *, num_cpus=None, progress=False, return_refs=Fals
     try:
         values = api.get([refs[k] for k in fetch], progress=progress) if fetch else []
     except BaseException:
-        _cancel(refs[k] for k in fetch)
+        _cancel(tasks)
         raise
     local.update(zip(fetch, values))
     return _nest(keys, local)
 
 
 def _submit(plan, options):
-    """Submit the plan's tasks; returns the requested keys' ``(refs, local values)``."""
+    """Submit the plan's tasks.
+
+    Returns the requested keys' refs and local values, and the ids of all the tasks.
+    """
     from dask._task_spec import Alias, DataNode
     from dask.sizeof import sizeof
     from dask.utils import key_split
 
     runners = {}
-    refs, local = {}, {}
+    refs, local, tasks = {}, {}, []
     uses = dict(plan.uses)
     keep = set(plan.wanted)
     for key in plan.order:
@@ -206,20 +210,27 @@ def _submit(plan, options):
             deps = tuple(node.dependencies)
             refs[key] = run.remote(node, deps, *[refs[d] if d in refs else local[d]
                                                  for d in deps])
+            tasks.append(refs[key].task_id())
         for dep in node.dependencies:
             uses[dep] -= 1
             if not uses[dep] and dep not in keep:
                 refs.pop(dep, None)
                 local.pop(dep, None)
-    return refs, local
+    return refs, local, tasks
 
 
-def _cancel(refs):
-    for ref in refs:
-        try:
-            api.cancel(ref)
-        except KitError:
-            return  # the cluster is gone: nothing left to cancel
+def _cancel(tasks):
+    """Cancel the graph's tasks, last first (what ran or failed already is left alone).
+
+    By task id, as ``kit.cancel`` does: the driver no longer holds refs to the
+    intermediates, and taking new ones would keep their objects alive.
+    """
+    try:
+        client = api._current_client()
+        for tid in reversed(tasks):
+            client.send(Kind.CANCEL, (tid, False, True))
+    except KitError:
+        pass  # the cluster is gone: nothing left to cancel
 
 
 def _nest(keys, values):

@@ -8,6 +8,7 @@ import operator
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -159,6 +160,40 @@ def test_exception_in_delayed_is_raised_with_its_type(cluster):
     assert info.value.function == "boom"
     # The cluster still works afterwards.
     assert on_kit(delayed(operator.add)(1, 2)) == (3,)
+
+
+def nap(x):
+    time.sleep(30)
+    return x
+
+
+def wait_cpus_free(n, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if kit.available_resources().get("CPU", 0) >= n:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_failure_cancels_the_rest_of_the_graph(cluster):
+    t0 = time.time()
+    with pytest.raises(KeyError):  # one slot naps, the other fails
+        on_kit(delayed(sum)([delayed(boom)(1), delayed(operator.neg)(delayed(nap)(1))]))
+    assert time.time() - t0 < 20
+    assert wait_cpus_free(2)  # the nap was cancelled, not left to run
+
+
+def test_interrupt_cancels_the_graph(cluster, monkeypatch):
+    def interrupted(*args, **kwargs):
+        time.sleep(0.5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kit.api, "get", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        on_kit(delayed(sum)([delayed(nap)(i) for i in range(3)]))
+    monkeypatch.undo()
+    assert wait_cpus_free(2)
 
 
 # ---- bags ----------------------------------------------------------------------------
