@@ -91,6 +91,8 @@ def test_config_set_scheduler(cluster):
     with dask.config.set(scheduler=kit.dask_scheduler):
         assert int((x * 2).sum().compute()) == 999 * 1000
     assert int(x.sum().compute(scheduler=kit.dask_scheduler)) == 999 * 500
+    kept = (x * 3).persist(scheduler=kit.dask_scheduler)  # compute semantics: values here
+    assert int(kept.sum().compute(scheduler="sync")) == 3 * 999 * 500
 
 
 # ---- dataframes ----------------------------------------------------------------------
