@@ -136,7 +136,8 @@ def dask_scheduler(dsk, keys, *, num_cpus=None, progress=False, return_refs=Fals
         keys: a key, or a list of keys, nested as deep as you like.
         num_cpus: CPUs each task takes (default 1).
         progress: show a progress bar over the requested keys (a string labels it).
-        return_refs: return ObjectRefs of the requested keys instead of values.
+        return_refs: return ObjectRefs of the requested keys instead of values
+            (a requested value that needed no task is ``kit.put``).
 
     Returns:
         The values of ``keys``, nested like ``keys`` (lists become tuples, as
@@ -159,7 +160,12 @@ def dask_scheduler(dsk, keys, *, num_cpus=None, progress=False, return_refs=Fals
     """
     plan = make_plan(dsk, keys)
     api._client()  # kit.init() unless kit is initialized (or we run inside a task)
-    refs, local, tasks = _submit(plan, {} if num_cpus is None else {"num_cpus": num_cpus})
+    tasks = []
+    try:
+        refs, local = _submit(plan, {} if num_cpus is None else {"num_cpus": num_cpus}, tasks)
+    except BaseException:  # a node that cannot be pickled, Ctrl-C: stop what was sent
+        _cancel(tasks)
+        raise
     wanted = list(dict.fromkeys(plan.wanted))
     if return_refs:
         for key in wanted:
@@ -176,17 +182,17 @@ def dask_scheduler(dsk, keys, *, num_cpus=None, progress=False, return_refs=Fals
     return _nest(keys, local)
 
 
-def _submit(plan, options):
-    """Submit the plan's tasks.
+def _submit(plan, options, tasks):
+    """Submit the plan's tasks, appending their ids to ``tasks``.
 
-    Returns the requested keys' refs and local values, and the ids of all the tasks.
+    Returns the requested keys' refs and local values.
     """
     from dask._task_spec import Alias, DataNode
     from dask.sizeof import sizeof
     from dask.utils import key_split
 
     runners = {}
-    refs, local, tasks = {}, {}, []
+    refs, local = {}, {}
     uses = dict(plan.uses)
     keep = set(plan.wanted)
     for key in plan.order:
@@ -216,7 +222,7 @@ def _submit(plan, options):
             if not uses[dep] and dep not in keep:
                 refs.pop(dep, None)
                 local.pop(dep, None)
-    return refs, local, tasks
+    return refs, local
 
 
 def _cancel(tasks):

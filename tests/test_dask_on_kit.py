@@ -198,6 +198,20 @@ def test_interrupt_cancels_the_graph(cluster, monkeypatch):
     assert wait_cpus_free(2)
 
 
+def test_unpicklable_node_cancels_what_was_submitted(cluster):
+    import threading
+    lock = threading.Lock()  # cannot be pickled
+    first = delayed(nap)(1, dask_key_name="first-nap")
+    failed = kit.cluster_status()["counts"]["failed"]
+    with pytest.raises(kit.SerializationError):
+        on_kit(delayed(lambda a, b: a)(first, lock, dask_key_name="needs-lock"))
+    deadline = time.time() + 10
+    while kit.cluster_status()["counts"]["failed"] == failed and time.time() < deadline:
+        time.sleep(0.1)
+    assert kit.cluster_status()["counts"]["failed"] == failed + 1  # the nap, cancelled
+    assert wait_cpus_free(2)
+
+
 # ---- bags ----------------------------------------------------------------------------
 
 
