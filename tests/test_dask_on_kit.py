@@ -246,6 +246,18 @@ def test_tasks_run_on_kit_workers_under_key_names(cluster):
     assert all(e["worker"] for e in finished)
 
 
+def test_visible_in_monitor_timeline_and_progress(cluster, capsys):
+    from widgets.view import timeline_lanes
+    last, _ = kit.events()
+    done = sum(n["done"] for n in kit.nodes())
+    on_kit(da.ones(100, chunks=10).sum(), progress="dask sum")
+    assert sum(n["done"] for n in kit.nodes()) - done >= 11  # the monitor's counts
+    lanes, _ = timeline_lanes(kit.events(last)[1])
+    labels = {bar.label for lane in lanes for bar in lane.bars}
+    assert {"sum", "sum-aggregate"} <= labels, labels
+    assert "dask sum: 1/1 done" in capsys.readouterr().err
+
+
 UNPICKLED_HERE = []
 
 
