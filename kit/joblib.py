@@ -45,22 +45,14 @@ def register(make_default=False):
     joblib.register_parallel_backend(BACKEND_NAME, cls, make_default=make_default)
 
 
-class _Slot:
+class _Slot(int):
     """Stands in a batch for the i-th large argument, passed to the task as a ref."""
-
-    __slots__ = ("i",)
-
-    def __init__(self, i):
-        self.i = i
-
-    def __reduce__(self):
-        return (_Slot, (self.i,))
 
 
 def run_batch(batch, *values):
     """The task: put the shared values back into the batch's calls and run them."""
     def fill(a):
-        return values[a.i] if type(a) is _Slot else a
+        return values[a] if type(a) is _Slot else a
 
     if values:
         batch.items = [(f, [fill(a) for a in args], {k: fill(v) for k, v in kwargs.items()})

@@ -248,10 +248,7 @@ class Pool:
             ...     list(p.imap(abs, [-1, -2]))
             [1, 2]
         """
-        self._check_running()
-        futs = self._chunk_futures(func, [(x,) for x in iterable],
-                                   self._chunksize(1, chunksize))
-        return _ordered(futs)
+        return _ordered(self._imap_futures(func, iterable, chunksize))
 
     def imap_unordered(self, func, iterable, chunksize=1):
         """Like ``imap``, but results come in the order their tasks finish.
@@ -262,10 +259,12 @@ class Pool:
             ...     sorted(p.imap_unordered(abs, [-1, -2]))
             [1, 2]
         """
+        return _unordered(self._imap_futures(func, iterable, chunksize))
+
+    def _imap_futures(self, func, iterable, chunksize):
         self._check_running()
-        futs = self._chunk_futures(func, [(x,) for x in iterable],
+        return self._chunk_futures(func, [(x,) for x in iterable],
                                    self._chunksize(1, chunksize))
-        return _unordered(futs)
 
     # ---- lifetime ----------------------------------------------------------------
 

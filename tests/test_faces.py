@@ -293,7 +293,8 @@ def test_pool_context_manager_exit_terminates(cluster):
     with kit.Pool(2) as p:
         assert p.map(square, [3]) == [9]
         r = p.apply_async(nap, (30.0,))
-    assert r.ready() or (r.wait(10) or r.ready())
+    r.wait(10)
+    assert r.ready() and not r.successful()
     assert runs_promptly()
 
 
