@@ -123,6 +123,19 @@ def test_register_starts_kit_if_needed(fresh):
     assert kit.is_initialized()
 
 
+def test_n_jobs_minus_one_spans_every_node(fresh):
+    fresh(num_nodes=2, num_cpus=1)
+    last, _ = kit.events()
+    with joblib.parallel_backend("kit"):
+        assert joblib.effective_n_jobs(-1) == 2
+        out = joblib.Parallel(n_jobs=-1, batch_size=1)(
+            joblib.delayed(total)(np.ones(4), i, hold=0.3) for i in range(4))
+    assert out == [4.0 + i for i in range(4)]
+    time.sleep(0.2)
+    nodes = {e["node"] for e in kit.events(last)[1] if e["label"] == "joblib:total"}
+    assert len(nodes - {None}) == 2
+
+
 def test_docstring_example(cluster):
     result = doctest.testmod(kit.joblib, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
