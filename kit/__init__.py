@@ -61,7 +61,9 @@ def dask_scheduler(dsk, keys, **kwargs):
 
 
 __version__ = KIT_VERSION
-__all__ = [name for name in dir() if not name.startswith("_") and name != "KIT_VERSION"]
+# kit.joblib stays out of ``from kit import *``, which would shadow the joblib package.
+__all__ = [name for name in dir() if not name.startswith("_")
+           and name not in ("KIT_VERSION", "joblib")]
 
 
 def load_ipython_extension(ipython):

@@ -195,6 +195,27 @@ def test_executor_tasks_are_named_after_the_function(cluster):
     assert {"square", "mul"} <= labels
 
 
+def crash(_):
+    os._exit(3)
+
+
+def test_executor_worker_crash_fails_only_its_future(cluster):
+    with kit.Executor() as ex:
+        bad = ex.submit(crash, 0)
+        good = ex.submit(square, 5)
+        with pytest.raises(kit.WorkerCrashedError):
+            bad.result(timeout=60)          # after kit's retries
+        assert good.result(timeout=30) == 25
+        assert ex.submit(square, 6).result(timeout=30) == 36
+
+
+def test_executor_unpicklable_argument_fails_its_future(cluster):
+    with kit.Executor(max_workers=1) as ex:
+        fut = ex.submit(square, threading.Lock())
+        assert isinstance(fut.exception(timeout=10), kit.SerializationError)
+        assert ex.submit(square, 2).result(timeout=30) == 4  # its slot was freed
+
+
 # ---- Pool --------------------------------------------------------------------------------
 
 def test_pool_map_imap_starmap(cluster):

@@ -136,6 +136,12 @@ def test_n_jobs_minus_one_spans_every_node(fresh):
     assert len(nodes - {None}) == 2
 
 
+def test_star_import_does_not_shadow_joblib():
+    ns = {}
+    exec("import joblib\nfrom kit import *", ns)
+    assert ns["joblib"] is joblib and kit.joblib.register is not None
+
+
 def test_docstring_example(cluster):
     result = doctest.testmod(kit.joblib, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
