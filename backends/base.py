@@ -1,0 +1,211 @@
+"""The ``Backend`` interface: what the magics and widgets need from an engine.
+
+A backend is a cluster connection in the driver. The magics submit cells
+through it and the widgets read it (it is also the widgets' ``Source``):
+
+    lifecycle   start(nodes, cpus) / connect(address, token) / stop() -> started here?
+                alive(), generation() (changes when the cluster changes), describe()
+    cluster     nodes() -> [node dict]     like kit.nodes(): node_id, tag, address,
+                                           resources, available, running, queued,
+                                           done, failed, alive (+ Ray's NodeID/Alive)
+                cpus(), waiting(), events(since) -> (last seq, [event dict]),
+                timeline() -> finished/failed events with their start time
+    tasks       submit(fn, args, num_returns, name, num_cpus, resources, node,
+                       on_output) -> [handle] * num_returns
+                key(handle) -> task key (the events' ``task_id``), release(handles),
+                is_handle(value), put(value), get(handles, timeout),
+                wait(handles, num_returns, timeout) -> (ready, rest), ready(handles),
+                failed(handle), cancel(handle) -> a note for the user, or None
+    errors      classify(exc) -> Failure(kind="raised" | "cancelled" | "other", ...)
+
+Handles are the engine's own futures (a kit ``ObjectRef``, a ``ray.ObjectRef``,
+a ``distributed.Future``), so ``--no-block -o`` names are what a user of that
+engine expects. ``on_output(stream, text)`` gets the lines a task prints while
+it runs (``text``: complete lines without the final newline), from some thread
+of the backend's.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+#: ``events(since)`` with this gives no events, only the last sequence number.
+LATEST = 2 ** 62
+
+
+class BackendError(RuntimeError):
+    """The engine is missing, unreachable, or the address names none."""
+
+
+class SerializationError(TypeError):
+    """A value of the cell cannot be sent to a worker."""
+
+
+class Failure(NamedTuple):
+    """What went wrong with a task, as the magics show it.
+
+    Attributes:
+        kind: ``"raised"`` (the task's code raised), ``"cancelled"`` or ``"other"``
+            (a worker died, the cluster went away, ...).
+        type_name: the class name of the task's exception (``"raised"`` only).
+        traceback: the remote traceback text (``"raised"`` only).
+        node: the id of the node the task ran on, if known.
+        pid: the worker's process id, if known.
+    """
+
+    kind: str
+    type_name: str = ""
+    traceback: str = ""
+    node: str | None = None
+    pid: int | None = None
+
+
+OTHER = Failure("other")
+CANCELLED = Failure("cancelled")
+
+
+def remote_info(exc) -> Failure | None:
+    """The ``Failure`` a worker-side wrapper attached to ``exc`` (``backends.worker``).
+
+    Example:
+        >>> e = ValueError("x"); e._kit_remote = ("Traceback...", "n1", 7)
+        >>> remote_info(e).node
+        'n1'
+    """
+    info = getattr(exc, "_kit_remote", None)
+    if not info:
+        return None
+    tb, node, pid = info
+    return Failure("raised", type(exc).__name__, tb, node, pid)
+
+
+class Backend:
+    """The interface; see the module docstring. Subclasses implement every method."""
+
+    name = "?"
+    started_here = False
+
+    # ---- lifecycle ------------------------------------------------------------------
+    def start(self, nodes: int = 1, cpus=None) -> None:
+        raise BackendError(f"{self.name}: use %cluster connect {self.name}:local to start one")
+
+    def connect(self, address: str, token=None) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> bool:
+        """Shut down (a cluster started here) or disconnect; True if it was started here."""
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    def generation(self):
+        """An object that differs for each cluster this backend connects to."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line: ``"3 node(s), 6 CPUs"``."""
+        nodes = [n for n in self.nodes() if n.get("alive")]
+        return f"{len(nodes)} node(s), {self.cpus():g} CPUs"
+
+    # ---- cluster state (the widgets' Source) ----------------------------------------
+    def nodes(self) -> list:
+        raise NotImplementedError
+
+    def cpus(self) -> float:
+        return float(sum(n.get("resources", {}).get("CPU", 0) for n in self.nodes()
+                         if n.get("alive")))
+
+    def waiting(self) -> int:
+        return 0
+
+    def events(self, since=0):
+        raise NotImplementedError
+
+    def timeline(self) -> list:
+        _, events = self.events(0)
+        return [e for e in events if e.get("state") in ("finished", "failed")]
+
+    # ---- tasks ----------------------------------------------------------------------
+    def submit(self, fn, args, *, num_returns=1, name=None, num_cpus=None, resources=None,
+               node=None, on_output=None) -> list:
+        raise NotImplementedError
+
+    def key(self, handle) -> str:
+        raise NotImplementedError
+
+    def release(self, handles) -> None:
+        """Stop routing the output of the task of ``handles`` (it has ended)."""
+
+    def is_handle(self, value) -> bool:
+        raise NotImplementedError
+
+    def put(self, value):
+        raise NotImplementedError
+
+    def get(self, handles, timeout=None):
+        raise NotImplementedError
+
+    def wait(self, handles, num_returns=1, timeout=None):
+        raise NotImplementedError
+
+    def ready(self, handles) -> list:
+        if not handles:
+            return []
+        ready, _ = self.wait(list(handles), num_returns=len(handles), timeout=0)
+        return ready
+
+    def failed(self, handle) -> bool:
+        """For a ready handle: did its task fail?"""
+        try:
+            self.get(handle, timeout=5)
+        except Exception:
+            return True
+        return False
+
+    def cancel(self, handle):
+        raise NotImplementedError
+
+    def classify(self, exc) -> Failure:
+        return remote_info(exc) or OTHER
+
+
+class OutputRouter:
+    """Driver side: task key -> ``on_output`` handler; lines of unknown keys are printed.
+
+    Example:
+        >>> r = OutputRouter(); got = []
+        >>> r.route("k", lambda s, t: got.append((s, t)))
+        >>> r.deliver("k", "stdout", "hi"); got
+        [('stdout', 'hi')]
+    """
+
+    def __init__(self):
+        self._routes: dict = {}
+        self._lock = threading.Lock()
+
+    def route(self, key, handler) -> None:
+        if handler is not None:
+            with self._lock:
+                self._routes[key] = handler
+
+    def unroute(self, key) -> None:
+        with self._lock:
+            self._routes.pop(key, None)
+
+    def deliver(self, key, stream, text) -> None:
+        handler = self._routes.get(key)
+        if handler is not None:
+            try:
+                handler(stream, text)
+                return
+            except Exception:
+                pass
+        import sys
+        out = sys.stderr if stream == "stderr" else sys.stdout
+        try:
+            out.write("".join(f"({key[:12]}) {line}\n" for line in text.split("\n")))
+            out.flush()
+        except Exception:
+            pass

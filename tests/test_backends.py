@@ -1,0 +1,266 @@
+"""The magics and widgets on kit, Ray and Dask: the same cells, only the %cluster line changes.
+
+Each engine is started once per module (Ray: ``%cluster connect ray:local``; Dask: a
+``LocalCluster`` of two worker processes joined with ``%cluster connect tcp://...``;
+kit: ``%cluster start``) and stopped after, checking that no process is left.
+"""
+
+import doctest
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from IPython.testing.globalipapp import start_ipython
+from IPython.utils.capture import capture_output
+
+import backends
+import widgets
+from backends.tally import Tally
+from conftest import wait_gone
+
+ENGINES = ["kit", "ray", "dask"]
+
+
+def shell():
+    """The process's test IPython shell (``start_ipython`` gives it only the first time)."""
+    from IPython import get_ipython
+    sh = start_ipython() or get_ipython()
+    sh.run_line_magic("load_ext", "kit")
+    return sh
+
+
+def run(sh, cell):
+    with capture_output() as cap:
+        r = sh.run_cell(cell, store_history=True)
+    return r, cap
+
+
+def wait_until(pred, timeout=15.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request):
+    """``(shell, engine name, handle type)`` with that engine's cluster current."""
+    name = request.param
+    sh = shell()
+    local = None
+    if name == "kit":
+        line, handle = "%cluster start --nodes 2 --cpus 1", "kit.ObjectRef"
+    elif name == "ray":
+        pytest.importorskip("ray")
+        line, handle = "%cluster connect ray:local --cpus 2", "ray.ObjectRef"
+    else:
+        distributed = pytest.importorskip("distributed")
+        local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                         dashboard_address=None)
+        line, handle = f"%cluster connect {local.scheduler_address}", "distributed.Future"
+    try:
+        r, cap = run(sh, line)
+        assert r.success and backends.current().name == name, cap.stdout + cap.stderr
+        yield sh, name, handle
+    finally:
+        run(sh, "%cluster stop")
+        if local is not None:
+            local.close()
+            # spawning Dask's workers started multiprocessing's resource tracker, which
+            # would live as long as this process: stop it (it restarts on demand)
+            from multiprocessing import resource_tracker
+            resource_tracker._resource_tracker._stop()
+        widgets.default_updater().stop()
+        assert backends.current().name == "kit" and not backends.current().alive()
+        left = wait_gone(20)
+        assert not left, f"{name} left processes: {[p.cmdline()[:3] for p in left]}"
+
+
+def wait_jobs(sh, timeout=20):
+    deadline = time.time() + timeout
+    for job in list(sh.magics_manager.registry["KitMagics"].session.jobs):
+        assert job.finished.wait(max(0.0, deadline - time.time())), "a --no-block cell hung"
+
+
+def totals(m):
+    v = m.values()
+    return int(v["total"]["done"]), int(v["total"]["failed"])
+
+
+# ---- the same cells on every engine ----------------------------------------------------
+
+def test_the_same_cells_run_on_each_engine(engine):
+    sh, name, handle = engine
+    m = widgets.ClusterMonitor()
+    try:
+        assert m.live, m.reason
+        done0, failed0 = totals(m)
+        run(sh, "data = list(range(10))\ndef scaled(v):\n    return 3 * v")
+
+        r, cap = run(sh, "%%remote -o total\nprint('hello from', 'the cell')\n"
+                         "total = sum(scaled(x) for x in data)\ntotal * 2")
+        assert r.success, cap.stdout + cap.stderr
+        assert r.result == 270 and sh.user_ns["total"] == 135
+        assert "hello from the cell\n" in cap.stdout
+
+        r, cap = run(sh, "%%remote --map 'i in range(4)' -o sq\nprint('item', i)\nsq = i * i\n-i")
+        assert r.success, cap.stdout + cap.stderr
+        assert sh.user_ns["sq"] == [0, 1, 4, 9] and r.result == [0, -1, -2, -3]
+        assert all(f"[{i}] item {i}" in cap.stdout for i in range(4))
+
+        number = sh.execution_count
+        r, cap = run(sh, "%%remote\nx = 1\n\nraise ValueError(f'bad {x}')\n")
+        assert not r.success and isinstance(r.error_in_exec, ValueError)
+        assert f'File "<remote-cell-{number}>", line 4, in <module>' in cap.stdout, cap.stdout
+        assert "ValueError raised remotely on node n" in cap.stdout
+        assert "ValueError: bad 1" in cap.stdout and "worker.py" not in cap.stdout
+
+        with capture_output() as cap:
+            r = sh.run_cell("%%remote --no-block -o y\nimport time\ntime.sleep(0.3)\n"
+                            "print('late line')\ny = 7\ny + 1", store_history=True)
+            assert r.success and r.result is None
+            ref = sh.user_ns["y"]
+            assert f"{type(ref).__module__.split('.')[0]}.{type(ref).__name__}" == handle
+            assert sh.run_line_magic("remote", "y * 2") == 14    # a ref arrives as its value
+            wait_jobs(sh)
+        assert "late line" in cap.stdout and ": done on n" in cap.stdout, cap.stdout
+
+        # the monitor: per-node counts from the engine, adding up to the 8 tasks run
+        assert wait_until(lambda: totals(m) == (done0 + 7, failed0 + 1)), (totals(m), m.values())
+        vals = m.values()
+        rows = [t for t in vals if t != "total"]
+        assert rows and all(t.startswith("n") for t in rows)
+        assert sum(int(vals[t]["done"]) for t in rows) == done0 + 7
+        assert sum(int(vals[t]["failed"]) for t in rows) == failed0 + 1
+        assert all(vals[t]["state"] == "alive" for t in rows)
+        assert wait_until(lambda: m.values()["total"]["running"] == "0")
+    finally:
+        m.close()
+
+
+def test_status_and_node_option(engine):
+    sh, name, _ = engine
+    r, cap = run(sh, "%cluster status")
+    text = cap.outputs[0].data["text/plain"]
+    nodes = backends.current().nodes()
+    assert "n0" in text and len(text.splitlines()) == 1 + len(nodes)
+    last = nodes[-1]
+    r, cap = run(sh, f"%%remote --node {last['tag']}\nimport backends.worker\n"
+                     f"backends.worker.node_id()")
+    assert r.result == last["node_id"], cap.stdout + cap.stderr
+
+
+# ---- interrupting ----------------------------------------------------------------------
+
+def test_interrupt(engine):
+    sh, name, _ = engine
+    if name == "kit":
+        pytest.skip("kit's interrupt is tested in test_magics_shell")
+    seconds = 30 if name == "ray" else 3
+    run(sh, "%%remote\n1")     # a worker is warm
+    main = threading.main_thread().ident
+    timer = threading.Timer(1.5, signal.pthread_kill, (main, signal.SIGINT))
+    timer.start()
+    t0 = time.time()
+    r, cap = run(sh, f"%%remote\nimport time\nprint('sleeping')\ntime.sleep({seconds})\n"
+                     f"print('woke')")
+    took = time.time() - t0
+    timer.cancel()
+    assert isinstance(r.error_in_exec, KeyboardInterrupt), cap.stdout + cap.stderr
+    assert took < 4.0
+    assert "KeyboardInterrupt: cancelled remote-cell-" in cap.stdout
+    assert "sleeping" in cap.stdout and "woke" not in cap.stdout
+    if name == "dask":
+        assert "Dask cannot interrupt a running task" in cap.stdout
+    b = backends.current()
+    assert wait_until(lambda: sum(n["running"] for n in b.nodes()) == 0, 10), b.nodes()
+    r, cap = run(sh, "%%remote\n'after'")                 # the engine still works
+    assert r.result == "after"
+
+
+# ---- without an engine -----------------------------------------------------------------
+
+def test_parse_address():
+    p = backends.parse_address
+    assert p("ray://h:10001") == ("ray", "connect", "ray://h:10001")
+    assert p("ray:auto") == ("ray", "connect", "auto")
+    assert p("ray:local") == ("ray", "start", None)
+    assert p("tcp://h:8786") == ("dask", "connect", "tcp://h:8786")
+    assert p("dask:local") == ("dask", "start", None)
+    assert p("10.0.0.5:6380") == ("kit", "connect", "10.0.0.5:6380")
+    for bad in ("nonsense", "http://x:1", "h:port"):
+        with pytest.raises(backends.BackendError, match="ray://HOST:PORT"):
+            p(bad)
+
+
+def test_bad_connect_is_one_line():
+    r, cap = run(shell(), "%cluster connect nonsense")
+    lines = (cap.stdout + cap.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("UsageError:") and "ray:local" in lines[0]
+
+
+def test_tally_counts_and_events():
+    t = Tally(keep=3)
+    t.record("a", "f", "running", "n0", 1.0)
+    t.record("b", "f", "running", "n1", 1.5)
+    t.record("a", "f", "finished", None, 2.0)
+    t.record("b", "f", "failed", "n1", 3.0)
+    t.record("c", "f", "cancelled", None, 3.5)        # never ran: no count
+    assert t.counts == {"n0": {"running": 0, "done": 1, "failed": 0},
+                        "n1": {"running": 0, "done": 0, "failed": 1}}
+    last, events = t.since(0)
+    assert last == 5 and [e["seq"] for e in events] == [3, 4, 5]   # the last 3 kept
+    assert events[0]["node"] == "n0" and events[0]["started"] == 1.0
+    assert t.since(5) == (5, [])
+
+
+def test_worker_wrapper_reports_and_marks_errors():
+    from backends import worker
+
+    class Channel:
+        def __init__(self):
+            self.got = []
+
+        def node_id(self):
+            return "node-9"
+
+        def event(self, key, label, state, node, t):
+            self.got.append((state, node))
+
+        def output(self, key, stream, text):
+            self.got.append((stream, text))
+
+    ch = Channel()
+
+    def boom():
+        print("one\ntwo", end="")
+        raise KeyError("x")
+
+    with pytest.raises(KeyError) as ei:
+        worker.run(ch, "k", "boom", boom)
+    assert ch.got == [("running", "node-9"), ("stdout", "one"), ("stdout", "two"),
+                      ("failed", "node-9")]
+    info = backends.base.remote_info(ei.value)
+    assert info.kind == "raised" and info.node == "node-9" and "in boom" in info.traceback
+    assert worker.node_id() != "node-9"        # only inside the task
+
+
+def test_importing_the_front_ends_imports_no_engine():
+    code = ("import sys, magics, widgets, backends, magics.cells, magics.magic\n"
+            "print(sorted(m for m in ('ray', 'distributed', 'dask') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize("module", ["backends", "backends.base", "backends.tally",
+                                    "backends.worker"])
+def test_docstring_examples(module):
+    import importlib
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0
