@@ -1,21 +1,23 @@
-"""A ``%%remote`` cell as kit tasks: plan, ship, submit, wait, bring back.
+"""A ``%%remote`` cell as tasks of the current backend: plan, ship, submit, wait, bring back.
 
     plan_cell(source, options)       pure: free names, -o, --map, filename, label
         │
     Session.submit(plan, options)    pack the free names from user_ns (PutCache for
-        │                            large values), one task per cell or --map item,
-        │                            route each task's output to the cell's sink
+        │                            large values), one task per cell or --map item
+        │                            (backend.submit), each task's output routed to
+        │                            the cell's sink
         ├── blocking:  Job.wait_here()  the cell's thread prints lines as they come;
         │                               Ctrl-C / kernel interrupt cancels the tasks
         │              Job.results()    -o names into user_ns, last value returned
-        └── --no-block: -o names bound to ObjectRefs now; a widgets.StatusLine follows
-                        the tasks (the widgets' updater thread); a job thread keeps
+        └── --no-block: -o names bound to the engine's refs (futures) now; a
+                        widgets.StatusLine follows the tasks (the widgets'
+                        updater thread); a job thread keeps
                         the output area current and, when the tasks end, tells the
                         status line how each one ended
 
-Where a task runs comes from the cluster's task events (``kit.events``): the
-"running" event names the node. Only kit's public API is used: ``kit.remote``,
-``get``, ``wait``, ``put``, ``cancel``, ``nodes``, ``events``, ``logs.route``.
+Where a task runs comes from the backend's task events: the "running" event
+names the node. Every cluster call goes through ``backends.current()`` (kit,
+Ray or Dask; see ``backends``), never an engine's internals.
 """
 
 from __future__ import annotations
@@ -25,11 +27,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import kit
+import backends
 
 from . import output, render, runner
-
-_LATEST = 2 ** 62       # kit.events(_LATEST) gives only the last sequence number
 from .analysis import MapSpec, assigned_names, compile_cell, free_names, parse_map
 from .shipping import PutCache, pack, unpicklable
 
@@ -124,19 +124,21 @@ class _Task:
 class Job:
     """The tasks of one cell, their output sink, and the thread that waits for them."""
 
-    def __init__(self, session, plan: CellPlan, sink):
+    def __init__(self, session, plan: CellPlan, sink, backend):
         self.session = session
+        self.backend = backend
         self.plan = plan
         self.sink = sink
         self.tasks: list = []
         self.finished = threading.Event()
         self.cancelled = False
-        self.since = _event_cursor()      # task events after this one concern this cell
+        self.note = None                  # what the engine says about cancelling
+        self.since = _event_cursor(backend)   # task events after this one concern this cell
         self.on_tick = None
         self.on_done = None
         self.tick = 1.0
 
-    # ---- output of the tasks (called from kit's io thread) ------------------------------
+    # ---- output of the tasks (called from the backend's thread) ---------------------------
 
     def handler(self, task: _Task):
         mapped = self.plan.map is not None
@@ -150,10 +152,9 @@ class Job:
         return on_output
 
     def add(self, submit, index):
-        """Submit one task with ``submit()``; its output is routed before it is sent."""
+        """Submit one task with ``submit(on_output)``; its output is routed before it is sent."""
         task = _Task([], index)
-        with kit.logs.capture(self.handler(task)):
-            task.refs = _as_list(submit())
+        task.refs = submit(self.handler(task))
         self.tasks.append(task)
         return task
 
@@ -164,22 +165,26 @@ class Job:
 
     def _wait(self):
         firsts = [t.refs[0] for t in self.tasks]
+        b = self.backend
         try:
             while True:
                 try:
-                    ready, rest = kit.wait(firsts, num_returns=len(firsts), timeout=self.tick)
-                except Exception:
+                    ready, rest = b.wait(firsts, num_returns=len(firsts), timeout=self.tick)
+                except BaseException:     # the cluster went away (Ray: SystemExit)
                     break
                 ready = set(ready)
                 for t in self.tasks:
                     t.done = t.refs[0] in ready
-                if not rest or not kit.is_initialized():
+                if not rest or not b.alive():
                     break
                 if self.on_tick is not None:
                     self._call(self.on_tick)
         finally:
             for t in self.tasks:
-                kit.logs.unroute(t.refs[0].task_id())
+                try:
+                    b.release(t.refs)
+                except Exception:
+                    pass
             if self.on_done is not None:
                 self._call(self.on_done)
             self.finished.set()
@@ -200,7 +205,7 @@ class Job:
         for t in self.tasks:
             if not t.done:
                 try:
-                    kit.cancel(t.refs[0])
+                    self.note = self.backend.cancel(t.refs[0]) or self.note
                 except Exception:
                     pass
 
@@ -217,8 +222,9 @@ class Job:
             self.cancel()
             running = self.nodes_seen()
             where = f" (running on {', '.join(running)})" if running else ""
+            note = f"; {self.note}" if self.note else ""
             raise _one_line(KeyboardInterrupt(), f"KeyboardInterrupt: cancelled "
-                            f"{self.plan.label}{where}") from None
+                            f"{self.plan.label}{where}{note}") from None
 
     # ---- results ----------------------------------------------------------------------
 
@@ -230,45 +236,56 @@ class Job:
         out = []
         for t in self.tasks:
             try:
-                node, value, *outs = kit.get(t.refs, timeout=60)
-            except kit.TaskError as err:
-                raise self.remote_error(err, t) from None
-            except kit.KitError as err:       # cancelled, worker crashed, cluster gone
-                raise _one_line(err) from None
+                node, value, *outs = self.backend.get(t.refs, timeout=60)
+            except Exception as err:
+                raise self.error(err, t) from None
             t.node = node or t.node
             out.append((value, outs))
         return out
 
-    def remote_error(self, err, task):
+    def error(self, err, task):
+        """``err`` ready for IPython: a task's exception shows the remote traceback, the
+        rest (cancelled, worker crashed, cluster gone) one line."""
+        failure = self.backend.classify(err)
+        if failure.kind != "raised":
+            return _one_line(err)
         lines = render.remote_error_lines(
-            err.cause_type or type(err).__name__, err.traceback_str or str(err),
-            self.session.node_name(err.node_id), err.pid,
-            item=task.index if self.plan.map is not None else None)
-        err._render_traceback_ = lambda: lines
+            failure.type_name, failure.traceback, self.session.node_name(failure.node),
+            failure.pid, item=task.index if self.plan.map is not None else None)
+        try:
+            err._render_traceback_ = lambda: lines
+        except AttributeError:
+            pass
+        task.node = failure.node or task.node
         return err
 
     def nodes_seen(self) -> list:
         """Names of the nodes the cell's tasks were sent to, from the task events.
 
-        Example: ``["n0 ab12cd34"]``; empty if no task reached a node (or kit is gone).
+        Example: ``["n0 ab12cd34"]``; empty if no task reached a node (or the cluster is gone).
         """
         if self.since is not None:
-            tasks = {t.refs[0].task_id().hex(): t for t in self.tasks if t.refs}
+            keys = {}
+            for t in self.tasks:
+                try:
+                    keys[self.backend.key(t.refs[0])] = t
+                except Exception:
+                    pass
             try:
-                _, events = kit.events(self.since)
+                _, events = self.backend.events(self.since)
             except Exception:
                 events = []
             for e in events:
-                t = tasks.get(e.get("task_id"))
+                t = keys.get(e.get("task_id"))
                 if t is not None and e.get("node"):
                     t.node = e["node"]
         return sorted({self.session.node_name(t.node) for t in self.tasks if t.node})
 
 
-def _event_cursor():
+def _event_cursor(backend):
     """The sequence number of the cluster's last task event (None if it cannot be read)."""
     try:
-        return kit.events(_LATEST)[0]
+        return backend.events(backends.LATEST)[0]
     except Exception:
         return None
 
@@ -279,28 +296,32 @@ class Session:
     def __init__(self, shell):
         self.shell = shell
         self.cache = PutCache()
-        self.ctx = None
+        self.generation = None
         self.names: dict = {}
         self.jobs: list = []
 
     # ---- the cluster ------------------------------------------------------------------------
 
-    def ensure_cluster(self) -> None:
-        """Start a local cluster if none is running (saying so in one line)."""
-        if not kit.is_initialized():
-            kit.init()
-            cpus = kit.cluster_resources().get("CPU", 0)
-            print(f"kit: started a local cluster ({cpus:g} CPUs) for %%remote; "
-                  f"%cluster stop stops it")
-        ctx = kit.init(ignore_reinit_error=True)
-        if ctx is not self.ctx:       # a new cluster: refs of the old one are void
+    def ensure_cluster(self):
+        """The current backend; starts a local kit cluster if none is running (saying so)."""
+        b = backends.current()
+        if not b.alive():
+            if b.name != "kit":          # its cluster went away: back to kit's
+                b = backends.use(None)
+            if not b.alive():
+                b.start()
+                print(f"kit: started a local cluster ({b.cpus():g} CPUs) for %%remote; "
+                      f"%cluster stop stops it")
+        gen = b.generation()
+        if gen is not self.generation:   # a new cluster: refs of the old one are void
             self.forget()
-            self.ctx = ctx
+            self.generation = gen
+        return b
 
     def forget(self) -> None:
         self.cache.clear()
         self.names.clear()
-        self.ctx = None
+        self.generation = None
 
     def node_name(self, node_id, short=False) -> str:
         """``"n0 ab12cd34"`` for a node id (``"n0"`` with ``short``)."""
@@ -309,30 +330,32 @@ class Session:
         tag = self.names.get(node_id)
         if tag is None:
             try:
-                self.names.update({n["node_id"]: n.get("tag") or "" for n in kit.nodes()})
+                self.names.update({n["node_id"]: n.get("tag") or ""
+                                   for n in backends.current().nodes()})
             except Exception:
                 pass
             tag = self.names.setdefault(node_id, "")
+        short_id = node_id[:8] if "://" not in node_id else node_id
         if short:
-            return tag or node_id[:8]
-        return f"{tag} {node_id[:8]}".strip()
+            return tag or short_id
+        return f"{tag} {short_id}".strip()
 
     # ---- submitting -------------------------------------------------------------------------
 
-    def task_options(self, plan: CellPlan, num_cpus=None, resources=None, node=None) -> dict:
+    def task_options(self, backend, plan: CellPlan, num_cpus=None, resources=None,
+                     node=None) -> dict:
         opts = {"num_returns": 2 + len(plan.outputs), "name": plan.label}
         if num_cpus is not None:
             opts["num_cpus"] = num_cpus
         if resources:
             opts["resources"] = resources
         if node:
-            node_id = resolve_node(node, kit.nodes())
-            opts["scheduling_strategy"] = kit.NodeAffinitySchedulingStrategy(node_id, soft=False)
+            opts["node"] = resolve_node(node, backend.nodes())
         return opts
 
     def submit(self, plan: CellPlan, sink, **task_opts) -> Job:
         """Ship the cell's free names and submit one task per cell (or ``--map`` item)."""
-        self.ensure_cluster()
+        b = self.ensure_cluster()
         ns = self.shell.user_ns
         items = None
         if plan.map is not None:
@@ -343,35 +366,42 @@ class Session:
                                      f"{type(e).__name__}: {e}") from None
             if not items:
                 raise CellUsageError(f"--map: {plan.map.iterable} gave no items")
-        opts = self.task_options(plan, **task_opts)
+        opts = self.task_options(b, plan, **task_opts)
         self.cache.prune(ns)
-        ship = pack(plan.free, ns, getattr(self.shell, "user_ns_hidden", {}), self.cache)
+        ship = pack(plan.free, ns, getattr(self.shell, "user_ns_hidden", {}), self.cache,
+                    is_ref=b.is_handle)
         spec = {"source": plan.source, "filename": plan.filename,
                 "first_line": plan.first_line, "values": ship.values,
                 "modules": ship.modules, "args": ship.layout, "outputs": plan.outputs,
                 "target": plan.map.target if plan.map is not None else None}
-        fn = kit.remote(runner.run_cell).options(**opts)
-        job = Job(self, plan, sink)
+        job = Job(self, plan, sink, b)
+
+        def one(first, *rest):
+            return lambda on_output: b.submit(
+                runner.run_cell, (first, time.time(), *ship.args, *rest),
+                on_output=on_output, **opts)
         try:
+            bad = unpicklable(ship.values)
+            if bad is not None:
+                name, err = bad
+                raise backends.SerializationError(
+                    f"the cell uses {name!r} ({type(ns[name]).__name__}), which cannot be "
+                    f"sent to a worker ({type(err).__name__}: {err}); create it inside "
+                    f"the cell instead")
             if items is None:
-                job.add(lambda: fn.remote(spec, time.time(), *ship.args), None)
+                job.add(one(spec), None)
             else:
-                shared = kit.put(spec)
+                shared = b.put(spec)
                 for i, item in enumerate(items):
-                    job.add(lambda item=item: fn.remote(shared, time.time(), *ship.args, item), i)
+                    job.add(one(shared, item), i)
         except KeyboardInterrupt:
             job.cancel()
             raise
-        except kit.SerializationError as e:
+        except CellUsageError:
+            raise
+        except Exception as e:
             job.cancel()
-            bad = unpicklable(ship.values)
-            if bad is None:
-                raise _one_line(e) from None
-            name, err = bad
-            raise _one_line(kit.SerializationError(
-                f"the cell uses {name!r} ({type(ns[name]).__name__}), which cannot be sent to "
-                f"a worker ({type(err).__name__}: {err}); create it inside the cell "
-                f"instead")) from None
+            raise _one_line(e) from None
         return job
 
     # ---- the two ways to run ------------------------------------------------------------
@@ -392,7 +422,7 @@ class Session:
         return [value for value, _ in results] if plan.has_last else None
 
     def run_background(self, plan: CellPlan, **task_opts) -> Job:
-        """Submit the cell and return at once; -o names become ObjectRefs."""
+        """Submit the cell and return at once; -o names become the engine's refs (futures)."""
         view = output.make_view(self.shell, plan.label)
         job = self.submit(plan, view.sink, **task_opts)
         ns = self.shell.user_ns
@@ -416,24 +446,25 @@ class Session:
     def _finish_background(self, job: Job, view) -> None:
         view.flush()
         values, failed = [], 0
+        b = job.backend
         for t in job.tasks:
             t.done = True
             state = "finished"
             try:
-                t.node = kit.get(t.refs[0], timeout=30) or t.node
+                t.node = b.get(t.refs[0], timeout=30) or t.node
                 if job.plan.has_last:
-                    values.append(kit.get(t.refs[1], timeout=30))
-            except kit.TaskError as err:
-                failed += 1
-                state, t.node = "failed", err.node_id or t.node
-                view.show_error(job.remote_error(err, t)._render_traceback_())
-            except kit.TaskCancelledError:
-                job.cancelled = True
-                state = "cancelled"
+                    values.append(b.get(t.refs[1], timeout=30))
             except Exception as e:
-                failed += 1
-                state = "failed"
-                view.show_error([f"{type(e).__name__}: {e}"])
+                kind = b.classify(e).kind
+                if kind == "cancelled":
+                    job.cancelled = True
+                    state = "cancelled"
+                else:
+                    failed += 1
+                    state = "failed"
+                    err = job.error(e, t)
+                    view.show_error(err._render_traceback_() if kind == "raised"
+                                    else [f"{type(e).__name__}: {e}"])
             node = self.node_name(t.node, short=True) if t.node else None
             view.line.set_task(t.refs[0], state, node)
         if job.plan.has_last and not failed:
@@ -442,7 +473,3 @@ class Session:
                 view.show_value(value)
         view.flush()
         view.finish()
-
-
-def _as_list(refs):
-    return refs if isinstance(refs, list) else [refs]

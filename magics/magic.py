@@ -1,4 +1,7 @@
-"""The ``%cluster``, ``%remote`` and ``%%remote`` magics: option parsing, then kit calls.
+"""The ``%cluster``, ``%remote`` and ``%%remote`` magics: option parsing, then backend calls.
+
+Every cluster call goes to ``backends.current()``: kit's runtime by default, or
+the Ray or Dask cluster that ``%cluster connect`` chose.
 
 Everything with moving parts lives elsewhere: ``cells`` submits and waits,
 ``analysis`` reads the cell, ``shipping`` packs the namespace, ``render``
@@ -15,7 +18,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 
-import kit
+import backends
 
 from . import render
 from .cells import CellUsageError, Session, plan_cell
@@ -58,17 +61,22 @@ class KitMagics(Magics):
     @argument("action", nargs="?", default="status",
               choices=["start", "connect", "status", "monitor", "stop"],
               help="what to do (default: status)")
-    @argument("address", nargs="?", help="HOST:PORT of a head, for connect")
-    @argument("--nodes", type=int, default=1, help="node agents to start on this machine")
+    @argument("address", nargs="?",
+              help="for connect: HOST:PORT (kit), ray://HOST:PORT, ray:auto, ray:local, "
+                   "tcp://HOST:PORT (Dask) or dask:local")
+    @argument("--nodes", type=int, default=1,
+              help="node agents to start on this machine (dask:local: workers)")
     @argument("--cpus", type=int, default=None, help="task slots per node (default: cores)")
     @argument("--token", default=None, help="the cluster's token, for connect")
     def cluster(self, line):
-        """Start, join, show or stop the kit cluster this notebook uses.
+        """Start, join, show or stop the cluster this notebook uses (kit, Ray or Dask).
 
         Examples::
 
             %cluster start --nodes 2 --cpus 2
             %cluster connect 10.0.0.5:6380 --token 3f9a...
+            %cluster connect ray://10.0.0.5:10001      # or ray:auto, ray:local
+            %cluster connect tcp://10.0.0.5:8786       # or dask:local --nodes 2
             %cluster status
             %cluster monitor
             %cluster stop
@@ -82,33 +90,46 @@ class KitMagics(Magics):
     def _cluster_start(self, args):
         if args.nodes < 1 or (args.cpus is not None and args.cpus < 1):
             raise UsageError("%cluster start: --nodes and --cpus must be at least 1")
-        if kit.is_initialized():
-            print(f"kit: a cluster is already running ({len(kit.nodes())} node(s)); "
+        b = backends.current()
+        if b.alive():
+            print(f"{b.name}: a cluster is already running ({len(b.nodes())} node(s)); "
                   f"%cluster stop first")
             return
-        kit.init(num_nodes=args.nodes, num_cpus=args.cpus)
+        b = backends.use(None)
+        b.start(nodes=args.nodes, cpus=args.cpus)
         self.session.forget()
-        cpus = kit.cluster_resources().get("CPU", 0)
-        print(f"kit: started a local cluster: {args.nodes} node(s), {cpus:g} CPUs")
+        print(f"kit: started a local cluster: {args.nodes} node(s), {b.cpus():g} CPUs")
 
     def _cluster_connect(self, args):
         if not args.address:
-            raise UsageError("%cluster connect: give the head's HOST:PORT, e.g. "
-                             "%cluster connect 10.0.0.5:6380 --token T")
-        if kit.is_initialized():
-            print("kit: already connected to a cluster; %cluster stop first")
+            raise UsageError("%cluster connect: give the cluster's address, e.g. "
+                             "%cluster connect 10.0.0.5:6380 --token T (kit), "
+                             "ray://HOST:10001, ray:local, tcp://HOST:8786 or dask:local")
+        try:
+            backends.parse_address(args.address)
+        except backends.BackendError as e:
+            raise UsageError(f"%cluster connect: {e}") from None
+        b = backends.current()
+        if b.alive():
+            print(f"{b.name}: already connected to a cluster; %cluster stop first")
             return
-        kit.init(address=args.address, token=args.token)
+        try:
+            b = backends.connect(args.address, token=args.token,
+                                 nodes=args.nodes if args.nodes != 1 else None,
+                                 cpus=args.cpus)
+        except backends.BackendError as e:
+            raise UsageError(f"%cluster connect: {e}") from None
         self.session.forget()
-        print(f"kit: connected to {args.address}: {len(kit.nodes())} node(s), "
-              f"{kit.cluster_resources().get('CPU', 0):g} CPUs")
+        how = "started" if b.started_here else "connected to"
+        print(f"{b.name}: {how} {args.address}: {b.describe()}")
 
     def _cluster_status(self, args):
-        if not kit.is_initialized():
+        b = backends.current()
+        if not b.alive():
             print("kit: no cluster is running; %cluster start, or run a %%remote cell")
             return
         from IPython.display import display
-        nodes = kit.nodes()
+        nodes = b.nodes()
         display({"text/plain": render.nodes_text(nodes),
                  "text/html": render.nodes_html(nodes)}, raw=True)
 
@@ -119,21 +140,23 @@ class KitMagics(Magics):
             print("kit: the cluster monitor is not available yet "
                   "(widgets.ClusterMonitor cannot be imported)")
             return
-        if not kit.is_initialized():
+        if not backends.current().alive():
             print("kit: no cluster is running; %cluster start first")
             return
         from IPython.display import display
         display(ClusterMonitor())
 
     def _cluster_stop(self, args):
-        if not kit.is_initialized():
+        b = backends.current()
+        if not b.alive():
+            backends.use(None)
             print("kit: no cluster is running")
             return
-        started_here = kit.init(ignore_reinit_error=True).started_here
-        kit.shutdown()
+        started_here = b.stop()
+        backends.use(None)
         self.session.forget()
-        print("kit: cluster stopped" if started_here else
-              "kit: disconnected (the cluster keeps running)")
+        print(f"{b.name}: cluster stopped" if started_here else
+              f"{b.name}: disconnected (the cluster keeps running)")
 
     # ---- %remote and %%remote ---------------------------------------------------------
 
@@ -142,7 +165,8 @@ class KitMagics(Magics):
     @argument("-o", "--outputs", default="",
               help="names the cell assigns to bring back, comma separated: -o a,b")
     @argument("--no-block", action="store_true",
-              help="return at once; -o names become ObjectRefs; a status line follows")
+              help="return at once; -o names become the engine's refs (Dask: futures); "
+                   "a status line follows")
     @argument("--num-cpus", type=float, default=None, help="CPUs the task needs (default 1)")
     @argument("--resources", default=None,
               help='custom resources as JSON, e.g. --resources \'{"disk": 1}\'')
@@ -151,7 +175,7 @@ class KitMagics(Magics):
               help="run the cell once per item, in parallel; -o names come back as lists")
     @argument("--name", default=None, help="label of the task (shown in widgets)")
     def remote(self, line, cell=None):
-        """Run a cell as one kit task; ``%remote EXPR`` evaluates one expression remotely.
+        """Run a cell as one task; ``%remote EXPR`` evaluates one expression remotely.
 
         Names the cell reads are shipped from the notebook (functions and classes
         defined here travel by value, modules are imported again on the worker,

@@ -91,11 +91,12 @@ def nodes_html(nodes) -> str:
 # ---- remote tracebacks -------------------------------------------------------------------
 
 _FRAME = re.compile(r'^  File "(?P<file>[^"]*)", line \d+, in ')
-_MACHINERY = ("kit/worker.py", "magics/runner.py", "magics\\runner.py", "kit\\worker.py")
+_MACHINERY = ("kit/worker.py", "magics/runner.py", "backends/worker.py", "magics\\runner.py",
+              "kit\\worker.py", "backends\\worker.py")
 
 
 def clean_traceback(tb: str) -> str:
-    """Drop the frames of kit's worker and the cell runner from a remote traceback.
+    """Drop the frames of the workers' machinery and the cell runner from a remote traceback.
 
     What remains starts at the cell's own frames (``<remote-cell-N>``, with the
     cell's line numbers) and goes on into any library the cell called.

@@ -1,8 +1,8 @@
 """The worker's side of ``%%remote``: run a cell's source in a fresh namespace.
 
 One task runs one cell (or one ``--map`` item). The driver sends a spec and the
-task's top-level arguments; kit has already replaced the ObjectRefs among those
-arguments with their values:
+task's top-level arguments; the engine has already replaced the refs (kit, Ray)
+or futures (Dask) among those arguments with their values:
 
     spec = {source, filename, first_line, values, modules, args, outputs, target}
     run_cell(spec, submitted, *args)
@@ -11,13 +11,15 @@ arguments with their values:
                           ─▶ (node id, last value, *outputs)
                                 (num_returns = 2 + len(outputs))
 
+The same function runs on kit, Ray and Dask workers (on Ray and Dask inside
+``backends.worker.run``, which reports its node, state and printed lines).
 The cell's source goes into ``linecache`` under its filename, so the traceback
-kit sends back shows the cell's own lines. The driver learns where the task
-runs from the cluster's task events (the "running" event names the node), and
-from the node id the task returns.
+sent back shows the cell's own lines. The driver learns where the task runs
+from the backend's task events (the "running" event names the node), and from
+the node id the task returns (``backends.worker.node_id``).
 
 The driver routes a task's output to its cell before the task is sent
-(``kit.logs.capture``), so every line the cell prints reaches that cell.
+(``Backend.submit(on_output=...)``), so every line the cell prints reaches that cell.
 
 This module is imported on workers: it must not import IPython.
 """
@@ -34,8 +36,8 @@ from .analysis import bind_target, compile_cell
 
 def _node_id() -> str:
     try:
-        import kit
-        return kit.get_runtime_context().get_node_id() or ""
+        from backends.worker import node_id
+        return node_id()
     except Exception:
         return ""
 

@@ -2,15 +2,15 @@
 
     free names of the cell ──▶ pack(names, user_ns) ──▶ Shipment
         module            ──▶ its name; the worker imports it again
-        ObjectRef         ──▶ a top-level task argument (kit passes its value)
-        [ObjectRef, ...]  ──▶ one argument per ref, gathered back into a list
-        large value       ──▶ PutCache: kit.put once, then the same ref each cell
+        ref / future      ──▶ a top-level task argument (the engine passes its value)
+        [ref, ...]        ──▶ one argument per ref, gathered back into a list
+        large value       ──▶ PutCache: put once, then the same ref each cell
         anything else     ──▶ pickled inside the task (cloudpickle: notebook
                               functions and classes travel by value)
 
 ``PutCache`` keeps, per object id, a weak reference (where the type allows
 one), a fingerprint of the content (a CRC of its buffers or of its pickle) and
-the ``kit.put`` ref. A cell that uses the same, unchanged object again reuses
+the ref from the backend's ``put``. A cell that uses the same, unchanged object again reuses
 the ref; an object changed in place gets a new ``put``; entries of objects no
 longer in the namespace are dropped, which frees their cluster copy.
 """
@@ -44,18 +44,19 @@ class Shipment:
 
 
 def _is_ref(value) -> bool:
-    import kit
-    return isinstance(value, kit.ObjectRef)
+    import backends
+    return backends.current().is_handle(value)
 
 
 def pack(names, namespace: dict, hidden: dict | None = None,
-         cache: "PutCache | None" = None) -> Shipment:
+         cache: "PutCache | None" = None, is_ref=None) -> Shipment:
     """Sort the values of ``names`` found in ``namespace`` by how they travel.
 
     Names missing from ``namespace`` (builtins, typos) are skipped: the cell
     finds builtins on the worker, and a typo raises ``NameError`` there with
     the cell's line number. Names IPython put in the namespace itself (listed
     in ``hidden`` with the same value, e.g. ``get_ipython``) are skipped too.
+    ``is_ref(value)`` tells the engine's refs (default: the current backend's).
 
     Example:
         >>> import math
@@ -64,6 +65,7 @@ def pack(names, namespace: dict, hidden: dict | None = None,
         ({'math': 'math'}, {'x': 3})
     """
     hidden = hidden or {}
+    is_ref = is_ref or _is_ref
     out = Shipment()
     for name in sorted(names):
         if name not in namespace:
@@ -73,11 +75,11 @@ def pack(names, namespace: dict, hidden: dict | None = None,
             continue
         if isinstance(value, types.ModuleType) and _importable(value):
             out.modules[name] = value.__name__
-        elif _is_ref(value):
+        elif is_ref(value):
             out.layout.append((name, None))
             out.args.append(value)
         elif (type(value) in (list, tuple) and value
-              and all(_is_ref(v) for v in value)):
+              and all(is_ref(v) for v in value)):
             out.layout.append((name, (len(value), type(value).__name__)))
             out.args.extend(value)
         else:
@@ -169,10 +171,11 @@ class _Entry:
 
 
 class PutCache:
-    """Maps large notebook values to ``kit.put`` refs, reused while the value is unchanged.
+    """Maps large notebook values to stored refs, reused while the value is unchanged.
 
     Args:
-        put: the function that stores a value (default: ``kit.put``, looked up per call).
+        put: the function that stores a value (default: the current backend's ``put``,
+            looked up per call).
         threshold: values smaller than this (``quick_size``) are not cached.
 
     Example:
@@ -223,8 +226,8 @@ class PutCache:
         self.puts += 1
         if self._put is not None:
             return self._put(obj)
-        import kit
-        return kit.put(obj)
+        import backends
+        return backends.current().put(obj)
 
     def _drop(self, key, wref):
         entry = self._entries.get(key)

@@ -1,4 +1,4 @@
-"""Live views of a kit cluster: ipywidgets for notebooks, text for terminals, matplotlib for pages.
+"""Live views of a cluster: ipywidgets for notebooks, text for terminals, matplotlib for pages.
 
     ClusterMonitor()      one row per node: alive, CPU busy, queued/running/done/failed, store
     progress(refs)        done/total, failed, rate and time left for a batch of refs
@@ -8,7 +8,9 @@
 
 One background thread (``Updater``) polls the cluster at most 10 times a second and
 redraws every live widget; pure functions in ``widgets.view`` turn snapshots into
-what is shown.
+what is shown. The data comes through a ``Source`` (``widgets.source``): by default
+the current backend (``backends.current()``), so the same widgets show a kit, Ray
+or Dask cluster.
 
 Example:
     >>> import kit, widgets
@@ -25,6 +27,7 @@ from .plots import plot_node_counts as plot_node_counts
 from .plots import plot_timeline as plot_timeline
 from .progress import Progress as Progress
 from .progress import progress as progress
+from .source import CurrentSource as CurrentSource
 from .source import KitSource as KitSource
 from .source import events_since as events_since
 from .status import StatusLine as StatusLine
@@ -39,7 +42,7 @@ from .view import text_table as text_table
 from .view import timeline_lanes as timeline_lanes
 
 __all__ = [
-    "ClusterMonitor", "KitFigure", "KitSource", "MonitorView", "NodeRow", "Progress",
+    "ClusterMonitor", "CurrentSource", "KitFigure", "KitSource", "MonitorView", "NodeRow", "Progress",
     "StatusLine", "Updater", "default_updater", "events_since", "monitor_view",
     "plot_node_counts", "plot_timeline", "progress", "progress_view", "status_text",
     "text_table", "timeline_lanes",

@@ -5,8 +5,11 @@ so they work headless (Agg) and in threads. The figure is a ``KitFigure``, which
 has ``_repr_png_``: displayed in a notebook it becomes a PNG in the output (so it
 survives export to HTML) even where ``%matplotlib inline`` never ran.
 
-    events (kit.timeline()) ──▶ timeline_lanes() ──▶ plot_timeline()   one lane per worker
-    nodes  (kit.nodes())    ─────────────────────▶ plot_node_counts() one bar per node
+    events (backend.timeline()) ──▶ timeline_lanes() ──▶ plot_timeline()   one lane per worker
+    nodes  (backend.nodes())    ─────────────────────▶ plot_node_counts() one bar per node
+
+The data comes from the current backend (``backends.current()``: kit, Ray or Dask)
+unless it is passed in.
 """
 
 from __future__ import annotations
@@ -48,13 +51,15 @@ def _node_names(nodes):
 
 
 def _read_cluster(events, nodes):
-    import kit
-    if not kit.is_initialized():
-        raise RuntimeError("no cluster: call kit.init() first, or pass the data to plot")
+    import backends
+    b = backends.current()
+    if not b.alive():
+        raise RuntimeError("no cluster: call kit.init() (or %cluster connect) first, "
+                           "or pass the data to plot")
     if events is None:
-        events = kit.timeline()
+        events = b.timeline()
     if nodes is None:
-        nodes = kit.nodes()
+        nodes = b.nodes()
     return events, nodes
 
 

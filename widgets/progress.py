@@ -1,7 +1,7 @@
 """``progress(refs)``: done/total, failed, rate and time left for a batch of ObjectRefs.
 
     progress(refs) ──▶ Progress ── add ──▶ Updater thread, each poll:
-                                             ready = kit.wait(pending, timeout=0)
+                                             ready = source.ready(pending)
                                                (the oldest 5000; all of them every 2 s)
                                              failed += ready refs whose future holds an error
                                              draw: IntProgress + HTML (notebook)
@@ -21,6 +21,7 @@ import time
 
 import ipywidgets as w
 
+from .source import ref_failed
 from .updater import default_updater, in_kernel, sync
 from .view import progress_view, text_bar
 
@@ -43,8 +44,7 @@ class Progress:
     needs = frozenset()
 
     def __init__(self, refs, *, label="", mode=None, file=None, updater=None):
-        from kit import ObjectRef
-        refs = [refs] if isinstance(refs, ObjectRef) else list(refs)
+        refs = list(refs) if isinstance(refs, (list, tuple)) else [refs]
         self._updater = updater if updater is not None else default_updater()
         self._pending = refs
         self._lock = threading.Lock()
@@ -83,15 +83,12 @@ class Progress:
             return
         if not full and len(pending) > WINDOW:
             pending = pending[:WINDOW]  # tasks finish roughly in order; the rest later
-        ready = self._updater.source.ready(pending)
+        src = self._updater.source
+        ready = src.ready(pending)
         if not ready:
             return
         ready_set = set(ready)
-        bad = set()
-        for r in ready_set:
-            fut = r.future()  # the value is here: resolves now, in this thread
-            if fut.done() and fut.exception() is not None:
-                bad.add(r)
+        bad = {r for r in ready_set if ref_failed(src, r)}  # the value is here: quick
         still = []
         for r in pending:
             if r in ready_set:
@@ -203,7 +200,7 @@ def progress(refs, *, label="", display=True, mode=None, file=None, updater=None
     ``close()``, at the end of a ``with`` block, or when the cluster goes away.
 
     Args:
-        refs: an ObjectRef or a list of them.
+        refs: a ref (kit or Ray ObjectRef, Dask Future) or a list of them.
         label: a name shown before the counts.
         display: show the widget now (notebooks only).
         mode: ``"widget"``, ``"text"`` or ``"none"`` (default: widget in a kernel,

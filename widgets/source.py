@@ -1,22 +1,30 @@
-"""Where the widgets' data comes from: a small backend interface, and kit's own.
+"""Where the widgets' data comes from: a small ``Source`` interface, met by every backend.
 
-The widgets never call the runtime except through a ``Source``:
+The widgets never call an engine except through a ``Source``:
 
     alive()          -> bool                 is the cluster still there?
     nodes()          -> [node dict]          like ``kit.nodes()``
-    waiting()        -> int                  tasks waiting for a node (``kit.cluster_status()``)
+    waiting()        -> int                  tasks waiting for a node
     events(since)    -> (last_seq, [event])  task events after ``since``
     ready(refs)      -> [ref]                the refs whose objects exist
+    key(ref)         -> str                  the task id of a ref, as events name it
+    failed(ref)      -> bool                 a ready ref holds an error
 
-``KitSource`` reads kit's public API; ``events`` is the one call that still uses
-a private query (``events_since`` below) until kit exposes it publicly. Tests
-pass a fake ``Source`` to drive the widgets without a cluster.
+Every ``backends.Backend`` (kit, Ray, Dask) is a ``Source``. ``CurrentSource``
+follows whichever backend is current (``backends.current()``), so the shared
+updater keeps working when ``%cluster connect`` switches engines. ``key`` and
+``failed`` are optional: ``task_key`` and ``ref_failed`` fall back to kit's
+``ObjectRef`` methods. Tests pass a fake ``Source`` to drive the widgets
+without a cluster.
 """
 
 from __future__ import annotations
 
-#: ``events(since)`` with this returns no events, only the last sequence number.
-LATEST = 2 ** 62
+from backends import LATEST as LATEST
+from backends import KitBackend as KitSource
+
+__all__ = ["LATEST", "ClusterGone", "CurrentSource", "KitSource", "events_since", "ref_failed",
+           "task_key"]
 
 
 class ClusterGone(Exception):
@@ -24,18 +32,10 @@ class ClusterGone(Exception):
 
 
 def events_since(since=0):
-    """Task events after sequence number ``since``: ``(last_seq, [event dict, ...])``.
+    """Task events of the current backend after sequence number ``since``.
 
-    Each event is a dict like those of ``kit.timeline()``: ``seq``, ``task_id``,
-    ``label``, ``state`` (``queued``, ``running``, ``finished``, ``failed``),
-    ``time``, ``worker``, ``node``, ``started``. This wraps the head's private
-    ``events`` query; kit should expose it as ``kit.events(since)``.
-
-    Args:
-        since: the last sequence number already seen (0 for everything kept).
-
-    Raises:
-        KitError: kit is not initialized.
+    Each event is a dict: ``seq``, ``task_id``, ``label``, ``state`` (``queued``,
+    ``running``, ``finished``, ``failed``), ``time``, ``worker``, ``node``, ``started``.
 
     Example:
         >>> import kit, widgets
@@ -45,52 +45,59 @@ def events_since(since=0):
         []
         >>> kit.shutdown()
     """
-    import kit
-    public = getattr(kit, "events", None)
-    if public is not None:
-        return public(since)
-    last, raw = kit.api._current_client().query("events", since)
-    out = []
-    for e in raw:
-        seq, tid, label, state, t, wid, node = e[:7]
-        out.append({"seq": seq, "task_id": tid.hex(), "label": label, "state": state,
-                    "time": t, "worker": wid.hex() if wid else None,
-                    "node": node.hex() if node else None,
-                    "started": e[7] if len(e) > 7 else None})
-    return last, out
+    import backends
+    return backends.current().events(since)
 
 
-class KitSource:
-    """The widgets' view of kit's runtime in this process.
+class CurrentSource:
+    """The widgets' default source: the current backend, looked up on every call.
 
     Example:
         >>> import kit, widgets
         >>> _ = kit.init(num_cpus=1)
-        >>> src = widgets.KitSource()
+        >>> src = widgets.source.CurrentSource()
         >>> src.alive(), len(src.nodes())
         (True, 1)
         >>> kit.shutdown()
     """
 
+    @staticmethod
+    def _b():
+        import backends
+        return backends.current()
+
     def alive(self) -> bool:
-        import kit
-        return kit.is_initialized()
+        return self._b().alive()
 
     def nodes(self):
-        import kit
-        return kit.nodes()
+        return self._b().nodes()
 
     def waiting(self) -> int:
-        """Tasks submitted but not yet on any node's worker."""
-        import kit
-        return int(kit.cluster_status()["waiting"])
+        return self._b().waiting()
 
     def events(self, since):
-        return events_since(since)
+        return self._b().events(since)
 
     def ready(self, refs):
-        import kit
-        if not refs:
-            return []
-        ready, _ = kit.wait(list(refs), num_returns=len(refs), timeout=0)
-        return ready
+        return self._b().ready(refs)
+
+    def key(self, ref) -> str:
+        return self._b().key(ref)
+
+    def failed(self, ref) -> bool:
+        return self._b().failed(ref)
+
+
+def task_key(source, ref) -> str:
+    """The task id of ``ref`` as the source's events name it."""
+    key = getattr(source, "key", None)
+    return key(ref) if key is not None else ref.task_id().hex()
+
+
+def ref_failed(source, ref) -> bool:
+    """True if the ready ``ref`` holds an error."""
+    failed = getattr(source, "failed", None)
+    if failed is not None:
+        return failed(ref)
+    fut = ref.future()
+    return fut.done() and fut.exception() is not None

@@ -2,7 +2,7 @@
 
     StatusLine(refs) ── add ──▶ Updater thread, each poll:
                                   events of the tasks ──▶ each task's state and node
-                                  refs ready (kit.wait timeout=0), no final event yet
+                                  refs ready (source.ready), no final event yet
                                                       ──▶ that task done or failed
                                   draw status_text(state, nodes, elapsed, counts) if changed
 
@@ -22,6 +22,7 @@ import weakref
 
 import ipywidgets as w
 
+from .source import ref_failed, task_key
 from .updater import default_updater, sync
 from .view import _natural, status_text
 
@@ -34,7 +35,10 @@ class _Task:
     __slots__ = ("ref", "state", "node_hex", "node")
 
     def __init__(self, ref):
-        self.ref = weakref.ref(ref)
+        try:
+            self.ref = weakref.ref(ref)
+        except TypeError:           # ray.ObjectRef: held, it is the task's small first value
+            self.ref = lambda: ref
         self.state = "submitted"
         self.node_hex = None
         self.node = None
@@ -96,7 +100,7 @@ class StatusLine(w.HTML):
         """Follow the task(s) that make ``refs`` (registers with the updater)."""
         with self._lock:
             for ref in refs if isinstance(refs, (list, tuple)) else [refs]:
-                self._tasks[ref.task_id().hex()] = _Task(ref)
+                self._tasks[task_key(self._updater.source, ref)] = _Task(ref)
             self._aggregate()
             self._draw(time.time())
         self._updater.add(self)
@@ -117,7 +121,7 @@ class StatusLine(w.HTML):
         Once set to a final state, later events do not change that task.
         """
         with self._lock:
-            task = self._tasks.get(ref.task_id().hex())
+            task = self._tasks.get(task_key(self._updater.source, ref))
             if task is None:
                 return
             task.state = state
@@ -194,12 +198,11 @@ class StatusLine(w.HTML):
             if task.state not in _TERMINAL and ref is not None:
                 pending.append((task, ref))
         if pending:
-            ready = set(self._updater.source.ready([ref for _, ref in pending]))
+            src = self._updater.source
+            ready = set(src.ready([ref for _, ref in pending]))
             for task, ref in pending:
                 if ref in ready:
-                    fut = ref.future()
-                    task.state = "failed" if fut.done() and fut.exception() is not None \
-                        else "finished"
+                    task.state = "failed" if ref_failed(src, ref) else "finished"
         self._aggregate()
         self._draw(tick.now)
         return not self.done

@@ -27,7 +27,7 @@ import time
 import weakref
 from typing import NamedTuple
 
-from .source import LATEST, KitSource
+from .source import LATEST, CurrentSource
 
 log = logging.getLogger("widgets")
 
@@ -102,7 +102,8 @@ class Updater:
     """Polls a ``Source`` and hands each poll to the views that registered.
 
     Args:
-        source: where data comes from (default: kit's runtime in this process).
+        source: where data comes from (default: the current backend, kit's runtime
+            unless ``%cluster connect`` chose Ray or Dask).
         interval: seconds between polls, at least 0.1.
 
     Attributes:
@@ -116,7 +117,7 @@ class Updater:
     """
 
     def __init__(self, source=None, interval=MIN_INTERVAL):
-        self.source = source if source is not None else KitSource()
+        self.source = source if source is not None else CurrentSource()
         self.interval = max(MIN_INTERVAL, float(interval))
         self.polls = 0
         self._views = []              # weakref.ref to views, in the order they came
@@ -260,7 +261,7 @@ _default_lock = threading.Lock()
 
 
 def default_updater() -> Updater:
-    """The process's shared updater over kit's runtime (one thread for all widgets).
+    """The process's shared updater over the current backend (one thread for all widgets).
 
     Example:
         >>> import widgets
