@@ -162,10 +162,6 @@ class Executor(concurrent.futures.Executor):
                         self._thread = None
                         return
                 continue
-            if item is None:
-                with self._lock:
-                    self._thread = None
-                return
             fut, inner = item
             with self._lock:
                 self._running.pop(fut, None)
