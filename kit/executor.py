@@ -47,7 +47,9 @@ class Executor(concurrent.futures.Executor):
 
     ``ObjectRef`` arguments arrive as their values, as with ``.remote()``.
     Futures are ``concurrent.futures.Future``, so ``wait`` and ``as_completed``
-    work; errors are raised as the task's exception type.
+    work; errors are raised as the task's exception type. Unlike
+    ``ProcessPoolExecutor``, a future stays pending while its task runs, so
+    ``future.cancel()`` also interrupts a running task (``kit.cancel``).
 
     Example:
         >>> import kit
