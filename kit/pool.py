@@ -112,6 +112,10 @@ class Pool:
             process before the first task of this pool runs there.
         initargs: arguments of ``initializer``.
 
+    A task is sent only when one of the ``processes`` slots frees, so each costs
+    a round trip to the cluster (about a millisecond): for many tiny calls pass
+    a ``chunksize`` to ``imap`` (``map`` picks one, as multiprocessing does).
+
     Example:
         >>> import kit
         >>> with kit.Pool(2) as p:
