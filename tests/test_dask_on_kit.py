@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 import kit
@@ -238,7 +239,7 @@ def test_tasks_run_on_kit_workers_under_key_names(cluster):
     parts = [delayed(pid_of_worker)(i, dask_key_name=f"whereami-{i}") for i in range(6)]
     pids = set(on_kit(*parts))
     assert os.getpid() not in pids and pids
-    workers = {p.pid for p in __import__("psutil").Process().children(recursive=True)}
+    workers = {p.pid for p in psutil.Process().children(recursive=True)}
     assert pids <= workers
     _, evs = kit.events(last)
     finished = [e for e in evs if e["state"] == "finished"]
