@@ -176,7 +176,7 @@ def measure(short, reps, log):
     return rows
 
 
-def render(rows, short, reps):
+def render(rows, short, reps, loads):
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, cwd=HERE, timeout=10).stdout.strip()
@@ -189,7 +189,8 @@ def render(rows, short, reps):
         f"{platform.python_version()} · kit {kit.__version__} (git {rev}) · joblib "
         f"{joblib.__version__}", "",
         f"Medians over {reps} repetition(s), kit and the default interleaved, each engine "
-        f"started and warmed up (one call per slot) before timing.", "",
+        f"started and warmed up (one call per slot) before timing. Load average "
+        f"{loads[0]:.2f} at start, {loads[1]:.2f} at the end.", "",
         "| workload | face | kit | default | default time | kit / default |",
         "|---|---|---:|---|---:|---:|",
     ]
@@ -212,8 +213,9 @@ def main(argv=None):
     reps = args.reps or (1 if args.short else 3)
     md = Path(args.md) if args.md else HERE / "results" / (
         "faces-short.md" if args.short else "faces.md")
+    load0 = os.getloadavg()[0]
     rows = measure(args.short, reps, lambda s: print(s, file=sys.stderr, flush=True))
-    text = render(rows, args.short, reps)
+    text = render(rows, args.short, reps, (load0, os.getloadavg()[0]))
     md.parent.mkdir(parents=True, exist_ok=True)
     md.write_text(text)
     print(text)
