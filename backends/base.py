@@ -80,6 +80,39 @@ def remote_info(exc) -> Failure | None:
     return Failure("raised", type(exc).__name__, tb, node, pid)
 
 
+def task_options(num_returns=1, name=None, num_cpus=None, resources=None, node=None,
+                 affinity=None) -> dict:
+    """Options for ``.options(...)`` in Ray's names (kit takes the same ones).
+
+    ``affinity(node_id, soft=False)`` builds the engine's node affinity strategy.
+
+    Example:
+        >>> task_options(2, "cell", resources={"disk": 1})
+        {'num_returns': 2, 'name': 'cell', 'resources': {'disk': 1}}
+    """
+    opts = {"num_returns": num_returns}
+    if name:
+        opts["name"] = name
+    if num_cpus is not None:
+        opts["num_cpus"] = num_cpus
+    if resources:
+        opts["resources"] = resources
+    if node:
+        opts["scheduling_strategy"] = affinity(node, soft=False)
+    return opts
+
+
+def short_id(node_id) -> str:
+    """How a node id is shown: 8 hex digits (kit, Ray), or a Dask worker's ``host:port``.
+
+    Example:
+        >>> short_id("ab12cd34ef56"), short_id("tcp://10.0.0.5:40291")
+        ('ab12cd34', '10.0.0.5:40291')
+    """
+    node_id = str(node_id or "")
+    return node_id.split("://", 1)[1] if "://" in node_id else node_id[:8]
+
+
 class Backend:
     """The interface; see the module docstring. Subclasses implement every method."""
 

@@ -7,7 +7,7 @@ printed lines to a handler before the task is sent (``kit.logs.capture``).
 
 from __future__ import annotations
 
-from .base import CANCELLED, OTHER, Backend, BackendError, Failure
+from .base import CANCELLED, OTHER, Backend, BackendError, Failure, task_options
 
 
 def _kit():
@@ -79,15 +79,8 @@ class KitBackend(Backend):
     def submit(self, fn, args, *, num_returns=1, name=None, num_cpus=None, resources=None,
                node=None, on_output=None):
         kit = _kit()
-        opts = {"num_returns": num_returns}
-        if name:
-            opts["name"] = name
-        if num_cpus is not None:
-            opts["num_cpus"] = num_cpus
-        if resources:
-            opts["resources"] = resources
-        if node:
-            opts["scheduling_strategy"] = kit.NodeAffinitySchedulingStrategy(node, soft=False)
+        opts = task_options(num_returns, name, num_cpus, resources, node,
+                            kit.NodeAffinitySchedulingStrategy)
         remote = kit.remote(fn).options(**opts)
         if on_output is None:
             refs = remote.remote(*args)

@@ -24,7 +24,8 @@ import time
 import uuid
 
 from . import worker
-from .base import CANCELLED, OTHER, Backend, BackendError, Failure, OutputRouter, remote_info
+from .base import (CANCELLED, OTHER, Backend, BackendError, Failure, OutputRouter, remote_info,
+                   task_options)
 from .tally import Tally
 
 NAMESPACE = "kit"
@@ -220,16 +221,10 @@ class RayBackend(Backend):
     # ---- tasks ----------------------------------------------------------------------
     def submit(self, fn, args, *, num_returns=1, name=None, num_cpus=None, resources=None,
                node=None, on_output=None):
-        opts = {"num_returns": num_returns, "max_retries": 0}
-        if name:
-            opts["name"] = name
-        if num_cpus is not None:
-            opts["num_cpus"] = num_cpus
-        if resources:
-            opts["resources"] = resources
-        if node:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        opts = task_options(num_returns, name, num_cpus, resources, node,
+                            NodeAffinitySchedulingStrategy)
+        opts["max_retries"] = 0          # a cancelled cell must not run again
         key = uuid.uuid4().hex
         self.router.route(key, on_output)
         self._pending[key] = time.time()

@@ -3,9 +3,13 @@
 ``%load_ext kit`` (or ``%load_ext magics``) registers them::
 
     %cluster start --nodes 2          # a local cluster with two nodes
-    %%remote -o total                 # this cell runs as one kit task
+    %%remote -o total                 # this cell runs as one task
     total = sum(x * x for x in data)  # `data` is shipped from the notebook
     total / len(data)                 # the last expression is the cell's output
+
+The cells run on the current backend (``backends``): kit's runtime, or the Ray
+or Dask cluster chosen with ``%cluster connect ray://HOST:PORT`` (``ray:auto``,
+``ray:local``) or ``%cluster connect tcp://HOST:PORT`` (``dask:local``).
 
 Layout: ``magic`` (the ``Magics`` subclass: options only), ``cells`` (submit,
 wait, bring back), ``analysis`` (free names, compiling; pure), ``shipping``

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 import backends
+from backends.base import short_id
 
 from . import output, render, runner
 from .analysis import MapSpec, assigned_names, compile_cell, free_names, parse_map
@@ -335,10 +336,10 @@ class Session:
             except Exception:
                 pass
             tag = self.names.setdefault(node_id, "")
-        short_id = node_id[:8] if "://" not in node_id else node_id
+        sid = short_id(node_id)
         if short:
-            return tag or short_id
-        return f"{tag} {short_id}".strip()
+            return tag or sid
+        return f"{tag} {sid}".strip()
 
     # ---- submitting -------------------------------------------------------------------------
 

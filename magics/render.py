@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 import re
 
+from backends.base import short_id
+
 __all__ = ["human_bytes", "node_rows", "nodes_text", "nodes_html", "clean_traceback",
            "remote_error_lines"]
 
@@ -50,7 +52,7 @@ def node_rows(nodes) -> list:
     for n in nodes:
         total = n.get("resources", {}).get("CPU", 0)
         avail = n.get("available", {}).get("CPU", 0)
-        name = f"{n.get('tag') or ''} {n.get('node_id', '')[:8]}".strip()
+        name = f"{n.get('tag') or ''} {short_id(n.get('node_id'))}".strip()
         rows.append([name, "yes" if n.get("alive") else "no", f"{_num(avail)}/{_num(total)}",
                      str(n.get("running", 0)), str(n.get("queued", 0)), str(n.get("done", 0)),
                      str(n.get("failed", 0)), human_bytes(n.get("store_used", 0))])

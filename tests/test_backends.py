@@ -20,6 +20,7 @@ import backends
 import widgets
 from backends.tally import Tally
 from conftest import wait_gone
+from test_widgets_unit import wait_until
 
 ENGINES = ["kit", "ray", "dask"]
 
@@ -36,15 +37,6 @@ def run(sh, cell):
     with capture_output() as cap:
         r = sh.run_cell(cell, store_history=True)
     return r, cap
-
-
-def wait_until(pred, timeout=15.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -99,6 +91,7 @@ def test_the_same_cells_run_on_each_engine(engine):
     m = widgets.ClusterMonitor()
     try:
         assert m.live, m.reason
+        assert m.header.value.startswith(f"<b>{name} cluster: ")
         done0, failed0 = totals(m)
         run(sh, "data = list(range(10))\ndef scaled(v):\n    return 3 * v")
 
@@ -121,9 +114,13 @@ def test_the_same_cells_run_on_each_engine(engine):
         assert "ValueError: bad 1" in cap.stdout and "worker.py" not in cap.stdout
 
         with capture_output() as cap:
-            r = sh.run_cell("%%remote --no-block -o y\nimport time\ntime.sleep(0.3)\n"
-                            "print('late line')\ny = 7\ny + 1", store_history=True)
+            r = sh.run_cell("%%remote --no-block -o y\nimport time\nprint('early line')\n"
+                            "time.sleep(1.0)\nprint('late line')\ny = 7\ny + 1",
+                            store_history=True)
             assert r.success and r.result is None
+            job = sh.magics_manager.registry["KitMagics"].session.jobs[-1]
+            assert wait_until(lambda: "early line" in cap.stdout, 5)   # streamed: it shows
+            assert not job.finished.is_set()                           # while the task runs
             ref = sh.user_ns["y"]
             assert f"{type(ref).__module__.split('.')[0]}.{type(ref).__name__}" == handle
             assert sh.run_line_magic("remote", "y * 2") == 14    # a ref arrives as its value

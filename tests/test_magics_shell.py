@@ -14,7 +14,8 @@ import kit
 
 @pytest.fixture(scope="module")
 def shell():
-    sh = start_ipython()
+    from IPython import get_ipython
+    sh = start_ipython() or get_ipython()     # the first caller in this process starts it
     sh.run_line_magic("load_ext", "kit")
     yield sh
     sh.run_cell("%cluster stop")

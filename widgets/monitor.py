@@ -85,6 +85,7 @@ class ClusterMonitor(w.VBox):
         self._cells = {}              # row key -> {column: widget}
         self._order = ()              # row keys in the grid
         self._snapshot = None
+        self._engine = "kit"
         self.view = None
         self.reason = None
         self.polls = self.redraws = self.messages = 0
@@ -117,7 +118,9 @@ class ClusterMonitor(w.VBox):
     # ---- drawing -----------------------------------------------------------------
 
     def _show(self, snapshot, status, now, waiting=0):
-        view = monitor_view(snapshot, status, waiting)
+        if status == STATUS_LIVE:
+            self._engine = getattr(self._updater.source, "name", "kit")
+        view = monitor_view(snapshot, status, waiting, self._engine)
         self._snapshot = snapshot
         if view == self.view:
             return True
@@ -204,7 +207,8 @@ class ClusterMonitor(w.VBox):
         src = self._updater.source
         try:
             if src.alive():
-                return text_table(monitor_view(src.nodes(), STATUS_LIVE, src.waiting()))
+                return text_table(monitor_view(src.nodes(), STATUS_LIVE, src.waiting(),
+                                               getattr(src, "name", "kit")))
         except Exception:  # noqa: BLE001 - fall back to the last view
             pass
         view = self.view or monitor_view(None, STATUS_NONE)

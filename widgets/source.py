@@ -66,6 +66,11 @@ class CurrentSource:
         import backends
         return backends.current()
 
+    @property
+    def name(self) -> str:
+        """The current engine's name (``kit``, ``ray``, ``dask``)."""
+        return self._b().name
+
     def alive(self) -> bool:
         return self._b().alive()
 

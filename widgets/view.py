@@ -18,6 +18,8 @@ import math
 import re
 from typing import NamedTuple
 
+from backends.base import short_id
+
 #: The monitor's columns, left to right (``bar`` is the IntProgress of done tasks).
 COLUMNS = ("node", "address", "id", "state", "cpu", "queued", "running", "done",
            "failed", "store", "bar")
@@ -37,7 +39,7 @@ class NodeRow(NamedTuple):
         key: the node id in hex (stable across updates), or ``"total"``.
         name: the node's tag (``"n0"``), or its short id when it has none.
         address: the node's IP address.
-        node_id: the first 8 hex digits of the node id.
+        node_id: the first 8 hex digits of the node id (a Dask worker: host:port).
         state: ``"alive"``, ``"dead"`` or ``"gone"`` (the cluster shut down);
             the totals line says ``"3/3 alive"``.
         cpu_busy: CPU slots in use (total minus available).
@@ -78,12 +80,14 @@ class MonitorView(NamedTuple):
         status: ``"live"``, ``"shut down"`` or ``"no cluster"``.
         waiting: tasks submitted but not yet on any node's worker
             (``kit.cluster_status()["waiting"]``); 0 unless live.
+        engine: the engine's name for the header (``kit``, ``ray``, ``dask``).
     """
 
     rows: tuple
     totals: NodeRow
     status: str
     waiting: int = 0
+    engine: str = "kit"
 
     def row(self, name):
         """The row of the node tagged ``name`` (or with that id), else None."""
@@ -97,7 +101,7 @@ def _natural(text):
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text or "")]
 
 
-def monitor_view(snapshot, status=STATUS_LIVE, waiting=0) -> MonitorView:
+def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit") -> MonitorView:
     """Turn a nodes snapshot (``kit.nodes()``) into the monitor's rows and totals.
 
     Args:
@@ -109,6 +113,7 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0) -> MonitorView:
             row ``gone`` and keeps its last counts.
         waiting: the cluster's count of tasks waiting for a node (kept only
             while live: nothing waits on a cluster that is gone).
+        engine: the engine's name (``kit``, ``ray``, ``dask``), shown in the header.
 
     Returns:
         A ``MonitorView``; equal snapshots give equal views.
@@ -130,9 +135,9 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0) -> MonitorView:
         if status == STATUS_GONE:
             state = "gone"
         rows.append(NodeRow(
-            key=key, name=str(n.get("tag") or key[:8]),
+            key=key, name=str(n.get("tag") or short_id(key)),
             address=str(n.get("address") or n.get("NodeManagerAddress") or ""),
-            node_id=key[:8], state=state,
+            node_id=short_id(key), state=state,
             cpu_busy=max(0.0, total - avail) if alive else 0.0, cpu_total=total,
             queued=int(n.get("queued") or 0), running=int(n.get("running") or 0),
             done=int(n.get("done") or 0), failed=int(n.get("failed") or 0),
@@ -155,7 +160,7 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0) -> MonitorView:
         store_limit=sum(r.store_limit for r in rows),
         bar_value=done + failed, bar_max=max(1, done + failed + running + queued))
     return MonitorView(tuple(rows), totals, status,
-                       int(waiting or 0) if status == STATUS_LIVE else 0)
+                       int(waiting or 0) if status == STATUS_LIVE else 0, engine)
 
 
 def format_bytes(n) -> str:
@@ -249,7 +254,7 @@ def header_text(view: MonitorView) -> str:
     waiting = ""
     if view.waiting:
         waiting = f", {view.waiting} task{'s' if view.waiting != 1 else ''} waiting for a node"
-    return (f"kit cluster: {alive}/{len(view.rows)} nodes alive, "
+    return (f"{view.engine} cluster: {alive}/{len(view.rows)} nodes alive, "
             f"CPU {_num(t.cpu_busy)}/{_num(t.cpu_total)} busy{waiting} ({view.status})")
 
 
