@@ -85,6 +85,7 @@ def test_chaos_short():
     r = _script("chaos.py", "--short", "--interval", "0.15")
     assert r["wrong"] == 0 and r["lost"] == 0
     assert r["workers_killed"] > 0 and r["nodes_killed"] == 1
+    assert r["rebuilt"] > 0           # results lost with the node were made again
 
 
 @pytest.mark.timeout(300)
