@@ -322,8 +322,13 @@ class Client:
         for w in wake:
             w.event.set()
         for fs, payload in done_futs:
-            for fut, _ref in fs:
-                _resolve(fut, payload)
+            if payload[0] == serialization.SHARED and payload[1] != self.node_id:
+                # Copying it here may take long, and a driver on no node asks the
+                # head (through this io thread) where to pull it from: not here.
+                threading.Thread(target=_resolve_all, args=(fs, payload), daemon=True,
+                                 name="kit-fetch").start()
+            else:
+                _resolve_all(fs, payload)
 
     # ---- objects on other nodes --------------------------------------------------
 
@@ -501,6 +506,11 @@ class Client:
         for s in self.peer_socks.values():
             s.close(0)
         self.ctx.term()
+
+
+def _resolve_all(futs, payload):
+    for fut, _ref in futs:
+        _resolve(fut, payload)
 
 
 def _resolve(fut, payload):

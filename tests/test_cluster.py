@@ -262,6 +262,25 @@ print(round(time.time() - t, 2), flush=True)
 """
 
 
+# A driver on a host with no node: large results are pulled from their node in chunks,
+# also when they arrive through a future (await, kit.Executor), not only through get.
+NETNS_REMOTE_DRIVER = r"""
+import asyncio, concurrent.futures, numpy as np, kit
+kit.init(address="10.211.0.1:6394", token="{token}")
+
+@kit.remote
+def big(n):
+    return np.arange(n, dtype=np.int64)
+
+async def main():
+    return await big.remote(3_000_000)
+arr = asyncio.run(asyncio.wait_for(main(), 60))
+with kit.Executor() as ex:
+    arr2 = ex.submit(np.arange, 2_000_000, dtype=np.int64).result(timeout=60)
+print(int(arr[-1]), int(arr2[-1]), flush=True)
+"""
+
+
 def _netns_available():
     if os.geteuid() != 0 or shutil.which("ip") is None:
         return "needs root and iproute2 (ip netns)"
@@ -322,6 +341,11 @@ def test_two_hosts_in_network_namespaces(tmp_path):
         assert out.returncode == 0, out.stderr
         detect = float(out.stdout.strip())
         assert detect < 10
+        out = subprocess.run(["ip", "netns", "exec", b, sys.executable, "-c",
+                              NETNS_REMOTE_DRIVER.format(token=token)],
+                             capture_output=True, text=True, env=env_b, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["2999999", "1999999"]
         print(f"\nnetns: split {counts}; tasks/s one node {one_node_rate}, two nodes "
               f"{two_node_rate}; dead node detected in {detect} s (timeout 3 s)")
     finally:
