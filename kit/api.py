@@ -491,7 +491,7 @@ def events(since=0):
     """Task state changes after sequence number ``since``: ``(last_seq, [event dict])``.
 
     Each event: ``seq``, ``task_id``, ``label``, ``state`` (queued, running,
-    finished, failed), ``time``, ``worker``, ``node``, ``started``. The head keeps
+    finished, failed, cancelled), ``time``, ``worker``, ``node``, ``started``. The head keeps
     the last 100,000; pass the ``last_seq`` you got to read only what is new.
 
     Example:

@@ -14,6 +14,8 @@ Actions (tuples in ``self.out``):
     ("kill",     node_id, worker_id)                     kill a worker process
     ("cancel",   worker_id, task_id)                     interrupt a running task
     ("event",    record)                                 a task state change, for widgets
+                                                         (queued, running, finished, failed,
+                                                         cancelled)
 
 States:
 
@@ -860,6 +862,7 @@ class Scheduler:
         prev = t.state
         t.state = CANCELLED
         self.counts["failed"] += 1
+        self.out.append(("event", (tid, t.label, "cancelled", self.now, t.worker, t.node, None)))
         if prev == READY:
             try:
                 self.ready.remove(tid)

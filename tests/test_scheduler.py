@@ -150,6 +150,7 @@ def test_cancel_queued_task():
     p = s.objects[b"b\0"].payload
     assert p[1][1] == "TaskCancelledError"
     assert b"b" not in s.ready
+    assert [e[1][2] for e in actions(s, "event") if e[1][0] == b"b"][-1] == "cancelled"
 
 
 def test_node_affinity_and_resources():
