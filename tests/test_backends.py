@@ -136,6 +136,13 @@ def test_the_same_cells_run_on_each_engine(engine):
         assert sum(int(vals[t]["failed"]) for t in rows) == failed0 + 1
         assert all(vals[t]["state"] == "alive" for t in rows)
         assert wait_until(lambda: m.values()["total"]["running"] == "0")
+
+        # the other views read the same backend
+        with widgets.progress([ref], mode="none") as p:
+            pass
+        assert (p.done, p.failed, p.total) == (1, 0, 1)
+        lanes = [t.get_text() for t in widgets.plot_timeline().axes[0].get_yticklabels()]
+        assert lanes and {x.split(" · ")[0] for x in lanes} <= set(rows)
     finally:
         m.close()
 
@@ -261,3 +268,30 @@ def test_docstring_examples(module):
     import importlib
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_updater_reads_events_anew_when_the_cluster_changes():
+    class Source:
+        def __init__(self):
+            self.gen, self.log = object(), []
+
+        def alive(self):
+            return True
+
+        def generation(self):
+            return self.gen
+
+        def events(self, since):
+            last = self.log[-1]["seq"] if self.log else 0
+            return last, [e for e in self.log if e["seq"] > since]
+
+    class View:
+        needs = frozenset({"events"})
+
+    src, view = Source(), View()
+    up = widgets.Updater(src)
+    src.log = [{"seq": i, "task_id": f"a{i}"} for i in range(1, 51)]
+    up._poll([view], False)
+    assert up._poll([view], False).events == []
+    src.gen, src.log = object(), [{"seq": 1, "task_id": "b1"}]      # numbering starts anew
+    assert [e["task_id"] for e in up._poll([view], False).events] == ["b1"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 
+from backends.base import short_id
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -157,7 +158,7 @@ def plot_node_counts(nodes=None, *, title="Tasks done per node", width=6.0):
         _, nodes = _read_cluster([], None)
     rows = sorted(nodes or (), key=lambda n: (_natural(n.get("tag") or ""),
                                               n.get("NodeID") or n.get("node_id") or ""))
-    names = [n.get("tag") or (n.get("NodeID") or n.get("node_id") or "?")[:8] for n in rows]
+    names = [n.get("tag") or short_id(n.get("NodeID") or n.get("node_id") or "?") for n in rows]
     done = [float(n.get("done") or 0) for n in rows]
     failed = [float(n.get("failed") or 0) for n in rows]
     alive = [bool(n.get("Alive", n.get("alive", True))) for n in rows]

@@ -9,6 +9,7 @@ The widgets never call an engine except through a ``Source``:
     ready(refs)      -> [ref]                the refs whose objects exist
     key(ref)         -> str                  the task id of a ref, as events name it
     failed(ref)      -> bool                 a ready ref holds an error
+    generation()     -> object               changes with the cluster (optional)
 
 Every ``backends.Backend`` (kit, Ray, Dask) is a ``Source``. ``CurrentSource``
 follows whichever backend is current (``backends.current()``), so the shared
@@ -85,6 +86,10 @@ class CurrentSource:
 
     def ready(self, refs):
         return self._b().ready(refs)
+
+    def generation(self):
+        """Changes when the current backend's cluster does (event numbers start anew)."""
+        return self._b().generation()
 
     def key(self, ref) -> str:
         return self._b().key(ref)

@@ -22,6 +22,8 @@ import weakref
 
 import ipywidgets as w
 
+from backends.base import short_id
+
 from .source import ref_failed, task_key
 from .updater import default_updater, sync
 from .view import _natural, status_text
@@ -193,7 +195,7 @@ class StatusLine(w.HTML):
         pending = []
         for task in self._tasks.values():
             if task.node_hex:
-                task.node = tick.names.get(task.node_hex) or task.node_hex[:8]
+                task.node = tick.names.get(task.node_hex) or short_id(task.node_hex)
             ref = task.ref()
             if task.state not in _TERMINAL and ref is not None:
                 pending.append((task, ref))

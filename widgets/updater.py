@@ -125,6 +125,7 @@ class Updater:
         self._thread = None
         self._stop = threading.Event()  # set to end the current thread
         self._cursor = None           # last event sequence number read
+        self._generation = None       # the source's cluster the cursor belongs to
         self._rewind = False          # a view that reads events joined: re-read a backlog
 
     # ---- registration ------------------------------------------------------------
@@ -213,6 +214,11 @@ class Updater:
         src = self.source
         if not src.alive():
             raise _Gone("kit.shutdown() was called")
+        generation = getattr(src, "generation", None)
+        if generation is not None:
+            gen = generation()
+            if gen is not self._generation:   # another cluster: its events count anew
+                self._generation, self._cursor = gen, None
         needs = set()
         for v in views:
             needs.update(getattr(v, "needs", ()))

@@ -439,7 +439,7 @@ def timeline_lanes(events, names=None):
         if start is None or end is None:
             continue
         node = e.get("node") or "?"
-        spans.append((names.get(node, node[:8]), e.get("worker") or "?", start, end,
+        spans.append((names.get(node, short_id(node)), e.get("worker") or "?", start, end,
                       e.get("label") or "?", e.get("state") == "failed"))
     if not spans:
         return [], 0.0
