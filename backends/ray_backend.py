@@ -13,6 +13,10 @@
 Counts cover the tasks this driver submitted through the backend (Ray does not
 publish per-node task counts without its dashboard). ``ray.cancel`` raises
 ``KeyboardInterrupt`` in a running task, so interrupting a cell stops it.
+
+If the notebook called ``ray.init()`` itself, the backend uses that connection and
+``stop()`` leaves it up (it only removes its channel actor); otherwise ``stop()``
+calls ``ray.shutdown()``, which stops a ``ray:local`` cluster.
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ class RayBackend(Backend):
 
     def __init__(self):
         self.started_here = False
+        self._owns = False
         self.router = OutputRouter()
         self._gen = None
         self._actor = None
@@ -124,7 +129,8 @@ class RayBackend(Backend):
 
     def _init(self, **kw):
         import ray
-        if ray.is_initialized():
+        self._owns = not ray.is_initialized()   # else: the notebook's own ray.init()
+        if not self._owns:
             self.started_here = False
         else:
             kw = {k: v for k, v in kw.items() if v is not None}
@@ -151,8 +157,11 @@ class RayBackend(Backend):
         if self._thread is not None:
             self._thread.join(5)
         self._gen = None
-        self._actor = None
-        ray.shutdown()
+        actor, self._actor = self._actor, None
+        if self._owns:
+            ray.shutdown()
+        elif actor is not None:           # leave the notebook's own Ray as it was
+            ray.kill(actor)
         return self.started_here
 
     def alive(self) -> bool:
