@@ -21,6 +21,7 @@ plugin stays on a scheduler the driver only connected to (shared by drivers).
 
 from __future__ import annotations
 
+import logging
 import operator
 import time
 import uuid
@@ -103,6 +104,26 @@ def _run(channel, key, label, fn, *args):
     return worker.run(channel, key, label, fn, *args)
 
 
+_failed_here: set = set()      # worker side: keys of cells that raised in this process
+
+
+class _QuietFailures(logging.Filter):
+    """Drops the worker's "Compute Failed" log of a cell's error: the cell shows it."""
+
+    def filter(self, record):
+        return not (str(record.msg).startswith("Compute Failed") and record.args
+                    and str(record.args[0]) in _failed_here)
+
+
+def _quiet(key) -> None:
+    log = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _QuietFailures) for f in log.filters):
+        log.addFilter(_QuietFailures())
+    if len(_failed_here) > 10_000:
+        _failed_here.clear()
+    _failed_here.add(key)
+
+
 class DaskChannel:
     """The worker's end: the node is the worker's address; lines go to the driver's topic."""
 
@@ -114,7 +135,8 @@ class DaskChannel:
         return get_worker().address
 
     def event(self, key, label, state, node, t):
-        pass                     # the scheduler plugin sees every task move
+        if state == "failed":    # else nothing: the scheduler plugin sees every task move
+            _quiet(key)
 
     def output(self, key, stream, text):
         from distributed import get_worker
