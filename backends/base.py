@@ -121,9 +121,15 @@ class Backend:
 
     # ---- lifecycle ------------------------------------------------------------------
     def start(self, nodes: int = 1, cpus=None) -> None:
-        raise BackendError(f"{self.name}: use %cluster connect {self.name}:local to start one")
+        """Start a local cluster of ``nodes`` nodes with ``cpus`` task slots each."""
+        raise NotImplementedError
 
     def connect(self, address: str, token=None) -> None:
+        """Connect to a running cluster (``address`` as the engine writes it).
+
+        Raises:
+            BackendError: nothing answers there.
+        """
         raise NotImplementedError
 
     def stop(self) -> bool:
@@ -163,24 +169,52 @@ class Backend:
     # ---- tasks ----------------------------------------------------------------------
     def submit(self, fn, args, *, num_returns=1, name=None, num_cpus=None, resources=None,
                node=None, on_output=None) -> list:
+        """Run ``fn(*args)`` as one task; refs (futures) among ``args`` arrive as values.
+
+        Args:
+            fn: an importable function (it is pickled by reference).
+            args: its positional arguments.
+            num_returns: ``fn`` returns a tuple this long (1: any value).
+            name: the task's label in events and widgets.
+            num_cpus, resources: what the task needs (Dask ignores ``num_cpus``).
+            node: a node id from ``nodes()``: run there or not at all.
+            on_output: ``on_output(stream, text)`` gets the task's printed lines,
+                routed before the task is sent, until ``release``.
+
+        Returns:
+            ``num_returns`` handles, one per value.
+
+        Example:
+            >>> import backends
+            >>> [ref] = backends.current().submit(abs, (-2,))   # doctest: +SKIP
+        """
         raise NotImplementedError
 
     def key(self, handle) -> str:
+        """The task id of ``handle`` as ``events`` names it (the same for all its handles)."""
         raise NotImplementedError
 
     def release(self, handles) -> None:
         """Stop routing the output of the task of ``handles`` (it has ended)."""
 
     def is_handle(self, value) -> bool:
+        """True for this engine's refs (futures): they travel as task arguments."""
         raise NotImplementedError
 
     def put(self, value):
+        """Store ``value`` in the cluster once; returns a handle to pass to tasks."""
         raise NotImplementedError
 
     def get(self, handles, timeout=None):
+        """The value of a handle (a list of values for a list).
+
+        Raises:
+            Exception: the task's error (see ``classify``), or a timeout.
+        """
         raise NotImplementedError
 
     def wait(self, handles, num_returns=1, timeout=None):
+        """``(ready, not ready)`` once ``num_returns`` handles are ready or at ``timeout``."""
         raise NotImplementedError
 
     def ready(self, handles) -> list:
@@ -198,9 +232,12 @@ class Backend:
         return False
 
     def cancel(self, handle):
+        """Cancel the task of ``handle``; returns a note for the user on what it could
+        not do (Dask: a running task runs on), or None."""
         raise NotImplementedError
 
     def classify(self, exc) -> Failure:
+        """What an exception from ``get`` means: see ``Failure``."""
         return remote_info(exc) or OTHER
 
 
