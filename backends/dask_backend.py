@@ -179,8 +179,8 @@ class DaskBackend(Backend):
     def _connect(self, address):
         from distributed import Client
         try:
-            self.client = Client(address, timeout=20)
-        except OSError as e:
+            self.client = Client(address, timeout=10)
+        except Exception as e:         # OSError, TimeoutError: nothing answers there
             self._close_cluster()
             raise BackendError(f"dask: cannot connect to {address}: {e}") from None
         self.client.register_plugin(TallyPlugin(), name=PLUGIN)

@@ -136,8 +136,10 @@ class RayBackend(Backend):
             kw = {k: v for k, v in kw.items() if v is not None}
             try:
                 ray.init(ignore_reinit_error=True, **kw)
-            except ConnectionError as e:
-                raise BackendError(f"ray: cannot connect to {kw.get('address')}: {e}") from None
+            except Exception as e:      # no answer, or Ray Client without ray[client]
+                where = kw.get("address") or "a local cluster"
+                raise BackendError(f"ray: cannot connect to {where}: "
+                                   f"{type(e).__name__}: {e}") from None
             self.started_here = kw.get("address") is None
         name = f"kit-channel-{uuid.uuid4().hex[:12]}"
         self._actor = ray.remote(_Channel).options(
