@@ -168,15 +168,19 @@ def test_interrupt(engine):
     seconds = 30 if name == "ray" else 3
     run(sh, "%%remote\n1")     # a worker is warm
     main = threading.main_thread().ident
-    timer = threading.Timer(1.5, signal.pthread_kill, (main, signal.SIGINT))
-    timer.start()
-    t0 = time.time()
-    r, cap = run(sh, f"%%remote\nimport time\nprint('sleeping')\ntime.sleep({seconds})\n"
-                     f"print('woke')")
-    took = time.time() - t0
-    timer.cancel()
-    assert isinstance(r.error_in_exec, KeyboardInterrupt), cap.stdout + cap.stderr
-    assert took < 4.0
+    sent = []
+
+    def interrupt_once_it_runs():         # like Ctrl-C on a cell that has printed
+        if wait_until(lambda: "sleeping" in cap.stdout, 20):
+            sent.append(time.time())
+            signal.pthread_kill(main, signal.SIGINT)
+
+    with capture_output() as cap:
+        threading.Thread(target=interrupt_once_it_runs, daemon=True).start()
+        r = sh.run_cell(f"%%remote\nimport time\nprint('sleeping')\ntime.sleep({seconds})\n"
+                        f"print('woke')", store_history=True)
+    assert sent and isinstance(r.error_in_exec, KeyboardInterrupt), cap.stdout + cap.stderr
+    assert time.time() - sent[0] < 2.5
     assert "KeyboardInterrupt: cancelled remote-cell-" in cap.stdout
     assert "sleeping" in cap.stdout and "woke" not in cap.stdout
     if name == "dask":
