@@ -1,6 +1,7 @@
 """Where a remote cell's output goes while it runs.
 
-kit calls a routed task's handler from its io thread (``kit.logs.route``). In
+The backend calls a task's output handler from a thread of its own (kit's io
+thread, Ray's channel poller, Dask's client loop; see ``backends``). In
 a Jupyter kernel, output written from a background thread lands in whichever
 cell runs at that moment, so each cell keeps its own destination:
 
@@ -34,7 +35,7 @@ def prefix_lines(text: str, prefix: str) -> str:
 
 
 class QueueSink:
-    """Lines of a blocking cell: queued by kit's io thread, printed by the cell's thread."""
+    """Lines of a blocking cell: queued by the backend's thread, printed by the cell's thread."""
 
     def __init__(self):
         self.q = queue.SimpleQueue()
@@ -72,7 +73,7 @@ def _print(stream, text):
 
 
 class DirectSink:
-    """Lines printed right away from kit's io thread (a terminal, or no kernel)."""
+    """Lines printed right away from the backend's thread (a terminal, or no kernel)."""
 
     def write(self, stream: str, text: str) -> None:
         _print(stream, text)
