@@ -46,7 +46,7 @@ from .base import SerializationError as SerializationError
 from .kit_backend import KitBackend as KitBackend
 
 __all__ = ["LATEST", "Backend", "BackendError", "Failure", "KitBackend", "SerializationError",
-           "connect", "current", "parse_address", "use"]
+           "connect", "current", "make", "parse_address", "use"]
 
 _lock = threading.Lock()
 _default = KitBackend()

@@ -266,6 +266,14 @@ def test_importing_the_front_ends_imports_no_engine():
     assert out.stdout.strip() == "[]", out.stderr
 
 
+def test_public_names_exported_once():
+    public = {n for n in dir(backends) if not n.startswith("_")}
+    modules = {"base", "kit_backend", "tally", "worker", "ray_backend", "dask_backend",
+               "threading", "annotations"}
+    assert sorted(backends.__all__) == sorted(set(backends.__all__))
+    assert public - modules == set(backends.__all__)
+
+
 @pytest.mark.parametrize("module", ["backends", "backends.base", "backends.tally",
                                     "backends.worker"])
 def test_docstring_examples(module):
