@@ -287,7 +287,9 @@ class DaskBackend(Backend):
         return isinstance(value, Future)
 
     def put(self, value):
-        return self.client.scatter([value], hash=False)[0]
+        # On every worker: a value put once is read by many tasks (a --map cell's spec,
+        # a large notebook value), and Dask would run them all where one copy lives.
+        return self.client.scatter([value], hash=False, broadcast=True)[0]
 
     def get(self, handles, timeout=None):
         if not isinstance(handles, (list, tuple)):

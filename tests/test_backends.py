@@ -86,6 +86,18 @@ def totals(m):
 
 # ---- the same cells on every engine ----------------------------------------------------
 
+def test_map_items_spread_over_the_nodes(engine):
+    """A --map cell's items run on every node (on Dask the shared cell spec is on every
+    worker, so locality does not pull all items to the one worker that holds it)."""
+    sh, name, handle = engine
+    if len(backends.current().nodes()) < 2:
+        pytest.skip(f"{name} runs one node here")
+    r, cap = run(sh, "%%remote --map 'i in range(4)' -o where\nimport time, backends.worker\n"
+                     "time.sleep(0.1)\nwhere = backends.worker.node_id()")
+    assert r.success, cap.stdout + cap.stderr
+    assert len(set(sh.user_ns["where"])) == 2, sh.user_ns["where"]
+
+
 def test_the_same_cells_run_on_each_engine(engine):
     sh, name, handle = engine
     m = widgets.ClusterMonitor()

@@ -6,7 +6,9 @@ The kernel is shut down by nbclient; afterwards no kit process it started may be
 left. The kit cluster runs in its own session, so it is not a child of the
 kernel: the kernel gets a marker in its environment, which every kit process
 inherits, and the check looks for live processes carrying it. Each notebook's
-run time is printed (``pytest -s`` shows it) and listed at the end of the run.
+run time is printed (``pytest -s`` shows it) and listed at the end of the run; the
+60 s budget per notebook is checked by reading that list, not asserted (tests do not
+assert on wall-clock time).
 """
 
 import os
@@ -102,4 +104,3 @@ def test_notebook_runs(name):
             except psutil.Error:
                 pass
     assert not left, f"{name} left processes behind: {_describe(left)}"
-    assert RUN_TIMES[name] < 60, f"{name} took {RUN_TIMES[name]:.0f} s (the budget is 60 s)"
