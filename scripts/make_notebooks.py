@@ -1252,6 +1252,16 @@ def _():
     ]
 
 
+# The cell notebook 10 runs on kit, on Ray and on Dask, word for word.
+SAME_CELL = """
+%%remote --map "i in range(4)" -o part
+import os
+print(f"chunk {i} in pid {os.getpid()}")
+part = sum(k * k for k in range(i * 2_000_000, (i + 1) * 2_000_000))
+"""
+SAME_RESULT = 'print("sum of squares below 8 * 10**6:", sum(part))'
+
+
 # ---------------------------------------------------------------------------------------
 @notebook("10-ray-and-dask")
 def _():
@@ -1421,15 +1431,8 @@ def _():
         code("""
         %cluster status
         """),
-        code("""
-        %%remote --map "i in range(4)" -o part
-        import os
-        print(f"chunk {i} in pid {os.getpid()}")
-        part = sum(k * k for k in range(i * 2_000_000, (i + 1) * 2_000_000))
-        """),
-        code("""
-        print("sum of squares below 8 * 10**6:", sum(part))
-        """),
+        code(SAME_CELL),
+        code(SAME_RESULT),
         md("""
         `%cluster stop` lets go of kit (and stops it, since this notebook started it); the
         next line connects the magics to Ray.
@@ -1438,31 +1441,13 @@ def _():
         %cluster stop
         %cluster connect ray:local
         """),
-        code("""
-        %%remote --map "i in range(4)" -o part
-        import os
-        print(f"chunk {i} in pid {os.getpid()}")
-        part = sum(k * k for k in range(i * 2_000_000, (i + 1) * 2_000_000))
-        """),
-        code("""
-        print("sum of squares below 8 * 10**6:", sum(part))
-        %cluster status
-        %cluster stop
-        """),
+        code(SAME_CELL),
+        code(SAME_RESULT + "\n%cluster status\n%cluster stop"),
         code("""
         %cluster connect {cluster.scheduler_address}
         """),
-        code("""
-        %%remote --map "i in range(4)" -o part
-        import os
-        print(f"chunk {i} in pid {os.getpid()}")
-        part = sum(k * k for k in range(i * 2_000_000, (i + 1) * 2_000_000))
-        """),
-        code("""
-        print("sum of squares below 8 * 10**6:", sum(part))
-        %cluster status
-        %cluster stop
-        """),
+        code(SAME_CELL),
+        code(SAME_RESULT + "\n%cluster status\n%cluster stop"),
         md("""
         ## Which one when
 
