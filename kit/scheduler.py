@@ -887,6 +887,12 @@ class Scheduler:
 
     def _place_actor(self, actor):
         want = actor.create.spec[S_OPTS].get("node")
+        pinned = self.nodes.get(want) if want is not None else None
+        if pinned is not None and not pinned.alive:
+            actor.node = None
+            self.kill_actor(actor.aid, f"it must live on node {want.hex()}, which died",
+                            from_death=True)
+            return
         best = None
         for node in self.nodes.values():
             if not node.alive or (want is not None and node.nid != want):

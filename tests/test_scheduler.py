@@ -342,3 +342,18 @@ def test_hard_pin_to_a_dead_node_fails_soft_pin_runs_elsewhere():
     assert p[0] == ERROR and p[1][1] == "NodeDiedError" and "soft=True" in p[1][2]
     (d,) = actions(s, "dispatch")
     assert d[2][0][0] == b"soft" and s.workers[d[1]].node == NODE2
+
+
+def test_actor_pinned_to_a_dead_node_dies_with_the_reason():
+    s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
+    aid = b"actor9"
+    s.submit(DRIVER, spec(aid, kind=K_ACTOR_CREATE, actor=aid, res={},
+                          opts={"meta": "Pinned", "handle": {}, "node": NODE,
+                                "max_restarts": 2}))
+    s.add_worker(b"aw", NODE, 55, aid)
+    s.task_done(b"aw", aid, [(aid + b"\0", ok(), ())], 0, 0)
+    s.node_died(NODE)                    # restarts are left, but only NODE may hold it
+    assert s.actors[aid].state == "DEAD"
+    s.submit(DRIVER, spec(b"call", kind=K_ACTOR_CALL, actor=aid, method="m", fid=None, res={}))
+    p = s.objects[b"call\0"].payload
+    assert p[1][1] == "ActorDiedError" and "which died" in p[1][2]
