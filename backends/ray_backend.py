@@ -14,6 +14,10 @@ Counts cover the tasks this driver submitted through the backend (Ray does not
 publish per-node task counts without its dashboard). ``ray.cancel`` raises
 ``KeyboardInterrupt`` in a running task, so interrupting a cell stops it.
 
+``ray://`` to this machine turns on Ray's token authentication when a token is
+there (Ray Client does not on its own; ``ray.init("auto")`` does), so a default
+``ray start`` cluster answers; a failed connect leaves no half-made connection.
+
 If the notebook called ``ray.init()`` itself, the backend uses that connection and
 ``stop()`` leaves it up (it only removes its channel actor); otherwise ``stop()``
 calls ``ray.shutdown()``, which stops a ``ray:local`` cluster.
@@ -88,6 +92,42 @@ class RayChannel:
         self._actor().push.remote([("output", key, stream, text)])
 
 
+def _is_this_machine(host) -> bool:
+    """True for a loopback name or one of this machine's addresses.
+
+    Example:
+        >>> _is_this_machine("127.0.0.1"), _is_this_machine("203.0.113.9")
+        (True, False)
+    """
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return True
+    import psutil
+    return any(a.address == host for addrs in psutil.net_if_addrs().values() for a in addrs)
+
+
+def _client_token(address) -> None:
+    """Let Ray Client send this machine's token to a cluster on this machine.
+
+    A ``ray start`` cluster uses token authentication by default. ``ray.init("auto")``
+    sends the local token (``~/.ray/auth_token``); Ray Client sends one only once
+    ``RAY_AUTH_MODE=token`` is set, and otherwise times out after 30 s. So for
+    ``ray://`` to this machine, with ``RAY_AUTH_MODE`` unset, do what ``ray.init``
+    does for ``auto`` (the token does not leave the machine); for another host the
+    user sets ``RAY_AUTH_MODE`` and ``RAY_AUTH_TOKEN`` as Ray documents.
+    """
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    host = address[len("ray://"):].rsplit(":", 1)[0].strip("[]")
+    if not _is_this_machine(host):
+        return
+    try:                # Ray's own switch (private; absent in Rays without tokens)
+        from ray._private.authentication.authentication_token_setup import \
+            maybe_enable_token_auth_if_token_available
+    except ImportError:
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 class RayBackend(Backend):
     """A Ray cluster: ``ray.init(address=...)`` (``ray://``, ``auto``) or a local one.
 
@@ -125,6 +165,8 @@ class RayBackend(Backend):
         self._init(address=None, num_cpus=cpus, include_dashboard=False)
 
     def connect(self, address, token=None):
+        if address.startswith("ray://"):
+            _client_token(address)
         self._init(address=address)
 
     def _init(self, **kw):
@@ -137,9 +179,21 @@ class RayBackend(Backend):
             try:
                 ray.init(ignore_reinit_error=True, **kw)
             except Exception as e:      # no answer, or Ray Client without ray[client]
+                try:
+                    ray.shutdown()      # a half-made connection would be taken as the
+                except Exception:       # notebook's own by the next connect
+                    pass
                 where = kw.get("address") or "a local cluster"
+                lines = str(e).strip().splitlines() or [""]
+                said = lines[-1].strip()    # a server's traceback: its last line
+                hint = ""
+                if "connection timeout" in said:
+                    hint = (" (is a Ray Client server there: ray start --head "
+                            "--ray-client-server-port PORT? a cluster with token "
+                            "authentication also needs RAY_AUTH_MODE=token and its "
+                            "RAY_AUTH_TOKEN)")
                 raise BackendError(f"ray: cannot connect to {where}: "
-                                   f"{type(e).__name__}: {e}") from None
+                                   f"{type(e).__name__}: {said}{hint}") from None
             self.started_here = kw.get("address") is None
         name = f"kit-channel-{uuid.uuid4().hex[:12]}"
         self._actor = ray.remote(_Channel).options(
