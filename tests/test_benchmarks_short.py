@@ -34,3 +34,21 @@ def test_dask_on_kit_short(tmp_path):
                  "delayed_tree"):
         assert name in text
     assert "error" not in text and "Notes:" not in text
+
+
+@pytest.mark.timeout(60)
+def test_cells_short(tmp_path):
+    """benchmarks/cells.py --short: the same notebook cells timed on kit and Dask."""
+    pytest.importorskip("distributed")
+    md = tmp_path / "cells.md"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "cells.py"),
+                        "--short", "--md", str(md)], capture_output=True, text=True,
+                       timeout=50)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    text = md.read_text()
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
+            if line.startswith("| ")}
+    for name in ("connect", "first_cell", "roundtrip", "map_100", "map_sleep", "ship_array", "nodes"):
+        assert name in rows and rows[name].count(" ms") + rows[name].count(" s ") >= 2, text
+        assert rows[name].rstrip(" |").endswith("x"), rows[name]     # kit / dask
+    assert "kit / dask" in text and "error" not in text and "Notes:" not in text
