@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 
 import psutil
 import pytest
@@ -135,7 +136,7 @@ def client_server_logs(cluster):
 
 # ray:// first: in a fresh process, Ray Client has not been told to send the token
 # yet (ray:auto turns token authentication on for the whole process)
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("how", ["ray://", "ray:auto"])
 def test_connect_runs_cells_and_leaves_the_cluster_running(ray_cluster, how):
     import ray
@@ -144,17 +145,18 @@ def test_connect_runs_cells_and_leaves_the_cluster_running(ray_cluster, how):
     address = (f"ray://127.0.0.1:{ray_cluster['client']}" if how == "ray://" else "ray:auto")
     t0 = time.time()
     r, cap = run(sh, f"%cluster connect {address}")
-    if not r.success and "Starting Ray client server failed" in cap.stdout:
-        # Ray's proxy gave up starting this client's server (30 s; seen once in a few
-        # runs on a loaded 2-core machine): once more, with the servers' logs if it fails
+    if not r.success and "Starting Ray client server failed" in cap.stdout + cap.stderr:
+        # Ray's proxy gave up starting this client's server (after 30 s; about one run
+        # in six here): once more, and say so with the server's log
         logs = client_server_logs(ray_cluster)
+        warnings.warn(f"Ray Client's server failed to start; retrying. Its logs:\n{logs}")
         r, cap = run(sh, f"%cluster connect {address}")
         assert r.success, cap.stdout + cap.stderr + logs
     assert r.success, cap.stdout + cap.stderr
-    assert f"ray: connected to {address}: 1 node(s), 2 CPUs" in cap.stdout, cap.stdout
-    b = backends.current()
-    assert b.name == "ray" and not b.started_here and time.time() - t0 < 30
     try:
+        assert f"ray: connected to {address}: 1 node(s), 2 CPUs" in cap.stdout, cap.stdout
+        b = backends.current()
+        assert b.name == "ray" and not b.started_here and time.time() - t0 < 70
         run(sh, "data = list(range(10))")
         r, cap = run(sh, "%%remote -o total\nprint('hello from', 'the cell')\n"
                          "total = sum(data)\ntotal * 2")
