@@ -149,19 +149,8 @@ def child(name, short, reps):
 
 
 def measure(names, short, reps, timeout):
-    records, notes = [], []
-    for name in names:
-        args = ["--child", name, "--reps", str(reps)] + (["--short"] if short else [])
-        got, info = run.run_worker(args, timeout, script=Path(__file__).resolve())
-        run.log(f"[{name}] {info['status']} in {info['wall_s']:.1f} s")
-        records += got
-        if info["status"] != "exited" or info["returncode"] != 0:
-            tail = info["stderr_tail"].strip().splitlines()
-            notes.append(f"{name}: {info['status']}, exit {info['returncode']}: "
-                         f"{tail[-1] if tail else ''}")
-        if info.get("left_behind"):
-            notes.append(f"{name}: killed {len(info['left_behind'])} leftover process(es)")
-    return records, notes
+    args = ["--reps", str(reps)] + (["--short"] if short else [])
+    return run.run_children(Path(__file__).resolve(), names, args, timeout)
 
 
 def table(records, names, short, reps, notes):
@@ -233,11 +222,7 @@ def main(argv=None):
     timeout = args.timeout or (60.0 if args.short else 900.0)
     records, notes = measure(names, args.short, reps, timeout)
     text = table(records, names, args.short, reps, notes)
-    print(text)
-    md = args.md or run.RESULTS / ("dask_on_kit-short.md" if args.short else "dask_on_kit.md")
-    md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(text)
-    run.log(f"wrote {md}")
+    run.write_table(text, args.md, "dask_on_kit", args.short)
     return 1 if notes else 0
 
 

@@ -123,6 +123,35 @@ def run_worker(args, timeout, script=WORKER):
     return records, info
 
 
+def run_children(script, names, extra_args, timeout):
+    """Run ``script --child NAME *extra_args`` for each engine name, each in a fresh process.
+
+    Returns (records, notes): every record the children printed, and one line per
+    child that failed, timed out or left processes behind (for the report).
+    """
+    records, notes = [], []
+    for name in names:
+        got, info = run_worker(["--child", name, *extra_args], timeout, script=script)
+        log(f"[{name}] {info['status']} in {info['wall_s']:.1f} s")
+        records += got
+        if info["status"] != "exited" or info["returncode"] != 0:
+            tail = info["stderr_tail"].strip().splitlines()
+            notes.append(f"{name}: {info['status']}, exit {info['returncode']}: "
+                         f"{tail[-1] if tail else ''}")
+        if info.get("left_behind"):
+            notes.append(f"{name}: killed {len(info['left_behind'])} leftover process(es)")
+    return records, notes
+
+
+def write_table(text, md, stem, short):
+    """Print a report and write it to ``md`` (default ``results/STEM[-short].md``)."""
+    print(text)
+    md = Path(md) if md else RESULTS / f"{stem}{'-short' if short else ''}.md"
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(text)
+    log(f"wrote {md}")
+
+
 def _cmdline(proc):
     try:
         return proc.cmdline() or [proc.name()]
