@@ -1102,12 +1102,14 @@ def _():
 def _():
     return [
         md("""
-        # 9. Faults: crashed workers and exceptions
+        # 9. Faults: crashed workers, lost nodes and exceptions
 
-        Two different things can go wrong in a task:
+        Three different things can go wrong:
 
         * the **worker process dies** (a crash, running out of memory, a kill): kit runs the
           task again on another worker, up to `max_retries` times (3 by default);
+        * a **node dies** with results in its shared memory: kit makes them again by
+          running the tasks that made them;
         * the **task raises an exception**: that is your program's answer, so it is not
           retried (unless you ask); `kit.get` raises it in the driver with the remote
           traceback.
@@ -1118,6 +1120,8 @@ def _():
         import signal
         import tempfile
         import time
+
+        import numpy as np
 
         import kit
 
@@ -1221,6 +1225,38 @@ def _():
             return f"succeeded on try {tries}"
 
         print(kit.get(unreliable.remote(os.path.join(scratch, "tries"))))
+        """),
+        md("""
+        ## A node that dies takes its objects with it
+
+        Large results live in the shared memory of the node that made them. When a node
+        dies they are gone, and kit makes them again by running the task that made them
+        (its **lineage**) on a node that is left, within the same `max_retries`. A value
+        made with `kit.put` has no task behind it: `get` raises `ObjectLostError`.
+
+        Here the second node makes an 8 MB array, and we kill that node's agent with `SIGKILL`.
+        """),
+        code("""
+        kit.shutdown()
+        kit.init(num_nodes=2, num_cpus=1)
+        first, second = kit.nodes()
+
+        @kit.remote
+        def make_array(n):
+            print(f"making the array on node {kit.get_runtime_context().get_node_id()}")
+            return np.arange(n)
+
+        on_second = kit.NodeAffinitySchedulingStrategy(second["NodeID"], soft=True)
+        ref = make_array.options(scheduling_strategy=on_second).remote(1_000_000)
+        kit.wait([ref])
+        time.sleep(0.2)                       # let the task's output reach this cell
+        os.kill(second["pid"], signal.SIGKILL)
+        arr = kit.get(ref, timeout=60)
+        print("sum:", arr.sum(), "- made again:", kit.cluster_status()["counts"]["rebuilt"])
+        """),
+        md("""
+        `soft=True` lets the task run elsewhere when its node is gone; a hard pin
+        (`soft=False`) would fail with `NodeDiedError` instead.
         """),
         md("""
         ## Exercise
