@@ -1,4 +1,4 @@
-"""Faults: retries on application errors, the memory monitor."""
+"""Faults: dead workers, retries on application errors, the memory monitor."""
 
 import os
 import time
@@ -7,6 +7,35 @@ import psutil
 import pytest
 
 import kit
+
+
+@kit.remote(max_retries=1)
+def dies_on_first_try(marker, how, always=False):
+    """Dies (``how``) on its first try, or on every try with ``always``; else its pid."""
+    import ctypes
+    import signal
+    first = not os.path.exists(marker)
+    open(marker, "a").close()
+    if first or always:
+        if how == "exit":
+            os._exit(3)
+        elif how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        else:
+            ctypes.string_at(0)          # reads address 0: a segmentation fault
+    return os.getpid()
+
+
+@pytest.mark.parametrize("how, named", [("exit", "exited with code 3"),
+                                        ("kill", "SIGKILL"), ("segfault", "SIGSEGV")])
+def test_dead_worker_retried_then_named(cluster, tmp_path, how, named):
+    """os._exit, kill -9 and a segfault: the task runs again; without retries left,
+    WorkerCrashedError names the exit code or the signal; the cluster serves on."""
+    assert kit.get(dies_on_first_try.remote(str(tmp_path / "m"), how), timeout=60) > 0
+    ref = dies_on_first_try.options(max_retries=0).remote(str(tmp_path / "n"), how, True)
+    with pytest.raises(kit.WorkerCrashedError, match=named):
+        kit.get(ref, timeout=60)
+    assert kit.get(dies_on_first_try.remote(str(tmp_path / "m"), how), timeout=60) > 0
 
 
 def test_retry_exceptions(fresh, tmp_path):
