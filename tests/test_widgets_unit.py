@@ -475,6 +475,32 @@ def test_updater_survives_a_broken_view_and_reads_events_once():
         up.stop()
 
 
+def test_updater_names_the_engine_that_went_away():
+    src = FakeSource(SNAP)
+    src.name = "dask"
+    up = Updater(src)
+    said = []
+
+    class Reader:
+        needs = frozenset({"nodes"})
+
+        def _tick(self, tick):
+            pass
+
+        def _gone(self, reason):
+            said.append(reason)
+
+    r = Reader()
+    up.add(r)
+    try:
+        assert wait_until(lambda: up.polls >= 1)
+        src.up = False
+        assert wait_until(lambda: said)
+        assert said == ["the dask cluster stopped, or %cluster stop let go of it"]
+    finally:
+        up.stop()
+
+
 def test_monitor_without_cluster_and_text_forms():
     src = FakeSource(SNAP)
     src.up = False

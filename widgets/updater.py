@@ -98,6 +98,18 @@ def sync(pairs) -> int:
     return len(changed)
 
 
+def gone_reason(engine) -> str:
+    """What the views say when the cluster of ``engine`` went away.
+
+    Example:
+        >>> gone_reason("kit"), gone_reason("ray")
+        ('kit.shutdown() was called', 'the ray cluster stopped, or %cluster stop let go of it')
+    """
+    if engine in (None, "kit", "?"):
+        return "kit.shutdown() was called"
+    return f"the {engine} cluster stopped, or %cluster stop let go of it"
+
+
 class Updater:
     """Polls a ``Source`` and hands each poll to the views that registered.
 
@@ -126,6 +138,7 @@ class Updater:
         self._stop = threading.Event()  # set to end the current thread
         self._cursor = None           # last event sequence number read
         self._generation = None       # the source's cluster the cursor belongs to
+        self._engine = None           # the engine last seen alive, to say which one went
         self._rewind = False          # a view that reads events joined: re-read a backlog
 
     # ---- registration ------------------------------------------------------------
@@ -213,7 +226,8 @@ class Updater:
     def _poll(self, views, rewind):
         src = self.source
         if not src.alive():
-            raise _Gone("kit.shutdown() was called")
+            raise _Gone(gone_reason(self._engine))
+        self._engine = getattr(src, "name", None)
         generation = getattr(src, "generation", None)
         if generation is not None:
             gen = generation()
