@@ -366,7 +366,8 @@ def cancel(ref, *, force=False, recursive=True):
     """Cancel the task that makes ``ref``: queued, it never runs; running, it is interrupted.
 
     ``force=True`` kills the worker instead. ``get`` on the ref then raises
-    ``TaskCancelledError``.
+    ``TaskCancelledError``. With ``recursive=True`` (the default, as in Ray) the
+    tasks it submitted, and theirs, are cancelled too.
 
     Example:
         >>> import kit, time

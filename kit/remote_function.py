@@ -14,7 +14,7 @@ import functools
 import hashlib
 import pickle
 
-from . import logs, pickling, serialization
+from . import context, logs, pickling, serialization
 from .errors import SerializationError
 from .object_ref import ObjectRef
 from .protocol import Kind
@@ -46,12 +46,18 @@ def resources_of(opts, default_cpus=1) -> dict:
 
 
 def placement(opts):
-    """A task spec's placement options: ``{"node": id, "soft": bool}``, or None."""
+    """A task spec's options, or None: ``node`` and ``soft`` (where it may run) and
+    ``parent`` (the task that submitted it, so cancelling that task can cancel it too)."""
+    out = None
     node = node_option(opts)
-    if node is None:
-        return None
-    strat = opts.get("scheduling_strategy")
-    return {"node": node, "soft": True} if getattr(strat, "soft", False) else {"node": node}
+    if node is not None:
+        strat = opts.get("scheduling_strategy")
+        out = {"node": node, "soft": True} if getattr(strat, "soft", False) else {"node": node}
+    parent = context.current_task()
+    if parent is not None:
+        out = out or {}
+        out["parent"] = parent[0]
+    return out
 
 
 def node_option(opts):

@@ -186,6 +186,7 @@ class Scheduler:
         self.actor_of: dict = {}       # creation result oid -> actor id (handles hold it)
         self.copies: dict = {}         # shared-memory name -> [(node id, copy name, size)]
         self.lineage = LineageTable()  # how to make lost objects again
+        self.children: dict = {}       # task id -> ids of the tasks it submitted (to cancel)
 
     # ---- nodes and workers ---------------------------------------------------------
 
@@ -522,6 +523,9 @@ class Scheduler:
     def submit(self, cid, spec, now=0.0):
         t = Task(spec, cid, now)
         self.tasks[t.tid] = t
+        opts = spec[S_OPTS]
+        if opts and "parent" in opts:
+            self.children.setdefault(opts["parent"], []).append(t.tid)
         self.counts["submitted"] += 1
         for oid in spec[S_RETURNS]:
             self._hold(cid, oid)
@@ -815,6 +819,7 @@ class Scheduler:
         if spec[S_KIND] == K_ACTOR_CREATE:
             return  # kept (args pinned) for restarts; released by kill_actor
         self.tasks.pop(t.tid, None)
+        self.children.pop(t.tid, None)
         for oid in spec[S_DEPS]:
             self._unpin(oid)
         for oid in spec[S_CONTAINED]:
@@ -847,7 +852,12 @@ class Scheduler:
         if blocked:
             self._dirty = True
 
-    def cancel(self, tid, force=False):
+    def cancel(self, tid, force=False, recursive=False):
+        """Cancel task ``tid``; with ``recursive``, also the tasks it submitted (and theirs)."""
+        children = self.children.pop(tid, ())
+        if recursive:
+            for child in children:
+                self.cancel(child, force, recursive=True)
         t = self.tasks.get(tid)
         if t is None or t.state in (FINISHED, FAILED, CANCELLED):
             return False

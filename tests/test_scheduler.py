@@ -357,3 +357,25 @@ def test_actor_pinned_to_a_dead_node_dies_with_the_reason():
     s.submit(DRIVER, spec(b"call", kind=K_ACTOR_CALL, actor=aid, method="m", fid=None, res={}))
     p = s.objects[b"call\0"].payload
     assert p[1][1] == "ActorDiedError" and "which died" in p[1][2]
+
+
+def test_recursive_cancel_reaches_the_tasks_a_task_submitted():
+    s = setup(cpus=4, workers=4)
+    s.submit(DRIVER, spec(b"p"))
+    s.schedule()
+    (w,) = [a[1] for a in actions(s, "dispatch")]
+    s.submit(w, spec(b"c1", opts={"parent": b"p"}))           # submitted by p's worker
+    s.submit(w, spec(b"c2", opts={"parent": b"p"}))
+    s.schedule()
+    (w2,) = [a[1] for a in actions(s, "dispatch") if a[2][0][0] == b"c1"]
+    s.submit(w2, spec(b"g", opts={"parent": b"c1"}))          # a grandchild
+    s.submit(DRIVER, spec(b"other"))
+    s.cancel(b"p", recursive=True)
+    for tid in (b"p", b"c1", b"c2", b"g"):
+        assert s.objects[tid + b"\0"].payload[1][1] == "TaskCancelledError", tid
+    assert b"other" in s.tasks and not s.children
+    s.submit(DRIVER, spec(b"q"))
+    s.schedule()
+    s.submit(w, spec(b"k", opts={"parent": b"q"}))
+    s.cancel(b"q")                                            # not recursive
+    assert s.tasks[b"k"].state != "CANCELLED"

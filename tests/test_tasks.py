@@ -175,6 +175,39 @@ def test_cancel_queued_and_running(cluster):
     assert kit.get(square.remote(3), timeout=10) == 9
 
 
+@kit.remote
+def child_sleeper():
+    time.sleep(30)
+    return "child finished"
+
+
+@kit.remote
+def parent_of_sleeper(_):
+    child = child_sleeper.remote()
+    time.sleep(30)
+    return kit.get(child)
+
+
+def _states(label, since):
+    return [e["state"] for e in kit.events(since)[1] if e["label"] == label]
+
+
+@pytest.mark.parametrize("recursive", [True, False])
+def test_cancel_reaches_the_tasks_a_task_submitted(fresh, recursive):
+    fresh(num_cpus=2)
+    since = kit.events(2 ** 62)[0]
+    parent = parent_of_sleeper.remote(recursive)
+    deadline = time.time() + 10
+    while "running" not in _states("child_sleeper", since) and time.time() < deadline:
+        time.sleep(0.05)
+    kit.cancel(parent, recursive=recursive)
+    with pytest.raises(kit.TaskCancelledError):
+        kit.get(parent, timeout=10)
+    time.sleep(0.3)
+    child_states = _states("child_sleeper", since)
+    assert ("cancelled" in child_states) == recursive, child_states
+
+
 def test_force_cancel_kills_worker(cluster):
     @kit.remote
     def stuck():
