@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import socket
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -189,23 +188,12 @@ def table(records, names, short, notes):
           f"untimed cell on every slot. "
           f"Load average {load[0]:.2f} at the end.",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+        *report.table_head(head),
     ]
     for metric, _ in measurements(s):
-        medians, row = {}, [metric]
-        for n in names:
-            r = cells.get((metric, n))
-            if r is None or r["status"] != "ok":
-                row.append("error" if r else "not run")
-                if r:
-                    notes.append(f"{n} {metric}: {r['error']}")
-                continue
-            medians[n] = statistics.median(r["times"])
-            row.append(fmt_s(medians[n]))
-        for p in peers:
-            ok = "kit" in medians and medians.get(p, 0) > 0
-            row.append(f"{report.fmt_ratio(medians['kit'] / medians[p])}x" if ok else "—")
+        row, _ = report.median_row(metric, {n: cells[metric, n] for n in names
+                                            if (metric, n) in cells},
+                                   names, peers, fmt_s, "", notes)
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "kit / peer is kit's median time over the peer's: below 1 kit is faster.",
               "", "Measurements:"]

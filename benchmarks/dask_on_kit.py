@@ -24,7 +24,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -168,25 +167,12 @@ def table(records, names, short, reps, notes):
         f"engine · median of {reps} run(s) after one untimed run · load average "
         f"{os.getloadavg()[0]:.2f} at the end",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+        *report.table_head(head),
     ]
     for workload in WORKLOADS:
-        medians = {}
-        row = [workload]
-        for n in names:
-            r = cells.get((workload, n))
-            if r is None or r["status"] != "ok":
-                row.append("error" if r else "not run")
-                if r:
-                    notes.append(f"{n} {workload}: {r['error']}")
-                continue
-            medians[n] = statistics.median(r["times"])
-            row.append(f"{report.fmt_number(medians[n])} s")
-        for p in peers:
-            ok = "kit" in medians and p in medians and medians[p] > 0
-            row.append(f"{report.fmt_ratio(medians['kit'] / medians[p])}x time" if ok
-                       else "—")
+        row, medians = report.median_row(
+            workload, {n: cells[workload, n] for n in names if (workload, n) in cells},
+            names, peers, lambda v: f"{report.fmt_number(v)} s", " time", notes)
         lines.append("| " + " | ".join(row) + " |")
         checks = {n: cells[workload, n]["check"] for n in medians}
         ref = checks.get("threads", next(iter(checks.values()), None))

@@ -88,13 +88,40 @@ def ratio_text(workload, kit_cell, peer_cell):
     return f"{fmt_ratio(kit / peer)}x {spec.kind}"
 
 
+def table_head(columns):
+    """A markdown table's first two lines: the names, then left/right alignment."""
+    return ["| " + " | ".join(columns) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|"]
+
+
+def median_row(label, records, names, peers, fmt, suffix, notes):
+    """One row of a side-by-side table: each engine's median time, then kit over each peer.
+
+    ``records`` maps an engine's name to its record for this row (``status``,
+    ``times``, ``error``); a failed or missing one shows as such, and a failure
+    is added to ``notes``. Returns the row's cells and the medians.
+    """
+    medians, row = {}, [label]
+    for n in names:
+        r = records.get(n)
+        if r is None or r["status"] != "ok":
+            row.append("error" if r else "not run")
+            if r:
+                notes.append(f"{n} {label}: {r['error']}")
+            continue
+        medians[n] = statistics.median(r["times"])
+        row.append(fmt(medians[n]))
+    for p in peers:
+        ok = "kit" in medians and medians.get(p, 0) > 0
+        row.append(f"{fmt_ratio(medians['kit'] / medians[p])}x{suffix}" if ok else "—")
+    return row, medians
+
+
 def markdown(table, engine_names, header_lines, notes):
     """The report: header lines, the table, a legend and notes."""
     peers = [e for e in engine_names if e != "kit"] if "kit" in engine_names else []
     columns = ["workload", *engine_names, *[f"kit vs {p}" for p in peers]]
-    lines = list(header_lines) + [""]
-    lines.append("| " + " | ".join(columns) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|")
+    lines = list(header_lines) + [""] + table_head(columns)
     for workload, cells in table.items():
         unit = SPECS[workload].unit
         row = [workload]

@@ -377,10 +377,14 @@ def cancel(ref, *, force=False, recursive=True):
         >>> r = slow.remote()
         >>> kit.cancel(r)
     """
-    client = _current_client()
     if not isinstance(ref, ObjectRef):
         raise TypeError("kit.cancel takes the ObjectRef of a task")
-    client.send(Kind.CANCEL, (ref.task_id(), bool(force), recursive))
+    _cancel_task(ref.task_id(), force=force, recursive=recursive)
+
+
+def _cancel_task(task_id, *, force=False, recursive=True):
+    """``cancel`` by task id, for callers that hold no ref to the task's results."""
+    _current_client().send(Kind.CANCEL, (task_id, bool(force), bool(recursive)))
 
 
 def kill(actor, *, no_restart=True):

@@ -55,7 +55,6 @@ from collections.abc import Mapping
 
 from . import api
 from .errors import KitError
-from .protocol import Kind
 from .serialization import INLINE_LIMIT
 
 
@@ -232,9 +231,8 @@ def _cancel(tasks):
     intermediates, and taking new ones would keep their objects alive.
     """
     try:
-        client = api._current_client()
         for tid in reversed(tasks):
-            client.send(Kind.CANCEL, (tid, False, True))
+            api._cancel_task(tid)
     except KitError:
         pass  # the cluster is gone: nothing left to cancel
 

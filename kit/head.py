@@ -175,7 +175,7 @@ class Head:
             for d in self.log_to:
                 self.to_client(d, Kind.LOG, body)
         elif kind == Kind.CANCEL:
-            sched.cancel(body[0], body[1], recursive=bool(body[2]) if len(body) > 2 else False)
+            sched.cancel(body[0], body[1], recursive=body[2])
         elif kind == Kind.ACTOR:
             self._actor_op(cid, body)
         elif kind == Kind.QUERY:

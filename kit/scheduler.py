@@ -269,37 +269,47 @@ class Scheduler:
         rebuild = [e for e in (self._object_lost(obj, f"its node {cause}") for obj in lost) if e]
         for entry in rebuild:            # after every lost object is marked as pending
             self._rebuild(entry)
-        for name, held in list(self.copies.items()):
-            self.copies[name] = [c for c in held if c[0] != nid]
+        for name, held in list(self.copies.items()):    # copies the dead node held
+            left = [c for c in held if c[0] != nid]
+            if len(left) != len(held):
+                if left:
+                    self.copies[name] = left
+                else:
+                    del self.copies[name]
         self._dirty = True
 
     def _use_copy(self, obj, dead):
         """Point ``obj`` at a copy another node made of it, if one is left."""
         name = obj.payload[2]
-        for i, (nid, local, size) in enumerate(self.copies.get(name, ())):
+        held = self.copies.get(name, ())
+        for i, (nid, local, size) in enumerate(held):
             node = self.nodes.get(nid)
             if nid != dead and node is not None and node.alive:
-                rest = [c for c in self.copies.pop(name) if c[0] != dead]
-                del rest[i]
+                rest = [c for j, c in enumerate(held) if j != i and c[0] != dead]
+                del self.copies[name]
                 if rest:
                     self.copies[local] = rest
                 obj.payload = (SHARED, nid, local, size)
                 return True
         return False
 
+    def _can_rebuild(self, entry) -> bool:
+        """A lineage entry can make its results again: retries left, or running again."""
+        return entry is not None and (entry.retries > 0 or entry.spec[S_TID] in self.tasks)
+
     def _object_lost(self, obj, cause):
         """The only copy of ``obj`` is gone: the lineage entry to run again, or fail it."""
         entry = self.lineage.producer(obj.oid)
         what = f"object {obj.oid.hex()} was lost: {cause}"
+        if self._can_rebuild(entry):
+            obj.payload = None
+            return entry
         if entry is None:
             why = (f"{what}; it was made by kit.put (or by an actor), which kit cannot "
                    f"make again: put it again, or keep the value in the driver")
-        elif entry.retries <= 0 and entry.spec[S_TID] not in self.tasks:
+        else:
             why = (f"{what}; the task that made it ({entry.spec[S_LABEL]}) has no retries "
                    f"left to run again: raise max_retries")
-        else:
-            obj.payload = None
-            return entry
         self._set_payload(obj, system_error_payload(_lost(), why), force=True)
         return None
 
@@ -324,8 +334,7 @@ class Scheduler:
                 continue
             if not existed:
                 producer = self.lineage.producer(oid)
-                if producer is None or (producer.retries <= 0 and
-                                        producer.spec[S_TID] not in self.tasks):
+                if not self._can_rebuild(producer):
                     failed = system_error_payload(_lost(), (
                         f"{t.label} had to run again to make an object lost with its node, "
                         f"but its argument {oid.hex()} is gone too and cannot be made again"))

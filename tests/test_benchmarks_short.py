@@ -1,4 +1,4 @@
-"""The benchmark harness in its short mode: every workload runs on kit (and futures)."""
+"""The benchmark scripts in their short mode: every workload runs on kit and its peer."""
 
 import json
 import os
@@ -10,13 +10,19 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def short_run(script, md, timeout, *args):
+    """Run ``benchmarks/SCRIPT --short --md MD``; it must succeed; returns the markdown."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), "--short",
+                        "--md", str(md), *args], capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return md.read_text()
+
+
 @pytest.mark.timeout(240)
 def test_benchmarks_short(tmp_path):
     out_json = tmp_path / "short.json"
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--short",
-                        "--json", str(out_json), "--md", str(tmp_path / "short.md")],
-                       capture_output=True, text=True, timeout=220)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    short_run("run.py", tmp_path / "short.md", 220, "--json", str(out_json))
     data = json.loads(out_json.read_text())
     text = json.dumps(data)
     assert "kit" in text and "tasks_10k" in text and "put_100mib" in text
@@ -24,12 +30,7 @@ def test_benchmarks_short(tmp_path):
 
 @pytest.mark.timeout(120)
 def test_dask_on_kit_short(tmp_path):
-    md = tmp_path / "dask_on_kit.md"
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "dask_on_kit.py"),
-                        "--short", "--md", str(md)], capture_output=True, text=True,
-                       timeout=100)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    text = md.read_text()
+    text = short_run("dask_on_kit.py", tmp_path / "dask_on_kit.md", 100)
     for name in ("threads", "kit", "kit vs threads", "array_reduction", "dataframe_groupby",
                  "delayed_tree"):
         assert name in text
@@ -40,15 +41,19 @@ def test_dask_on_kit_short(tmp_path):
 def test_cells_short(tmp_path):
     """benchmarks/cells.py --short: the same notebook cells timed on kit and Dask."""
     pytest.importorskip("distributed")
-    md = tmp_path / "cells.md"
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "cells.py"),
-                        "--short", "--md", str(md)], capture_output=True, text=True,
-                       timeout=50)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    text = md.read_text()
+    text = short_run("cells.py", tmp_path / "cells.md", 50)
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
             if line.startswith("| ")}
     for name in ("connect", "first_cell", "roundtrip", "map_100", "map_sleep", "ship_array", "nodes"):
         assert name in rows and rows[name].count(" ms") + rows[name].count(" s ") >= 2, text
         assert rows[name].rstrip(" |").endswith("x"), rows[name]     # kit / dask
     assert "kit / dask" in text and "error" not in text and "Notes:" not in text
+
+
+@pytest.mark.timeout(240)
+def test_faces_benchmark_short(tmp_path):
+    """benchmarks/faces.py --short: every face runs against its default."""
+    text = short_run("faces.py", tmp_path / "faces-short.md", 220)
+    for face in ("joblib", "executor", "pool", "asyncio"):
+        assert f"| {face} |" in text
+    assert text.count("x |") == 8  # 2 workloads x 4 faces, each with a ratio
