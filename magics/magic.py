@@ -26,6 +26,21 @@ from .cells import CellUsageError, Session, plan_cell
 _HELP = ("-h", "--help")
 
 
+def cell_number(shell) -> int:
+    """The number in the running cell's ``In [N]`` prompt (and its ``Out[N]``).
+
+    IPython 9 adds one to ``shell.execution_count`` before it runs a cell, IPython 8
+    after; the display hook's ``prompt_count`` is the cell's own number on both, in a
+    terminal and in a kernel (which shows that number in JupyterLab's prompt).
+
+    Example:
+        >>> from IPython.testing.globalipapp import get_ipython
+        >>> cell_number(get_ipython()) >= 0  # doctest: +SKIP
+        True
+    """
+    return shell.displayhook.prompt_count
+
+
 def _wants_help(line: str) -> bool:
     return any(tok in _HELP for tok in line.split())
 
@@ -214,7 +229,7 @@ class KitMagics(Magics):
                              f"'{{\"disk\": 1}}' ({e})") from None
         outputs = [n.strip() for n in args.outputs.split(",") if n.strip()]
         try:
-            plan = plan_cell(cell, self.shell.execution_count, outputs, args.map, args.name)
+            plan = plan_cell(cell, cell_number(self.shell), outputs, args.map, args.name)
             opts = dict(num_cpus=args.num_cpus, resources=resources, node=args.node)
             if args.no_block:
                 self.session.run_background(plan, **opts)
@@ -226,7 +241,7 @@ class KitMagics(Magics):
     def _run_expr(self, line):
         source = line.strip()
         try:
-            plan = plan_cell(source, self.shell.execution_count, kind="expr")
+            plan = plan_cell(source, cell_number(self.shell), kind="expr")
         except SyntaxError as e:
             raise UsageError(f"%remote: {e.msg}: {source!r} (%remote takes one expression; "
                              f"use %%remote for statements)") from None

@@ -118,8 +118,8 @@ def test_the_same_cells_run_on_each_engine(engine):
         assert sh.user_ns["sq"] == [0, 1, 4, 9] and r.result == [0, -1, -2, -3]
         assert all(f"[{i}] item {i}" in cap.stdout for i in range(4))
 
-        number = sh.execution_count
         r, cap = run(sh, "%%remote\nx = 1\n\nraise ValueError(f'bad {x}')\n")
+        number = r.execution_count    # the cell's In [N]
         assert not r.success and isinstance(r.error_in_exec, ValueError)
         assert f'File "<remote-cell-{number}>", line 4, in <module>' in cap.stdout, cap.stdout
         assert "ValueError raised remotely on node n" in cap.stdout

@@ -184,5 +184,8 @@ def test_remote_error_shows_the_cell_lines_in_the_kernel(kernel):
     assert reply["status"] == "error" and "KeyError" in reply["ename"]
     text = "\n".join(kernel.of(msg_id, "error")[0]["content"]["traceback"])
     assert "KeyError raised remotely on node n0" in text
-    assert 'File "<remote-cell-' in text and '", line 4, in <module>' in text
+    # JupyterLab shows the execute_input's count as the cell's In [N]: the same N here.
+    prompt = kernel.of(msg_id, "execute_input")[0]["content"]["execution_count"]
+    assert reply["execution_count"] == prompt
+    assert f'File "<remote-cell-{prompt}>", line 4, in <module>' in text, text
     assert "y['missing']" in text and "worker.py" not in text

@@ -112,8 +112,8 @@ def test_remote_line_magic(shell, cluster):
 # ---- errors --------------------------------------------------------------------------
 
 def test_error_shows_cell_line_numbers_and_node(shell, cluster):
-    number = shell.execution_count
     r, cap = run(shell, "%%remote\nx = 1\n\nraise ValueError(f'bad {x}')\n")
+    number = r.execution_count        # IPython's own number: the cell's In [N] prompt
     assert not r.success and isinstance(r.error_in_exec, ValueError)
     node = r.error_in_exec.node_id
     assert node in [n["node_id"] for n in kit.nodes()]
