@@ -45,8 +45,19 @@ from .base import Failure as Failure
 from .base import SerializationError as SerializationError
 from .kit_backend import KitBackend as KitBackend
 
-__all__ = ["LATEST", "Backend", "BackendError", "Failure", "KitBackend", "SerializationError",
-           "connect", "current", "make", "parse_address", "use"]
+__all__ = [
+    "LATEST",
+    "Backend",
+    "BackendError",
+    "Failure",
+    "KitBackend",
+    "SerializationError",
+    "connect",
+    "current",
+    "make",
+    "parse_address",
+    "use",
+]
 
 _lock = threading.Lock()
 _default = KitBackend()
@@ -87,11 +98,13 @@ def parse_address(address: str):
     if a == "dask:local":
         return "dask", "start", None
     if a.startswith("kit://"):
-        a = a[len("kit://"):]
+        a = a[len("kit://") :]
     if ":" in a and "//" not in a and a.rsplit(":", 1)[1].isdigit():
         return "kit", "connect", a
-    raise BackendError(f"{address!r} is no address; give HOST:PORT (kit), ray://HOST:PORT, "
-                       f"ray:auto, ray:local, tcp://HOST:PORT (Dask) or dask:local")
+    raise BackendError(
+        f"{address!r} is no address; give HOST:PORT (kit), ray://HOST:PORT, "
+        f"ray:auto, ray:local, tcp://HOST:PORT (Dask) or dask:local"
+    )
 
 
 def make(engine: str) -> Backend:
@@ -102,14 +115,18 @@ def make(engine: str) -> Backend:
         if engine == "ray":
             import ray  # noqa: F401
             from .ray_backend import RayBackend
+
             return RayBackend()
         if engine == "dask":
             import distributed  # noqa: F401
             from .dask_backend import DaskBackend
+
             return DaskBackend()
     except ImportError as e:
-        raise BackendError(f"{engine} is not installed here ({e}); pip install "
-                           f"{'ray' if engine == 'ray' else 'dask[distributed]'}") from None
+        raise BackendError(
+            f"{engine} is not installed here ({e}); pip install "
+            f"{'ray' if engine == 'ray' else 'dask[distributed]'}"
+        ) from None
     raise BackendError(f"no backend called {engine!r}")
 
 

@@ -31,7 +31,7 @@ import threading
 from typing import NamedTuple
 
 #: ``events(since)`` with this gives no events, only the last sequence number.
-LATEST = 2 ** 62
+LATEST = 2**62
 
 
 class BackendError(RuntimeError):
@@ -80,8 +80,9 @@ def remote_info(exc) -> Failure | None:
     return Failure("raised", type(exc).__name__, tb, node, pid)
 
 
-def task_options(num_returns=1, name=None, num_cpus=None, resources=None, node=None,
-                 affinity=None) -> dict:
+def task_options(
+    num_returns=1, name=None, num_cpus=None, resources=None, node=None, affinity=None
+) -> dict:
     """Options for ``.options(...)`` in Ray's names (kit takes the same ones).
 
     ``affinity(node_id, soft=False)`` builds the engine's node affinity strategy.
@@ -153,8 +154,9 @@ class Backend:
         raise NotImplementedError
 
     def cpus(self) -> float:
-        return float(sum(n.get("resources", {}).get("CPU", 0) for n in self.nodes()
-                         if n.get("alive")))
+        return float(
+            sum(n.get("resources", {}).get("CPU", 0) for n in self.nodes() if n.get("alive"))
+        )
 
     def waiting(self) -> int:
         return 0
@@ -167,8 +169,18 @@ class Backend:
         return [e for e in events if e.get("state") in ("finished", "failed")]
 
     # ---- tasks ----------------------------------------------------------------------
-    def submit(self, fn, args, *, num_returns=1, name=None, num_cpus=None, resources=None,
-               node=None, on_output=None) -> list:
+    def submit(
+        self,
+        fn,
+        args,
+        *,
+        num_returns=1,
+        name=None,
+        num_cpus=None,
+        resources=None,
+        node=None,
+        on_output=None,
+    ) -> list:
         """Run ``fn(*args)`` as one task; refs (futures) among ``args`` arrive as values.
 
         Args:
@@ -273,6 +285,7 @@ class OutputRouter:
             except Exception:
                 pass
         import sys
+
         out = sys.stderr if stream == "stderr" else sys.stdout
         try:
             out.write("".join(f"({key[:12]}) {line}\n" for line in text.split("\n")))

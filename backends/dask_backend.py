@@ -32,13 +32,15 @@ from .tally import Tally
 
 PLUGIN = "kit-tally"
 PART = "kit-part-"
-CANCEL_NOTE = ("Dask cannot interrupt a running task: it runs to its end on the worker "
-               "and its result is dropped")
+CANCEL_NOTE = (
+    "Dask cannot interrupt a running task: it runs to its end on the worker "
+    "and its result is dropped"
+)
 
 
 try:
     from distributed.diagnostics.plugin import SchedulerPlugin as _PluginBase
-except ImportError:      # no distributed here: the class is only defined for pickling
+except ImportError:  # no distributed here: the class is only defined for pickling
     _PluginBase = object
 
 
@@ -46,7 +48,7 @@ class TallyPlugin(_PluginBase):
     """A scheduler plugin: every task's move to and from a worker, as events and counts."""
 
     name = PLUGIN
-    idempotent = True        # a second driver keeps the counts the first one started
+    idempotent = True  # a second driver keeps the counts the first one started
 
     def __init__(self):
         self.tally = Tally()
@@ -59,6 +61,7 @@ class TallyPlugin(_PluginBase):
         if str(key).startswith(PART):
             return
         from dask.utils import key_split
+
         now = time.time()
         if finish == "processing":
             ts = self.scheduler.tasks.get(key) if self.scheduler is not None else None
@@ -75,10 +78,18 @@ def _scheduler_state(dask_scheduler=None):
     """Runs on the scheduler: workers, counts and tasks waiting for a worker."""
     s = dask_scheduler
     plugin = s.plugins.get(PLUGIN)
-    workers = [{"address": ws.address, "host": ws.host, "name": str(ws.name),
-                "nthreads": ws.nthreads, "resources": dict(ws.resources or {}),
-                "memory_limit": ws.memory_limit or 0, "nbytes": ws.nbytes}
-               for ws in s.workers.values()]
+    workers = [
+        {
+            "address": ws.address,
+            "host": ws.host,
+            "name": str(ws.name),
+            "nthreads": ws.nthreads,
+            "resources": dict(ws.resources or {}),
+            "memory_limit": ws.memory_limit or 0,
+            "nbytes": ws.nbytes,
+        }
+        for ws in s.workers.values()
+    ]
     counts = {k: dict(v) for k, v in plugin.tally.counts.items()} if plugin else {}
     waiting = len(getattr(s, "queued", ())) + len(getattr(s, "unrunnable", ()))
     return workers, counts, waiting
@@ -104,15 +115,18 @@ def _run(channel, key, label, fn, *args):
     return worker.run(channel, key, label, fn, *args)
 
 
-_failed_here: set = set()      # worker side: keys of cells that raised in this process
+_failed_here: set = set()  # worker side: keys of cells that raised in this process
 
 
 class _QuietFailures(logging.Filter):
     """Drops the worker's "Compute Failed" log of a cell's error: the cell shows it."""
 
     def filter(self, record):
-        return not (str(record.msg).startswith("Compute Failed") and record.args
-                    and str(record.args[0]) in _failed_here)
+        return not (
+            str(record.msg).startswith("Compute Failed")
+            and record.args
+            and str(record.args[0]) in _failed_here
+        )
 
 
 def _quiet(key) -> None:
@@ -132,14 +146,16 @@ class DaskChannel:
 
     def node_id(self):
         from distributed import get_worker
+
         return get_worker().address
 
     def event(self, key, label, state, node, t):
-        if state == "failed":    # else nothing: the scheduler plugin sees every task move
+        if state == "failed":  # else nothing: the scheduler plugin sees every task move
             _quiet(key)
 
     def output(self, key, stream, text):
         from distributed import get_worker
+
         get_worker().log_event(self.topic, [key, stream, text])
 
 
@@ -161,15 +177,17 @@ class DaskBackend(Backend):
         self.cluster = None
         self.started_here = False
         self.router = OutputRouter()
-        self._tasks: dict = {}        # task key -> [main future, parts...] until released
+        self._tasks: dict = {}  # task key -> [main future, parts...] until released
         self._tags: dict = {}
         self._state = (0.0, None)
 
     # ---- lifecycle ------------------------------------------------------------------
     def start(self, nodes=2, cpus=None):
         from distributed import LocalCluster
-        self.cluster = LocalCluster(n_workers=nodes, threads_per_worker=cpus or 1,
-                                    processes=True, dashboard_address=None)
+
+        self.cluster = LocalCluster(
+            n_workers=nodes, threads_per_worker=cpus or 1, processes=True, dashboard_address=None
+        )
         self.started_here = True
         self._connect(self.cluster)
 
@@ -178,9 +196,10 @@ class DaskBackend(Backend):
 
     def _connect(self, address):
         from distributed import Client
+
         try:
             self.client = Client(address, timeout=10)
-        except Exception as e:         # OSError, TimeoutError: nothing answers there
+        except Exception as e:  # OSError, TimeoutError: nothing answers there
             self._close_cluster()
             raise BackendError(f"dask: cannot connect to {address}: {e}") from None
         self.client.register_plugin(TallyPlugin(), name=PLUGIN)
@@ -234,13 +253,24 @@ class DaskBackend(Backend):
             cpu = float(w["nthreads"]) if w else 0.0
             running = c.get("running", 0)
             res = dict(w["resources"], CPU=cpu) if w else {"CPU": 0.0}
-            out.append({
-                "NodeID": addr, "node_id": addr, "Alive": w is not None, "alive": w is not None,
-                "tag": tag, "address": w["host"] if w else addr.split("//")[-1],
-                "resources": res, "available": {"CPU": max(0.0, cpu - running)},
-                "running": running, "queued": 0, "done": c.get("done", 0),
-                "failed": c.get("failed", 0), "store_used": w["nbytes"] if w else 0,
-                "store_limit": w["memory_limit"] if w else 0})
+            out.append(
+                {
+                    "NodeID": addr,
+                    "node_id": addr,
+                    "Alive": w is not None,
+                    "alive": w is not None,
+                    "tag": tag,
+                    "address": w["host"] if w else addr.split("//")[-1],
+                    "resources": res,
+                    "available": {"CPU": max(0.0, cpu - running)},
+                    "running": running,
+                    "queued": 0,
+                    "done": c.get("done", 0),
+                    "failed": c.get("failed", 0),
+                    "store_used": w["nbytes"] if w else 0,
+                    "store_limit": w["memory_limit"] if w else 0,
+                }
+            )
         return out
 
     def waiting(self) -> int:
@@ -250,8 +280,18 @@ class DaskBackend(Backend):
         return self.client.run_on_scheduler(_scheduler_events, since)
 
     # ---- tasks ----------------------------------------------------------------------
-    def submit(self, fn, args, *, num_returns=1, name=None, num_cpus=None, resources=None,
-               node=None, on_output=None):
+    def submit(
+        self,
+        fn,
+        args,
+        *,
+        num_returns=1,
+        name=None,
+        num_cpus=None,
+        resources=None,
+        node=None,
+        on_output=None,
+    ):
         label = name or getattr(fn, "__name__", "task")
         key = f"{label}-{uuid.uuid4().hex}"
         kw = {"key": key, "pure": False}
@@ -262,13 +302,16 @@ class DaskBackend(Backend):
             kw["allow_other_workers"] = False
         self.router.route(key, on_output)
         from distributed import Future
+
         args = [a if isinstance(a, Future) else _Opaque(a) for a in args]
         main = self.client.submit(_run, self.channel, key, label, fn, *args, **kw)
         if num_returns == 1:
             self._tasks[key] = [main]
             return [main]
-        parts = [self.client.submit(operator.getitem, main, i, key=f"{PART}{i}-{key}",
-                                    pure=False) for i in range(num_returns)]
+        parts = [
+            self.client.submit(operator.getitem, main, i, key=f"{PART}{i}-{key}", pure=False)
+            for i in range(num_returns)
+        ]
         self._tasks[key] = [main, *parts]
         return parts
 
@@ -284,6 +327,7 @@ class DaskBackend(Backend):
 
     def is_handle(self, value) -> bool:
         from distributed import Future
+
         return isinstance(value, Future)
 
     def put(self, value):
@@ -295,15 +339,16 @@ class DaskBackend(Backend):
         if not isinstance(handles, (list, tuple)):
             return handles.result(timeout=timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        return [h.result(timeout=None if deadline is None else
-                         max(0.0, deadline - time.monotonic())) for h in handles]
+        return [
+            h.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            for h in handles
+        ]
 
     def wait(self, handles, num_returns=1, timeout=None):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             ready = [h for h in handles if h.done()]
-            if len(ready) >= num_returns or (deadline is not None
-                                             and time.monotonic() >= deadline):
+            if len(ready) >= num_returns or (deadline is not None and time.monotonic() >= deadline):
                 done = set(id(h) for h in ready)
                 return ready, [h for h in handles if id(h) not in done]
             time.sleep(0.01)
@@ -318,7 +363,7 @@ class DaskBackend(Backend):
 
     def classify(self, exc) -> Failure:
         import concurrent.futures
-        if isinstance(exc, concurrent.futures.CancelledError) or \
-                "Cancelled" in type(exc).__name__:
+
+        if isinstance(exc, concurrent.futures.CancelledError) or "Cancelled" in type(exc).__name__:
             return CANCELLED
         return remote_info(exc) or OTHER

@@ -12,6 +12,7 @@ from .base import CANCELLED, OTHER, Backend, BackendError, Failure, task_options
 
 def _kit():
     import kit
+
     return kit
 
 
@@ -76,11 +77,22 @@ class KitBackend(Backend):
         return _kit().timeline()
 
     # ---- tasks ----------------------------------------------------------------------
-    def submit(self, fn, args, *, num_returns=1, name=None, num_cpus=None, resources=None,
-               node=None, on_output=None):
+    def submit(
+        self,
+        fn,
+        args,
+        *,
+        num_returns=1,
+        name=None,
+        num_cpus=None,
+        resources=None,
+        node=None,
+        on_output=None,
+    ):
         kit = _kit()
-        opts = task_options(num_returns, name, num_cpus, resources, node,
-                            kit.NodeAffinitySchedulingStrategy)
+        opts = task_options(
+            num_returns, name, num_cpus, resources, node, kit.NodeAffinitySchedulingStrategy
+        )
         remote = kit.remote(fn).options(**opts)
         if on_output is None:
             refs = remote.remote(*args)
@@ -119,8 +131,13 @@ class KitBackend(Backend):
     def classify(self, exc) -> Failure:
         kit = _kit()
         if isinstance(exc, kit.TaskError):
-            return Failure("raised", exc.cause_type or type(exc).__name__,
-                           exc.traceback_str or str(exc), exc.node_id, exc.pid)
+            return Failure(
+                "raised",
+                exc.cause_type or type(exc).__name__,
+                exc.traceback_str or str(exc),
+                exc.node_id,
+                exc.pid,
+            )
         if isinstance(exc, kit.TaskCancelledError):
             return CANCELLED
         return OTHER

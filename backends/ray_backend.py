@@ -32,8 +32,16 @@ import time
 import uuid
 
 from . import worker
-from .base import (CANCELLED, OTHER, Backend, BackendError, Failure, OutputRouter, remote_info,
-                   task_options)
+from .base import (
+    CANCELLED,
+    OTHER,
+    Backend,
+    BackendError,
+    Failure,
+    OutputRouter,
+    remote_info,
+    task_options,
+)
 from .tally import Tally
 
 NAMESPACE = "kit"
@@ -61,7 +69,7 @@ class _Channel:
         return last, events, out, self.tally.counts
 
 
-_actors: dict = {}      # worker side: channel name -> actor handle
+_actors: dict = {}  # worker side: channel name -> actor handle
 
 
 class RayChannel:
@@ -74,11 +82,13 @@ class RayChannel:
         actor = _actors.get(self.name)
         if actor is None:
             import ray
+
             actor = _actors[self.name] = ray.get_actor(self.name, namespace=NAMESPACE)
         return actor
 
     def node_id(self):
         import ray
+
         return ray.get_runtime_context().get_node_id()
 
     def event(self, key, label, state, node, t):
@@ -86,6 +96,7 @@ class RayChannel:
         if state in ("finished", "failed"):  # the last word: wait, so it arrives before
             # the result (a cancelled task must not wait: Ray is tearing it down)
             import ray
+
             ray.get(ref)
 
     def output(self, key, stream, text):
@@ -102,6 +113,7 @@ def _is_this_machine(host) -> bool:
     if host in ("localhost", "::1") or host.startswith("127."):
         return True
     import psutil
+
     return any(a.address == host for addrs in psutil.net_if_addrs().values() for a in addrs)
 
 
@@ -117,12 +129,13 @@ def _client_token(address) -> None:
     """
     if os.environ.get("RAY_AUTH_MODE"):
         return
-    host = address[len("ray://"):].rsplit(":", 1)[0].strip("[]")
+    host = address[len("ray://") :].rsplit(":", 1)[0].strip("[]")
     if not _is_this_machine(host):
         return
-    try:                # Ray's own switch (private; absent in Rays without tokens)
-        from ray._private.authentication.authentication_token_setup import \
-            maybe_enable_token_auth_if_token_available
+    try:  # Ray's own switch (private; absent in Rays without tokens)
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
     except ImportError:
         return
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
@@ -148,8 +161,8 @@ class RayBackend(Backend):
         self._gen = None
         self._actor = None
         self._remote = None
-        self._keys: dict = {}               # ObjectRef hex -> task key
-        self._pending: dict = {}            # task key -> submitted (no "running" event yet)
+        self._keys: dict = {}  # ObjectRef hex -> task key
+        self._pending: dict = {}  # task key -> submitted (no "running" event yet)
         self._events = collections.deque(maxlen=100_000)
         self._last = 0
         self._counts: dict = {}
@@ -171,44 +184,53 @@ class RayBackend(Backend):
 
     def _init(self, **kw):
         import ray
-        self._owns = not ray.is_initialized()   # else: the notebook's own ray.init()
+
+        self._owns = not ray.is_initialized()  # else: the notebook's own ray.init()
         if not self._owns:
             self.started_here = False
         else:
             kw = {k: v for k, v in kw.items() if v is not None}
             try:
                 ray.init(ignore_reinit_error=True, **kw)
-            except Exception as e:      # no answer, or Ray Client without ray[client]
+            except Exception as e:  # no answer, or Ray Client without ray[client]
                 try:
-                    ray.shutdown()      # a half-made connection would be taken as the
-                except Exception:       # notebook's own by the next connect
+                    ray.shutdown()  # a half-made connection would be taken as the
+                except Exception:  # notebook's own by the next connect
                     pass
                 where = kw.get("address") or "a local cluster"
                 lines = str(e).strip().splitlines() or [""]
-                said = lines[-1].strip()    # a server's traceback: its last line
+                said = lines[-1].strip()  # a server's traceback: its last line
                 hint = ""
                 if "connection timeout" in said:
-                    hint = (" (is a Ray Client server there: ray start --head "
-                            "--ray-client-server-port PORT? a cluster with token "
-                            "authentication also needs RAY_AUTH_MODE=token and its "
-                            "RAY_AUTH_TOKEN)")
-                raise BackendError(f"ray: cannot connect to {where}: "
-                                   f"{type(e).__name__}: {said}{hint}") from None
+                    hint = (
+                        " (is a Ray Client server there: ray start --head "
+                        "--ray-client-server-port PORT? a cluster with token "
+                        "authentication also needs RAY_AUTH_MODE=token and its "
+                        "RAY_AUTH_TOKEN)"
+                    )
+                raise BackendError(
+                    f"ray: cannot connect to {where}: {type(e).__name__}: {said}{hint}"
+                ) from None
             self.started_here = kw.get("address") is None
         name = f"kit-channel-{uuid.uuid4().hex[:12]}"
-        self._actor = ray.remote(_Channel).options(
-            name=name, namespace=NAMESPACE, num_cpus=0, max_concurrency=1).remote()
+        self._actor = (
+            ray.remote(_Channel)
+            .options(name=name, namespace=NAMESPACE, num_cpus=0, max_concurrency=1)
+            .remote()
+        )
         self._channel = RayChannel(name)
         self._remote = ray.remote(worker.run)
-        ray.get(self._actor.take.remote(0), timeout=60)        # the actor is up
+        ray.get(self._actor.take.remote(0), timeout=60)  # the actor is up
         self._gen = object()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll_loop, args=(self._stop,),
-                                        name="kit-ray-channel", daemon=True)
+        self._thread = threading.Thread(
+            target=self._poll_loop, args=(self._stop,), name="kit-ray-channel", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> bool:
         import ray
+
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
@@ -216,7 +238,7 @@ class RayBackend(Backend):
         actor, self._actor = self._actor, None
         if self._owns:
             ray.shutdown()
-        elif actor is not None:           # leave the notebook's own Ray as it was
+        elif actor is not None:  # leave the notebook's own Ray as it was
             ray.kill(actor)
         return self.started_here
 
@@ -224,6 +246,7 @@ class RayBackend(Backend):
         if self._gen is None:
             return False
         import ray
+
         return ray.is_initialized()
 
     def generation(self):
@@ -240,10 +263,11 @@ class RayBackend(Backend):
 
     def _poll(self):
         import ray
+
         actor = self._actor
         if actor is None:
             return
-        with self._lock:            # one reader at a time: output stays in order
+        with self._lock:  # one reader at a time: output stays in order
             last, events, out, counts = ray.get(actor.take.remote(self._last), timeout=30)
             for e in events:
                 self._pending.pop(e["task_id"], None)
@@ -255,6 +279,7 @@ class RayBackend(Backend):
     # ---- cluster state --------------------------------------------------------------
     def nodes(self):
         import ray
+
         out = []
         for n in ray.nodes():
             nid, alive = n["NodeID"], bool(n["Alive"])
@@ -263,15 +288,26 @@ class RayBackend(Backend):
             cpu = float(res.get("CPU", 0))
             running = c.get("running", 0)
             tag = self._tags.setdefault(nid, f"n{len(self._tags)}")
-            out.append({
-                "NodeID": nid, "node_id": nid, "Alive": alive, "alive": alive, "tag": tag,
-                "address": n.get("NodeManagerAddress"),
-                "NodeManagerAddress": n.get("NodeManagerAddress"),
-                "Resources": res, "resources": res,
-                "available": {"CPU": max(0.0, cpu - running)},
-                "running": running, "queued": 0, "done": c.get("done", 0),
-                "failed": c.get("failed", 0), "store_used": 0,
-                "store_limit": int(res.get("object_store_memory", 0))})
+            out.append(
+                {
+                    "NodeID": nid,
+                    "node_id": nid,
+                    "Alive": alive,
+                    "alive": alive,
+                    "tag": tag,
+                    "address": n.get("NodeManagerAddress"),
+                    "NodeManagerAddress": n.get("NodeManagerAddress"),
+                    "Resources": res,
+                    "resources": res,
+                    "available": {"CPU": max(0.0, cpu - running)},
+                    "running": running,
+                    "queued": 0,
+                    "done": c.get("done", 0),
+                    "failed": c.get("failed", 0),
+                    "store_used": 0,
+                    "store_limit": int(res.get("object_store_memory", 0)),
+                }
+            )
         return out
 
     def waiting(self) -> int:
@@ -284,17 +320,28 @@ class RayBackend(Backend):
             return self._last, [e for e in self._events if e["seq"] > since]
 
     # ---- tasks ----------------------------------------------------------------------
-    def submit(self, fn, args, *, num_returns=1, name=None, num_cpus=None, resources=None,
-               node=None, on_output=None):
+    def submit(
+        self,
+        fn,
+        args,
+        *,
+        num_returns=1,
+        name=None,
+        num_cpus=None,
+        resources=None,
+        node=None,
+        on_output=None,
+    ):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-        opts = task_options(num_returns, name, num_cpus, resources, node,
-                            NodeAffinitySchedulingStrategy)
-        opts["max_retries"] = 0          # a cancelled cell must not run again
+
+        opts = task_options(
+            num_returns, name, num_cpus, resources, node, NodeAffinitySchedulingStrategy
+        )
+        opts["max_retries"] = 0  # a cancelled cell must not run again
         key = uuid.uuid4().hex
         self.router.route(key, on_output)
         self._pending[key] = time.time()
-        refs = self._remote.options(**opts).remote(self._channel, key, name or "task", fn,
-                                                   *args)
+        refs = self._remote.options(**opts).remote(self._channel, key, name or "task", fn, *args)
         refs = refs if isinstance(refs, list) else [refs]
         for r in refs:
             self._keys[r.hex()] = key
@@ -307,7 +354,7 @@ class RayBackend(Backend):
         if not handles:
             return
         try:
-            self._poll()            # lines printed just before the end reach their cell
+            self._poll()  # lines printed just before the end reach their cell
         except Exception:
             pass
         key = self.key(handles[0])
@@ -316,31 +363,38 @@ class RayBackend(Backend):
 
     def is_handle(self, value) -> bool:
         import ray
+
         return isinstance(value, ray.ObjectRef)
 
     def put(self, value):
         import ray
+
         return ray.put(value)
 
     def get(self, handles, timeout=None):
         import ray
+
         return ray.get(handles, timeout=timeout)
 
     def wait(self, handles, num_returns=1, timeout=None):
         import ray
+
         return ray.wait(list(handles), num_returns=num_returns, timeout=timeout)
 
     def cancel(self, handle):
         import ray
+
         ray.cancel(handle)
         # the task may be torn down before it can say so: the driver says it (a later
         # "finished" from the task still counts, see Tally)
-        self._actor.push.remote([("event", self.key(handle), "", "cancelled", None,
-                                  time.time(), 0)])
+        self._actor.push.remote(
+            [("event", self.key(handle), "", "cancelled", None, time.time(), 0)]
+        )
         return None
 
     def classify(self, exc) -> Failure:
         from ray import exceptions as rex
+
         if isinstance(exc, (rex.TaskCancelledError, KeyboardInterrupt)):
             return CANCELLED
         if isinstance(exc, rex.RayTaskError):
@@ -350,6 +404,11 @@ class RayBackend(Backend):
             info = remote_info(cause) if cause is not None else None
             if info is not None:
                 return info
-            return Failure("raised", type(cause).__name__ if cause is not None else
-                           "RayTaskError", exc.traceback_str, None, exc.pid)
+            return Failure(
+                "raised",
+                type(cause).__name__ if cause is not None else "RayTaskError",
+                exc.traceback_str,
+                None,
+                exc.pid,
+            )
         return remote_info(exc) or OTHER

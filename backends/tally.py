@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import collections
 
-KEEP = 100_000      # events kept for readers that come late
+KEEP = 100_000  # events kept for readers that come late
 
 
 class Tally:
@@ -32,7 +32,7 @@ class Tally:
         self.seq = 0
         self.log = collections.deque(maxlen=keep)
         self.counts: dict = {}
-        self.running: dict = {}       # key -> (node, started)
+        self.running: dict = {}  # key -> (node, started)
 
     def _node(self, node):
         return self.counts.setdefault(node, {"running": 0, "done": 0, "failed": 0})
@@ -53,8 +53,18 @@ class Tally:
             if node is not None and state != "cancelled":
                 self._node(node)["done" if state == "finished" else "failed"] += 1
         self.seq += 1
-        self.log.append({"seq": self.seq, "task_id": key, "label": label, "state": state,
-                         "time": time, "worker": worker, "node": node, "started": started})
+        self.log.append(
+            {
+                "seq": self.seq,
+                "task_id": key,
+                "label": label,
+                "state": state,
+                "time": time,
+                "worker": worker,
+                "node": node,
+                "started": started,
+            }
+        )
 
     def since(self, since=0):
         """``(last seq, [events after since])``."""

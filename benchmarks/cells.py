@@ -46,34 +46,55 @@ from workloads import RESULT_MARK  # noqa: E402
 
 ENGINES = ("kit", "ray", "dask")
 SHORT_ENGINES = ("kit", "dask")
-CLUSTER_LINE = {"kit": "%cluster start --cpus 2",
-                "ray": "%cluster connect ray:local --cpus 2",
-                "dask": "%cluster connect dask:local --nodes 2 --cpus 1"}
+CLUSTER_LINE = {
+    "kit": "%cluster start --cpus 2",
+    "ray": "%cluster connect ray:local --cpus 2",
+    "dask": "%cluster connect dask:local --nodes 2 --cpus 1",
+}
 SLOTS = 2
 
 
 def sizes(short):
-    return {"roundtrips": 5 if short else 20, "reps": 1 if short else 5,
-            "nodes_calls": 5 if short else 50, "array_mb": 8 if short else 50,
-            "map_items": 100, "sleep_items": 8, "sleep_s": 0.25}
+    return {
+        "roundtrips": 5 if short else 20,
+        "reps": 1 if short else 5,
+        "nodes_calls": 5 if short else 50,
+        "array_mb": 8 if short else 50,
+        "map_items": 100,
+        "sleep_items": 8,
+        "sleep_s": 0.25,
+    }
 
 
 def measurements(s):
     """``[(name, what it times)]``, in the table's order."""
     return [
         ("connect", "the `%cluster` line: start or connect, magics loaded (one sample)"),
-        ("first_cell", "the first `%%remote` cell after it (`1`): what the line left to "
-                       "start (one sample)"),
-        ("roundtrip", f"a small `%%remote -o y` cell (`y = x + 1; y`), median of "
-                      f"{s['roundtrips']}"),
+        (
+            "first_cell",
+            "the first `%%remote` cell after it (`1`): what the line left to start (one sample)",
+        ),
+        (
+            "roundtrip",
+            f"a small `%%remote -o y` cell (`y = x + 1; y`), median of {s['roundtrips']}",
+        ),
         ("map_100", f"`%%remote --map` over {s['map_items']} tiny items (`out = i * 2`)"),
-        ("map_sleep", f"`%%remote --map` over {s['sleep_items']} items of "
-                      f"`time.sleep({s['sleep_s']})` on {SLOTS} slots (ideal "
-                      f"{s['sleep_items'] * s['sleep_s'] / SLOTS:g} s)"),
-        ("ship_array", f"a cell reading a {s['array_mb']} MB numpy array of the notebook "
-                       f"and returning its sum"),
-        ("nodes", f"`backends.current().nodes()` (what `%cluster status` and the monitor "
-                  f"read), median of {s['nodes_calls']}"),
+        (
+            "map_sleep",
+            f"`%%remote --map` over {s['sleep_items']} items of "
+            f"`time.sleep({s['sleep_s']})` on {SLOTS} slots (ideal "
+            f"{s['sleep_items'] * s['sleep_s'] / SLOTS:g} s)",
+        ),
+        (
+            "ship_array",
+            f"a cell reading a {s['array_mb']} MB numpy array of the notebook "
+            f"and returning its sum",
+        ),
+        (
+            "nodes",
+            f"`backends.current().nodes()` (what `%cluster status` and the monitor "
+            f"read), median of {s['nodes_calls']}",
+        ),
     ]
 
 
@@ -105,8 +126,9 @@ def child(name, short):
             r = sh.run_cell(source, store_history=True)
             elapsed = time.perf_counter() - t0
         if not r.success:
-            raise RuntimeError(f"cell failed: {source.splitlines()[0]!r}: "
-                               f"{(cap.stdout + cap.stderr)[-500:]}")
+            raise RuntimeError(
+                f"cell failed: {source.splitlines()[0]!r}: {(cap.stdout + cap.stderr)[-500:]}"
+            )
         if expect is not None and r.result != expect:
             raise RuntimeError(f"{source.splitlines()[0]!r} gave {r.result!r}, not {expect!r}")
         return elapsed
@@ -124,19 +146,28 @@ def child(name, short):
         if backends.current().name != name:
             raise RuntimeError(f"{CLUSTER_LINE[name]!r} made {backends.current().name} current")
         n, items = s["map_items"], s["sleep_items"]
-        arr_n = s["array_mb"] * 2 ** 20 // 8
+        arr_n = s["array_mb"] * 2**20 // 8
         cell(f"import numpy as np\nx = 41\narr = np.ones({arr_n})")
-        record("first_cell", lambda: cell("%%remote\n1", 1), 1)    # a worker is up
+        record("first_cell", lambda: cell("%%remote\n1", 1), 1)  # a worker is up
         cell(f"%%remote --map 'i in range({2 * SLOTS})'\nimport numpy\ni")  # every slot
         record("roundtrip", lambda: cell("%%remote -o y\ny = x + 1\ny", 42), s["roundtrips"])
-        record("map_100", lambda: cell(f"%%remote --map 'i in range({n})' -o out\n"
-                                       f"out = i * 2\nout", [2 * i for i in range(n)]),
-               s["reps"])
-        record("map_sleep", lambda: cell(f"%%remote --map 'i in range({items})'\n"
-                                         f"import time\ntime.sleep({s['sleep_s']})\ni",
-                                         list(range(items))), s["reps"])
-        record("ship_array", lambda: cell("%%remote\nfloat(arr.sum())", float(arr_n)),
-               s["reps"])
+        record(
+            "map_100",
+            lambda: cell(
+                f"%%remote --map 'i in range({n})' -o out\nout = i * 2\nout",
+                [2 * i for i in range(n)],
+            ),
+            s["reps"],
+        )
+        record(
+            "map_sleep",
+            lambda: cell(
+                f"%%remote --map 'i in range({items})'\nimport time\ntime.sleep({s['sleep_s']})\ni",
+                list(range(items)),
+            ),
+            s["reps"],
+        )
+        record("ship_array", lambda: cell("%%remote\nfloat(arr.sum())", float(arr_n)), s["reps"])
 
         def nodes():
             t0 = time.perf_counter()
@@ -145,6 +176,7 @@ def child(name, short):
             if not got or not all(nd["alive"] for nd in got):
                 raise RuntimeError(f"nodes() gave {got!r}")
             return elapsed
+
         record("nodes", nodes, s["nodes_calls"])
     finally:
         cell("%cluster stop")
@@ -154,13 +186,11 @@ def child(name, short):
 
 
 def measure(names, short, timeout):
-    return run.run_children(Path(__file__).resolve(), names, ["--short"] if short else [],
-                            timeout)
+    return run.run_children(Path(__file__).resolve(), names, ["--short"] if short else [], timeout)
 
 
 def fmt_s(value):
-    return f"{report.fmt_number(value * 1000)} ms" if value < 1 else \
-        f"{report.fmt_number(value)} s"
+    return f"{report.fmt_number(value * 1000)} ms" if value < 1 else f"{report.fmt_number(value)} s"
 
 
 def table(records, names, short, notes):
@@ -181,22 +211,32 @@ def table(records, names, short, notes):
         f"{platform.python_version()} · "
         + " · ".join(f"{n} {versions.get(n, '?')}" for n in names),
         "",
-        f"{SLOTS} task slots per engine (" + "; ".join(f"{n}: `{CLUSTER_LINE[n]}`"
-                                                       for n in names)
+        f"{SLOTS} task slots per engine ("
+        + "; ".join(f"{n}: `{CLUSTER_LINE[n]}`" for n in names)
         + f"). Each engine in a fresh process with an IPython shell and `%load_ext kit`; "
-          f"medians of {s['reps']} run(s) unless said; from `roundtrip` on, after an "
-          f"untimed cell on every slot. "
-          f"Load average {load[0]:.2f} at the end.",
+        f"medians of {s['reps']} run(s) unless said; from `roundtrip` on, after an "
+        f"untimed cell on every slot. "
+        f"Load average {load[0]:.2f} at the end.",
         "",
         *report.table_head(head),
     ]
     for metric, _ in measurements(s):
-        row, _ = report.median_row(metric, {n: cells[metric, n] for n in names
-                                            if (metric, n) in cells},
-                                   names, peers, fmt_s, "", notes)
+        row, _ = report.median_row(
+            metric,
+            {n: cells[metric, n] for n in names if (metric, n) in cells},
+            names,
+            peers,
+            fmt_s,
+            "",
+            notes,
+        )
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "kit / peer is kit's median time over the peer's: below 1 kit is faster.",
-              "", "Measurements:"]
+    lines += [
+        "",
+        "kit / peer is kit's median time over the peer's: below 1 kit is faster.",
+        "",
+        "Measurements:",
+    ]
     lines += [f"- `{m}`: {what}" for m, what in measurements(s)]
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
@@ -205,8 +245,9 @@ def table(records, names, short, notes):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--short", action="store_true",
-                        help="kit and Dask, few repetitions, an 8 MB array")
+    parser.add_argument(
+        "--short", action="store_true", help="kit and Dask, few repetitions, an 8 MB array"
+    )
     parser.add_argument("--engines", help="comma-separated, from " + ",".join(ENGINES))
     parser.add_argument("--md", type=Path, help="where to write the table")
     parser.add_argument("--timeout", type=float, help="seconds per engine process")
@@ -215,8 +256,7 @@ def main(argv=None):
     if args.child:
         child(args.child, args.short)
         return 0
-    names = (args.engines.split(",") if args.engines
-             else SHORT_ENGINES if args.short else ENGINES)
+    names = args.engines.split(",") if args.engines else SHORT_ENGINES if args.short else ENGINES
     unknown = set(names) - set(ENGINES)
     if unknown:
         parser.error(f"unknown engine(s): {', '.join(sorted(unknown))}")

@@ -53,16 +53,20 @@ def sizes(short):
 def array_reduction(s):
     import dask.array as da
 
-    x = da.random.RandomState(0).random_sample((s["array_n"],) * 2,
-                                               chunks=s["array_chunk"])
+    x = da.random.RandomState(0).random_sample((s["array_n"],) * 2, chunks=s["array_chunk"])
     return (x + x.T).sum(axis=0)
 
 
 def dataframe_groupby(s):
     import dask
 
-    df = dask.datasets.timeseries(start="2000-01-01", freq="4s", seed=1,
-                                  end=f"2000-01-{1 + s['days']:02d}", partition_freq="1d")
+    df = dask.datasets.timeseries(
+        start="2000-01-01",
+        freq="4s",
+        seed=1,
+        end=f"2000-01-{1 + s['days']:02d}",
+        partition_freq="1d",
+    )
     return df.groupby("name").agg({"x": "mean", "y": "max", "id": "count"})
 
 
@@ -82,12 +86,18 @@ def delayed_tree(s):
 
 
 WORKLOADS = {
-    "array_reduction": (array_reduction, "(x + x.T).sum(axis=0), x random {array_n}² "
-                                         "in {array_chunk}² chunks"),
-    "dataframe_groupby": (dataframe_groupby, "groupby-agg of dask.datasets.timeseries, "
-                                             "{days} daily partitions at 4 s"),
-    "delayed_tree": (delayed_tree, "{leaves} inc leaves summed by a pairwise add tree "
-                                   "(2×{leaves}−1 tasks)"),
+    "array_reduction": (
+        array_reduction,
+        "(x + x.T).sum(axis=0), x random {array_n}² in {array_chunk}² chunks",
+    ),
+    "dataframe_groupby": (
+        dataframe_groupby,
+        "groupby-agg of dask.datasets.timeseries, {days} daily partitions at 4 s",
+    ),
+    "delayed_tree": (
+        delayed_tree,
+        "{leaves} inc leaves summed by a pairwise add tree (2×{leaves}−1 tasks)",
+    ),
 }
 
 
@@ -127,8 +137,7 @@ def child(name, short, reps):
         for workload, (build, _) in WORKLOADS.items():
             record = {"scheduler": name, "workload": workload}
             try:
-                record["check"] = checksum(dask.compute(build(s), scheduler=scheduler,
-                                                        **extra)[0])
+                record["check"] = checksum(dask.compute(build(s), scheduler=scheduler, **extra)[0])
                 times = []
                 for _ in range(reps):
                     collection = build(s)
@@ -171,16 +180,26 @@ def table(records, names, short, reps, notes):
     ]
     for workload in WORKLOADS:
         row, medians = report.median_row(
-            workload, {n: cells[workload, n] for n in names if (workload, n) in cells},
-            names, peers, lambda v: f"{report.fmt_number(v)} s", " time", notes)
+            workload,
+            {n: cells[workload, n] for n in names if (workload, n) in cells},
+            names,
+            peers,
+            lambda v: f"{report.fmt_number(v)} s",
+            " time",
+            notes,
+        )
         lines.append("| " + " | ".join(row) + " |")
         checks = {n: cells[workload, n]["check"] for n in medians}
         ref = checks.get("threads", next(iter(checks.values()), None))
         bad = [n for n, c in checks.items() if abs(c - ref) > 1e-6 * max(1.0, abs(ref))]
         if bad:
             notes.append(f"{workload}: result differs from threads under {', '.join(bad)}")
-    lines += ["", "Ratios are kit's median time over the peer's: below 1 kit is faster.",
-              "", "Workloads:"]
+    lines += [
+        "",
+        "Ratios are kit's median time over the peer's: below 1 kit is faster.",
+        "",
+        "Workloads:",
+    ]
     lines += [f"- `{w}`: {what.format(**s)}" for w, (_, what) in WORKLOADS.items()]
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
@@ -200,8 +219,13 @@ def main(argv=None):
     if args.child:
         child(args.child, args.short, reps)
         return 0
-    names = (args.schedulers.split(",") if args.schedulers
-             else SHORT_SCHEDULERS if args.short else SCHEDULERS)
+    names = (
+        args.schedulers.split(",")
+        if args.schedulers
+        else SHORT_SCHEDULERS
+        if args.short
+        else SCHEDULERS
+    )
     unknown = set(names) - set(SCHEDULERS)
     if unknown:
         parser.error(f"unknown scheduler(s): {', '.join(sorted(unknown))}")

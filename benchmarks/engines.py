@@ -157,9 +157,7 @@ class Dask(Engine):
 
     def start(self, slots=None):
         n = slots or self.default_slots()
-        self.cluster = self.dd.LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True
-        )
+        self.cluster = self.dd.LocalCluster(n_workers=n, threads_per_worker=1, processes=True)
         self.client = self.dd.Client(self.cluster)
 
     def task(self, fn):

@@ -52,13 +52,12 @@ def nap(s):
 def workloads(short):
     cores = os.cpu_count() or 1
     if short:
-        return [("tiny", square, list(range(200)), cores),
-                ("sleeps", nap, [0.05] * 4, 4)]
-    return [("tiny", square, list(range(2000)), cores),
-            ("sleeps", nap, [0.25] * 16, 16)]
+        return [("tiny", square, list(range(200)), cores), ("sleeps", nap, [0.05] * 4, 4)]
+    return [("tiny", square, list(range(2000)), cores), ("sleeps", nap, [0.25] * 16, 16)]
 
 
 # ---- one runner per (face, engine): (setup, run, teardown) ------------------------------
+
 
 class Runner:
     """Starts an engine's face with ``slots`` workers; ``run(fn, items)`` returns results."""
@@ -95,6 +94,7 @@ class KitFace(Runner):
 
         async def main():
             return await asyncio.gather(*[rf.remote(x) for x in items])
+
         return asyncio.run(main())
 
     def stop(self):
@@ -122,6 +122,7 @@ class DefaultFace(Runner):
         async def main():
             loop = asyncio.get_running_loop()
             return await asyncio.gather(*[loop.run_in_executor(self.ex, fn, x) for x in items])
+
         return asyncio.run(main())
 
     def stop(self):
@@ -132,11 +133,16 @@ class DefaultFace(Runner):
             self.pool.join()
         else:
             from joblib.externals.loky import get_reusable_executor
+
             get_reusable_executor().shutdown(wait=True)
 
 
-DEFAULT_NAME = {"joblib": "joblib loky", "executor": "ProcessPoolExecutor",
-                "pool": "multiprocessing.Pool", "asyncio": "run_in_executor(ProcessPool)"}
+DEFAULT_NAME = {
+    "joblib": "joblib loky",
+    "executor": "ProcessPoolExecutor",
+    "pool": "multiprocessing.Pool",
+    "asyncio": "run_in_executor(ProcessPool)",
+}
 
 
 def timed(runner, fn, items):
@@ -159,7 +165,7 @@ def measure(short, reps, log):
                 for r in runners:
                     r.start()
                 try:
-                    for r in runners:       # warm-up: one call per slot, untimed
+                    for r in runners:  # warm-up: one call per slot, untimed
                         r.run(fn, items[:1] * slots)
                     times = {0: [], 1: []}
                     for _ in range(reps):
@@ -178,29 +184,41 @@ def measure(short, reps, log):
 
 def render(rows, short, reps, loads):
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=HERE, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=HERE,
+            timeout=10,
+        ).stdout.strip()
     except Exception:
         rev = "?"
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"# kit's faces against their defaults{' (short run)' if short else ''}", "",
+        f"# kit's faces against their defaults{' (short run)' if short else ''}",
+        "",
         f"{now} · host {socket.gethostname()} · {os.cpu_count()} CPUs · Python "
         f"{platform.python_version()} · kit {kit.__version__} (git {rev}) · joblib "
-        f"{joblib.__version__}", "",
+        f"{joblib.__version__}",
+        "",
         f"Medians over {reps} repetition(s), kit and the default interleaved, each engine "
         f"started and warmed up (one call per slot) before timing. Load average "
-        f"{loads[0]:.2f} at start, {loads[1]:.2f} at the end.", "",
+        f"{loads[0]:.2f} at start, {loads[1]:.2f} at the end.",
+        "",
         "| workload | face | kit | default | default time | kit / default |",
         "|---|---|---:|---|---:|---:|",
     ]
     for name, n, slots, face, k, d in rows:
         what = f"{name} ({n} calls, {slots} slots)"
-        lines.append(f"| {what} | {face} | {k:.3f} s | {DEFAULT_NAME[face]} | {d:.3f} s | "
-                     f"{k / d:.2f}x |")
-    lines += ["", "kit / default below 1 means kit is faster. Workloads: `tiny` is `x * x` "
-              "per call (per-call overhead); `sleeps` is `time.sleep` per call with a slot "
-              "for each (scheduling latency)."]
+        lines.append(
+            f"| {what} | {face} | {k:.3f} s | {DEFAULT_NAME[face]} | {d:.3f} s | {k / d:.2f}x |"
+        )
+    lines += [
+        "",
+        "kit / default below 1 means kit is faster. Workloads: `tiny` is `x * x` "
+        "per call (per-call overhead); `sleeps` is `time.sleep` per call with a slot "
+        "for each (scheduling latency).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -211,8 +229,11 @@ def main(argv=None):
     ap.add_argument("--md", default=None, help="where to write the markdown table")
     args = ap.parse_args(argv)
     reps = args.reps or (1 if args.short else 3)
-    md = Path(args.md) if args.md else HERE / "results" / (
-        "faces-short.md" if args.short else "faces.md")
+    md = (
+        Path(args.md)
+        if args.md
+        else HERE / "results" / ("faces-short.md" if args.short else "faces.md")
+    )
     load0 = os.getloadavg()[0]
     rows = measure(args.short, reps, lambda s: print(s, file=sys.stderr, flush=True))
     text = render(rows, args.short, reps, (load0, os.getloadavg()[0]))

@@ -23,14 +23,10 @@ def summarize(records, engine_names, workload_names):
 
 def _cell(records, engine, workload):
     if workload == "import":
-        mine = [
-            r for r in records if r["engine"] == engine and r["workload"] == "startup"
-        ]
+        mine = [r for r in records if r["engine"] == engine and r["workload"] == "startup"]
         values = [r["import_s"] for r in mine if r.get("import_s") is not None]
     else:
-        mine = [
-            r for r in records if r["engine"] == engine and r["workload"] == workload
-        ]
+        mine = [r for r in records if r["engine"] == engine and r["workload"] == workload]
         values = [r["value"] for r in mine if r["status"] == "ok"]
     cell = {"values": values, "runs": len(mine)}
     if values:
@@ -90,8 +86,10 @@ def ratio_text(workload, kit_cell, peer_cell):
 
 def table_head(columns):
     """A markdown table's first two lines: the names, then left/right alignment."""
-    return ["| " + " | ".join(columns) + " |",
-            "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|"]
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|",
+    ]
 
 
 def median_row(label, records, names, peers, fmt, suffix, notes):

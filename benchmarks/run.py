@@ -61,9 +61,7 @@ def child_env(tag):
     env = dict(os.environ)
     env[procs.TAG_ENV] = tag
     # kit may not be installed: let the driver and its workers import it.
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(REPO), env.get("PYTHONPATH")])
-    )
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network here anyway
     # Always start a fresh local cluster, never join one named by the caller.
@@ -136,8 +134,9 @@ def run_children(script, names, extra_args, timeout):
         records += got
         if info["status"] != "exited" or info["returncode"] != 0:
             tail = info["stderr_tail"].strip().splitlines()
-            notes.append(f"{name}: {info['status']}, exit {info['returncode']}: "
-                         f"{tail[-1] if tail else ''}")
+            notes.append(
+                f"{name}: {info['status']}, exit {info['returncode']}: {tail[-1] if tail else ''}"
+            )
         if info.get("left_behind"):
             notes.append(f"{name}: killed {len(info['left_behind'])} leftover process(es)")
     return records, notes
@@ -221,19 +220,13 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         description="Benchmark kit against its peers; prints a markdown table."
     )
-    parser.add_argument(
-        "--engines", help="comma-separated, from " + ",".join(engines.ALL_ENGINES)
-    )
-    parser.add_argument(
-        "--workloads", help="comma-separated, from " + ",".join(WORKLOADS)
-    )
+    parser.add_argument("--engines", help="comma-separated, from " + ",".join(engines.ALL_ENGINES))
+    parser.add_argument("--workloads", help="comma-separated, from " + ",".join(WORKLOADS))
     parser.add_argument("--reps", type=int, help="repetitions of every workload")
     parser.add_argument("--short", action="store_true", help="tiny smoke-test run")
     parser.add_argument("--json", type=Path, help="where to write the raw results")
     parser.add_argument("--md", type=Path, help="where to write the markdown table")
-    parser.add_argument(
-        "--timeout", type=float, help="seconds allowed per workload process"
-    )
+    parser.add_argument("--timeout", type=float, help="seconds allowed per workload process")
     parser.add_argument(
         "--render",
         type=Path,
@@ -244,9 +237,7 @@ def parse_args(argv):
     args.md_given = args.md is not None
 
     default_engines = "kit,futures" if args.short else ",".join(engines.ALL_ENGINES)
-    args.engines = _choices(
-        args.engines or default_engines, engines.ALL_ENGINES, parser
-    )
+    args.engines = _choices(args.engines or default_engines, engines.ALL_ENGINES, parser)
     args.workloads = _choices(args.workloads or ",".join(WORKLOADS), WORKLOADS, parser)
     if args.reps is not None and args.reps < 1:
         parser.error("--reps must be at least 1")
@@ -348,9 +339,7 @@ def run_all(args):
                     timeouts[name] += 1
                 log(f"{label}: {describe(record)}")
                 if record.get("left_behind"):
-                    log(
-                        f"{label}: killed {len(record['left_behind'])} leftover process(es)"
-                    )
+                    log(f"{label}: killed {len(record['left_behind'])} leftover process(es)")
 
     finished = datetime.datetime.now(datetime.timezone.utc)
     return {
@@ -365,10 +354,7 @@ def run_all(args):
         "sizes": params(args.short),
         "reps": reps,
         "workloads": args.workloads,
-        "engines": {
-            n: {"version": versions[n], "available": n in available}
-            for n in args.engines
-        },
+        "engines": {n: {"version": versions[n], "available": n in available} for n in args.engines},
         "summary": report.summarize(records, available, args.workloads),
         "notes": notes + failure_notes(records),
         "runs": records,
@@ -390,9 +376,7 @@ def render(raw):
             + " · ".join(f"{n} {raw['engines'][n]['version']}" for n in available)
         ),
         "",
-        "Medians over "
-        + _reps_text(raw["reps"])
-        + "; every run is a fresh Python process. "
+        "Medians over " + _reps_text(raw["reps"]) + "; every run is a fresh Python process. "
         f"Load average {load['start'][0]:.2f} at start, {load['end'][0]:.2f} at the end. "
         f"Sizes: {json.dumps(raw['sizes'])}.",
     ]
@@ -441,9 +425,7 @@ def failure_notes(records):
         if rec.get("shutdown_error"):
             problems.append(f"shutdown failed: {rec['shutdown_error']}")
         if rec.get("left_behind"):
-            problems.append(
-                f"left {len(rec['left_behind'])} process(es) behind (killed)"
-            )
+            problems.append(f"left {len(rec['left_behind'])} process(es) behind (killed)")
         for problem in problems:
             if (where, problem) not in seen:
                 seen.add((where, problem))

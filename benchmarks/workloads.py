@@ -118,9 +118,7 @@ class Spec:
 
 
 SPECS = {
-    "import": Spec(
-        "s", "time", what="import of the engine's package (from the startup runs)"
-    ),
+    "import": Spec("s", "time", what="import of the engine's package (from the startup runs)"),
     "startup": Spec(
         "s",
         "time",
@@ -142,16 +140,12 @@ SPECS = {
         needs_actors=True,
         what="calls to one actor method, then one get",
     ),
-    "sleeps16_default": Spec(
-        "s", "time", what="the tutorial's sleep tasks, default slots"
-    ),
+    "sleeps16_default": Spec("s", "time", what="the tutorial's sleep tasks, default slots"),
     "sleeps16_16slots": Spec("s", "time", what="the tutorial's sleep tasks, 16 slots"),
     "matrix": Spec("s", "time", what="4 create_matrix, 2 multiply, 1 sum, one get"),
     "tree_1024": Spec("s", "time", what="pairwise tree of add tasks over the values"),
     "put_100mib": Spec("s", "time", what="put one array, 4 tasks read it, get all"),
-    "idle_memory": Spec(
-        "MiB", "memory", what="RSS of driver + all engine processes after warm-up"
-    ),
+    "idle_memory": Spec("MiB", "memory", what="RSS of driver + all engine processes after warm-up"),
 }
 
 # Workloads that run as their own process ("import" comes from "startup").
@@ -377,9 +371,7 @@ def main(argv=None):
     parser.add_argument("engine", choices=engines.ALL_ENGINES)
     parser.add_argument("workload", nargs="?", choices=WORKLOADS)
     parser.add_argument("--short", action="store_true", help="tiny smoke-test sizes")
-    parser.add_argument(
-        "--probe", action="store_true", help="only import, print version"
-    )
+    parser.add_argument("--probe", action="store_true", help="only import, print version")
     args = parser.parse_args(argv)
 
     engine = engines.make(args.engine)
@@ -390,9 +382,7 @@ def main(argv=None):
     except Exception as exc:  # noqa: BLE001 - any import failure means "skip"
         emit(dict(record, status="unavailable", error=f"{type(exc).__name__}: {exc}"))
         return 2
-    emit(
-        {"import_s": record["import_s"], "version": record["version"]}
-    )  # early, for timeouts
+    emit({"import_s": record["import_s"], "version": record["version"]})  # early, for timeouts
     if args.probe:
         emit(dict(record, status="ok"))
         return 0

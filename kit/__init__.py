@@ -57,16 +57,19 @@ def dask_scheduler(dsk, keys, **kwargs):
     (and ``from kit import *`` does not shadow ``dask``).
     """
     from .dask import dask_scheduler as run
+
     return run(dsk, keys, **kwargs)
 
 
 __version__ = KIT_VERSION
 # kit.joblib stays out of ``from kit import *``, which would shadow the joblib package.
-__all__ = [name for name in dir() if not name.startswith("_")
-           and name not in ("KIT_VERSION", "joblib")]
+__all__ = [
+    name for name in dir() if not name.startswith("_") and name not in ("KIT_VERSION", "joblib")
+]
 
 
 def load_ipython_extension(ipython):
     """``%load_ext kit`` registers the notebook magics."""
     from magics import load_ipython_extension as load
+
     load(ipython)

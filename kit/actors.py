@@ -15,15 +15,32 @@ import inspect
 
 from . import logs
 from .protocol import Kind
-from .remote_function import (check_options, encode_args, function_blob, node_option,
-                              resources_of, return_refs)
+from .remote_function import (
+    check_options,
+    encode_args,
+    function_blob,
+    node_option,
+    resources_of,
+    return_refs,
+)
 from .scheduler import K_ACTOR_CALL, K_ACTOR_CREATE
 
-ACTOR_DEFAULTS = {"num_cpus": None, "num_gpus": 0, "resources": None, "max_restarts": 0,
-                  "max_task_retries": 0, "max_concurrency": 1, "name": None,
-                  "namespace": None, "lifetime": None, "scheduling_strategy": None,
-                  "node": None, "runtime_env": None, "memory": None,
-                  "get_if_exists": False}
+ACTOR_DEFAULTS = {
+    "num_cpus": None,
+    "num_gpus": 0,
+    "resources": None,
+    "max_restarts": 0,
+    "max_task_retries": 0,
+    "max_concurrency": 1,
+    "name": None,
+    "namespace": None,
+    "lifetime": None,
+    "scheduling_strategy": None,
+    "node": None,
+    "runtime_env": None,
+    "memory": None,
+    "get_if_exists": False,
+}
 
 
 def method(*, num_returns=1, **_ignored):
@@ -37,9 +54,11 @@ def method(*, num_returns=1, **_ignored):
         ...     def both(self):
         ...         return 1, 2
     """
+
     def deco(fn):
         fn.__kit_num_returns__ = num_returns
         return fn
+
     return deco
 
 
@@ -77,8 +96,10 @@ class ActorClass:
         self._meta = {"class": cls.__name__, "methods": methods}
 
     def __call__(self, *args, **kwargs):
-        raise TypeError(f"actor class {self.__name__} cannot be instantiated directly; "
-                        f"use {self.__name__}.remote(...)")
+        raise TypeError(
+            f"actor class {self.__name__} cannot be instantiated directly; "
+            f"use {self.__name__}.remote(...)"
+        )
 
     def options(self, **opts):
         """A copy with some options changed, e.g. ``Cls.options(name="c").remote()``."""
@@ -91,6 +112,7 @@ class ActorClass:
     def remote(self, *args, **kwargs):
         """Start the actor; return its handle at once."""
         from .api import _client, get_actor
+
         opts = self._opts
         if opts.get("get_if_exists") and opts.get("name"):
             try:
@@ -108,14 +130,33 @@ class ActorClass:
         (ref,) = return_refs(tid, 1)
         res = resources_of(opts, default_cpus=0)
         node = node_option(opts)
-        spec_opts = {"name": opts.get("name"), "namespace": opts.get("namespace"),
-                     "max_restarts": int(opts["max_restarts"]),
-                     "max_task_retries": int(opts["max_task_retries"]),
-                     "max_concurrency": int(opts["max_concurrency"]),
-                     "lifetime": opts.get("lifetime"), "meta": self.__name__, "node": node,
-                     "handle": self._meta}
-        spec = (tid, K_ACTOR_CREATE, self._fid, payload, deps, contained, (ref._id,), res, 0,
-                False, f"{self.__name__}.__init__", aid, None, spec_opts)
+        spec_opts = {
+            "name": opts.get("name"),
+            "namespace": opts.get("namespace"),
+            "max_restarts": int(opts["max_restarts"]),
+            "max_task_retries": int(opts["max_task_retries"]),
+            "max_concurrency": int(opts["max_concurrency"]),
+            "lifetime": opts.get("lifetime"),
+            "meta": self.__name__,
+            "node": node,
+            "handle": self._meta,
+        }
+        spec = (
+            tid,
+            K_ACTOR_CREATE,
+            self._fid,
+            payload,
+            deps,
+            contained,
+            (ref._id,),
+            res,
+            0,
+            False,
+            f"{self.__name__}.__init__",
+            aid,
+            None,
+            spec_opts,
+        )
         client.send(Kind.SUBMIT, [spec])
         del keep
         return ActorHandle(aid, self._meta, None if opts.get("name") else ref)
@@ -137,8 +178,9 @@ class ActorHandle:
             raise AttributeError(name)
         methods = self._meta["methods"]
         if name not in methods:
-            raise AttributeError(f"actor {self._meta['class']} has no method {name!r}; "
-                                 f"it has {sorted(methods)}")
+            raise AttributeError(
+                f"actor {self._meta['class']} has no method {name!r}; it has {sorted(methods)}"
+            )
         return ActorMethod(self, name, methods[name])
 
     def __reduce__(self):
@@ -163,11 +205,13 @@ class ActorMethod:
         self._num_returns = num_returns
 
     def options(self, num_returns=None, **_):
-        return ActorMethod(self._handle, self._name,
-                           self._num_returns if num_returns is None else num_returns)
+        return ActorMethod(
+            self._handle, self._name, self._num_returns if num_returns is None else num_returns
+        )
 
     def remote(self, *args, **kwargs):
         from .api import _client
+
         client = _client()
         h = self._handle
         label = f"{h._meta['class']}.{self._name}"
@@ -175,15 +219,26 @@ class ActorMethod:
         tid = client.new_id()
         n = self._num_returns
         refs = return_refs(tid, n)
-        spec = (tid, K_ACTOR_CALL, None, payload, deps, contained, tuple(r._id for r in refs),
-                {}, 0, False, label, h._aid, self._name, None)
+        spec = (
+            tid,
+            K_ACTOR_CALL,
+            None,
+            payload,
+            deps,
+            contained,
+            tuple(r._id for r in refs),
+            {},
+            0,
+            False,
+            label,
+            h._aid,
+            self._name,
+            None,
+        )
         logs.claim(tid)
         client.send(Kind.SUBMIT, [spec])
         del keep
         return refs[0] if n == 1 else refs
 
     def __call__(self, *args, **kwargs):
-        raise TypeError(f"actor methods cannot be called directly; use "
-                        f".{self._name}.remote(...)")
-
-
+        raise TypeError(f"actor methods cannot be called directly; use .{self._name}.remote(...)")

@@ -68,10 +68,22 @@ def is_initialized() -> bool:
     return _state["client"] is not None
 
 
-def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
-         object_store_memory=None, namespace=None, ignore_reinit_error=False,
-         log_to_driver=True, token=None, num_nodes=1, encrypt=None, _redis_password=None,
-         **_ignored):
+def init(
+    address=None,
+    *,
+    num_cpus=None,
+    num_gpus=None,
+    resources=None,
+    object_store_memory=None,
+    namespace=None,
+    ignore_reinit_error=False,
+    log_to_driver=True,
+    token=None,
+    num_nodes=1,
+    encrypt=None,
+    _redis_password=None,
+    **_ignored,
+):
     """Start a local cluster, or connect to one, and make this process its driver.
 
     Args:
@@ -106,8 +118,10 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         if _state["client"] is not None:
             if ignore_reinit_error:
                 return _state["ctx"]
-            raise KitError("kit.init() was already called in this process; pass "
-                           "ignore_reinit_error=True, or call kit.shutdown() first")
+            raise KitError(
+                "kit.init() was already called in this process; pass "
+                "ignore_reinit_error=True, or call kit.shutdown() first"
+            )
         token = token or _redis_password or os.environ.get("KIT_TOKEN")
         if encrypt is None:
             encrypt = os.environ.get("KIT_ENCRYPT", "") not in ("", "0")
@@ -115,11 +129,16 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         cluster = None
         if address in (None, "local"):
             from .launcher import start_local
+
             cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
-            cluster = start_local(cpus, num_nodes=num_nodes, resources=resources,
-                                  num_gpus=num_gpus or 0,
-                                  object_store_memory=object_store_memory,
-                                  encrypt=encrypt)
+            cluster = start_local(
+                cpus,
+                num_nodes=num_nodes,
+                resources=resources,
+                num_gpus=num_gpus or 0,
+                object_store_memory=object_store_memory,
+                encrypt=encrypt,
+            )
             address, token = cluster.address, cluster.token
             expect = num_nodes
         else:
@@ -128,8 +147,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         if not address.startswith("tcp://"):
             address = "tcp://" + address
         try:
-            client = client_mod.Client(address, token, "driver",
-                                       info={"log_to_driver": log_to_driver}, encrypt=encrypt)
+            client = client_mod.Client(
+                address, token, "driver", info={"log_to_driver": log_to_driver}, encrypt=encrypt
+            )
         except BaseException:
             if cluster is not None:
                 cluster.stop()
@@ -147,8 +167,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             client.store_limit = local.get("store_limit", 0)
             client.transfer = local.get("transfer")
             context.set_driver(local["node_id"].hex())
-        ctx = ClusterContext(address.replace("tcp://", ""), token, client.cluster,
-                             cluster is not None)
+        ctx = ClusterContext(
+            address.replace("tcp://", ""), token, client.cluster, cluster is not None
+        )
         ctx.address_info["node_id"] = local["node_id"].hex() if local else None
         _state["ctx"] = ctx
         return ctx
@@ -156,18 +177,23 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
 
 def _resolve_address(address, token, encrypt):
     from .cli import read_state
+
     st = read_state()
     if address == "auto":
         if st is None:
-            raise KitError("address='auto' but no cluster was started on this host; run "
-                           "`kit start --head` first, or call kit.init() for a local one")
+            raise KitError(
+                "address='auto' but no cluster was started on this host; run "
+                "`kit start --head` first, or call kit.init() for a local one"
+            )
         return st["address"], token or st["token"], encrypt or st.get("encrypt", False)
     if st is not None and st["address"].split(":")[-1] == address.split(":")[-1]:
         token = token or st["token"]
         encrypt = encrypt or st.get("encrypt", False)
     if not token:
-        raise KitError(f"connecting to {address} needs the cluster's token: pass token=..., "
-                       f"or set KIT_TOKEN (`kit start --head` printed it)")
+        raise KitError(
+            f"connecting to {address} needs the cluster's token: pass token=..., "
+            f"or set KIT_TOKEN (`kit start --head` printed it)"
+        )
     return address, token, encrypt
 
 
@@ -243,6 +269,7 @@ def remote(*args, **options):
 
 def _make_remote(obj, options):
     import inspect
+
     if inspect.isclass(obj):
         return ActorClass(obj, options)
     if callable(obj):
@@ -255,8 +282,10 @@ def _as_list(refs, what):
     lst = [refs] if single else list(refs)
     for r in lst:
         if not isinstance(r, ObjectRef):
-            raise TypeError(f"{what} takes ObjectRefs (or a list of them), got "
-                            f"{type(r).__name__}; pass the result of .remote() or kit.put()")
+            raise TypeError(
+                f"{what} takes ObjectRefs (or a list of them), got "
+                f"{type(r).__name__}; pass the result of .remote() or kit.put()"
+            )
     return single, lst
 
 
@@ -279,6 +308,7 @@ def get(refs, *, timeout=None, progress=False):
     oids = [r._id for r in lst]
     if progress and context.get_runtime_context().worker_mode == "driver":
         from widgets import progress as show_progress
+
         with show_progress(lst, label=progress if isinstance(progress, str) else ""):
             client.wait_ready(oids, len(oids), timeout)
     else:
@@ -288,7 +318,7 @@ def get(refs, *, timeout=None, progress=False):
     return out[0] if single else out
 
 
-_REFETCH_SECONDS = 60.0     # how long get keeps asking for an object whose node died
+_REFETCH_SECONDS = 60.0  # how long get keeps asking for an object whose node died
 
 
 def _value(client, ref, deadline):
@@ -422,8 +452,10 @@ def get_actor(name, namespace=None) -> ActorHandle:
     client = _current_client()
     ans = client.request(Kind.ACTOR, lambda req: ("get", req, name, namespace))
     if ans is None:
-        raise ValueError(f"no live actor named {name!r} (namespace {namespace!r}); "
-                         f"create it with Cls.options(name={name!r}).remote()")
+        raise ValueError(
+            f"no live actor named {name!r} (namespace {namespace!r}); "
+            f"create it with Cls.options(name={name!r}).remote()"
+        )
     aid, meta = ans
     return ActorHandle(aid, meta)
 
@@ -438,15 +470,27 @@ def nodes():
     """
     out = []
     for n in _current_client().query("nodes"):
-        out.append({
-            "NodeID": n["node_id"].hex(), "Alive": n["alive"],
-            "NodeManagerAddress": n.get("address"), "Resources": n["resources"],
-            "alive": n["alive"], "node_id": n["node_id"].hex(), "address": n.get("address"),
-            "resources": n["resources"], "available": n["available"],
-            "running": n["running"], "queued": n["queued"], "done": n["done"],
-            "failed": n["failed"], "store_used": n["store_used"],
-            "store_limit": n.get("store_limit", 0), "tag": n.get("tag"), "pid": n.get("pid"),
-        })
+        out.append(
+            {
+                "NodeID": n["node_id"].hex(),
+                "Alive": n["alive"],
+                "NodeManagerAddress": n.get("address"),
+                "Resources": n["resources"],
+                "alive": n["alive"],
+                "node_id": n["node_id"].hex(),
+                "address": n.get("address"),
+                "resources": n["resources"],
+                "available": n["available"],
+                "running": n["running"],
+                "queued": n["queued"],
+                "done": n["done"],
+                "failed": n["failed"],
+                "store_used": n["store_used"],
+                "store_limit": n.get("store_limit", 0),
+                "tag": n.get("tag"),
+                "pid": n.get("pid"),
+            }
+        )
     return out
 
 
@@ -509,9 +553,18 @@ def events(since=0):
     for e in raw:
         seq, tid, label, state, t, wid, node = e[:7]
         started = e[7] if len(e) > 7 else None
-        out.append({"seq": seq, "task_id": tid.hex(), "label": label, "state": state,
-                    "time": t, "worker": wid.hex() if wid else None,
-                    "node": node.hex() if node else None, "started": started})
+        out.append(
+            {
+                "seq": seq,
+                "task_id": tid.hex(),
+                "label": label,
+                "state": state,
+                "time": t,
+                "worker": wid.hex() if wid else None,
+                "node": node.hex() if node else None,
+                "started": started,
+            }
+        )
     return last, out
 
 

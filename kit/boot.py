@@ -34,12 +34,19 @@ def node_config(cfg, address, cluster, tag):
         res["GPU"] = float(cfg["num_gpus"])
     res.update({k: float(v) for k, v in (cfg.get("resources") or {}).items()})
     return {
-        "address": address, "token": cfg["token"], "cluster": cluster,
-        "node_id": os.urandom(8), "tag": tag, "resources": res,
-        "prestart": int(cfg["num_cpus"]), "node_ip": cfg.get("node_ip", "127.0.0.1"),
+        "address": address,
+        "token": cfg["token"],
+        "cluster": cluster,
+        "node_id": os.urandom(8),
+        "tag": tag,
+        "resources": res,
+        "prestart": int(cfg["num_cpus"]),
+        "node_ip": cfg.get("node_ip", "127.0.0.1"),
         "object_store_memory": cfg.get("object_store_memory") or 0,
-        "sys_path": cfg.get("sys_path") or [], "cwd": cfg.get("cwd"),
-        "daemon": cfg.get("daemon", False), "encrypt": bool(cfg.get("encrypt")),
+        "sys_path": cfg.get("sys_path") or [],
+        "cwd": cfg.get("cwd"),
+        "daemon": cfg.get("daemon", False),
+        "encrypt": bool(cfg.get("encrypt")),
     }
 
 
@@ -47,6 +54,7 @@ def run(cfg, watch_fd=None, ready=None):
     """Start the head and local node agents; serve until told to stop."""
     import tempfile
     from .spawner import fork_child
+
     cluster = f"{os.getpid()}x{os.urandom(3).hex()}"
     local = f"ipc://{tempfile.gettempdir()}/kit-{cluster}.sock"
     children = {}
@@ -56,10 +64,18 @@ def run(cfg, watch_fd=None, ready=None):
         pid = fork_child("kit.node:main", (ncfg,), deathsig=signal.SIGTERM)
         children[pid] = ncfg["node_id"]
     from .head import Head
+
     bind = f"tcp://{cfg.get('bind', '127.0.0.1')}:{cfg.get('port', 0)}"
-    head = Head(cfg["token"].encode(), bind, cluster, watch_fd=watch_fd,
-                node_timeout=cfg.get("node_timeout", 10.0), children=children,
-                encrypt=bool(cfg.get("encrypt")), also_bind=local)
+    head = Head(
+        cfg["token"].encode(),
+        bind,
+        cluster,
+        watch_fd=watch_fd,
+        node_timeout=cfg.get("node_timeout", 10.0),
+        children=children,
+        encrypt=bool(cfg.get("encrypt")),
+        also_bind=local,
+    )
     signal.signal(signal.SIGTERM, lambda *a: head.request_stop())
     if ready is not None:
         ready({"address": head.address, "cluster": cluster, "pid": os.getpid()})
@@ -73,9 +89,10 @@ def run(cfg, watch_fd=None, ready=None):
             except (ProcessLookupError, ChildProcessError):
                 pass
         from . import object_store
+
         object_store.sweep(f"kit_{cluster}_")
         try:
-            os.unlink(local[len("ipc://"):])
+            os.unlink(local[len("ipc://") :])
         except OSError:
             pass
 
@@ -111,6 +128,7 @@ def main():
         run(cfg, watch_fd=None, ready=ready)
     elif mode == "--daemon-node":
         from . import node
+
         ncfg = node_config(cfg, cfg["address"], cfg["cluster"], cfg["tag"])
         ncfg["daemon"] = True
         _ready_line({"pid": os.getpid(), "node_id": ncfg["node_id"].hex()})
@@ -120,6 +138,7 @@ def main():
             print(f"node {agent.nid.hex()} joined cluster {agent.cluster}", flush=True)
 
         from .errors import KitError
+
         try:
             node.main(ncfg, ready=joined)
         except KitError as e:

@@ -48,6 +48,7 @@ def default_ip() -> str:
     """This host's first non-loopback IPv4 address (else 127.0.0.1)."""
     import psutil
     import socket
+
     for name, addrs in psutil.net_if_addrs().items():
         for a in addrs:
             if a.family == socket.AF_INET and not a.address.startswith("127."):
@@ -57,9 +58,14 @@ def default_ip() -> str:
 
 def _spawn(mode, cfg, log):
     cfg = dict(cfg, log=log)
-    proc = subprocess.Popen([sys.executable, "-m", "kit.boot", mode], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=open(log, "ab"),
-                            start_new_session=True, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit.boot", mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(log, "ab"),
+        start_new_session=True,
+        close_fds=True,
+    )
     proc.stdin.write((json.dumps(cfg) + "\n").encode())
     proc.stdin.close()
     line = proc.stdout.readline()
@@ -78,8 +84,9 @@ def _resources(text):
         assert isinstance(res, dict)
         return res
     except (ValueError, AssertionError):
-        raise SystemExit(f'kit: --resources must be a JSON object like \'{{"disk": 2}}\', '
-                         f'not {text!r}')
+        raise SystemExit(
+            f"kit: --resources must be a JSON object like '{{\"disk\": 2}}', not {text!r}"
+        )
 
 
 def cmd_start(args) -> int:
@@ -87,42 +94,68 @@ def cmd_start(args) -> int:
     cpus = args.num_cpus if args.num_cpus is not None else (os.cpu_count() or 1)
     if args.head:
         if read_state() is not None and _alive(read_state().get("pid")):
-            print("kit: a head is already running on this host; `kit stop` first",
-                  file=sys.stderr)
+            print("kit: a head is already running on this host; `kit stop` first", file=sys.stderr)
             return 1
         ip = args.node_ip_address or default_ip()
         token = args.token or secrets.token_hex(16)
-        cfg = {"token": token, "num_cpus": cpus, "resources": _resources(args.resources),
-               "object_store_memory": args.object_store_memory, "bind": ip,
-               "port": args.port, "node_ip": ip, "num_nodes": 1,
-               "node_timeout": args.node_timeout, "encrypt": args.encrypt}
+        cfg = {
+            "token": token,
+            "num_cpus": cpus,
+            "resources": _resources(args.resources),
+            "object_store_memory": args.object_store_memory,
+            "bind": ip,
+            "port": args.port,
+            "node_ip": ip,
+            "num_nodes": 1,
+            "node_timeout": args.node_timeout,
+            "encrypt": args.encrypt,
+        }
         info = _spawn("--daemon-head", cfg, os.path.join(state_dir(), "head.log"))
         address = info["address"].replace("tcp://", "")
-        _write_private(os.path.join(state_dir(), "head.json"), {
-            "address": address, "token": token, "pid": info["pid"],
-            "cluster": info["cluster"], "encrypt": args.encrypt})
+        _write_private(
+            os.path.join(state_dir(), "head.json"),
+            {
+                "address": address,
+                "token": token,
+                "pid": info["pid"],
+                "cluster": info["cluster"],
+                "encrypt": args.encrypt,
+            },
+        )
         print(f"kit head started at {address} (cluster {info['cluster']}).")
         print("To add another machine to this cluster, run there:")
         enc, enc_py = (" --encrypt", ", encrypt=True") if args.encrypt else ("", "")
         print(f"  kit start --address {address} --token {token}{enc}")
         print("To connect from Python:")
-        print(f"  kit.init(address=\"{address}\", token=\"{token}\"{enc_py})")
-        print("The token is kept in " + os.path.join(state_dir(), "head.json") +
-              " (readable only by you). Stop with `kit stop`.")
+        print(f'  kit.init(address="{address}", token="{token}"{enc_py})')
+        print(
+            "The token is kept in "
+            + os.path.join(state_dir(), "head.json")
+            + " (readable only by you). Stop with `kit stop`."
+        )
         return 0
     if not args.address:
         print("kit: give --head, or --address HOST:PORT of a head", file=sys.stderr)
         return 2
     token = args.token or os.environ.get("KIT_TOKEN")
     if not token:
-        print("kit: joining needs the cluster's token: --token (printed by kit start --head)",
-              file=sys.stderr)
+        print(
+            "kit: joining needs the cluster's token: --token (printed by kit start --head)",
+            file=sys.stderr,
+        )
         return 2
     ip = args.node_ip_address or default_ip()
-    cfg = {"token": token, "num_cpus": cpus, "resources": _resources(args.resources),
-           "object_store_memory": args.object_store_memory, "node_ip": ip,
-           "address": "tcp://" + args.address.replace("tcp://", ""), "cluster": None,
-           "tag": "h" + secrets.token_hex(3), "encrypt": args.encrypt}
+    cfg = {
+        "token": token,
+        "num_cpus": cpus,
+        "resources": _resources(args.resources),
+        "object_store_memory": args.object_store_memory,
+        "node_ip": ip,
+        "address": "tcp://" + args.address.replace("tcp://", ""),
+        "cluster": None,
+        "tag": "h" + secrets.token_hex(3),
+        "encrypt": args.encrypt,
+    }
     log = os.path.join(state_dir(), f"node-{cfg['tag']}.log")
     info = _spawn("--daemon-node", cfg, log)
     # The node joins (hello, welcome) right after its ready line; check that it did.
@@ -140,11 +173,14 @@ def cmd_start(args) -> int:
     if not _alive(info["pid"]):
         with open(log) as f:
             lines = f.read().strip().splitlines()
-        print("kit: the node did not join: " + (lines[-1] if lines else "no output"),
-              file=sys.stderr)
+        print(
+            "kit: the node did not join: " + (lines[-1] if lines else "no output"), file=sys.stderr
+        )
         return 1
-    _write_private(os.path.join(state_dir(), f"node-{cfg['tag']}.json"),
-                   {"pid": info["pid"], "address": args.address, "node_id": info["node_id"]})
+    _write_private(
+        os.path.join(state_dir(), f"node-{cfg['tag']}.json"),
+        {"pid": info["pid"], "address": args.address, "node_id": info["node_id"]},
+    )
     print(f"kit node {info['node_id']} joined the cluster at {args.address}.")
     return 0
 
@@ -197,6 +233,7 @@ def cmd_stop(args) -> int:
             stopped += 1
         os.unlink(path)
     from . import object_store
+
     for c in clusters:
         object_store.sweep(f"kit_{c}_")
     object_store.sweep_dead_clusters()
@@ -206,14 +243,19 @@ def cmd_stop(args) -> int:
 
 def cmd_status(args) -> int:
     import kit
+
     st = read_state()
     address = args.address or (st and st["address"]) or os.environ.get("KIT_ADDRESS")
     token = args.token or (st and st["token"]) or os.environ.get("KIT_TOKEN")
     if not address:
         print("kit: no cluster started here; give --address and --token", file=sys.stderr)
         return 1
-    kit.init(address=address, token=token, log_to_driver=False,
-             encrypt=args.encrypt or bool(st and st.get("encrypt")))
+    kit.init(
+        address=address,
+        token=token,
+        log_to_driver=False,
+        encrypt=args.encrypt or bool(st and st.get("encrypt")),
+    )
     try:
         print(status_table(kit.nodes()))
     finally:
@@ -223,21 +265,26 @@ def cmd_status(args) -> int:
 
 def status_table(nodes) -> str:
     """Nodes as a text table: address, alive, CPUs busy/total, task counts, store use."""
-    head = f"{'node':16} {'address':15} {'alive':5} {'CPU':>9} {'queued':>6} {'running':>7} " \
-           f"{'done':>7} {'failed':>6} {'store MiB':>12}"
+    head = (
+        f"{'node':16} {'address':15} {'alive':5} {'CPU':>9} {'queued':>6} {'running':>7} "
+        f"{'done':>7} {'failed':>6} {'store MiB':>12}"
+    )
     rows = [head]
     for n in nodes:
         total = n["resources"].get("CPU", 0)
         busy = total - n["available"].get("CPU", 0)
         store = f"{n['store_used'] / 2**20:.0f}/{n['store_limit'] / 2**20:.0f}"
-        rows.append(f"{n['NodeID']:16} {str(n['address']):15} {str(n['Alive']):5} "
-                    f"{busy:>4g}/{total:<4g} {n['queued']:>6} {n['running']:>7} "
-                    f"{n['done']:>7} {n['failed']:>6} {store:>12}")
+        rows.append(
+            f"{n['NodeID']:16} {str(n['address']):15} {str(n['Alive']):5} "
+            f"{busy:>4g}/{total:<4g} {n['queued']:>6} {n['running']:>7} "
+            f"{n['done']:>7} {n['failed']:>6} {store:>12}"
+        )
     return "\n".join(rows)
 
 
 def cmd_demo(args) -> int:
     from .demo import run
+
     run(num_nodes=args.nodes, num_cpus=args.cpus)
     return 0
 
@@ -262,13 +309,20 @@ def main(argv=None) -> int:
     s.add_argument("--port", type=int, default=6380, help="head port (default 6380)")
     s.add_argument("--node-ip-address", help="this host's address others reach")
     s.add_argument("--num-cpus", type=int, help="task slots here (default: cores)")
-    s.add_argument("--resources", help='custom resources as JSON, e.g. \'{"disk": 2}\'')
+    s.add_argument("--resources", help="custom resources as JSON, e.g. '{\"disk\": 2}'")
     s.add_argument("--object-store-memory", type=int, help="store limit in bytes")
     s.add_argument("--token", help="the cluster's token (made up for a new head if absent)")
-    s.add_argument("--node-timeout", type=float, default=10.0,
-                   help="seconds without heartbeats before a node is declared dead")
-    s.add_argument("--encrypt", action="store_true",
-                   help="encrypt every connection with CurveZMQ (for untrusted networks)")
+    s.add_argument(
+        "--node-timeout",
+        type=float,
+        default=10.0,
+        help="seconds without heartbeats before a node is declared dead",
+    )
+    s.add_argument(
+        "--encrypt",
+        action="store_true",
+        help="encrypt every connection with CurveZMQ (for untrusted networks)",
+    )
     s.set_defaults(fn=cmd_start)
     t = sub.add_parser("status", help="show the cluster's nodes")
     t.add_argument("--address")

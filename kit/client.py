@@ -73,9 +73,17 @@ class _Waiter:
 class Client:
     """A driver's or worker's link to the head (see the module docstring)."""
 
-    def __init__(self, address: str, token, role: str, cid: bytes | None = None,
-                 info: dict | None = None, on_message=None, hello_timeout: float = 10.0,
-                 encrypt: bool = False):
+    def __init__(
+        self,
+        address: str,
+        token,
+        role: str,
+        cid: bytes | None = None,
+        info: dict | None = None,
+        on_message=None,
+        hello_timeout: float = 10.0,
+        encrypt: bool = False,
+    ):
         self.address = address
         self.token = token
         self.encrypt = encrypt
@@ -93,10 +101,10 @@ class Client:
         self.ref_events = deque()
         self.values: dict = {}
         self.subscribed: set = set()
-        self.waiters: dict = {}          # oid -> [_Waiter]
-        self.futures: dict = {}          # oid -> [Future]
-        self.replies: dict = {}          # req id -> [Event, answer]
-        self.on_message = on_message     # worker hook for TASKS / CANCEL
+        self.waiters: dict = {}  # oid -> [_Waiter]
+        self.futures: dict = {}  # oid -> [Future]
+        self.replies: dict = {}  # req id -> [Event, answer]
+        self.on_message = on_message  # worker hook for TASKS / CANCEL
         self.fids: set = set()
         self.counter = itertools.count(1)
         self.req_counter = itertools.count(1)
@@ -106,7 +114,7 @@ class Client:
         self.node_id = None
         self.node_tag = None
         self.store_limit = 0
-        self.transfer = None             # this node's agent, which copies objects here
+        self.transfer = None  # this node's agent, which copies objects here
         self.fetch_lock = threading.Lock()
         self.xsock = None
         self.xsigner = Signer(token)
@@ -157,6 +165,7 @@ class Client:
 
         def name():
             return prefix + os.urandom(12).hex()
+
         name.limit = self.store_limit
         return name
 
@@ -256,7 +265,8 @@ class Client:
                     raise KitError(self.dead_reason)
                 raise GetTimeoutError(
                     f"{waiter.need} of {len(oids)} objects were not ready within {timeout} s; "
-                    f"wait longer, or use kit.wait() to take what is ready")
+                    f"wait longer, or use kit.wait() to take what is ready"
+                )
             if self.dead_reason and waiter.need > 0:
                 raise KitError(self.dead_reason)
         finally:
@@ -306,8 +316,9 @@ class Client:
         done_futs = []
         with self.vlock:
             for oid, payload in items:
-                if oid in self.values or (oid not in self.refs and oid not in self.waiters
-                                          and oid not in self.futures):
+                if oid in self.values or (
+                    oid not in self.refs and oid not in self.waiters and oid not in self.futures
+                ):
                     continue  # it came twice, or nobody here holds or awaits it any more
                 self.values[oid] = payload
                 ws = self.waiters.pop(oid, None)
@@ -325,8 +336,9 @@ class Client:
             if payload[0] == serialization.SHARED and payload[1] != self.node_id:
                 # Copying it here may take long, and a driver on no node asks the
                 # head (through this io thread) where to pull it from: not here.
-                threading.Thread(target=_resolve_all, args=(fs, payload), daemon=True,
-                                 name="kit-fetch").start()
+                threading.Thread(
+                    target=_resolve_all, args=(fs, payload), daemon=True, name="kit-fetch"
+                ).start()
             else:
                 _resolve_all(fs, payload)
 
@@ -350,8 +362,7 @@ class Client:
                 self.xsock.setsockopt(zmq.LINGER, 0)
                 self.xsock.connect(self.transfer)
             req = next(self.req_counter)
-            self.xsock.send_multipart(self.xsigner.pack(Kind.FETCH, ("get", req, name, size,
-                                                                      nid)))
+            self.xsock.send_multipart(self.xsigner.pack(Kind.FETCH, ("get", req, name, size, nid)))
             deadline = time.time() + 600
             while time.time() < deadline:
                 if not self.xsock.poll(1000):
@@ -389,7 +400,7 @@ class Client:
                 msg = self.xsigner.unpack(s.recv_multipart(), b"p" + nid)
                 if msg is None or not msg[1][3]:
                     raise ObjectLostError(f"object {name} is gone from its node")
-                buf[off:off + n] = msg[2][0]
+                buf[off : off + n] = msg[2][0]
         return object_store.parse(memoryview(buf), name)
 
     # ---- queries -----------------------------------------------------------------
@@ -422,7 +433,7 @@ class Client:
             if self.role == "driver" and time.time() - beat > 2.0:
                 beat = time.time()
                 try:
-                    self.send(Kind.HEARTBEAT, None)   # the head forgets silent drivers
+                    self.send(Kind.HEARTBEAT, None)  # the head forgets silent drivers
                 except (KitError, zmq.ZMQError):
                     pass
             try:

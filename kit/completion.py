@@ -36,9 +36,11 @@ def as_completed(refs, timeout=None):
         left = None if end is None else max(end - time.monotonic(), 0.0)
         ready, pending = wait(pending, num_returns=1, timeout=left)
         if not ready:
-            raise GetTimeoutError(f"{len(pending)} of {total} refs were not ready within "
-                                  f"{timeout} s; pass a longer timeout, or kit.wait() for "
-                                  f"what is ready")
+            raise GetTimeoutError(
+                f"{len(pending)} of {total} refs were not ready within "
+                f"{timeout} s; pass a longer timeout, or kit.wait() for "
+                f"what is ready"
+            )
         if pending:  # take everything else that is ready by now, in one pass
             more, pending = wait(pending, num_returns=len(pending), timeout=0)
             ready += more

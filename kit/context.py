@@ -62,8 +62,10 @@ class RuntimeContext:
         return _proc["mode"]
 
     def __repr__(self):
-        return (f"RuntimeContext(node_id={self.get_node_id()}, worker_id={self.get_worker_id()}, "
-                f"task_id={self.get_task_id()}, actor_id={self.get_actor_id()})")
+        return (
+            f"RuntimeContext(node_id={self.get_node_id()}, worker_id={self.get_worker_id()}, "
+            f"task_id={self.get_task_id()}, actor_id={self.get_actor_id()})"
+        )
 
 
 def get_runtime_context() -> RuntimeContext:

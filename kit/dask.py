@@ -122,8 +122,7 @@ def make_plan(dsk, keys) -> Plan:
     return Plan(graph, sorted(graph, key=priority.__getitem__), uses, wanted)
 
 
-def dask_scheduler(dsk, keys, *, num_cpus=None, progress=False, return_refs=False,
-                   **kwargs):
+def dask_scheduler(dsk, keys, *, num_cpus=None, progress=False, return_refs=False, **kwargs):
     """A Dask scheduler ("get" function) that runs every graph node as a kit task.
 
     Starts a local cluster (``kit.init()``) if kit is not initialized. Other
@@ -213,8 +212,7 @@ def _submit(plan, options, tasks):
             if run is None:
                 run = runners[name] = _run_node.options(name=name, **options)
             deps = tuple(node.dependencies)
-            refs[key] = run.remote(node, deps, *[refs[d] if d in refs else local[d]
-                                                 for d in deps])
+            refs[key] = run.remote(node, deps, *[refs[d] if d in refs else local[d] for d in deps])
             tasks.append(refs[key].task_id())
         for dep in node.dependencies:
             uses[dep] -= 1

@@ -18,8 +18,10 @@ def run(num_nodes: int = 2, num_cpus: int = 2, out=print) -> dict:
     t0 = time.perf_counter()
     kit.init(num_nodes=num_nodes, num_cpus=num_cpus)
     try:
-        out(f"started a local cluster: {len(kit.nodes())} nodes, "
-            f"{kit.cluster_resources()['CPU']:g} CPU slots, in {time.perf_counter() - t0:.2f} s")
+        out(
+            f"started a local cluster: {len(kit.nodes())} nodes, "
+            f"{kit.cluster_resources()['CPU']:g} CPU slots, in {time.perf_counter() - t0:.2f} s"
+        )
 
         @kit.remote
         def square(x):
@@ -60,6 +62,13 @@ def run(num_nodes: int = 2, num_cpus: int = 2, out=print) -> dict:
     finally:
         kit.shutdown()
         import psutil
+
         left = psutil.Process().children(recursive=True)
-        out("shut down; " + ("no process left behind" if not left else
-                             f"{len(left)} processes still running: {[p.pid for p in left]}"))
+        out(
+            "shut down; "
+            + (
+                "no process left behind"
+                if not left
+                else f"{len(left)} processes still running: {[p.pid for p in left]}"
+            )
+        )

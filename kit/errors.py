@@ -10,10 +10,20 @@ The remote traceback travels as ``__cause__`` (a ``RemoteTraceback``).
 from __future__ import annotations
 
 __all__ = [
-    "KitError", "TaskError", "RemoteTraceback", "GetTimeoutError", "WorkerCrashedError",
-    "ActorDiedError", "NodeDiedError", "ObjectLostError", "TaskCancelledError",
-    "ObjectStoreFullError", "AuthenticationError", "OutOfMemoryError",
-    "SerializationError", "RaySystemError",
+    "KitError",
+    "TaskError",
+    "RemoteTraceback",
+    "GetTimeoutError",
+    "WorkerCrashedError",
+    "ActorDiedError",
+    "NodeDiedError",
+    "ObjectLostError",
+    "TaskCancelledError",
+    "ObjectStoreFullError",
+    "AuthenticationError",
+    "OutOfMemoryError",
+    "SerializationError",
+    "RaySystemError",
 ]
 
 
@@ -40,8 +50,17 @@ class TaskError(KitError):
     ``node_id``, ``pid``.
     """
 
-    def __init__(self, message="", *, cause=None, cause_type="", traceback_str="",
-                 function="", node_id="", pid=0):
+    def __init__(
+        self,
+        message="",
+        *,
+        cause=None,
+        cause_type="",
+        traceback_str="",
+        function="",
+        node_id="",
+        pid=0,
+    ):
         super().__init__(message)
         self.cause = cause
         self.cause_type = cause_type
@@ -56,15 +75,30 @@ class TaskError(KitError):
         return f"{head}: {msg}" if msg else head
 
     def __reduce__(self):
-        return (_rebuild_task_error, (self.args[0] if self.args else "", self.cause,
-                                      self.cause_type, self.traceback_str, self.function,
-                                      self.node_id, self.pid))
+        return (
+            _rebuild_task_error,
+            (
+                self.args[0] if self.args else "",
+                self.cause,
+                self.cause_type,
+                self.traceback_str,
+                self.function,
+                self.node_id,
+                self.pid,
+            ),
+        )
 
     @classmethod
     def build(cls, cause, cause_type, message, traceback_str, function, node_id, pid):
         """Make the error ``get`` raises: also an instance of ``type(cause)`` if possible."""
-        kwargs = dict(cause=cause, cause_type=cause_type, traceback_str=traceback_str,
-                      function=function, node_id=node_id, pid=pid)
+        kwargs = dict(
+            cause=cause,
+            cause_type=cause_type,
+            traceback_str=traceback_str,
+            function=function,
+            node_id=node_id,
+            pid=pid,
+        )
         err = None
         if cause is not None and not isinstance(cause, KitError):
             err = _dual_instance(cls, cause, message, kwargs)
@@ -82,9 +116,15 @@ def _dual_instance(base, cause, message, kwargs):
     try:
         dual = _dual_classes.get(user_cls)
         if dual is None:
-            dual = type(f"TaskError({user_cls.__name__})", (base, user_cls),
-                        {"__module__": "kit.errors", "__str__": base.__str__,
-                         "__reduce__": base.__reduce__})
+            dual = type(
+                f"TaskError({user_cls.__name__})",
+                (base, user_cls),
+                {
+                    "__module__": "kit.errors",
+                    "__str__": base.__str__,
+                    "__reduce__": base.__reduce__,
+                },
+            )
             _dual_classes[user_cls] = dual
         err = dual.__new__(dual, message)
         Exception.__init__(err, message)

@@ -60,16 +60,15 @@ class Executor(concurrent.futures.Executor):
 
     def __init__(self, max_workers=None):
         if max_workers is not None and max_workers <= 0:
-            raise ValueError("max_workers must be greater than 0 (or None for the "
-                             "cluster's slots)")
+            raise ValueError("max_workers must be greater than 0 (or None for the cluster's slots)")
         self._max = max_workers
         self._lock = threading.Lock()
-        self._queued = deque()          # (future, fn, args, kwargs, name) waiting for a slot
-        self._running = {}              # future -> ObjectRef of its task
+        self._queued = deque()  # (future, fn, args, kwargs, name) waiting for a slot
+        self._running = {}  # future -> ObjectRef of its task
         self._done = queue.SimpleQueue()  # (future, inner future) from kit's io thread
         self._thread = None
         self._shutdown = False
-        self._remotes = {}              # (fn, name) -> RemoteFunction
+        self._remotes = {}  # (fn, name) -> RemoteFunction
 
     # ---- submitting --------------------------------------------------------------
 
@@ -91,11 +90,12 @@ class Executor(concurrent.futures.Executor):
         fut = concurrent.futures.Future()
         with self._lock:
             if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown; "
-                                   "create a new kit.Executor")
+                raise RuntimeError(
+                    "cannot schedule new futures after shutdown; create a new kit.Executor"
+                )
             start = self._max is None or len(self._running) < self._max
             if start:
-                self._running[fut] = None   # the slot is taken before the task exists
+                self._running[fut] = None  # the slot is taken before the task exists
             else:
                 self._queued.append((fut, fn, args, kwargs, name))
             self._ensure_thread()
@@ -108,7 +108,7 @@ class Executor(concurrent.futures.Executor):
         key = (fn, name)
         try:
             rf = self._remotes.get(key)
-        except TypeError:                 # an unhashable callable: no caching
+        except TypeError:  # an unhashable callable: no caching
             return RemoteFunction(fn, {"name": name or label_of(fn)})
         if rf is None:
             rf = self._remotes[key] = RemoteFunction(fn, {"name": name or label_of(fn)})
@@ -118,7 +118,7 @@ class Executor(concurrent.futures.Executor):
         """Submit the task of a future whose slot is taken; False if the slot is free again."""
         try:
             ref = self._remote(fn, name).remote(*args, **kwargs)
-        except BaseException as e:       # unpicklable arguments, kit shut down...
+        except BaseException as e:  # unpicklable arguments, kit shut down...
             with self._lock:
                 self._running.pop(fut, None)
             settle(fut, exc=e)
@@ -142,15 +142,14 @@ class Executor(concurrent.futures.Executor):
         with self._lock:
             ref = self._running.get(fut)
         if ref is not None:
-            _cancel_task(ref)            # its inner future then settles and frees the slot
+            _cancel_task(ref)  # its inner future then settles and frees the slot
 
     # ---- the executor thread -----------------------------------------------------
 
     def _ensure_thread(self):
         # With the lock held.
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="kit-executor",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._loop, name="kit-executor", daemon=True)
             self._thread.start()
 
     def _loop(self):
@@ -173,8 +172,7 @@ class Executor(concurrent.futures.Executor):
     def _fill_slots(self):
         while True:
             with self._lock:
-                if not self._queued or (self._max is not None
-                                        and len(self._running) >= self._max):
+                if not self._queued or (self._max is not None and len(self._running) >= self._max):
                     return
                 fut, fn, args, kwargs, name = self._queued.popleft()
                 if fut.cancelled():
@@ -207,8 +205,10 @@ class Executor(concurrent.futures.Executor):
         if chunksize == 1:
             fs = [self._submit(fn, args, {}, name) for args in zip(*iterables)]
         else:
-            fs = [self._submit(run_chunk, (fn, chunk), {}, name)
-                  for chunk in chunks(zip(*iterables), chunksize)]
+            fs = [
+                self._submit(run_chunk, (fn, chunk), {}, name)
+                for chunk in chunks(zip(*iterables), chunksize)
+            ]
         return _in_order(fs, end, chunksize > 1)
 
     def shutdown(self, wait=True, *, cancel_futures=False):
@@ -300,6 +300,7 @@ def settle(fut, result=None, exc=None) -> bool:
 
 def _cancel_task(ref):
     from .api import cancel
+
     try:
         cancel(ref)
     except Exception:

@@ -32,14 +32,22 @@ from . import protocol
 from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer
 from .scheduler import S_OPTS, Scheduler
 
-DRAIN = 512               # messages handled per turn before scheduling
-EVENT_LOG = 100_000       # task events kept for widgets and timeline()
+DRAIN = 512  # messages handled per turn before scheduling
+EVENT_LOG = 100_000  # task events kept for widgets and timeline()
 
 
 class Head:
-    def __init__(self, token: bytes, bind: str, cluster_id: str, watch_fd=None,
-                 node_timeout: float = 10.0, children=None, encrypt: bool = False,
-                 also_bind=None):
+    def __init__(
+        self,
+        token: bytes,
+        bind: str,
+        cluster_id: str,
+        watch_fd=None,
+        node_timeout: float = 10.0,
+        children=None,
+        encrypt: bool = False,
+        also_bind=None,
+    ):
         self.signer = Signer(token)
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
@@ -54,19 +62,19 @@ class Head:
             self.sock.bind(bind)
             self.address = bind
         if also_bind:
-            self.sock.bind(also_bind)   # this host's node agents and workers connect here
+            self.sock.bind(also_bind)  # this host's node agents and workers connect here
         self.cluster_id = cluster_id
         self.sched = Scheduler()
-        self.roles: dict = {}          # cid -> "driver" | "worker"
-        self.log_to: set = set()       # driver cids that want task output
-        self.node_info: dict = {}      # nid -> info
-        self.node_seen: dict = {}      # nid -> last heartbeat time
+        self.roles: dict = {}  # cid -> "driver" | "worker"
+        self.log_to: set = set()  # driver cids that want task output
+        self.node_info: dict = {}  # nid -> info
+        self.node_seen: dict = {}  # nid -> last heartbeat time
         self.node_timeout = node_timeout
         self.watch_fd = watch_fd
         self.events = deque(maxlen=EVENT_LOG)
         self.event_seq = 0
         self.waiting_nodes: list = []  # (cid, req, count) replies deferred until nodes join
-        self.client_seen: dict = {}    # driver cid -> last message time
+        self.client_seen: dict = {}  # driver cid -> last message time
         # drivers send a heartbeat every 2 s; silent this long, a driver is gone
         self.client_timeout = float(os.environ.get("KIT_CLIENT_TIMEOUT") or 30.0)
         self.stopping = False
@@ -208,19 +216,32 @@ class Head:
     def _hello(self, ident, cid, role, info):
         if info.get("kit") != KIT_VERSION or info.get("python") != PY_VERSION:
             reply_to = ident
-            self.send(reply_to, Kind.REFUSED, (
-                f"version mismatch: this cluster runs kit {KIT_VERSION} on Python {PY_VERSION}, "
-                f"you have kit {info.get('kit')} on Python {info.get('python')}; "
-                f"install the same versions on every machine",))
+            self.send(
+                reply_to,
+                Kind.REFUSED,
+                (
+                    f"version mismatch: this cluster runs kit {KIT_VERSION} on Python {PY_VERSION}, "
+                    f"you have kit {info.get('kit')} on Python {info.get('python')}; "
+                    f"install the same versions on every machine",
+                ),
+            )
             return
         sched = self.sched
         if role == "node":
             self.node_info[cid] = info
             self.node_seen[cid] = time.time()
-            sched.add_node(cid, info["resources"], {
-                "address": info.get("address"), "host": info.get("host"),
-                "pid": info.get("pid"), "store_limit": info.get("store_limit", 0),
-                "transfer": info.get("transfer"), "tag": info.get("tag")})
+            sched.add_node(
+                cid,
+                info["resources"],
+                {
+                    "address": info.get("address"),
+                    "host": info.get("host"),
+                    "pid": info.get("pid"),
+                    "store_limit": info.get("store_limit", 0),
+                    "transfer": info.get("transfer"),
+                    "tag": info.get("tag"),
+                },
+            )
             sched.nodes[cid].spawning = info.get("prestart", 0)
             self.send(ident, Kind.WELCOME, {"cluster": self.cluster_id})
             self._broadcast_peers()
@@ -234,13 +255,22 @@ class Head:
             self.client_seen[cid] = time.time()
             if info.get("log_to_driver", True):
                 self.log_to.add(cid)
-        self.send(ident, Kind.WELCOME, {
-            "cluster": self.cluster_id, "nodes": self._nodes(),
-            "local_node": self._local_node(info.get("host"))})
+        self.send(
+            ident,
+            Kind.WELCOME,
+            {
+                "cluster": self.cluster_id,
+                "nodes": self._nodes(),
+                "local_node": self._local_node(info.get("host")),
+            },
+        )
 
     def _broadcast_peers(self):
-        peers = {nid: i.get("transfer") for nid, i in self.node_info.items()
-                 if self.sched.nodes[nid].alive}
+        peers = {
+            nid: i.get("transfer")
+            for nid, i in self.node_info.items()
+            if self.sched.nodes[nid].alive
+        }
         for nid in peers:
             self.to_node(nid, Kind.NODE_CMD, ("peers", peers))
 
@@ -251,9 +281,12 @@ class Head:
     def _local_node(self, host):
         for nid, info in self.node_info.items():
             if info.get("host") == host and self.sched.nodes[nid].alive:
-                return {"node_id": nid, "tag": info.get("tag"),
-                        "store_limit": info.get("store_limit", 0),
-                        "transfer": info.get("transfer")}
+                return {
+                    "node_id": nid,
+                    "tag": info.get("tag"),
+                    "store_limit": info.get("store_limit", 0),
+                    "transfer": info.get("transfer"),
+                }
         return None
 
     def _node_event(self, nid, body):
@@ -301,8 +334,11 @@ class Head:
         if what == "nodes":
             ans = self._nodes()
         elif what == "peers":
-            ans = {nid: i.get("transfer") for nid, i in self.node_info.items()
-                   if sched.nodes[nid].alive}
+            ans = {
+                nid: i.get("transfer")
+                for nid, i in self.node_info.items()
+                if sched.nodes[nid].alive
+            }
         elif what == "wait_nodes":
             self.waiting_nodes.append((cid, req, args))
             self._answer_node_waiters()
@@ -312,18 +348,32 @@ class Head:
         elif what == "events":
             # Sequence numbers are contiguous: slice off only what is new.
             new = max(0, min(len(self.events), self.event_seq - (args or 0)))
-            ans = (self.event_seq,
-                   list(itertools.islice(self.events, len(self.events) - new, None)))
+            ans = (
+                self.event_seq,
+                list(itertools.islice(self.events, len(self.events) - new, None)),
+            )
         elif what == "status":
-            ans = {"nodes": self._nodes(), "counts": dict(sched.counts),
-                   "waiting": sched.waiting(),
-                   "dropped": self.signer.dropped, "tasks_live": len(sched.tasks),
-                   "objects_live": len(sched.objects), "cluster": self.cluster_id,
-                   "uptime": time.time() - self.started}
+            ans = {
+                "nodes": self._nodes(),
+                "counts": dict(sched.counts),
+                "waiting": sched.waiting(),
+                "dropped": self.signer.dropped,
+                "tasks_live": len(sched.tasks),
+                "objects_live": len(sched.objects),
+                "cluster": self.cluster_id,
+                "uptime": time.time() - self.started,
+            }
         elif what == "object_info":
             obj = sched.objects.get(args)
-            ans = None if obj is None else {
-                "holders": len(obj.holders), "pins": obj.pins, "ready": obj.payload is not None}
+            ans = (
+                None
+                if obj is None
+                else {
+                    "holders": len(obj.holders),
+                    "pins": obj.pins,
+                    "ready": obj.payload is not None,
+                }
+            )
         else:
             ans = None
         self.to_client(cid, Kind.REPLY, (req, ans))
@@ -332,6 +382,7 @@ class Head:
 
     def _reap_children(self):
         from .spawner import exited_children
+
         for pid, cause in exited_children():
             nid = self.children.pop(pid, None)
             if nid is not None and not self.stopping:
@@ -435,4 +486,3 @@ def _log(text):
         os.write(2, (text + "\n").encode())
     except OSError:
         pass
-

@@ -39,6 +39,7 @@ def register(make_default=False):
         [0, 1, 2]
     """
     import joblib
+
     cls = _registered.get("cls")
     if cls is None:
         cls = _registered["cls"] = _backend_class()
@@ -51,12 +52,15 @@ class _Slot(int):
 
 def run_batch(batch, *values):
     """The task: put the shared values back into the batch's calls and run them."""
+
     def fill(a):
         return values[a] if type(a) is _Slot else a
 
     if values:
-        batch.items = [(f, [fill(a) for a in args], {k: fill(v) for k, v in kwargs.items()})
-                       for f, args, kwargs in batch.items]
+        batch.items = [
+            (f, [fill(a) for a in args], {k: fill(v) for k, v in kwargs.items()})
+            for f, args, kwargs in batch.items
+        ]
     return batch()
 
 
@@ -79,6 +83,7 @@ def nbytes(value) -> int:
 
 def _cluster_cpus() -> int:
     from .api import _client, cluster_resources
+
     _client()  # starts a local cluster if kit is not initialized
     return max(int(cluster_resources().get("CPU", 1)), 1)
 
@@ -97,15 +102,17 @@ def _backend_class():
         supports_sharedmem = False
 
         def __init__(self, nesting_level=None, inner_max_num_threads=None, **kwargs):
-            super().__init__(nesting_level=nesting_level,
-                             inner_max_num_threads=inner_max_num_threads, **kwargs)
+            super().__init__(
+                nesting_level=nesting_level, inner_max_num_threads=inner_max_num_threads, **kwargs
+            )
             self._executor = None
-            self._shared = {}      # id(arg) -> (arg, ref): one put per Parallel call
+            self._shared = {}  # id(arg) -> (arg, ref): one put per Parallel call
 
         def effective_n_jobs(self, n_jobs):
             if n_jobs == 0:
-                raise ValueError("n_jobs == 0 in Parallel has no meaning; pass -1 for all "
-                                 "of the cluster's CPUs")
+                raise ValueError(
+                    "n_jobs == 0 in Parallel has no meaning; pass -1 for all of the cluster's CPUs"
+                )
             if n_jobs is None:
                 n_jobs = self.default_n_jobs
             if n_jobs < 0:
@@ -142,9 +149,14 @@ def _backend_class():
 
         def submit(self, func, callback=None):
             refs = []
-            items = [(f, [self._share(a, refs) for a in args],
-                      {k: self._share(v, refs) for k, v in kwargs.items()})
-                     for f, args, kwargs in func.items]
+            items = [
+                (
+                    f,
+                    [self._share(a, refs) for a in args],
+                    {k: self._share(v, refs) for k, v in kwargs.items()},
+                )
+                for f, args, kwargs in func.items
+            ]
             batch = copy.copy(func)
             batch.items = items
             name = "joblib:" + (label_of(items[0][0]) if items else "batch")
@@ -160,6 +172,7 @@ def _backend_class():
             entry = self._shared.get(key)
             if entry is None:
                 from .api import put
+
                 entry = self._shared[key] = (value, put(value))  # value kept: id stays unique
             for i, (k, _) in enumerate(refs):
                 if k == key:

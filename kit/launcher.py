@@ -61,27 +61,51 @@ def driver_paths() -> list:
     return [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
 
 
-def start_local(num_cpus, num_nodes=1, resources=None, num_gpus=0, object_store_memory=None,
-                token=None, timeout: float = 30.0, encrypt: bool = False) -> LocalCluster:
+def start_local(
+    num_cpus,
+    num_nodes=1,
+    resources=None,
+    num_gpus=0,
+    object_store_memory=None,
+    token=None,
+    timeout: float = 30.0,
+    encrypt: bool = False,
+) -> LocalCluster:
     """Start a head and ``num_nodes`` node agents on loopback; return once the head serves."""
     object_store.sweep_dead_clusters()
     token = token or secrets.token_hex(16)
-    cfg = {"token": token, "num_cpus": num_cpus, "num_nodes": num_nodes,
-           "resources": resources or {}, "num_gpus": num_gpus,
-           "object_store_memory": object_store_memory, "bind": "127.0.0.1",
-           "sys_path": driver_paths(), "cwd": os.getcwd(), "encrypt": encrypt}
+    cfg = {
+        "token": token,
+        "num_cpus": num_cpus,
+        "num_nodes": num_nodes,
+        "resources": resources or {},
+        "num_gpus": num_gpus,
+        "object_store_memory": object_store_memory,
+        "bind": "127.0.0.1",
+        "sys_path": driver_paths(),
+        "cwd": os.getcwd(),
+        "encrypt": encrypt,
+    }
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))] +
-        ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kit.boot"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=None, start_new_session=True, env=env, close_fds=True)
+        [sys.executable, "-m", "kit.boot"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        start_new_session=True,
+        env=env,
+        close_fds=True,
+    )
     proc.stdin.write((json.dumps(cfg) + "\n").encode())
     proc.stdin.flush()
     deadline = time.time() + timeout
     line = b""
     import select
+
     while time.time() < deadline:
         r, _, _ = select.select([proc.stdout], [], [], 0.1)
         if r:
@@ -94,7 +118,9 @@ def start_local(num_cpus, num_nodes=1, resources=None, num_gpus=0, object_store_
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        raise KitError("the local cluster did not start (see the error above); "
-                       "check that pyzmq and cloudpickle are installed")
+        raise KitError(
+            "the local cluster did not start (see the error above); "
+            "check that pyzmq and cloudpickle are installed"
+        )
     info = json.loads(line)
     return LocalCluster(proc, info["address"], info["cluster"], token)

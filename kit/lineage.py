@@ -30,10 +30,10 @@ class Entry:
     def __init__(self, spec, owner, retries, live, parents):
         self.spec = spec
         self.owner = owner
-        self.retries = retries     # runs left: shared by crash retries and rebuilds
-        self.live = live           # its result oids still in the object table
-        self.users = 0             # kept entries whose tasks read one of its results
-        self.parents = parents     # task ids of the entries it reads from
+        self.retries = retries  # runs left: shared by crash retries and rebuilds
+        self.live = live  # its result oids still in the object table
+        self.users = 0  # kept entries whose tasks read one of its results
+        self.parents = parents  # task ids of the entries it reads from
 
 
 class LineageTable:
@@ -50,8 +50,8 @@ class LineageTable:
     """
 
     def __init__(self):
-        self.entries: dict = {}     # task id -> Entry
-        self.made_by: dict = {}     # result oid -> task id, for kept entries
+        self.entries: dict = {}  # task id -> Entry
+        self.made_by: dict = {}  # result oid -> task id, for kept entries
 
     def __len__(self):
         return len(self.entries)
@@ -60,12 +60,12 @@ class LineageTable:
         """A task finished; ``live`` are its result oids that are still held."""
         tid = spec[_TID]
         entry = self.entries.get(tid)
-        if entry is not None:          # a rebuild finished: its budget went down
+        if entry is not None:  # a rebuild finished: its budget went down
             entry.retries = retries
             entry.live.update(live)
             return
         if not live:
-            return                     # nothing to rebuild, and no one reads it later
+            return  # nothing to rebuild, and no one reads it later
         made_by = self.made_by
         parents = []
         for oid in spec[_DEPS] + spec[_CONTAINED]:

@@ -29,10 +29,10 @@ from . import object_store
 from .protocol import KIT_VERSION, PY_VERSION, Kind, Signer, await_welcome, secure
 from .spawner import Zygote, die_with_parent
 
-MEMORY_THRESHOLD = 0.95   # fraction of the machine's memory; KIT_MEMORY_THRESHOLD overrides
+MEMORY_THRESHOLD = 0.95  # fraction of the machine's memory; KIT_MEMORY_THRESHOLD overrides
 CHUNK = 8 << 20
 IN_FLIGHT = 4
-STALL = 10.0     # seconds without a chunk before a pull fails
+STALL = 10.0  # seconds without a chunk before a pull fails
 
 
 class Pull:
@@ -42,7 +42,7 @@ class Pull:
         self.name, self.local, self.size, self.peer = name, local, size, peer
         self.next = 0
         self.received = 0
-        self.waiters = []       # (ident, req)
+        self.waiters = []  # (ident, req)
         self.fd = None
         self.progress = time.time()
 
@@ -50,7 +50,7 @@ class Pull:
 class NodeAgent:
     def __init__(self, cfg):
         self.cfg = cfg
-        self.zygote = Zygote()            # before any zmq context exists here
+        self.zygote = Zygote()  # before any zmq context exists here
         self.nid = cfg["node_id"]
         self.tag = cfg["tag"]
         self.signer = Signer(cfg["token"])
@@ -69,19 +69,22 @@ class NodeAgent:
         port = self.xfer.bind_to_random_port(f"tcp://{ip}")
         self.xfer_address = f"tcp://{ip}:{port}"
         self.store_limit = cfg.get("object_store_memory") or object_store.default_limit()
-        self.workers = {}                 # wid -> pid
-        self.tags = {}                    # pid -> wid
+        self.workers = {}  # wid -> pid
+        self.tags = {}  # pid -> wid
         self.stopping = False
-        self.peers = {}                   # nid -> transfer address
-        self.peer_socks = {}              # nid -> DEALER
-        self.pulls = {}                   # name -> Pull
+        self.peers = {}  # nid -> transfer address
+        self.peer_socks = {}  # nid -> DEALER
+        self.pulls = {}  # name -> Pull
         self.poller = zmq.Poller()
         self.cluster = None
         self.prefix = None
         self.worker_cfg = None
-        self.memory_threshold = float(os.environ.get("KIT_MEMORY_THRESHOLD") or
-                                      cfg.get("memory_threshold") or MEMORY_THRESHOLD)
-        self.oom_killed = {}              # pid -> why the memory monitor killed it
+        self.memory_threshold = float(
+            os.environ.get("KIT_MEMORY_THRESHOLD")
+            or cfg.get("memory_threshold")
+            or MEMORY_THRESHOLD
+        )
+        self.oom_killed = {}  # pid -> why the memory monitor killed it
         self.last_memory_check = 0.0
 
     def send(self, kind, body):
@@ -96,20 +99,43 @@ class NodeAgent:
         """Say hello to the head and wait for its welcome; learn the cluster's id."""
         cfg = self.cfg
         from .client import host_id
-        self.send(Kind.HELLO, ("node", {
-            "kit": KIT_VERSION, "python": PY_VERSION, "resources": cfg["resources"],
-            "host": host_id(), "pid": os.getpid(), "tag": self.tag,
-            "address": cfg.get("node_ip", "127.0.0.1"), "transfer": self.xfer_address,
-            "store_limit": self.store_limit, "prestart": cfg["prestart"]}))
-        welcome = await_welcome(self.sock, self.signer, cfg["address"], timeout,
-                                on_other=self.on_command)
+
+        self.send(
+            Kind.HELLO,
+            (
+                "node",
+                {
+                    "kit": KIT_VERSION,
+                    "python": PY_VERSION,
+                    "resources": cfg["resources"],
+                    "host": host_id(),
+                    "pid": os.getpid(),
+                    "tag": self.tag,
+                    "address": cfg.get("node_ip", "127.0.0.1"),
+                    "transfer": self.xfer_address,
+                    "store_limit": self.store_limit,
+                    "prestart": cfg["prestart"],
+                },
+            ),
+        )
+        welcome = await_welcome(
+            self.sock, self.signer, cfg["address"], timeout, on_other=self.on_command
+        )
         self.cluster = welcome["cluster"]
         self.prefix = f"kit_{self.cluster}_{self.tag}_"
         self.worker_cfg = {
-            "address": cfg["address"], "token": cfg["token"], "node_id": self.nid,
-            "node_hex": self.nid.hex(), "tag": self.tag, "cluster": self.cluster,
-            "store_limit": self.store_limit, "sys_path": cfg.get("sys_path") or [],
-            "cwd": cfg.get("cwd"), "transfer": self.xfer_address, "encrypt": self.encrypt}
+            "address": cfg["address"],
+            "token": cfg["token"],
+            "node_id": self.nid,
+            "node_hex": self.nid.hex(),
+            "tag": self.tag,
+            "cluster": self.cluster,
+            "store_limit": self.store_limit,
+            "sys_path": cfg.get("sys_path") or [],
+            "cwd": cfg.get("cwd"),
+            "transfer": self.xfer_address,
+            "encrypt": self.encrypt,
+        }
 
     def serve(self):
         signal.signal(signal.SIGTERM, lambda *a: self._stop_flag())
@@ -164,6 +190,7 @@ class NodeAgent:
         or the kernel's OOM killer taking the driver.
         """
         import psutil
+
         vm = psutil.virtual_memory()
         used = 1.0 - vm.available / vm.total
         if used < self.memory_threshold:
@@ -183,7 +210,8 @@ class NodeAgent:
         self.oom_killed[biggest] = (
             f"killed by kit's memory monitor: the machine was at {used:.0%} of its memory "
             f"(threshold {self.memory_threshold:.0%}) and this worker used the most "
-            f"({size / 2**30:.2f} GiB); use less memory per task, or fewer tasks at once")
+            f"({size / 2**30:.2f} GiB); use less memory per task, or fewer tasks at once"
+        )
         self.zygote.kill(biggest)
 
     def _stop_flag(self):
@@ -245,36 +273,49 @@ class NodeAgent:
             if body[0] == "chunk":
                 _, req, name, offset, length = body
                 try:
-                    data = object_store.read_bytes(name, offset, length) \
-                        if name.startswith(f"kit_{self.cluster}_") else None
+                    data = (
+                        object_store.read_bytes(name, offset, length)
+                        if name.startswith(f"kit_{self.cluster}_")
+                        else None
+                    )
                 except OSError:
                     data = None
-                self._xreply(ident, ("data", req, offset, data is not None),
-                             [data] if data is not None else [])
+                self._xreply(
+                    ident,
+                    ("data", req, offset, data is not None),
+                    [data] if data is not None else [],
+                )
             elif body[0] == "get":
                 _, req, name, size, owner = body
                 self.fetch(ident, req, name, size, owner)
 
     def _xreply(self, ident, body, buffers=()):
-        self.xfer.send_multipart([ident, *self.xsigner.pack(Kind.FETCH, body, buffers)],
-                                 copy=not buffers)
+        self.xfer.send_multipart(
+            [ident, *self.xsigner.pack(Kind.FETCH, body, buffers)], copy=not buffers
+        )
 
     def fetch(self, ident, req, name, size, owner):
         local = self.prefix + name.rsplit("_", 1)[-1]
-        if owner == self.nid or os.path.exists(object_store.path_of(local)) or \
-                os.path.exists(object_store.spill_path(local)):
+        if (
+            owner == self.nid
+            or os.path.exists(object_store.path_of(local))
+            or os.path.exists(object_store.spill_path(local))
+        ):
             self._xreply(ident, ("got", req, name if owner == self.nid else local, None))
             return
         pull = self.pulls.get(name)
         if pull is None:
             addr = self.peers.get(owner)
             if addr is None:
-                self._xreply(ident, ("got", req, None, "the node holding it is not known "
-                                                       "(it left the cluster)"))
+                self._xreply(
+                    ident,
+                    ("got", req, None, "the node holding it is not known (it left the cluster)"),
+                )
                 return
             pull = self.pulls[name] = Pull(name, local, size, owner)
-            pull.fd = os.open(object_store.path_of(local) + ".part",
-                              os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+            pull.fd = os.open(
+                object_store.path_of(local) + ".part", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600
+            )
             os.ftruncate(pull.fd, size)
             for _ in range(IN_FLIGHT):
                 self._request_chunk(pull)
@@ -295,8 +336,9 @@ class NodeAgent:
         if pull.next >= pull.size:
             return
         length = min(CHUNK, pull.size - pull.next)
-        self._peer(pull.peer).send_multipart(self.xsigner.pack(
-            Kind.FETCH, ("chunk", pull.name, pull.name, pull.next, length)))
+        self._peer(pull.peer).send_multipart(
+            self.xsigner.pack(Kind.FETCH, ("chunk", pull.name, pull.name, pull.next, length))
+        )
         pull.next += length
 
     def on_peer_data(self, s):

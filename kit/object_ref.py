@@ -70,10 +70,12 @@ class ObjectRef:
     def future(self):
         """A ``concurrent.futures.Future`` that resolves to the value (or its error)."""
         from .client import current
+
         return current().future(self)
 
     def __await__(self):
         import asyncio
+
         return asyncio.wrap_future(self.future()).__await__()
 
 

@@ -93,12 +93,13 @@ def write(name: str, meta: bytes, buffers, to_disk: bool = False) -> int:
             view = b.cast("B") if b.format != "B" or b.ndim != 1 else b
             done = 0
             while done < view.nbytes:
-                done += os.pwrite(fd, view[done:done + (1 << 30)], off + done)
+                done += os.pwrite(fd, view[done : done + (1 << 30)], off + done)
     except OSError as e:
         os.close(fd)
         unlink(name)
         if to_disk:
             from .errors import ObjectStoreFullError
+
             raise ObjectStoreFullError(
                 f"cannot store a {total / 2**20:.1f} MiB object: shared memory and the spill "
                 f"folder {SPILL_DIR} are full ({e}); drop refs to free objects, or make room"
@@ -133,8 +134,8 @@ def parse(view, name="object"):
     for _ in range(n):
         off, length = _ENTRY.unpack_from(view, pos)
         pos += _ENTRY.size
-        bufs.append(view[off:off + length])
-    meta = bytes(view[pos:pos + meta_len])
+        bufs.append(view[off : off + length])
+    meta = bytes(view[pos : pos + meta_len])
     return meta, bufs
 
 
@@ -226,6 +227,7 @@ def sweep_dead_clusters() -> int:
     # the local clusters' ipc sockets: /tmp/kit-<head pid>x<random>.sock
     import glob
     import tempfile
+
     for path in glob.glob(os.path.join(tempfile.gettempdir(), "kit-*x*.sock")):
         try:
             pid = int(os.path.basename(path)[4:].split("x")[0])

@@ -26,15 +26,16 @@ def _reduce_code(code):
     rebuild, args = _code_reduce(code)
     if code.co_filename != _PLACEHOLDER and _PLACEHOLDER in args:
         i = args.index(_PLACEHOLDER)
-        args = args[:i] + (code.co_filename,) + args[i + 1:]
+        args = args[:i] + (code.co_filename,) + args[i + 1 :]
     return rebuild, args
 
 
 class _Pickler(cloudpickle.Pickler):
     if _code_reduce is not None:
-        dispatch_table = ChainMap({types.CodeType: _reduce_code},
-                                  getattr(cloudpickle.Pickler, "dispatch_table",
-                                          copyreg.dispatch_table))
+        dispatch_table = ChainMap(
+            {types.CodeType: _reduce_code},
+            getattr(cloudpickle.Pickler, "dispatch_table", copyreg.dispatch_table),
+        )
 
 
 def dumps(obj, protocol=5, buffer_callback=None) -> bytes:

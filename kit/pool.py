@@ -64,7 +64,7 @@ class AsyncResult:
     def _finish(self):
         try:
             value = self._combine([f.result() for f in self._parts if f.done()])
-        except BaseException as e:       # a part failed or was cancelled
+        except BaseException as e:  # a part failed or was cancelled
             if settle(self._future, exc=e) and self._error_callback is not None:
                 self._error_callback(e)
             return
@@ -100,7 +100,8 @@ class AsyncResult:
         except concurrent.futures.TimeoutError:
             raise multiprocessing.TimeoutError(
                 f"the result was not ready within {timeout} s; call get() again with a "
-                f"longer timeout") from None
+                f"longer timeout"
+            ) from None
 
 
 class Pool:
@@ -126,6 +127,7 @@ class Pool:
     def __init__(self, processes=None, initializer=None, initargs=()):
         if processes is None:
             from .api import _client, cluster_resources
+
             _client()
             processes = max(int(cluster_resources().get("CPU", 1)), 1)
         if processes < 1:
@@ -159,8 +161,10 @@ class Pool:
 
     def _chunk_futures(self, func, argtuples, chunksize):
         name = label_of(func)
-        return [self._submit(run_chunk, (func, chunk), {}, name)
-                for chunk in chunks(argtuples, chunksize)]
+        return [
+            self._submit(run_chunk, (func, chunk), {}, name)
+            for chunk in chunks(argtuples, chunksize)
+        ]
 
     # ---- one call ----------------------------------------------------------------
 
@@ -199,11 +203,9 @@ class Pool:
             ...     p.map_async(abs, [-1, -2]).get(timeout=30)
             [1, 2]
         """
-        return self._map_async(func, [(x,) for x in iterable], chunksize, callback,
-                               error_callback)
+        return self._map_async(func, [(x,) for x in iterable], chunksize, callback, error_callback)
 
-    def starmap_async(self, func, iterable, chunksize=None, callback=None,
-                      error_callback=None):
+    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
         """``starmap`` without waiting: an ``AsyncResult`` whose value is the list.
 
         Example:
@@ -212,14 +214,16 @@ class Pool:
             ...     p.starmap_async(pow, [(2, 3), (3, 2)]).get(timeout=30)
             [8, 9]
         """
-        return self._map_async(func, [tuple(a) for a in iterable], chunksize, callback,
-                               error_callback)
+        return self._map_async(
+            func, [tuple(a) for a in iterable], chunksize, callback, error_callback
+        )
 
     def _map_async(self, func, argtuples, chunksize, callback, error_callback):
         self._check_running()
         futs = self._chunk_futures(func, argtuples, self._chunksize(len(argtuples), chunksize))
-        return AsyncResult(futs, lambda parts: list(itertools.chain.from_iterable(parts)),
-                           callback, error_callback)
+        return AsyncResult(
+            futs, lambda parts: list(itertools.chain.from_iterable(parts)), callback, error_callback
+        )
 
     def map(self, func, iterable, chunksize=None):
         """``[func(x) for x in iterable]``, in order, ``chunksize`` items per task.
@@ -267,8 +271,7 @@ class Pool:
 
     def _imap_futures(self, func, iterable, chunksize):
         self._check_running()
-        return self._chunk_futures(func, [(x,) for x in iterable],
-                                   self._chunksize(1, chunksize))
+        return self._chunk_futures(func, [(x,) for x in iterable], self._chunksize(1, chunksize))
 
     # ---- lifetime ----------------------------------------------------------------
 
@@ -320,8 +323,11 @@ class _Initialized:
         return hash((self.fn, self.init[0]))
 
     def __eq__(self, other):
-        return (isinstance(other, _Initialized) and other.fn == self.fn
-                and other.init[0] == self.init[0])
+        return (
+            isinstance(other, _Initialized)
+            and other.fn == self.fn
+            and other.init[0] == self.init[0]
+        )
 
 
 def _ordered(futs):

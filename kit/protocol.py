@@ -41,30 +41,30 @@ _PICKLE = pickle.HIGHEST_PROTOCOL
 class Kind:
     """Message kinds. Names say who sends them: C=client, H=head, N=node, W=worker."""
 
-    HELLO = 1          # C/N/W -> H: (role, info dict)
-    WELCOME = 2        # H -> C: (info dict)
-    REFUSED = 3        # H -> C: (reason,)
-    SUBMIT = 4         # C -> H: [task spec, ...]
-    FUNCTION = 5       # C -> H: (fid, blob)
-    PUT = 6            # C -> H: (oid, payload, contained ids)
-    REFS = 7           # C -> H: (incs, decs)
-    SUBSCRIBE = 8      # C -> H: [oid, ...]
-    OBJECTS = 9        # H -> C: [(oid, payload), ...]
-    TASKS = 10         # H -> W: [(spec, fblob or None, dep payloads), ...]
-    DONE = 11          # W -> H: [(task id, results, timing), ...]
-    CANCEL = 12        # C -> H: (task id, force, recursive) ; H -> W: (task id,)
-    LOG = 13           # W -> H -> C: [(task id, label, pid, node, stream, text), ...]
-    QUERY = 14         # C -> H: (req id, what, args) ; H -> C: (req id, answer)
-    REPLY = 15         # H -> C: (req id, answer)
-    BLOCKED = 16       # W -> H: (blocked: bool)
-    NODE_CMD = 17      # H -> N: (command, args)
-    NODE_EVENT = 18    # N -> H: (event, args)
-    HEARTBEAT = 19     # N -> H / H -> C
-    SHUTDOWN = 20      # H -> N/W/C
-    ACTOR = 21         # C -> H: (op, args) create/kill/get
-    FETCH = 22         # N <-> N: object chunks
-    EVENTS = 23        # H -> C: task state events for widgets
-    MULTI = 24         # C -> H: [(kind, body), ...] several messages in one frame
+    HELLO = 1  # C/N/W -> H: (role, info dict)
+    WELCOME = 2  # H -> C: (info dict)
+    REFUSED = 3  # H -> C: (reason,)
+    SUBMIT = 4  # C -> H: [task spec, ...]
+    FUNCTION = 5  # C -> H: (fid, blob)
+    PUT = 6  # C -> H: (oid, payload, contained ids)
+    REFS = 7  # C -> H: (incs, decs)
+    SUBSCRIBE = 8  # C -> H: [oid, ...]
+    OBJECTS = 9  # H -> C: [(oid, payload), ...]
+    TASKS = 10  # H -> W: [(spec, fblob or None, dep payloads), ...]
+    DONE = 11  # W -> H: [(task id, results, timing), ...]
+    CANCEL = 12  # C -> H: (task id, force, recursive) ; H -> W: (task id,)
+    LOG = 13  # W -> H -> C: [(task id, label, pid, node, stream, text), ...]
+    QUERY = 14  # C -> H: (req id, what, args) ; H -> C: (req id, answer)
+    REPLY = 15  # H -> C: (req id, answer)
+    BLOCKED = 16  # W -> H: (blocked: bool)
+    NODE_CMD = 17  # H -> N: (command, args)
+    NODE_EVENT = 18  # N -> H: (event, args)
+    HEARTBEAT = 19  # N -> H / H -> C
+    SHUTDOWN = 20  # H -> N/W/C
+    ACTOR = 21  # C -> H: (op, args) create/kill/get
+    FETCH = 22  # N <-> N: object chunks
+    EVENTS = 23  # H -> C: task state events for widgets
+    MULTI = 24  # C -> H: [(kind, body), ...] several messages in one frame
 
 
 def secure(sock, token, server: bool, enabled: bool) -> None:
@@ -79,6 +79,7 @@ def secure(sock, token, server: bool, enabled: bool) -> None:
         return
     import zmq
     from zmq.utils import z85
+
     if isinstance(token, str):
         token = token.encode()
     secret = z85.encode(hashlib.blake2b(token, digest_size=32, person=b"kit-curve").digest())
@@ -103,6 +104,7 @@ def await_welcome(sock, signer, address, timeout, on_other=None):
     """
     import time
     from .errors import AuthenticationError, KitError
+
     deadline = time.time() + timeout
     while True:
         left = deadline - time.time()
@@ -110,12 +112,14 @@ def await_welcome(sock, signer, address, timeout, on_other=None):
             raise KitError(
                 f"no answer from a kit head at {address} within {timeout:.0f} s; check the "
                 f"address and that `kit start --head` is running there (if it was started "
-                f"with --encrypt, connect with encrypt=True)")
+                f"with --encrypt, connect with encrypt=True)"
+            )
         frames = sock.recv_multipart()
         if frames == [AUTH_REFUSED]:
             raise AuthenticationError(
                 f"the head at {address} refused this connection: the token is wrong; pass "
-                f"the token printed by `kit start --head` (token= or KIT_TOKEN)")
+                f"the token printed by `kit start --head` (token= or KIT_TOKEN)"
+            )
         msg = signer.unpack(frames)
         if msg is None:
             continue
@@ -192,7 +196,7 @@ class Signer:
             return None
         self._last_seen[peer] = seq
         try:
-            body = pickle.loads(view[32 + _HEADER.size:])
+            body = pickle.loads(view[32 + _HEADER.size :])
         except Exception:
             self.dropped += 1
             return None

@@ -21,17 +21,28 @@ from .protocol import Kind
 from .scheduler import K_TASK
 from .worker import Dep
 
-TASK_DEFAULTS = {"num_cpus": 1, "num_gpus": 0, "resources": None, "max_retries": 3,
-                 "retry_exceptions": False, "num_returns": 1, "name": None,
-                 "scheduling_strategy": None, "node": None, "runtime_env": None,
-                 "memory": None, "placement_group": None}
+TASK_DEFAULTS = {
+    "num_cpus": 1,
+    "num_gpus": 0,
+    "resources": None,
+    "max_retries": 3,
+    "retry_exceptions": False,
+    "num_returns": 1,
+    "name": None,
+    "scheduling_strategy": None,
+    "node": None,
+    "runtime_env": None,
+    "memory": None,
+    "placement_group": None,
+}
 
 
 def check_options(opts: dict, allowed: dict, what: str) -> dict:
     unknown = set(opts) - set(allowed)
     if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for {what}; "
-                         f"valid options: {sorted(allowed)}")
+        raise ValueError(
+            f"unknown option(s) {sorted(unknown)} for {what}; valid options: {sorted(allowed)}"
+        )
     return opts
 
 
@@ -78,7 +89,8 @@ def function_blob(fn, label):
         raise SerializationError(
             f"the function {label} cannot be pickled: {type(e).__name__}: {e}; it probably "
             f"uses an object (a lock, a socket, an open file) from the enclosing scope; create "
-            f"that object inside the function instead") from e
+            f"that object inside the function instead"
+        ) from e
     return blob, hashlib.blake2b(blob, digest_size=16).digest()
 
 
@@ -99,8 +111,9 @@ def encode_args(client, args, kwargs, label):
     if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
         kwargs = {k: _dep(v, deps) for k, v in kwargs.items()}
     try:
-        payload, contained = serialization.to_payload((args, kwargs), client.store_name(),
-                                                      client.node_id)
+        payload, contained = serialization.to_payload(
+            (args, kwargs), client.store_name(), client.node_id
+        )
     except SerializationError as e:
         raise SerializationError(_culprit(args, kwargs, label, e)) from e
     keep = None
@@ -124,16 +137,20 @@ def _culprit(args, kwargs, label, err):
         try:
             pickling.dumps(a)
         except Exception as e:
-            return (f"argument {i} of {label} ({type(a).__name__}) cannot be pickled: "
-                    f"{type(e).__name__}: {e}; pass picklable data, or create the object "
-                    f"inside the task")
+            return (
+                f"argument {i} of {label} ({type(a).__name__}) cannot be pickled: "
+                f"{type(e).__name__}: {e}; pass picklable data, or create the object "
+                f"inside the task"
+            )
     for k, v in kwargs.items():
         try:
             pickling.dumps(v)
         except Exception as e:
-            return (f"argument {k!r} of {label} ({type(v).__name__}) cannot be pickled: "
-                    f"{type(e).__name__}: {e}; pass picklable data, or create the object "
-                    f"inside the task")
+            return (
+                f"argument {k!r} of {label} ({type(v).__name__}) cannot be pickled: "
+                f"{type(e).__name__}: {e}; pass picklable data, or create the object "
+                f"inside the task"
+            )
     return f"the arguments of {label} cannot be pickled: {err}"
 
 
@@ -165,8 +182,10 @@ class RemoteFunction:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args, **kwargs):
-        raise TypeError(f"remote function {self._label} cannot be called directly; "
-                        f"use {self._label}.remote(...) and kit.get() the result")
+        raise TypeError(
+            f"remote function {self._label} cannot be called directly; "
+            f"use {self._label}.remote(...) and kit.get() the result"
+        )
 
     def options(self, **opts):
         """A copy with some options changed, e.g. ``f.options(num_cpus=2).remote()``."""
@@ -186,6 +205,7 @@ class RemoteFunction:
     def remote(self, *args, **kwargs):
         """Submit a task; return its ``ObjectRef`` (a list when ``num_returns > 1``)."""
         from .api import _client
+
         client = _client()
         fid = self._ensure_blob()
         if fid not in client.fids:
@@ -198,9 +218,22 @@ class RemoteFunction:
         retry = opts["retry_exceptions"]
         if retry and retry is not True:
             retry = pickle.dumps(tuple(retry))
-        spec = (tid, K_TASK, fid, payload, deps, contained, tuple(r._id for r in refs),
-                self._res, int(opts["max_retries"]), retry, self._label, None, None,
-                placement(opts))
+        spec = (
+            tid,
+            K_TASK,
+            fid,
+            payload,
+            deps,
+            contained,
+            tuple(r._id for r in refs),
+            self._res,
+            int(opts["max_retries"]),
+            retry,
+            self._label,
+            None,
+            None,
+            placement(opts),
+        )
         logs.claim(tid)
         client.send(Kind.SUBMIT, [spec])
         del keep

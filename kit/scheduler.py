@@ -39,24 +39,58 @@ from .serialization import ERROR, SHARED, system_error_payload
 
 # task states
 WAITING, READY, RUNNING, FINISHED, FAILED, CANCELLED = (
-    "WAITING", "READY", "RUNNING", "FINISHED", "FAILED", "CANCELLED")
+    "WAITING",
+    "READY",
+    "RUNNING",
+    "FINISHED",
+    "FAILED",
+    "CANCELLED",
+)
 # worker states
 IDLE, BUSY, BLOCKED, RETIRING, DEAD = "IDLE", "BUSY", "BLOCKED", "RETIRING", "DEAD"
 # actor states
 A_PENDING, A_ALIVE, A_RESTARTING, A_DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
 
 # task spec fields (a tuple, built by the client)
-S_TID, S_KIND, S_FID, S_ARGS, S_DEPS, S_CONTAINED, S_RETURNS, S_RES, S_RETRIES, \
-    S_RETRY_EXC, S_LABEL, S_ACTOR, S_METHOD, S_OPTS = range(14)
+(
+    S_TID,
+    S_KIND,
+    S_FID,
+    S_ARGS,
+    S_DEPS,
+    S_CONTAINED,
+    S_RETURNS,
+    S_RES,
+    S_RETRIES,
+    S_RETRY_EXC,
+    S_LABEL,
+    S_ACTOR,
+    S_METHOD,
+    S_OPTS,
+) = range(14)
 K_TASK, K_ACTOR_CREATE, K_ACTOR_CALL = 0, 1, 2
 
-PIPELINE_DEPTH = 8          # tasks queued on one worker when tasks are known to be short
-FAST_TASK_SECONDS = 0.002   # "short": a function's mean run time below this
+PIPELINE_DEPTH = 8  # tasks queued on one worker when tasks are known to be short
+FAST_TASK_SECONDS = 0.002  # "short": a function's mean run time below this
 
 
 class Task:
-    __slots__ = ("spec", "tid", "state", "owner", "deps_left", "retries", "worker",
-                 "node", "label", "submitted", "started", "finished", "fid", "res")
+    __slots__ = (
+        "spec",
+        "tid",
+        "state",
+        "owner",
+        "deps_left",
+        "retries",
+        "worker",
+        "node",
+        "label",
+        "submitted",
+        "started",
+        "finished",
+        "fid",
+        "res",
+    )
 
     def __init__(self, spec, owner, now):
         self.spec = spec
@@ -80,34 +114,55 @@ class Obj:
     def __init__(self, oid):
         self.oid = oid
         self.payload = None
-        self.holders = set()   # client ids holding a ref
-        self.pins = 0          # pending tasks using it as an argument, containing objects
-        self.contained = ()    # oids this object's value holds refs to
-        self.waiters = set()   # client ids that asked for it
-        self.tasks = []        # task ids waiting for it
+        self.holders = set()  # client ids holding a ref
+        self.pins = 0  # pending tasks using it as an argument, containing objects
+        self.contained = ()  # oids this object's value holds refs to
+        self.waiters = set()  # client ids that asked for it
+        self.tasks = []  # task ids waiting for it
         self.size = 0
 
 
 class Worker:
-    __slots__ = ("wid", "node", "pid", "state", "tasks", "fids", "held", "actor", "blocked",
-                 "idle_since")
+    __slots__ = (
+        "wid",
+        "node",
+        "pid",
+        "state",
+        "tasks",
+        "fids",
+        "held",
+        "actor",
+        "blocked",
+        "idle_since",
+    )
 
     def __init__(self, wid, node, pid, actor=None):
         self.wid = wid
         self.node = node
         self.pid = pid
         self.state = IDLE
-        self.tasks = []        # dispatched, unfinished task ids, in order
+        self.tasks = []  # dispatched, unfinished task ids, in order
         self.fids = set()
-        self.held = None       # resources held while busy
+        self.held = None  # resources held while busy
         self.actor = actor
         self.blocked = False
         self.idle_since = 0.0
 
 
 class Node:
-    __slots__ = ("nid", "total", "avail", "workers", "alive", "info", "spawning", "store_used",
-                 "done", "failed", "in_memory")
+    __slots__ = (
+        "nid",
+        "total",
+        "avail",
+        "workers",
+        "alive",
+        "info",
+        "spawning",
+        "store_used",
+        "done",
+        "failed",
+        "in_memory",
+    )
 
     def __init__(self, nid, resources, info):
         self.nid = nid
@@ -117,15 +172,29 @@ class Node:
         self.alive = True
         self.info = info
         self.spawning = 0
-        self.store_used = 0     # bytes in shared memory (spilled objects not counted)
-        self.in_memory = {}     # name -> size, oldest first: what spills first
+        self.store_used = 0  # bytes in shared memory (spilled objects not counted)
+        self.in_memory = {}  # name -> size, oldest first: what spills first
         self.done = 0
         self.failed = 0
 
 
 class Actor:
-    __slots__ = ("aid", "create", "state", "worker", "node", "queue", "inflight", "restarts",
-                 "name", "cause", "owner", "res", "task_retries", "meta")
+    __slots__ = (
+        "aid",
+        "create",
+        "state",
+        "worker",
+        "node",
+        "queue",
+        "inflight",
+        "restarts",
+        "name",
+        "cause",
+        "owner",
+        "res",
+        "task_retries",
+        "meta",
+    )
 
     def __init__(self, aid, create_task, owner):
         opts = create_task.spec[S_OPTS]
@@ -134,8 +203,8 @@ class Actor:
         self.state = A_PENDING
         self.worker = None
         self.node = None
-        self.queue = deque()     # calls not yet sent, in submission order
-        self.inflight = []       # calls sent to the worker, unfinished
+        self.queue = deque()  # calls not yet sent, in submission order
+        self.inflight = []  # calls sent to the worker, unfinished
         self.restarts = opts.get("max_restarts", 0)
         self.task_retries = opts.get("max_task_retries", 0)
         self.name = opts.get("name")
@@ -173,20 +242,20 @@ class Scheduler:
         self.workers: dict = {}
         self.nodes: dict = {}
         self.actors: dict = {}
-        self.names: dict = {}          # (namespace, name) -> actor id
-        self.functions: dict = {}      # fid -> blob
+        self.names: dict = {}  # (namespace, name) -> actor id
+        self.functions: dict = {}  # fid -> blob
         self.ready = deque()
         self.out: list = []
-        self.fn_stats: dict = {}       # fid -> [count, total seconds]
-        self.clients: dict = {}        # client id -> set of oids held
+        self.fn_stats: dict = {}  # fid -> [count, total seconds]
+        self.clients: dict = {}  # client id -> set of oids held
         self.counts = {"submitted": 0, "finished": 0, "failed": 0, "retried": 0}
         self._dirty = False
-        self.now = 0.0                 # set by the head before each event (time is injected)
+        self.now = 0.0  # set by the head before each event (time is injected)
         self._pending_actors: list = []
-        self.actor_of: dict = {}       # creation result oid -> actor id (handles hold it)
-        self.copies: dict = {}         # shared-memory name -> [(node id, copy name, size)]
+        self.actor_of: dict = {}  # creation result oid -> actor id (handles hold it)
+        self.copies: dict = {}  # shared-memory name -> [(node id, copy name, size)]
         self.lineage = LineageTable()  # how to make lost objects again
-        self.children: dict = {}       # task id -> ids of the tasks it submitted (to cancel)
+        self.children: dict = {}  # task id -> ids of the tasks it submitted (to cancel)
 
     # ---- nodes and workers ---------------------------------------------------------
 
@@ -244,10 +313,14 @@ class Scheduler:
                     cls = WorkerCrashedError
                     if oom:
                         from .errors import OutOfMemoryError
+
                         cls = OutOfMemoryError
-                    why = (f"the worker running {t.label} was {cause}" if oom else
-                           f"the worker running {t.label} died ({cause}) and its retries "
-                           f"ran out; raise max_retries or find why it dies")
+                    why = (
+                        f"the worker running {t.label} was {cause}"
+                        if oom
+                        else f"the worker running {t.label} died ({cause}) and its retries "
+                        f"ran out; raise max_retries or find why it dies"
+                    )
                     self._fail(t, system_error_payload(cls, why))
         w.tasks.clear()
         self.workers.pop(wid, None)
@@ -259,17 +332,18 @@ class Scheduler:
             return
         node.alive = False
         for wid in list(node.workers):
-            self.worker_died(wid, f"its node {nid.hex() if isinstance(nid, bytes) else nid} "
-                                  f"{cause}")
+            self.worker_died(
+                wid, f"its node {nid.hex() if isinstance(nid, bytes) else nid} {cause}"
+            )
         lost = []
         for obj in list(self.objects.values()):
             p = obj.payload
             if p is not None and p[0] == SHARED and p[1] == nid and not self._use_copy(obj, nid):
                 lost.append(obj)
         rebuild = [e for e in (self._object_lost(obj, f"its node {cause}") for obj in lost) if e]
-        for entry in rebuild:            # after every lost object is marked as pending
+        for entry in rebuild:  # after every lost object is marked as pending
             self._rebuild(entry)
-        for name, held in list(self.copies.items()):    # copies the dead node held
+        for name, held in list(self.copies.items()):  # copies the dead node held
             left = [c for c in held if c[0] != nid]
             if len(left) != len(held):
                 if left:
@@ -305,11 +379,15 @@ class Scheduler:
             obj.payload = None
             return entry
         if entry is None:
-            why = (f"{what}; it was made by kit.put (or by an actor), which kit cannot "
-                   f"make again: put it again, or keep the value in the driver")
+            why = (
+                f"{what}; it was made by kit.put (or by an actor), which kit cannot "
+                f"make again: put it again, or keep the value in the driver"
+            )
         else:
-            why = (f"{what}; the task that made it ({entry.spec[S_LABEL]}) has no retries "
-                   f"left to run again: raise max_retries")
+            why = (
+                f"{what}; the task that made it ({entry.spec[S_LABEL]}) has no retries "
+                f"left to run again: raise max_retries"
+            )
         self._set_payload(obj, system_error_payload(_lost(), why), force=True)
         return None
 
@@ -318,7 +396,7 @@ class Scheduler:
         spec = entry.spec
         tid = spec[S_TID]
         if tid in self.tasks:
-            return                       # already running again for another result
+            return  # already running again for another result
         entry.retries -= 1
         self.counts["rebuilt"] = self.counts.get("rebuilt", 0) + 1
         t = Task(spec, entry.owner, self.now)
@@ -335,9 +413,13 @@ class Scheduler:
             if not existed:
                 producer = self.lineage.producer(oid)
                 if not self._can_rebuild(producer):
-                    failed = system_error_payload(_lost(), (
-                        f"{t.label} had to run again to make an object lost with its node, "
-                        f"but its argument {oid.hex()} is gone too and cannot be made again"))
+                    failed = system_error_payload(
+                        _lost(),
+                        (
+                            f"{t.label} had to run again to make an object lost with its node, "
+                            f"but its argument {oid.hex()} is gone too and cannot be made again"
+                        ),
+                    )
                     continue
                 self._rebuild(producer)
             if obj.payload is None:
@@ -380,8 +462,11 @@ class Scheduler:
                 obj.waiters.discard(cid)
                 self._maybe_free(obj)
         for a in list(self.actors.values()):
-            if a.owner == cid and a.state != A_DEAD and a.create.spec[S_OPTS].get(
-                    "lifetime") != "detached":
+            if (
+                a.owner == cid
+                and a.state != A_DEAD
+                and a.create.spec[S_OPTS].get("lifetime") != "detached"
+            ):
                 self.kill_actor(a.aid, "its creator disconnected")
 
     def refs(self, cid, events):
@@ -424,8 +509,7 @@ class Scheduler:
         aid = self.actor_of.pop(obj.oid, None)
         if aid is not None:
             a = self.actors.get(aid)
-            if a is not None and not a.name and a.create.spec[S_OPTS].get("lifetime") != \
-                    "detached":
+            if a is not None and not a.name and a.create.spec[S_OPTS].get("lifetime") != "detached":
                 self.kill_actor(aid, "every handle to it was dropped")
         p = obj.payload
         if p is not None and p[0] == SHARED:
@@ -489,9 +573,18 @@ class Scheduler:
         for oid in oids:
             obj = self.objects.get(oid)
             if obj is None:
-                self.out.append(("object", cid, oid, system_error_payload(
-                    _lost(), f"object {oid.hex()} does not exist in this cluster (freed, "
-                             f"or made by another cluster)")))
+                self.out.append(
+                    (
+                        "object",
+                        cid,
+                        oid,
+                        system_error_payload(
+                            _lost(),
+                            f"object {oid.hex()} does not exist in this cluster (freed, "
+                            f"or made by another cluster)",
+                        ),
+                    )
+                )
             elif obj.payload is not None:
                 self.out.append(("object", cid, oid, obj.payload))
             else:
@@ -544,9 +637,16 @@ class Scheduler:
         for oid in spec[S_CONTAINED]:
             self._pin(oid)
         if missing:
-            self._fail(t, system_error_payload(_lost(), (
-                f"argument object {missing[0].hex()} of {t.label} does not exist in this "
-                f"cluster (it was freed, or it belongs to another cluster)")))
+            self._fail(
+                t,
+                system_error_payload(
+                    _lost(),
+                    (
+                        f"argument object {missing[0].hex()} of {t.label} does not exist in this "
+                        f"cluster (it was freed, or it belongs to another cluster)"
+                    ),
+                ),
+            )
             for oid in missing:
                 o = self.objects.get(oid)
                 if o is not None and o.payload is None and not (o.pins or o.holders):
@@ -561,11 +661,19 @@ class Scheduler:
             self.actor_of[spec[S_RETURNS][0]] = aid
             if actor.name is not None:
                 key = (spec[S_OPTS].get("namespace"), actor.name)
-                if key in self.names and self.actors.get(self.names[key]) and \
-                        self.actors[self.names[key]].state != A_DEAD:
-                    self._fail(t, system_error_payload(
-                        ActorDiedError, f"an actor named {actor.name!r} already exists; "
-                                        f"use kit.get_actor({actor.name!r}) or another name"))
+                if (
+                    key in self.names
+                    and self.actors.get(self.names[key])
+                    and self.actors[self.names[key]].state != A_DEAD
+                ):
+                    self._fail(
+                        t,
+                        system_error_payload(
+                            ActorDiedError,
+                            f"an actor named {actor.name!r} already exists; "
+                            f"use kit.get_actor({actor.name!r}) or another name",
+                        ),
+                    )
                     actor.state = A_DEAD
                     return
                 self.names[key] = aid
@@ -666,16 +774,23 @@ class Scheduler:
         node = self.nodes.get(want)
         if node is None or node.alive:
             return False
-        self._fail(t, system_error_payload(NodeDiedError, (
-            f"{t.label} must run on node {want.hex()}, which died; pin it with "
-            f"NodeAffinitySchedulingStrategy(node_id, soft=True) to let it run elsewhere")))
+        self._fail(
+            t,
+            system_error_payload(
+                NodeDiedError,
+                (
+                    f"{t.label} must run on node {want.hex()}, which died; pin it with "
+                    f"NodeAffinitySchedulingStrategy(node_id, soft=True) to let it run elsewhere"
+                ),
+            ),
+        )
         return True
 
     def _pick_worker(self, t, nodes, idle):
         opts = t.spec[S_OPTS]
         want = opts.get("node") if opts else None
         soft = want is not None and opts.get("soft")
-        if soft:            # a preference: kept while that node is alive and has room
+        if soft:  # a preference: kept while that node is alive and has room
             pref = self.nodes.get(want)
             soft = pref is None or not pref.alive or not fits(t.res, pref.avail)
         best, best_score = None, None
@@ -700,10 +815,15 @@ class Scheduler:
             return None
         best = None
         for w in self.workers.values():
-            if (w.state == BUSY and w.actor is None and not w.blocked and
-                    len(w.tasks) < PIPELINE_DEPTH and w.held == t.res and
-                    (want is None or soft or w.node == want) and
-                    all(self._fast(self.tasks[x].fid) for x in w.tasks if x in self.tasks)):
+            if (
+                w.state == BUSY
+                and w.actor is None
+                and not w.blocked
+                and len(w.tasks) < PIPELINE_DEPTH
+                and w.held == t.res
+                and (want is None or soft or w.node == want)
+                and all(self._fast(self.tasks[x].fid) for x in w.tasks if x in self.tasks)
+            ):
                 if best is None or len(w.tasks) < len(best.tasks):
                     best = w
         return best
@@ -716,8 +836,12 @@ class Scheduler:
         score = 0.0
         for oid in t.spec[S_DEPS]:
             obj = self.objects.get(oid)
-            if obj is not None and obj.payload is not None and obj.payload[0] == SHARED \
-                    and obj.payload[1] == nid:
+            if (
+                obj is not None
+                and obj.payload is not None
+                and obj.payload[0] == SHARED
+                and obj.payload[1] == nid
+            ):
                 score += 1 + obj.size / 1e6
         return score
 
@@ -778,8 +902,7 @@ class Scheduler:
                 node.done += 1
         t.state = FAILED if failed else FINISHED
         self.counts["failed" if failed else "finished"] += 1
-        self.out.append(("event", (tid, t.label, t.state.lower(), finished, wid, t.node,
-                                   started)))
+        self.out.append(("event", (tid, t.label, t.state.lower(), finished, wid, t.node, started)))
         kind = t.spec[S_KIND]
         for oid, payload, contained in results:
             obj = self.objects.get(oid)
@@ -794,18 +917,20 @@ class Scheduler:
                 self._pin(inner)
             self._push_owner(t, obj, payload)
             self._set_payload(obj, payload)
-        if kind == K_TASK and not failed:      # before its inputs are released
+        if kind == K_TASK and not failed:  # before its inputs are released
             objects = self.objects
-            self.lineage.record(t.spec, t.owner, t.retries,
-                                [oid for oid, _, _ in results if oid in objects])
+            self.lineage.record(
+                t.spec, t.owner, t.retries, [oid for oid, _, _ in results if oid in objects]
+            )
         self._release(t)
         if kind == K_ACTOR_CREATE:
             actor = self.actors.get(t.spec[S_ACTOR])
             if actor is not None:
                 if failed:
                     actor.cause = "its __init__ raised"
-                    self.kill_actor(actor.aid, "its constructor raised an exception",
-                                    error=results[0][1])
+                    self.kill_actor(
+                        actor.aid, "its constructor raised an exception", error=results[0][1]
+                    )
                 else:
                     actor.state = A_ALIVE
                     self._pump_actor(actor)
@@ -909,8 +1034,9 @@ class Scheduler:
         pinned = self.nodes.get(want) if want is not None else None
         if pinned is not None and not pinned.alive:
             actor.node = None
-            self.kill_actor(actor.aid, f"it must live on node {want.hex()}, which died",
-                            from_death=True)
+            self.kill_actor(
+                actor.aid, f"it must live on node {want.hex()}, which died", from_death=True
+            )
             return
         best = None
         for node in self.nodes.values():
@@ -961,8 +1087,12 @@ class Scheduler:
                     t.state = READY
                     requeue.append(tid)
                 else:
-                    self._fail(t, system_error_payload(
-                        ActorDiedError, f"the actor died ({cause}) while running this call"))
+                    self._fail(
+                        t,
+                        system_error_payload(
+                            ActorDiedError, f"the actor died ({cause}) while running this call"
+                        ),
+                    )
             actor.inflight = []
             actor.queue.extendleft(reversed(requeue))
             if actor.task_retries > 0:
@@ -1018,14 +1148,21 @@ class Scheduler:
         for node in self.nodes.values():
             if not node.alive:
                 continue
-            idle = sorted((w for w in (self.workers.get(x) for x in node.workers)
-                           if w is not None and w.actor is None and w.state == IDLE),
-                          key=lambda w: w.idle_since)
-            task_workers = sum(1 for x in node.workers
-                               if self.workers.get(x) is not None and
-                               self.workers[x].actor is None)
+            idle = sorted(
+                (
+                    w
+                    for w in (self.workers.get(x) for x in node.workers)
+                    if w is not None and w.actor is None and w.state == IDLE
+                ),
+                key=lambda w: w.idle_since,
+            )
+            task_workers = sum(
+                1
+                for x in node.workers
+                if self.workers.get(x) is not None and self.workers[x].actor is None
+            )
             extra = task_workers - int(node.total.get("CPU", 0))
-            for w in idle[:max(0, extra)]:
+            for w in idle[: max(0, extra)]:
                 if now - w.idle_since >= after:
                     w.state = RETIRING
                     self.out.append(("kill", node.nid, w.wid))
@@ -1034,8 +1171,11 @@ class Scheduler:
 
     def waiting(self) -> int:
         """Tasks submitted but not on any worker yet (ready to place, or waiting on deps)."""
-        return sum(1 for t in self.tasks.values()
-                   if t.state in (WAITING, READY) and t.spec[S_KIND] == K_TASK)
+        return sum(
+            1
+            for t in self.tasks.values()
+            if t.state in (WAITING, READY) and t.spec[S_KIND] == K_TASK
+        )
 
     def snapshot(self):
         """Per-node state for ``nodes()``, status tables and widgets."""
@@ -1047,15 +1187,25 @@ class Scheduler:
                 if w is not None and w.actor is None:
                     running += 1 if w.tasks else 0
                     queued += max(0, len(w.tasks) - 1)
-            out.append({
-                "node_id": n.nid, "alive": n.alive, "resources": dict(n.total),
-                "available": dict(n.avail), "workers": len(n.workers), "running": running,
-                "queued": queued, "done": n.done, "failed": n.failed,
-                "store_used": n.store_used, **n.info,
-            })
+            out.append(
+                {
+                    "node_id": n.nid,
+                    "alive": n.alive,
+                    "resources": dict(n.total),
+                    "available": dict(n.avail),
+                    "workers": len(n.workers),
+                    "running": running,
+                    "queued": queued,
+                    "done": n.done,
+                    "failed": n.failed,
+                    "store_used": n.store_used,
+                    **n.info,
+                }
+            )
         return out
 
 
 def _lost():
     from .errors import ObjectLostError
+
     return ObjectLostError

@@ -22,9 +22,19 @@ import threading
 import traceback
 
 from . import object_store, pickling
-from .errors import (ActorDiedError, GetTimeoutError, KitError, NodeDiedError, ObjectLostError,
-                     ObjectStoreFullError, OutOfMemoryError, SerializationError, TaskCancelledError,
-                     TaskError, WorkerCrashedError)
+from .errors import (
+    ActorDiedError,
+    GetTimeoutError,
+    KitError,
+    NodeDiedError,
+    ObjectLostError,
+    ObjectStoreFullError,
+    OutOfMemoryError,
+    SerializationError,
+    TaskCancelledError,
+    TaskError,
+    WorkerCrashedError,
+)
 
 INLINE, SHARED, ERROR = 0, 1, 2
 INLINE_LIMIT = 100 * 1024
@@ -107,7 +117,8 @@ def from_payload(payload, fetch=None):
                 meta, bufs = object_store.read(loc)
             except FileNotFoundError:
                 raise ObjectLostError(
-                    f"object in shared memory {loc!r} is gone (freed, or its node died)")
+                    f"object in shared memory {loc!r} is gone (freed, or its node died)"
+                )
         try:
             return pickle.loads(meta, buffers=bufs)
         except Exception as e:
@@ -120,23 +131,43 @@ def from_payload(payload, fetch=None):
 def _unpickle_error(e):
     return SerializationError(
         f"an object could not be unpickled here: {type(e).__name__}: {e}; the modules and "
-        f"classes it needs must be importable in this process too")
+        f"classes it needs must be importable in this process too"
+    )
 
 
 # ---- errors as payloads --------------------------------------------------------------
 
-_SYSTEM = {c.__name__: c for c in (WorkerCrashedError, OutOfMemoryError, ActorDiedError,
-                                   NodeDiedError, ObjectLostError, TaskCancelledError,
-                                   ObjectStoreFullError, GetTimeoutError, SerializationError,
-                                   KitError)}
+_SYSTEM = {
+    c.__name__: c
+    for c in (
+        WorkerCrashedError,
+        OutOfMemoryError,
+        ActorDiedError,
+        NodeDiedError,
+        ObjectLostError,
+        TaskCancelledError,
+        ObjectStoreFullError,
+        GetTimeoutError,
+        SerializationError,
+        KitError,
+    )
+}
 
 
 def task_error_payload(exc: BaseException, function: str, node_id: str, pid: int):
     """Payload for an exception raised by user code in a task."""
     if isinstance(exc, TaskError):
         # A failed dependency fetched with get inside a task: pass it on unchanged.
-        info = ("task", _try_dumps(exc.cause), exc.cause_type, exc.args[0] if exc.args else "",
-                exc.traceback_str, exc.function, exc.node_id, exc.pid)
+        info = (
+            "task",
+            _try_dumps(exc.cause),
+            exc.cause_type,
+            exc.args[0] if exc.args else "",
+            exc.traceback_str,
+            exc.function,
+            exc.node_id,
+            exc.pid,
+        )
         return (ERROR, info)
     if isinstance(exc, KitError) and type(exc).__name__ in _SYSTEM:
         return (ERROR, ("sys", type(exc).__name__, str(exc)))
@@ -177,4 +208,3 @@ def error_from_info(info) -> BaseException:
         except Exception:
             cause = None
     return TaskError.build(cause, type_name, msg, tb, function, node_id, pid)
-

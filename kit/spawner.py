@@ -68,8 +68,8 @@ class Reader:
             (n,) = _LEN.unpack_from(self.buf)
             if len(self.buf) < 4 + n:
                 break
-            out.append(pickle.loads(self.buf[4:4 + n]))
-            self.buf = self.buf[4 + n:]
+            out.append(pickle.loads(self.buf[4 : 4 + n]))
+            self.buf = self.buf[4 + n :]
         return out
 
 
@@ -133,9 +133,12 @@ def describe_status(status: int) -> tuple[str, bool]:
             name = signal.Signals(sig).name
         except ValueError:
             name = str(sig)
-        hint = {"SIGKILL": "killed (kill -9, or out of memory)",
-                "SIGSEGV": "segmentation fault in native code",
-                "SIGABRT": "aborted", "SIGBUS": "bus error in native code"}.get(name, "")
+        hint = {
+            "SIGKILL": "killed (kill -9, or out of memory)",
+            "SIGSEGV": "segmentation fault in native code",
+            "SIGABRT": "aborted",
+            "SIGBUS": "bus error in native code",
+        }.get(name, "")
         return f"killed by signal {sig} ({name}{': ' + hint if hint else ''})", False
     code = os.WEXITSTATUS(status)
     return f"exited with code {code}", False
@@ -224,6 +227,7 @@ def fork_child(target, args, close_fds=(), deathsig=signal.SIGKILL):
         code = e.code if isinstance(e.code, int) else 0
     except BaseException:
         import traceback
+
         traceback.print_exc()
         code = 1
     finally:

@@ -29,8 +29,20 @@ from . import client as client_mod
 from . import context, serialization
 from .errors import ObjectLostError, SerializationError, TaskCancelledError
 from .protocol import Kind
-from .scheduler import (K_ACTOR_CALL, K_ACTOR_CREATE, S_ARGS, S_DEPS, S_FID, S_KIND,
-                        S_LABEL, S_METHOD, S_OPTS, S_RETRY_EXC, S_RETURNS, S_TID)
+from .scheduler import (
+    K_ACTOR_CALL,
+    K_ACTOR_CREATE,
+    S_ARGS,
+    S_DEPS,
+    S_FID,
+    S_KIND,
+    S_LABEL,
+    S_METHOD,
+    S_OPTS,
+    S_RETRY_EXC,
+    S_RETURNS,
+    S_TID,
+)
 
 
 class Dep:
@@ -90,7 +102,7 @@ class Worker:
         self.node_hex = cfg["node_hex"]
         self.q = queue.SimpleQueue()
         self.functions = {}
-        self.current = None            # task id running on the main thread
+        self.current = None  # task id running on the main thread
         self.current_ctx = None
         self.cancelled = set()
         self.instance = None
@@ -99,16 +111,24 @@ class Worker:
         self.pending_done = []
         self.done_lock = threading.Lock()
         self.client = client_mod.Client(
-            cfg["address"], cfg["token"], "worker", cid=wid,
-            info={"node": cfg["node_id"], "actor": actor_id}, on_message=self.on_message,
-            encrypt=bool(cfg.get("encrypt")))
+            cfg["address"],
+            cfg["token"],
+            "worker",
+            cid=wid,
+            info={"node": cfg["node_id"], "actor": actor_id},
+            on_message=self.on_message,
+            encrypt=bool(cfg.get("encrypt")),
+        )
         self.client.node_id = cfg["node_id"]
         self.client.node_tag = cfg["tag"]
         self.client.store_limit = cfg.get("store_limit", 0)
         self.client.transfer = cfg.get("transfer")
         client_mod.install(self.client)
-        context.set_worker(node_id=self.node_hex, worker_id=wid.hex(),
-                           actor_id=actor_id.hex() if actor_id else None)
+        context.set_worker(
+            node_id=self.node_hex,
+            worker_id=wid.hex(),
+            actor_id=actor_id.hex() if actor_id else None,
+        )
         self.store_name = self.client.store_name()
 
     # ---- messages from the io thread ---------------------------------------------
@@ -126,8 +146,8 @@ class Worker:
     def log(self, stream, text):
         ctx = context.current_task()
         if ctx is None and self.current is not None:
-            ctx = self.current_ctx      # a thread the task started: it is the task's output
-        tid, label = (ctx if ctx else (None, "worker"))
+            ctx = self.current_ctx  # a thread the task started: it is the task's output
+        tid, label = ctx if ctx else (None, "worker")
         self.client.logs.append((tid, label, os.getpid(), self.node_hex, stream, text))
 
     # ---- running -----------------------------------------------------------------
@@ -175,8 +195,13 @@ class Worker:
         tid = spec[S_TID]
         started = time.time()
         if tid in self.cancelled:
-            self._finish(tid, self._error_results(spec, TaskCancelledError(
-                f"task {spec[S_LABEL]} was cancelled")), started)
+            self._finish(
+                tid,
+                self._error_results(
+                    spec, TaskCancelledError(f"task {spec[S_LABEL]} was cancelled")
+                ),
+                started,
+            )
             return
         kind = spec[S_KIND]
         if kind == K_ACTOR_CALL and self.pool is not None:
@@ -184,6 +209,7 @@ class Worker:
             return
         if kind == K_ACTOR_CALL and self.loop is not None and self._is_async(spec):
             import asyncio
+
             asyncio.run_coroutine_threadsafe(self._run_async(spec, deps, started), self.loop)
             return
         self.current = tid
@@ -226,7 +252,7 @@ class Worker:
                 value = None
             return self._results(spec, value), False
         finally:
-            for stream in (sys.stdout, sys.stderr):   # a last partial line is this task's
+            for stream in (sys.stdout, sys.stderr):  # a last partial line is this task's
                 try:
                     stream.flush()
                 except Exception:
@@ -248,7 +274,8 @@ class Worker:
                 raise SerializationError(
                     f"the function {spec[S_LABEL]} could not be unpickled on the worker: "
                     f"{type(e).__name__}: {e}; make sure the modules it uses are installed "
-                    f"on every node") from e
+                    f"on every node"
+                ) from e
         return fn
 
     def _args(self, spec, deps):
@@ -260,7 +287,8 @@ class Worker:
         except Exception as e:
             raise SerializationError(
                 f"the arguments of {spec[S_LABEL]} could not be unpickled on the worker: "
-                f"{type(e).__name__}: {e}") from e
+                f"{type(e).__name__}: {e}"
+            ) from e
         if spec[S_DEPS]:
             values = {oid: serialization.from_payload(p) for oid, p in deps.items()}
             args = [values[a.oid] if type(a) is Dep else a for a in args]
@@ -282,24 +310,32 @@ class Worker:
             except TypeError:
                 values = None
             if values is None or len(values) != n:
-                return self._error_results(spec, ValueError(
-                    f"{spec[S_LABEL]} has num_returns={n} but returned "
-                    f"{type(value).__name__} that is not a sequence of {n} values"))
+                return self._error_results(
+                    spec,
+                    ValueError(
+                        f"{spec[S_LABEL]} has num_returns={n} but returned "
+                        f"{type(value).__name__} that is not a sequence of {n} values"
+                    ),
+                )
         out = []
         for oid, v in zip(returns, values):
             try:
-                payload, contained = serialization.to_payload(v, self.store_name,
-                                                              self.client.node_id)
+                payload, contained = serialization.to_payload(
+                    v, self.store_name, self.client.node_id
+                )
             except SerializationError as e:
-                return self._error_results(spec, SerializationError(
-                    f"the result of {spec[S_LABEL]} cannot be pickled: {e}; return plain "
-                    f"data, or build the object on the caller's side"))
+                return self._error_results(
+                    spec,
+                    SerializationError(
+                        f"the result of {spec[S_LABEL]} cannot be pickled: {e}; return plain "
+                        f"data, or build the object on the caller's side"
+                    ),
+                )
             out.append((oid, payload, contained))
         return out
 
     def _error_results(self, spec, exc):
-        payload = serialization.task_error_payload(exc, spec[S_LABEL], self.node_hex,
-                                                   os.getpid())
+        payload = serialization.task_error_payload(exc, spec[S_LABEL], self.node_hex, os.getpid())
         return [(oid, payload, ()) for oid in spec[S_RETURNS]]
 
     def _retryable(self, spec, exc):
@@ -320,15 +356,20 @@ class Worker:
         self.instance = instance
         opts = spec[S_OPTS]
         conc = opts.get("max_concurrency", 1)
-        has_async = any(inspect.iscoroutinefunction(m) for _, m in
-                        inspect.getmembers(type(instance), inspect.isfunction))
+        has_async = any(
+            inspect.iscoroutinefunction(m)
+            for _, m in inspect.getmembers(type(instance), inspect.isfunction)
+        )
         if has_async:
             import asyncio
+
             self.loop = asyncio.new_event_loop()
-            threading.Thread(target=self.loop.run_forever, daemon=True,
-                             name="kit-actor-loop").start()
+            threading.Thread(
+                target=self.loop.run_forever, daemon=True, name="kit-actor-loop"
+            ).start()
         if conc > 1 and not has_async:
             from concurrent.futures import ThreadPoolExecutor
+
             self.pool = ThreadPoolExecutor(conc, thread_name_prefix="kit-actor")
 
     def _run_threaded(self, spec, deps, started):
@@ -378,5 +419,3 @@ def main(cfg, wid, actor_id=None):
             w.client.close(notify=False)
         except Exception:
             pass
-
-

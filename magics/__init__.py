@@ -30,7 +30,8 @@ def load_ipython_extension(ipython):
         >>> load_ipython_extension(InteractiveShell.instance())  # doctest: +SKIP
     """
     from .magic import KitMagics
-    if "KitMagics" not in ipython.magics_manager.registry:   # loading twice keeps the state
+
+    if "KitMagics" not in ipython.magics_manager.registry:  # loading twice keeps the state
         ipython.register_magics(KitMagics)
 
 

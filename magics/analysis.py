@@ -29,11 +29,26 @@ import tokenize
 from dataclasses import dataclass
 from types import CodeType
 
-__all__ = ["free_names", "assigned_names", "compile_cell", "CellCode", "parse_map",
-           "MapSpec", "ends_with_semicolon"]
+__all__ = [
+    "free_names",
+    "assigned_names",
+    "compile_cell",
+    "CellCode",
+    "parse_map",
+    "MapSpec",
+    "ends_with_semicolon",
+]
 
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
-           ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_SCOPES = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.Lambda,
+    ast.ClassDef,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
 _COMPS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
 
@@ -44,6 +59,7 @@ def _parse(source_or_tree, filename="<cell>"):
 
 
 # ---- bindings and reads inside one scope ---------------------------------------------
+
 
 def _target_names(target) -> set:
     """Names bound by an assignment target (``a``, ``a, *b``, but not ``a.x`` or ``a[0]``)."""
@@ -158,11 +174,14 @@ def _outer_reads(node) -> set:
         direct, nested = set(), set()
         for stmt in node.body:
             if isinstance(stmt, _SCOPES):
-                nested |= _outer_reads(stmt)     # methods skip the class scope
+                nested |= _outer_reads(stmt)  # methods skip the class scope
             else:
                 direct |= _reads([stmt])
-        return here | (direct - _bindings(
-            [s for s in node.body if not isinstance(s, _SCOPES)])) | nested
+        return (
+            here
+            | (direct - _bindings([s for s in node.body if not isinstance(s, _SCOPES)]))
+            | nested
+        )
     # A comprehension: the first iterable is evaluated outside, the rest inside.
     gens = node.generators
     local = set()
@@ -189,6 +208,7 @@ def _declarations(body):
 
 
 # ---- the cell's own scope, statement by statement -------------------------------------
+
 
 class _Cell:
     """Walks a cell's top-level statements in order, tracking definitely bound names."""
@@ -256,8 +276,12 @@ class _Cell:
 
 
 def _walrus(nodes) -> set:
-    return {n.target.id for node in nodes for n in ast.walk(node)
-            if isinstance(n, ast.NamedExpr) and isinstance(n.target, ast.Name)}
+    return {
+        n.target.id
+        for node in nodes
+        for n in ast.walk(node)
+        if isinstance(n, ast.NamedExpr) and isinstance(n.target, ast.Name)
+    }
 
 
 def free_names(source, bound=()) -> set:
@@ -300,6 +324,7 @@ def assigned_names(source) -> set:
 
 # ---- compiling ----------------------------------------------------------------------
 
+
 @dataclass
 class CellCode:
     """A compiled cell: ``body`` runs with ``exec``, then ``last`` (if any) with ``eval``.
@@ -324,8 +349,14 @@ def ends_with_semicolon(source: str) -> bool:
     last = None
     try:
         for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-            if tok.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE,
-                                tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER):
+            if tok.type not in (
+                tokenize.COMMENT,
+                tokenize.NL,
+                tokenize.NEWLINE,
+                tokenize.INDENT,
+                tokenize.DEDENT,
+                tokenize.ENDMARKER,
+            ):
                 last = tok
     except (tokenize.TokenError, SyntaxError):
         return False
@@ -370,19 +401,23 @@ def compile_cell(source: str, filename: str, first_line: int = 1) -> CellCode:
     """
     tree = ast.parse("\n" * (first_line - 1) + source, filename)
     body, last = split_last_expr(tree, source)
-    return CellCode(compile(body, filename, "exec"),
-                    compile(last, filename, "eval") if last is not None else None, filename)
+    return CellCode(
+        compile(body, filename, "exec"),
+        compile(last, filename, "eval") if last is not None else None,
+        filename,
+    )
 
 
 # ---- --map "VAR in EXPR" ---------------------------------------------------------------
+
 
 @dataclass
 class MapSpec:
     """A parsed ``--map`` option: bind ``target`` to each item of ``iterable``."""
 
-    target: str          # source of the loop target, e.g. "i" or "x, y"
-    names: frozenset     # the names the target binds
-    iterable: str        # source of the expression that gives the items
+    target: str  # source of the loop target, e.g. "i" or "x, y"
+    names: frozenset  # the names the target binds
+    iterable: str  # source of the expression that gives the items
 
 
 def parse_map(text: str) -> MapSpec:
@@ -403,10 +438,13 @@ def parse_map(text: str) -> MapSpec:
     except SyntaxError:
         loop = None
     if not isinstance(loop, ast.For) or not _simple_target(loop.target):
-        raise ValueError(f"--map expects 'NAME in EXPRESSION' (like a for loop header), "
-                         f"e.g. --map \"i in range(8)\"; got {text!r}")
-    return MapSpec(ast.unparse(loop.target), frozenset(_target_names(loop.target)),
-                   ast.unparse(loop.iter))
+        raise ValueError(
+            f"--map expects 'NAME in EXPRESSION' (like a for loop header), "
+            f'e.g. --map "i in range(8)"; got {text!r}'
+        )
+    return MapSpec(
+        ast.unparse(loop.target), frozenset(_target_names(loop.target)), ast.unparse(loop.iter)
+    )
 
 
 def _simple_target(t) -> bool:

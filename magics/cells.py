@@ -53,8 +53,9 @@ class CellPlan:
     first_line: int = 2
 
 
-def plan_cell(source: str, number: int, outputs=(), map_text=None, name=None,
-              kind: str = "cell") -> CellPlan:
+def plan_cell(
+    source: str, number: int, outputs=(), map_text=None, name=None, kind: str = "cell"
+) -> CellPlan:
     """Check a cell and work out what it reads and returns; no cluster involved.
 
     Raises:
@@ -67,7 +68,7 @@ def plan_cell(source: str, number: int, outputs=(), map_text=None, name=None,
         ('<remote-cell-3>', ['x'], True)
     """
     filename = f"<remote-{kind}-{number}>"
-    first_line = 2 if kind == "cell" else 1     # a cell's body starts below %%remote
+    first_line = 2 if kind == "cell" else 1  # a cell's body starts below %%remote
     code = compile_cell(source, filename, first_line)
     mapspec = None
     if map_text:
@@ -83,10 +84,17 @@ def plan_cell(source: str, number: int, outputs=(), map_text=None, name=None,
         raise CellUsageError(f"-o takes names separated by commas, e.g. -o a,b; got {bad[0]!r}")
     unknown = [n for n in outputs if n not in free and n not in assigned_names(source)]
     if unknown:
-        raise CellUsageError(f"-o {unknown[0]}: the cell neither assigns nor reads "
-                             f"{unknown[0]!r}")
-    return CellPlan(source, filename, name or filename.strip("<>"), free, outputs, mapspec,
-                    code.last is not None, first_line)
+        raise CellUsageError(f"-o {unknown[0]}: the cell neither assigns nor reads {unknown[0]!r}")
+    return CellPlan(
+        source,
+        filename,
+        name or filename.strip("<>"),
+        free,
+        outputs,
+        mapspec,
+        code.last is not None,
+        first_line,
+    )
 
 
 def resolve_node(text: str, nodes) -> str:
@@ -133,8 +141,8 @@ class Job:
         self.tasks: list = []
         self.finished = threading.Event()
         self.cancelled = False
-        self.note = None                  # what the engine says about cancelling
-        self.since = _event_cursor(backend)   # task events after this one concern this cell
+        self.note = None  # what the engine says about cancelling
+        self.since = _event_cursor(backend)  # task events after this one concern this cell
         self.on_tick = None
         self.on_done = None
         self.tick = 1.0
@@ -150,6 +158,7 @@ class Job:
             if mapped:
                 text = output.prefix_lines(text, f"[{task.index}] ")
             self.sink.write(stream, text)
+
         return on_output
 
     def add(self, submit, index):
@@ -171,7 +180,7 @@ class Job:
             while True:
                 try:
                     ready, rest = b.wait(firsts, num_returns=len(firsts), timeout=self.tick)
-                except BaseException:     # the cluster went away (Ray: SystemExit)
+                except BaseException:  # the cluster went away (Ray: SystemExit)
                     break
                 ready = set(ready)
                 for t in self.tasks:
@@ -224,8 +233,9 @@ class Job:
             running = self.nodes_seen()
             where = f" (running on {', '.join(running)})" if running else ""
             note = f"; {self.note}" if self.note else ""
-            raise _one_line(KeyboardInterrupt(), f"KeyboardInterrupt: cancelled "
-                            f"{self.plan.label}{where}{note}") from None
+            raise _one_line(
+                KeyboardInterrupt(), f"KeyboardInterrupt: cancelled {self.plan.label}{where}{note}"
+            ) from None
 
     # ---- results ----------------------------------------------------------------------
 
@@ -251,8 +261,12 @@ class Job:
         if failure.kind != "raised":
             return _one_line(err)
         lines = render.remote_error_lines(
-            failure.type_name, failure.traceback, self.session.node_name(failure.node),
-            failure.pid, item=task.index if self.plan.map is not None else None)
+            failure.type_name,
+            failure.traceback,
+            self.session.node_name(failure.node),
+            failure.pid,
+            item=task.index if self.plan.map is not None else None,
+        )
         try:
             err._render_traceback_ = lambda: lines
         except AttributeError:
@@ -307,14 +321,16 @@ class Session:
         """The current backend; starts a local kit cluster if none is running (saying so)."""
         b = backends.current()
         if not b.alive():
-            if b.name != "kit":          # its cluster went away: back to kit's
+            if b.name != "kit":  # its cluster went away: back to kit's
                 b = backends.use(None)
             if not b.alive():
                 b.start()
-                print(f"kit: started a local cluster ({b.cpus():g} CPUs) for %%remote; "
-                      f"%cluster stop stops it")
+                print(
+                    f"kit: started a local cluster ({b.cpus():g} CPUs) for %%remote; "
+                    f"%cluster stop stops it"
+                )
         gen = b.generation()
-        if gen is not self.generation:   # a new cluster: refs of the old one are void
+        if gen is not self.generation:  # a new cluster: refs of the old one are void
             self.forget()
             self.generation = gen
         return b
@@ -331,8 +347,9 @@ class Session:
         tag = self.names.get(node_id)
         if tag is None:
             try:
-                self.names.update({n["node_id"]: n.get("tag") or ""
-                                   for n in backends.current().nodes()})
+                self.names.update(
+                    {n["node_id"]: n.get("tag") or "" for n in backends.current().nodes()}
+                )
             except Exception:
                 pass
             tag = self.names.setdefault(node_id, "")
@@ -343,8 +360,9 @@ class Session:
 
     # ---- submitting -------------------------------------------------------------------------
 
-    def task_options(self, backend, plan: CellPlan, num_cpus=None, resources=None,
-                     node=None) -> dict:
+    def task_options(
+        self, backend, plan: CellPlan, num_cpus=None, resources=None, node=None
+    ) -> dict:
         opts = {"num_returns": 2 + len(plan.outputs), "name": plan.label}
         if num_cpus is not None:
             opts["num_cpus"] = num_cpus
@@ -363,24 +381,36 @@ class Session:
             try:
                 items = list(eval(plan.map.iterable, ns))
             except Exception as e:
-                raise CellUsageError(f"--map: {plan.map.iterable} failed in the notebook: "
-                                     f"{type(e).__name__}: {e}") from None
+                raise CellUsageError(
+                    f"--map: {plan.map.iterable} failed in the notebook: {type(e).__name__}: {e}"
+                ) from None
             if not items:
                 raise CellUsageError(f"--map: {plan.map.iterable} gave no items")
         opts = self.task_options(b, plan, **task_opts)
         self.cache.prune(ns)
-        ship = pack(plan.free, ns, getattr(self.shell, "user_ns_hidden", {}), self.cache,
-                    is_ref=b.is_handle)
-        spec = {"source": plan.source, "filename": plan.filename,
-                "first_line": plan.first_line, "values": ship.values,
-                "modules": ship.modules, "args": ship.layout, "outputs": plan.outputs,
-                "target": plan.map.target if plan.map is not None else None}
+        ship = pack(
+            plan.free, ns, getattr(self.shell, "user_ns_hidden", {}), self.cache, is_ref=b.is_handle
+        )
+        spec = {
+            "source": plan.source,
+            "filename": plan.filename,
+            "first_line": plan.first_line,
+            "values": ship.values,
+            "modules": ship.modules,
+            "args": ship.layout,
+            "outputs": plan.outputs,
+            "target": plan.map.target if plan.map is not None else None,
+        }
         job = Job(self, plan, sink, b)
 
         def one(first, *rest):
             return lambda on_output: b.submit(
-                runner.run_cell, (first, time.time(), *ship.args, *rest),
-                on_output=on_output, **opts)
+                runner.run_cell,
+                (first, time.time(), *ship.args, *rest),
+                on_output=on_output,
+                **opts,
+            )
+
         try:
             bad = unpicklable(ship.values)
             if bad is not None:
@@ -388,7 +418,8 @@ class Session:
                 raise backends.SerializationError(
                     f"the cell uses {name!r} ({type(ns[name]).__name__}), which cannot be "
                     f"sent to a worker ({type(err).__name__}: {err}); create it inside "
-                    f"the cell instead")
+                    f"the cell instead"
+                )
             if items is None:
                 job.add(one(spec), None)
             else:
@@ -439,6 +470,7 @@ class Session:
             finally:
                 if job in self.jobs:
                     self.jobs.remove(job)
+
         job.on_tick, job.on_done = view.flush, done
         self.jobs.append(job)
         job.start()
@@ -464,8 +496,11 @@ class Session:
                     failed += 1
                     state = "failed"
                     err = job.error(e, t)
-                    view.show_error(err._render_traceback_() if kind == "raised"
-                                    else [f"{type(e).__name__}: {e}"])
+                    view.show_error(
+                        err._render_traceback_()
+                        if kind == "raised"
+                        else [f"{type(e).__name__}: {e}"]
+                    )
             node = self.node_name(t.node, short=True) if t.node else None
             view.line.set_task(t.refs[0], state, node)
         if job.plan.has_last and not failed:

@@ -53,7 +53,7 @@ def _parse(func, line: str, magic: str):
     """
     try:
         return func.parser.parse_args(arg_split(line, posix=True))
-    except ValueError as e:         # unbalanced quotes
+    except ValueError as e:  # unbalanced quotes
         raise UsageError(f"{magic}: {e} (see {magic} --help)") from None
     except UsageError as e:
         raise UsageError(f"{magic}: {e} (see {magic} --help)") from None
@@ -73,14 +73,25 @@ class KitMagics(Magics):
 
     @line_magic
     @magic_arguments()
-    @argument("action", nargs="?", default="status",
-              choices=["start", "connect", "status", "monitor", "stop"],
-              help="what to do (default: status)")
-    @argument("address", nargs="?",
-              help="for connect: HOST:PORT (kit), ray://HOST:PORT, ray:auto, ray:local, "
-                   "tcp://HOST:PORT (Dask) or dask:local")
-    @argument("--nodes", type=int, default=1,
-              help="node agents to start on this machine (dask:local: workers)")
+    @argument(
+        "action",
+        nargs="?",
+        default="status",
+        choices=["start", "connect", "status", "monitor", "stop"],
+        help="what to do (default: status)",
+    )
+    @argument(
+        "address",
+        nargs="?",
+        help="for connect: HOST:PORT (kit), ray://HOST:PORT, ray:auto, ray:local, "
+        "tcp://HOST:PORT (Dask) or dask:local",
+    )
+    @argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="node agents to start on this machine (dask:local: workers)",
+    )
     @argument("--cpus", type=int, default=None, help="task slots per node (default: cores)")
     @argument("--token", default=None, help="the cluster's token, for connect")
     def cluster(self, line):
@@ -107,8 +118,10 @@ class KitMagics(Magics):
             raise UsageError("%cluster start: --nodes and --cpus must be at least 1")
         b = backends.current()
         if b.alive():
-            print(f"{b.name}: a cluster is already running ({len(b.nodes())} node(s)); "
-                  f"%cluster stop first")
+            print(
+                f"{b.name}: a cluster is already running ({len(b.nodes())} node(s)); "
+                f"%cluster stop first"
+            )
             return
         b = backends.use(None)
         b.start(nodes=args.nodes, cpus=args.cpus)
@@ -117,9 +130,11 @@ class KitMagics(Magics):
 
     def _cluster_connect(self, args):
         if not args.address:
-            raise UsageError("%cluster connect: give the cluster's address, e.g. "
-                             "%cluster connect 10.0.0.5:6380 --token T (kit), "
-                             "ray://HOST:10001, ray:local, tcp://HOST:8786 or dask:local")
+            raise UsageError(
+                "%cluster connect: give the cluster's address, e.g. "
+                "%cluster connect 10.0.0.5:6380 --token T (kit), "
+                "ray://HOST:10001, ray:local, tcp://HOST:8786 or dask:local"
+            )
         try:
             backends.parse_address(args.address)
         except backends.BackendError as e:
@@ -129,9 +144,12 @@ class KitMagics(Magics):
             print(f"{b.name}: already connected to a cluster; %cluster stop first")
             return
         try:
-            b = backends.connect(args.address, token=args.token,
-                                 nodes=args.nodes if args.nodes != 1 else None,
-                                 cpus=args.cpus)
+            b = backends.connect(
+                args.address,
+                token=args.token,
+                nodes=args.nodes if args.nodes != 1 else None,
+                cpus=args.cpus,
+            )
         except backends.BackendError as e:
             raise UsageError(f"%cluster connect: {e}") from None
         self.session.forget()
@@ -144,21 +162,27 @@ class KitMagics(Magics):
             print("kit: no cluster is running; %cluster start, or run a %%remote cell")
             return
         from IPython.display import display
+
         nodes = b.nodes()
-        display({"text/plain": render.nodes_text(nodes),
-                 "text/html": render.nodes_html(nodes)}, raw=True)
+        display(
+            {"text/plain": render.nodes_text(nodes), "text/html": render.nodes_html(nodes)},
+            raw=True,
+        )
 
     def _cluster_monitor(self, args):
         try:
             from widgets import ClusterMonitor
         except Exception:
-            print("kit: the cluster monitor is not available yet "
-                  "(widgets.ClusterMonitor cannot be imported)")
+            print(
+                "kit: the cluster monitor is not available yet "
+                "(widgets.ClusterMonitor cannot be imported)"
+            )
             return
         if not backends.current().alive():
             print("kit: no cluster is running; %cluster start first")
             return
         from IPython.display import display
+
         display(ClusterMonitor())
 
     def _cluster_stop(self, args):
@@ -170,24 +194,41 @@ class KitMagics(Magics):
         started_here = b.stop()
         backends.use(None)
         self.session.forget()
-        print(f"{b.name}: cluster stopped" if started_here else
-              f"{b.name}: disconnected (the cluster keeps running)")
+        print(
+            f"{b.name}: cluster stopped"
+            if started_here
+            else f"{b.name}: disconnected (the cluster keeps running)"
+        )
 
     # ---- %remote and %%remote ---------------------------------------------------------
 
     @line_cell_magic
     @magic_arguments()
-    @argument("-o", "--outputs", default="",
-              help="names the cell assigns to bring back, comma separated: -o a,b")
-    @argument("--no-block", action="store_true",
-              help="return at once; -o names become the engine's refs (Dask: futures); "
-                   "a status line follows")
+    @argument(
+        "-o",
+        "--outputs",
+        default="",
+        help="names the cell assigns to bring back, comma separated: -o a,b",
+    )
+    @argument(
+        "--no-block",
+        action="store_true",
+        help="return at once; -o names become the engine's refs (Dask: futures); "
+        "a status line follows",
+    )
     @argument("--num-cpus", type=float, default=None, help="CPUs the task needs (default 1)")
-    @argument("--resources", default=None,
-              help='custom resources as JSON, e.g. --resources \'{"disk": 1}\'')
+    @argument(
+        "--resources",
+        default=None,
+        help="custom resources as JSON, e.g. --resources '{\"disk\": 1}'",
+    )
     @argument("--node", default=None, help="run on this node (id, id prefix or tag like n1)")
-    @argument("--map", default=None, metavar='"VAR in EXPR"',
-              help="run the cell once per item, in parallel; -o names come back as lists")
+    @argument(
+        "--map",
+        default=None,
+        metavar='"VAR in EXPR"',
+        help="run the cell once per item, in parallel; -o names come back as lists",
+    )
     @argument("--name", default=None, help="label of the task (shown in widgets)")
     def remote(self, line, cell=None):
         """Run a cell as one task; ``%remote EXPR`` evaluates one expression remotely.
@@ -225,8 +266,9 @@ class KitMagics(Magics):
             if resources is not None and not isinstance(resources, dict):
                 raise ValueError("not an object")
         except ValueError as e:
-            raise UsageError(f"%%remote: --resources takes a JSON object like "
-                             f"'{{\"disk\": 1}}' ({e})") from None
+            raise UsageError(
+                f"%%remote: --resources takes a JSON object like '{{\"disk\": 1}}' ({e})"
+            ) from None
         outputs = [n.strip() for n in args.outputs.split(",") if n.strip()]
         try:
             plan = plan_cell(cell, cell_number(self.shell), outputs, args.map, args.name)
@@ -243,13 +285,15 @@ class KitMagics(Magics):
         try:
             plan = plan_cell(source, cell_number(self.shell), kind="expr")
         except SyntaxError as e:
-            raise UsageError(f"%remote: {e.msg}: {source!r} (%remote takes one expression; "
-                             f"use %%remote for statements)") from None
+            raise UsageError(
+                f"%remote: {e.msg}: {source!r} (%remote takes one expression; "
+                f"use %%remote for statements)"
+            ) from None
         if not plan.has_last or "\n" in source:
-            raise UsageError("%remote takes one expression, e.g. %remote sum(data); "
-                             "use %%remote for statements")
+            raise UsageError(
+                "%remote takes one expression, e.g. %remote sum(data); use %%remote for statements"
+            )
         try:
             return self.session.run_blocking(plan)
         except CellUsageError as e:
             raise UsageError(f"%remote: {e}") from None
-

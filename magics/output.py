@@ -126,6 +126,7 @@ class WidgetView:
 
     def __init__(self, label: str):
         import ipywidgets
+
         self.label = label
         self.line = None
         self.out = ipywidgets.Output()
@@ -136,6 +137,7 @@ class WidgetView:
         import ipywidgets
         from IPython.display import display
         from widgets import StatusLine
+
         self.line = StatusLine(refs, label=self.label)
         display(ipywidgets.VBox([self.line, self.out]))
 
@@ -169,6 +171,7 @@ class TextView:
 
     def show(self, refs) -> None:
         from widgets import StatusLine
+
         self.line = StatusLine(refs, label=self.label)
         _print("stdout", self.line.text())
 

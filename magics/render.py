@@ -13,8 +13,14 @@ import re
 
 from backends.base import short_id
 
-__all__ = ["human_bytes", "node_rows", "nodes_text", "nodes_html", "clean_traceback",
-           "remote_error_lines"]
+__all__ = [
+    "human_bytes",
+    "node_rows",
+    "nodes_text",
+    "nodes_html",
+    "clean_traceback",
+    "remote_error_lines",
+]
 
 COLUMNS = ("node", "alive", "CPU", "running", "queued", "done", "failed", "store used")
 
@@ -53,9 +59,18 @@ def node_rows(nodes) -> list:
         total = n.get("resources", {}).get("CPU", 0)
         avail = n.get("available", {}).get("CPU", 0)
         name = f"{n.get('tag') or ''} {short_id(n.get('node_id'))}".strip()
-        rows.append([name, "yes" if n.get("alive") else "no", f"{_num(avail)}/{_num(total)}",
-                     str(n.get("running", 0)), str(n.get("queued", 0)), str(n.get("done", 0)),
-                     str(n.get("failed", 0)), human_bytes(n.get("store_used", 0))])
+        rows.append(
+            [
+                name,
+                "yes" if n.get("alive") else "no",
+                f"{_num(avail)}/{_num(total)}",
+                str(n.get("running", 0)),
+                str(n.get("queued", 0)),
+                str(n.get("done", 0)),
+                str(n.get("failed", 0)),
+                human_bytes(n.get("store_used", 0)),
+            ]
+        )
     return rows
 
 
@@ -71,8 +86,12 @@ def nodes_text(nodes) -> str:
         return "no nodes"
     table = [list(COLUMNS)] + rows
     widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in table]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+        ).rstrip()
+        for r in table
+    ]
     return "\n".join(lines)
 
 
@@ -84,17 +103,24 @@ def nodes_html(nodes) -> str:
         True
     """
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                   for r in node_rows(nodes))
-    return (f"<table class='kit-nodes'><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>")
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+        for r in node_rows(nodes)
+    )
+    return f"<table class='kit-nodes'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 # ---- remote tracebacks -------------------------------------------------------------------
 
 _FRAME = re.compile(r'^  File "(?P<file>[^"]*)", line \d+, in ')
-_MACHINERY = ("kit/worker.py", "magics/runner.py", "backends/worker.py", "magics\\runner.py",
-              "kit\\worker.py", "backends\\worker.py")
+_MACHINERY = (
+    "kit/worker.py",
+    "magics/runner.py",
+    "backends/worker.py",
+    "magics\\runner.py",
+    "kit\\worker.py",
+    "backends\\worker.py",
+)
 
 
 def clean_traceback(tb: str) -> str:
@@ -133,8 +159,9 @@ def clean_traceback(tb: str) -> str:
     return "\n".join(out)
 
 
-def remote_error_lines(cause_type: str, traceback_str: str, node: str, pid,
-                       item: int | None = None) -> list:
+def remote_error_lines(
+    cause_type: str, traceback_str: str, node: str, pid, item: int | None = None
+) -> list:
     """The lines IPython shows for a remote cell's error (``_render_traceback_``).
 
     Example:
@@ -145,5 +172,8 @@ def remote_error_lines(cause_type: str, traceback_str: str, node: str, pid,
     where = f"on node {node} (pid {pid})"
     if item is not None:
         where += f", --map item {item}"
-    return ["-" * 75, f"{cause_type} raised remotely {where}",
-            clean_traceback(traceback_str).rstrip()]
+    return [
+        "-" * 75,
+        f"{cause_type} raised remotely {where}",
+        clean_traceback(traceback_str).rstrip(),
+    ]

@@ -34,9 +34,11 @@ import types
 
 from .analysis import bind_target, compile_cell
 
+
 def _node_id() -> str:
     try:
         from backends.worker import node_id
+
         return node_id()
     except Exception:
         return ""
@@ -75,7 +77,7 @@ def build_namespace(spec: dict, args: tuple) -> dict:
             pos += 1
         else:
             n, kind = layout
-            items = list(args[pos:pos + n])
+            items = list(args[pos : pos + n])
             ns[name] = tuple(items) if kind == "tuple" else items
             pos += n
     if spec.get("target"):
@@ -93,12 +95,14 @@ def _share_globals(ns: dict) -> None:
     notebook function that reads ``factor`` sees.
     """
     for name, fn in list(ns.items()):
-        if (isinstance(fn, types.FunctionType) and fn.__module__ == "__main__"
-                and fn.__globals__ is not ns):
+        if (
+            isinstance(fn, types.FunctionType)
+            and fn.__module__ == "__main__"
+            and fn.__globals__ is not ns
+        ):
             for key, value in fn.__globals__.items():
                 ns.setdefault(key, value)
-            new = types.FunctionType(fn.__code__, ns, fn.__name__, fn.__defaults__,
-                                     fn.__closure__)
+            new = types.FunctionType(fn.__code__, ns, fn.__name__, fn.__defaults__, fn.__closure__)
             new.__kwdefaults__ = fn.__kwdefaults__
             new.__dict__.update(fn.__dict__)
             new.__qualname__, new.__doc__ = fn.__qualname__, fn.__doc__
@@ -138,10 +142,12 @@ def run_cell(spec: dict, submitted: float = 0.0, *args):
         exec(code.body, ns)
         value = eval(code.last, ns) if code.last is not None else None
     finally:
-        _flush()            # a last line without "\n" still belongs to this task
+        _flush()  # a last line without "\n" still belongs to this task
     outputs = spec.get("outputs") or ()
     missing = [n for n in outputs if n not in ns]
     if missing:
-        raise NameError(f"-o {', '.join(missing)}: the cell did not assign "
-                        f"{' or '.join(repr(n) for n in missing)}")
+        raise NameError(
+            f"-o {', '.join(missing)}: the cell did not assign "
+            f"{' or '.join(repr(n) for n in missing)}"
+        )
     return (_node_id(), value, *(ns[n] for n in outputs))

@@ -25,17 +25,17 @@ from dataclasses import dataclass, field
 
 import cloudpickle
 
-LARGE = 1 << 20      # values at least this big go through the object store once
+LARGE = 1 << 20  # values at least this big go through the object store once
 
 
 @dataclass
 class Shipment:
     """How a cell's free names travel: see ``runner.build_namespace`` for the layout."""
 
-    values: dict = field(default_factory=dict)     # name -> value (pickled with the task)
-    modules: dict = field(default_factory=dict)    # name -> module name
-    layout: list = field(default_factory=list)     # [(name, None | (n, "list"|"tuple"))]
-    args: list = field(default_factory=list)       # top-level task arguments (refs)
+    values: dict = field(default_factory=dict)  # name -> value (pickled with the task)
+    modules: dict = field(default_factory=dict)  # name -> module name
+    layout: list = field(default_factory=list)  # [(name, None | (n, "list"|"tuple"))]
+    args: list = field(default_factory=list)  # top-level task arguments (refs)
 
     @property
     def names(self) -> list:
@@ -45,11 +45,13 @@ class Shipment:
 
 def _is_ref(value) -> bool:
     import backends
+
     return backends.current().is_handle(value)
 
 
-def pack(names, namespace: dict, hidden: dict | None = None,
-         cache: "PutCache | None" = None, is_ref=None) -> Shipment:
+def pack(
+    names, namespace: dict, hidden: dict | None = None, cache: "PutCache | None" = None, is_ref=None
+) -> Shipment:
     """Sort the values of ``names`` found in ``namespace`` by how they travel.
 
     Names missing from ``namespace`` (builtins, typos) are skipped: the cell
@@ -78,8 +80,7 @@ def pack(names, namespace: dict, hidden: dict | None = None,
         elif is_ref(value):
             out.layout.append((name, None))
             out.args.append(value)
-        elif (type(value) in (list, tuple) and value
-              and all(is_ref(v) for v in value)):
+        elif type(value) in (list, tuple) and value and all(is_ref(v) for v in value):
             out.layout.append((name, (len(value), type(value).__name__)))
             out.args.extend(value)
         else:
@@ -114,6 +115,7 @@ def unpicklable(values: dict):
 
 
 # ---- the cache of large values ----------------------------------------------------------
+
 
 def quick_size(obj) -> int:
     """A cheap estimate of a value's size in bytes (exact for arrays and bytes).
@@ -165,7 +167,7 @@ class _Entry:
     __slots__ = ("alive", "fp", "ref")
 
     def __init__(self, alive, fp, ref):
-        self.alive = alive      # weakref to the object, or None
+        self.alive = alive  # weakref to the object, or None
         self.fp = fp
         self.ref = ref
 
@@ -209,7 +211,7 @@ class PutCache:
         try:
             fp = fingerprint(obj)
         except Exception:
-            return None          # unpicklable: the task's own pickling will say so
+            return None  # unpicklable: the task's own pickling will say so
         key = id(obj)
         entry = self._entries.get(key)
         if entry is not None and entry.fp == fp and (entry.alive is None or entry.alive() is obj):
@@ -227,6 +229,7 @@ class PutCache:
         if self._put is not None:
             return self._put(obj)
         import backends
+
         return backends.current().put(obj)
 
     def _drop(self, key, wref):
@@ -243,4 +246,3 @@ class PutCache:
     def clear(self) -> None:
         """Forget everything (the cluster went away)."""
         self._entries.clear()
-

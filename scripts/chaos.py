@@ -36,6 +36,7 @@ def main(argv=None):
     import numpy as np
 
     import kit
+
     kit.init(num_nodes=args.nodes, num_cpus=2)
     nodes = kit.nodes()
     node_pids = {n["pid"] for n in nodes}
@@ -59,7 +60,7 @@ def main(argv=None):
         start = time.time()
         while not stop.wait(args.interval):
             workers = []
-            for pid in node_pids:       # workers are children of each node agent's zygote
+            for pid in node_pids:  # workers are children of each node agent's zygote
                 try:
                     for zygote in psutil.Process(pid).children():
                         workers += zygote.children()
@@ -104,9 +105,15 @@ def main(argv=None):
     th.join()
     counts = kit.cluster_status()["counts"]
     kit.shutdown()
-    out = {"tasks": args.tasks, **faults, "retried": counts.get("retried", 0),
-           "rebuilt": counts.get("rebuilt", 0), "wrong": wrong, "lost": lost,
-           "seconds": round(time.time() - t, 2)}
+    out = {
+        "tasks": args.tasks,
+        **faults,
+        "retried": counts.get("retried", 0),
+        "rebuilt": counts.get("rebuilt", 0),
+        "wrong": wrong,
+        "lost": lost,
+        "seconds": round(time.time() - t, 2),
+    }
     print(json.dumps(out))
     return 0 if not (lost or wrong) else 1
 

@@ -35,7 +35,7 @@ def frames_for(i, signer, other, rng, captured):
         return [rng.randbytes(rng.randint(0, 300))]
     if kind == 1:
         good = signer.pack(4, [("x",)])
-        return [good[0][:rng.randint(0, len(good[0]) - 1)]]
+        return [good[0][: rng.randint(0, len(good[0]) - 1)]]
     if kind == 2:
         return [rng.randbytes(64) * rng.randint(1000, 40000)]
     if kind == 3:
@@ -53,6 +53,7 @@ def main(argv=None):
     n = 2000 if args.short else args.frames
     import kit
     from kit.protocol import Signer
+
     ctx_info = kit.init(num_cpus=1)
     client = kit.api._current_client()
     token = ctx_info.token
@@ -60,7 +61,7 @@ def main(argv=None):
     node = kit.nodes()[0]
     transfer = client.transfer
     rng = random.Random(1234)
-    signer = Signer(token)             # real token: for truncation and replays
+    signer = Signer(token)  # real token: for truncation and replays
     other = Signer("some-other-token")
     captured = [signer.pack(7, [(os.urandom(16), 1)]) for _ in range(20)]
     ctx = zmq.Context()
@@ -90,9 +91,15 @@ def main(argv=None):
         s.close(0)
     ctx.term()
     kit.shutdown()
-    out = {"frames_sent": n, "head_dropped": dropped, "processes_alive": alive,
-           "processes": len(procs), "served_after": served == "served",
-           "seconds": round(time.time() - t, 2), "node": node["NodeID"]}
+    out = {
+        "frames_sent": n,
+        "head_dropped": dropped,
+        "processes_alive": alive,
+        "processes": len(procs),
+        "served_after": served == "served",
+        "seconds": round(time.time() - t, 2),
+        "node": node["NodeID"],
+    }
     print(json.dumps(out))
     return 0 if alive and served == "served" else 1
 

@@ -47,8 +47,11 @@ print(kit.api._current_client().cluster)
 
 
 def leftovers(cluster, pids):
-    alive = [p for p in pids if psutil.pid_exists(p) and
-             psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    alive = [
+        p
+        for p in pids
+        if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
     shm = [f for f in os.listdir("/dev/shm") if f.startswith(f"kit_{cluster}_")]
     return alive, shm
 
@@ -65,6 +68,7 @@ def kill_driver_round():
 
 def restart_kernel_rounds(n):
     from jupyter_client import KernelManager
+
     km = KernelManager(kernel_name="python3")
     km.start_kernel()
     out = []
@@ -105,10 +109,14 @@ def main(argv=None):
     results += restart_kernel_rounds(n)
     procs_left = sum(len(r[2][0]) for r in results)
     shm_left = sum(len(r[2][1]) for r in results)
-    out = {"driver_kills": n, "kernel_restarts": n,
-           "processes_checked": sum(len(r[1]) for r in results),
-           "processes_left": procs_left, "shm_files_left": shm_left,
-           "clusters_seen": sum(1 for r in results if r[0])}
+    out = {
+        "driver_kills": n,
+        "kernel_restarts": n,
+        "processes_checked": sum(len(r[1]) for r in results),
+        "processes_left": procs_left,
+        "shm_files_left": shm_left,
+        "clusters_seen": sum(1 for r in results if r[0]),
+    }
     print(json.dumps(out))
     return 0 if procs_left == 0 and shm_left == 0 and out["clusters_seen"] == 2 * n else 1
 

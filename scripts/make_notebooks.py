@@ -36,6 +36,7 @@ def notebook(name):
     def register(fn):
         NOTEBOOKS[name] = fn
         return fn
+
     return register
 
 
@@ -933,11 +934,14 @@ def _():
         and the node it ran on. (This cell is tagged `raises-exception`, so running the whole
         notebook goes on past it.)
         """),
-        code("""
+        code(
+            """
         %%remote
         values = [1, 2, 0]
         inverses = [1 / v for v in values]
-        """, tags=["raises-exception"]),
+        """,
+            tags=["raises-exception"],
+        ),
         md("""
         ## Interrupting
 
@@ -1524,10 +1528,13 @@ def _():
 
 def build(name, cells):
     for i, cell in enumerate(cells):
-        cell.id = f"{name[:2]}-{i:02d}"          # stable ids: regenerating gives no diff
+        cell.id = f"{name[:2]}-{i:02d}"  # stable ids: regenerating gives no diff
     nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     nbformat.validate(nb)
     return nb

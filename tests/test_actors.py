@@ -147,10 +147,10 @@ def _kill_during(actor, pid):
 def test_max_task_retries_resends_the_call_in_flight(cluster):
     a = Slow.options(max_restarts=1, max_task_retries=1).remote()
     first = kit.get(a.pid.remote(), timeout=20)
-    second = kit.get(_kill_during(a, first), timeout=30)   # ran again, in the new process
+    second = kit.get(_kill_during(a, first), timeout=30)  # ran again, in the new process
     assert second != first
-    ref = _kill_during(a, second)                         # no restart left
-    with pytest.raises(kit.ActorDiedError, match="SIGKILL"):   # the cause is named
+    ref = _kill_during(a, second)  # no restart left
+    with pytest.raises(kit.ActorDiedError, match="SIGKILL"):  # the cause is named
         kit.get(ref, timeout=30)
     with pytest.raises(kit.ActorDiedError, match="the actor is dead: .*SIGKILL"):
         kit.get(a.pid.remote(), timeout=30)

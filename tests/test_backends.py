@@ -28,6 +28,7 @@ ENGINES = ["kit", "ray", "dask"]
 def shell():
     """The process's test IPython shell (``start_ipython`` gives it only the first time)."""
     from IPython import get_ipython
+
     sh = start_ipython() or get_ipython()
     sh.run_line_magic("load_ext", "kit")
     return sh
@@ -52,8 +53,9 @@ def engine(request):
         line, handle = "%cluster connect ray:local --cpus 2", "ray.ObjectRef"
     else:
         distributed = pytest.importorskip("distributed")
-        local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                         dashboard_address=None)
+        local = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         line, handle = f"%cluster connect {local.scheduler_address}", "distributed.Future"
     try:
         r, cap = run(sh, line)
@@ -66,6 +68,7 @@ def engine(request):
             # spawning Dask's workers started multiprocessing's resource tracker, which
             # would live as long as this process: stop it (it restarts on demand)
             from multiprocessing import resource_tracker
+
             resource_tracker._resource_tracker._stop()
         widgets.default_updater().stop()
         assert backends.current().name == "kit" and not backends.current().alive()
@@ -86,14 +89,18 @@ def totals(m):
 
 # ---- the same cells on every engine ----------------------------------------------------
 
+
 def test_map_items_spread_over_the_nodes(engine):
     """A --map cell's items run on every node (on Dask the shared cell spec is on every
     worker, so locality does not pull all items to the one worker that holds it)."""
     sh, name, handle = engine
     if len(backends.current().nodes()) < 2:
         pytest.skip(f"{name} runs one node here")
-    r, cap = run(sh, "%%remote --map 'i in range(4)' -o where\nimport time, backends.worker\n"
-                     "time.sleep(0.1)\nwhere = backends.worker.node_id()")
+    r, cap = run(
+        sh,
+        "%%remote --map 'i in range(4)' -o where\nimport time, backends.worker\n"
+        "time.sleep(0.1)\nwhere = backends.worker.node_id()",
+    )
     assert r.success, cap.stdout + cap.stderr
     assert len(set(sh.user_ns["where"])) == 2, sh.user_ns["where"]
 
@@ -107,8 +114,11 @@ def test_the_same_cells_run_on_each_engine(engine):
         done0, failed0 = totals(m)
         run(sh, "data = list(range(10))\ndef scaled(v):\n    return 3 * v")
 
-        r, cap = run(sh, "%%remote -o total\nprint('hello from', 'the cell')\n"
-                         "total = sum(scaled(x) for x in data)\ntotal * 2")
+        r, cap = run(
+            sh,
+            "%%remote -o total\nprint('hello from', 'the cell')\n"
+            "total = sum(scaled(x) for x in data)\ntotal * 2",
+        )
         assert r.success, cap.stdout + cap.stderr
         assert r.result == 270 and sh.user_ns["total"] == 135
         assert "hello from the cell\n" in cap.stdout
@@ -119,23 +129,25 @@ def test_the_same_cells_run_on_each_engine(engine):
         assert all(f"[{i}] item {i}" in cap.stdout for i in range(4))
 
         r, cap = run(sh, "%%remote\nx = 1\n\nraise ValueError(f'bad {x}')\n")
-        number = r.execution_count    # the cell's In [N]
+        number = r.execution_count  # the cell's In [N]
         assert not r.success and isinstance(r.error_in_exec, ValueError)
         assert f'File "<remote-cell-{number}>", line 4, in <module>' in cap.stdout, cap.stdout
         assert "ValueError raised remotely on node n" in cap.stdout
         assert "ValueError: bad 1" in cap.stdout and "worker.py" not in cap.stdout
 
         with capture_output() as cap:
-            r = sh.run_cell("%%remote --no-block -o y\nimport time\nprint('early line')\n"
-                            "time.sleep(1.0)\nprint('late line')\ny = 7\ny + 1",
-                            store_history=True)
+            r = sh.run_cell(
+                "%%remote --no-block -o y\nimport time\nprint('early line')\n"
+                "time.sleep(1.0)\nprint('late line')\ny = 7\ny + 1",
+                store_history=True,
+            )
             assert r.success and r.result is None
             job = sh.magics_manager.registry["KitMagics"].session.jobs[-1]
-            assert wait_until(lambda: "early line" in cap.stdout, 5)   # streamed: it shows
-            assert not job.finished.is_set()                           # while the task runs
+            assert wait_until(lambda: "early line" in cap.stdout, 5)  # streamed: it shows
+            assert not job.finished.is_set()  # while the task runs
             ref = sh.user_ns["y"]
             assert f"{type(ref).__module__.split('.')[0]}.{type(ref).__name__}" == handle
-            assert sh.run_line_magic("remote", "y * 2") == 14    # a ref arrives as its value
+            assert sh.run_line_magic("remote", "y * 2") == 14  # a ref arrives as its value
             wait_jobs(sh)
         assert "late line" in cap.stdout and ": done on n" in cap.stdout, cap.stdout
 
@@ -166,31 +178,35 @@ def test_status_and_node_option(engine):
     nodes = backends.current().nodes()
     assert "n0" in text and len(text.splitlines()) == 1 + len(nodes)
     last = nodes[-1]
-    r, cap = run(sh, f"%%remote --node {last['tag']}\nimport backends.worker\n"
-                     f"backends.worker.node_id()")
+    r, cap = run(
+        sh, f"%%remote --node {last['tag']}\nimport backends.worker\nbackends.worker.node_id()"
+    )
     assert r.result == last["node_id"], cap.stdout + cap.stderr
 
 
 # ---- interrupting ----------------------------------------------------------------------
+
 
 def test_interrupt(engine):
     sh, name, _ = engine
     if name == "kit":
         pytest.skip("kit's interrupt is tested in test_magics_shell")
     seconds = 30 if name == "ray" else 3
-    run(sh, "%%remote\n1")     # a worker is warm
+    run(sh, "%%remote\n1")  # a worker is warm
     main = threading.main_thread().ident
     sent = []
 
-    def interrupt_once_it_runs():         # like Ctrl-C on a cell that has printed
+    def interrupt_once_it_runs():  # like Ctrl-C on a cell that has printed
         if wait_until(lambda: "sleeping" in cap.stdout, 20):
             sent.append(time.time())
             signal.pthread_kill(main, signal.SIGINT)
 
     with capture_output() as cap:
         threading.Thread(target=interrupt_once_it_runs, daemon=True).start()
-        r = sh.run_cell(f"%%remote\nimport time\nprint('sleeping')\ntime.sleep({seconds})\n"
-                        f"print('woke')", store_history=True)
+        r = sh.run_cell(
+            f"%%remote\nimport time\nprint('sleeping')\ntime.sleep({seconds})\nprint('woke')",
+            store_history=True,
+        )
     assert sent and isinstance(r.error_in_exec, KeyboardInterrupt), cap.stdout + cap.stderr
     assert time.time() - sent[0] < 2.5
     assert "KeyboardInterrupt: cancelled remote-cell-" in cap.stdout
@@ -199,11 +215,12 @@ def test_interrupt(engine):
         assert "Dask cannot interrupt a running task" in cap.stdout
     b = backends.current()
     assert wait_until(lambda: sum(n["running"] for n in b.nodes()) == 0, 10), b.nodes()
-    r, cap = run(sh, "%%remote\n'after'")                 # the engine still works
+    r, cap = run(sh, "%%remote\n'after'")  # the engine still works
     assert r.result == "after"
 
 
 # ---- without an engine -----------------------------------------------------------------
+
 
 def test_parse_address():
     p = backends.parse_address
@@ -230,11 +247,13 @@ def test_tally_counts_and_events():
     t.record("b", "f", "running", "n1", 1.5)
     t.record("a", "f", "finished", None, 2.0)
     t.record("b", "f", "failed", "n1", 3.0)
-    t.record("c", "f", "cancelled", None, 3.5)        # never ran: no count
-    assert t.counts == {"n0": {"running": 0, "done": 1, "failed": 0},
-                        "n1": {"running": 0, "done": 0, "failed": 1}}
+    t.record("c", "f", "cancelled", None, 3.5)  # never ran: no count
+    assert t.counts == {
+        "n0": {"running": 0, "done": 1, "failed": 0},
+        "n1": {"running": 0, "done": 0, "failed": 1},
+    }
     last, events = t.since(0)
-    assert last == 5 and [e["seq"] for e in events] == [3, 4, 5]   # the last 3 kept
+    assert last == 5 and [e["seq"] for e in events] == [3, 4, 5]  # the last 3 kept
     assert events[0]["node"] == "n0" and events[0]["started"] == 1.0
     assert t.since(5) == (5, [])
 
@@ -263,33 +282,48 @@ def test_worker_wrapper_reports_and_marks_errors():
 
     with pytest.raises(KeyError) as ei:
         worker.run(ch, "k", "boom", boom)
-    assert ch.got == [("running", "node-9"), ("stdout", "one"), ("stdout", "two"),
-                      ("failed", "node-9")]
+    assert ch.got == [
+        ("running", "node-9"),
+        ("stdout", "one"),
+        ("stdout", "two"),
+        ("failed", "node-9"),
+    ]
     info = backends.base.remote_info(ei.value)
     assert info.kind == "raised" and info.node == "node-9" and "in boom" in info.traceback
-    assert worker.node_id() != "node-9"        # only inside the task
+    assert worker.node_id() != "node-9"  # only inside the task
 
 
 def test_importing_the_front_ends_imports_no_engine():
-    code = ("import sys, magics, widgets, backends, magics.cells, magics.magic\n"
-            "print(sorted(m for m in ('ray', 'distributed', 'dask') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+    code = (
+        "import sys, magics, widgets, backends, magics.cells, magics.magic\n"
+        "print(sorted(m for m in ('ray', 'distributed', 'dask') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
 
 
 def test_public_names_exported_once():
     public = {n for n in dir(backends) if not n.startswith("_")}
-    modules = {"base", "kit_backend", "tally", "worker", "ray_backend", "dask_backend",
-               "threading", "annotations"}
+    modules = {
+        "base",
+        "kit_backend",
+        "tally",
+        "worker",
+        "ray_backend",
+        "dask_backend",
+        "threading",
+        "annotations",
+    }
     assert sorted(backends.__all__) == sorted(set(backends.__all__))
     assert public - modules == set(backends.__all__)
 
 
-@pytest.mark.parametrize("module", ["backends", "backends.base", "backends.tally",
-                                    "backends.worker"])
+@pytest.mark.parametrize(
+    "module", ["backends", "backends.base", "backends.tally", "backends.worker"]
+)
 def test_docstring_examples(module):
     import importlib
+
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0 and result.attempted > 0
 
@@ -317,5 +351,5 @@ def test_updater_reads_events_anew_when_the_cluster_changes():
     src.log = [{"seq": i, "task_id": f"a{i}"} for i in range(1, 51)]
     up._poll([view], False)
     assert up._poll([view], False).events == []
-    src.gen, src.log = object(), [{"seq": 1, "task_id": "b1"}]      # numbering starts anew
+    src.gen, src.log = object(), [{"seq": 1, "task_id": "b1"}]  # numbering starts anew
     assert [e["task_id"] for e in up._poll([view], False).events] == ["b1"]

@@ -12,9 +12,11 @@ from conftest import wait_gone
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-LINES = {"kit": "%cluster start --nodes 2 --cpus 1",
-         "ray": "%cluster connect ray:local --cpus 2",
-         "dask": "%cluster connect dask:local --nodes 2 --cpus 1"}
+LINES = {
+    "kit": "%cluster start --nodes 2 --cpus 1",
+    "ray": "%cluster connect ray:local --cpus 2",
+    "dask": "%cluster connect dask:local --nodes 2 --cpus 1",
+}
 
 CELLS = [
     "data = list(range(10))",
@@ -39,10 +41,10 @@ def test_the_same_notebook_runs_on_each_engine(engine, tmp_path):
     if engine != "kit":
         pytest.importorskip("ray" if engine == "ray" else "distributed")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c)
-                for c in ["%load_ext kit\n" + LINES[engine], *CELLS]]
-    client = nbclient.NotebookClient(nb, timeout=90, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in ["%load_ext kit\n" + LINES[engine], *CELLS]]
+    client = nbclient.NotebookClient(
+        nb, timeout=90, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     outs = [c.outputs for c in nb.cells]
 
@@ -55,10 +57,10 @@ def test_the_same_notebook_runs_on_each_engine(engine, tmp_path):
     widget = "application/vnd.jupyter.widget-view+json"
     assert "2 CPUs" in text(0), outs[0]
     assert "hello from the cell" in text(2) and data(2, "text/plain") == ["90"]
-    assert data(4, widget), outs[4]                       # the status line and output area
+    assert data(4, widget), outs[4]  # the status line and output area
     handle = {"kit": "kit", "ray": "ray", "dask": "distributed"}[engine]
     assert f"NO-BLOCK {handle} 45 [0, 1, 4]" in text(5)
     assert data(6, widget) and data(6, "text/plain")[0].startswith(f"{engine} cluster: ")
-    assert "DONE 5" in text(7)                            # 1 + 3 + 1 tasks, per-node counts
+    assert "DONE 5" in text(7)  # 1 + 3 + 1 tasks, per-node counts
     assert "stopped" in text(8)
     assert not wait_gone(20), "the kernel or its cluster outlived the notebook"

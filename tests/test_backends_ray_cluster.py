@@ -46,8 +46,7 @@ def tagged(cluster):
         try:
             if p.pid == os.getpid() or p.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if (os.getsid(p.pid) == cluster["sid"]
-                    or p.environ().get(TAG_ENV) == cluster["tag"]):
+            if os.getsid(p.pid) == cluster["sid"] or p.environ().get(TAG_ENV) == cluster["tag"]:
                 found.append(p)
         except (psutil.Error, OSError):
             pass
@@ -75,24 +74,46 @@ def ray_cluster():
     pytest.importorskip("ray")
     pytest.importorskip("grpc", reason="Ray Client needs ray[client]")
     tag = uuid.uuid4().hex
-    tmp = tempfile.mkdtemp(prefix="kit-ray-")        # short: Ray's socket paths live here
+    tmp = tempfile.mkdtemp(prefix="kit-ray-")  # short: Ray's socket paths live here
     gcs, client = free_port(), free_port()
     env = dict(os.environ, RAY_TMPDIR=tmp, RAY_USAGE_STATS_ENABLED="0", **{TAG_ENV: tag})
     env.pop("RAY_ADDRESS", None)
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
     mp = pytest.MonkeyPatch()
-    start = subprocess.Popen([ray_cli, "start", "--head", "--num-cpus", "2",
-                              "--include-dashboard=false", "--disable-usage-stats",
-                              "--port", str(gcs), "--ray-client-server-port", str(client),
-                              "--temp-dir", os.path.join(tmp, "ray")],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-    cluster = {"gcs": f"127.0.0.1:{gcs}", "client": client, "tag": tag, "sid": start.pid,
-               "tmp": tmp}
+    start = subprocess.Popen(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--num-cpus",
+            "2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            "--port",
+            str(gcs),
+            "--ray-client-server-port",
+            str(client),
+            "--temp-dir",
+            os.path.join(tmp, "ray"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    cluster = {
+        "gcs": f"127.0.0.1:{gcs}",
+        "client": client,
+        "tag": tag,
+        "sid": start.pid,
+        "tmp": tmp,
+    }
     try:
         out, _ = start.communicate(timeout=60)
         assert start.returncode == 0, out[-3000:]
-        mp.setenv("RAY_TMPDIR", tmp)        # ray:auto reads $RAY_TMPDIR/ray/ray_current_cluster
+        mp.setenv("RAY_TMPDIR", tmp)  # ray:auto reads $RAY_TMPDIR/ray/ray_current_cluster
         mp.delenv("RAY_ADDRESS", raising=False)
         # the proxy starts each client's server through the runtime env agent: wait for it
         assert wait_until(lambda: "ray::RuntimeEnvAgent" in daemons(cluster), 20)
@@ -102,10 +123,11 @@ def ray_cluster():
             start.kill()
             start.wait()
         mp.undo()
-        if backends.current().name == "ray":       # a failed test left it connected
+        if backends.current().name == "ray":  # a failed test left it connected
             run(shell(), "%cluster stop")
         left = kill_cluster(cluster)
         import shutil
+
         shutil.rmtree(tmp, ignore_errors=True)
         assert not left, f"Ray processes left: {[p.cmdline()[:2] for p in left]}"
         mine = wait_gone(20)
@@ -126,6 +148,7 @@ def daemons(cluster):
 def client_server_logs(cluster):
     """The tails of the Ray Client servers' error logs, for a failure message."""
     import glob
+
     out = []
     pattern = os.path.join(cluster["tmp"], "ray", "session_latest", "logs", "ray_client_*.err")
     for path in sorted(glob.glob(pattern)):
@@ -142,7 +165,7 @@ def test_connect_runs_cells_and_leaves_the_cluster_running(ray_cluster, how):
     import ray
 
     sh = shell()
-    address = (f"ray://127.0.0.1:{ray_cluster['client']}" if how == "ray://" else "ray:auto")
+    address = f"ray://127.0.0.1:{ray_cluster['client']}" if how == "ray://" else "ray:auto"
     t0 = time.time()
     r, cap = run(sh, f"%cluster connect {address}")
     if not r.success and "Starting Ray client server failed" in cap.stdout + cap.stderr:
@@ -158,8 +181,9 @@ def test_connect_runs_cells_and_leaves_the_cluster_running(ray_cluster, how):
         b = backends.current()
         assert b.name == "ray" and not b.started_here and time.time() - t0 < 70
         run(sh, "data = list(range(10))")
-        r, cap = run(sh, "%%remote -o total\nprint('hello from', 'the cell')\n"
-                         "total = sum(data)\ntotal * 2")
+        r, cap = run(
+            sh, "%%remote -o total\nprint('hello from', 'the cell')\ntotal = sum(data)\ntotal * 2"
+        )
         assert r.success, cap.stdout + cap.stderr
         assert r.result == 90 and sh.user_ns["total"] == 45
         assert "hello from the cell\n" in cap.stdout
@@ -174,10 +198,8 @@ def test_connect_runs_cells_and_leaves_the_cluster_running(ray_cluster, how):
         [node] = b.nodes()
         r, cap = run(sh, "%cluster status")
         header, row = cap.outputs[0].data["text/plain"].splitlines()
-        assert header.split()[:7] == ["node", "alive", "CPU", "running", "queued", "done",
-                                      "failed"]
-        assert row.split()[:8] == ["n0", node["node_id"][:8], "yes", "2/2", "0", "0", "5",
-                                   "0"], row
+        assert header.split()[:7] == ["node", "alive", "CPU", "running", "queued", "done", "failed"]
+        assert row.split()[:8] == ["n0", node["node_id"][:8], "yes", "2/2", "0", "0", "5", "0"], row
     finally:
         r, cap = run(sh, "%cluster stop")
     assert "ray: disconnected (the cluster keeps running)" in cap.stdout, cap.stdout
@@ -193,11 +215,12 @@ def test_connect_runs_cells_and_leaves_the_cluster_running(ray_cluster, how):
 def test_ray_client_without_ray_client_extra_is_one_line(monkeypatch):
     """Without grpc (``ray[client]``) Ray refuses ``ray://`` at once: one line says so."""
     pytest.importorskip("ray")
-    monkeypatch.setitem(sys.modules, "grpc", None)        # import grpc: ImportError
+    monkeypatch.setitem(sys.modules, "grpc", None)  # import grpc: ImportError
     sh = shell()
     r, cap = run(sh, "%cluster connect ray://127.0.0.1:1")
     lines = (cap.stdout + cap.stderr).strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("UsageError: %cluster connect: ray: "
-                                                   "cannot connect to ray://127.0.0.1:1"), lines
+    assert len(lines) == 1 and lines[0].startswith(
+        "UsageError: %cluster connect: ray: cannot connect to ray://127.0.0.1:1"
+    ), lines
     assert "ray[client]" in lines[0]
     assert backends.current().name == "kit"

@@ -12,9 +12,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def short_run(script, md, timeout, *args):
     """Run ``benchmarks/SCRIPT --short --md MD``; it must succeed; returns the markdown."""
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), "--short",
-                        "--md", str(md), *args], capture_output=True, text=True,
-                       timeout=timeout)
+    r = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", script),
+            "--short",
+            "--md",
+            str(md),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return md.read_text()
 
@@ -31,8 +41,14 @@ def test_benchmarks_short(tmp_path):
 @pytest.mark.timeout(120)
 def test_dask_on_kit_short(tmp_path):
     text = short_run("dask_on_kit.py", tmp_path / "dask_on_kit.md", 100)
-    for name in ("threads", "kit", "kit vs threads", "array_reduction", "dataframe_groupby",
-                 "delayed_tree"):
+    for name in (
+        "threads",
+        "kit",
+        "kit vs threads",
+        "array_reduction",
+        "dataframe_groupby",
+        "delayed_tree",
+    ):
         assert name in text
     assert "error" not in text and "Notes:" not in text
 
@@ -42,11 +58,22 @@ def test_cells_short(tmp_path):
     """benchmarks/cells.py --short: the same notebook cells timed on kit and Dask."""
     pytest.importorskip("distributed")
     text = short_run("cells.py", tmp_path / "cells.md", 50)
-    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
-            if line.startswith("| ")}
-    for name in ("connect", "first_cell", "roundtrip", "map_100", "map_sleep", "ship_array", "nodes"):
+    rows = {
+        line.split(" | ")[0].strip("| "): line
+        for line in text.splitlines()
+        if line.startswith("| ")
+    }
+    for name in (
+        "connect",
+        "first_cell",
+        "roundtrip",
+        "map_100",
+        "map_sleep",
+        "ship_array",
+        "nodes",
+    ):
         assert name in rows and rows[name].count(" ms") + rows[name].count(" s ") >= 2, text
-        assert rows[name].rstrip(" |").endswith("x"), rows[name]     # kit / dask
+        assert rows[name].rstrip(" |").endswith("x"), rows[name]  # kit / dask
     assert "kit / dask" in text and "error" not in text and "Notes:" not in text
 
 

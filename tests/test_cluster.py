@@ -125,25 +125,30 @@ def test_objects_lost_with_a_node_are_made_again(fresh, tmp_path):
             f.write(f"double {kit.get_runtime_context().get_node_id()}\n")
         return arr * 2
 
-    on_b = S(b["NodeID"], soft=True)      # b while it is alive and free; else anywhere
+    on_b = S(b["NodeID"], soft=True)  # b while it is alive and free; else anywhere
     first = make.options(scheduling_strategy=on_b).remote(1_000_000)
     kit.wait([first], timeout=60)
     second = double.options(scheduling_strategy=on_b).remote(
-        make.options(scheduling_strategy=on_b).remote(500_000))   # its input is freed
+        make.options(scheduling_strategy=on_b).remote(500_000)
+    )  # its input is freed
     kit.wait([second], timeout=60)
     assert [line.split()[1] for line in open(log)] == [b["NodeID"]] * 3
     os.kill(b["pid"], signal.SIGKILL)
     assert np.array_equal(kit.get(first, timeout=60), np.arange(1_000_000))
     assert np.array_equal(kit.get(second, timeout=60), np.arange(500_000) * 2)
     lines = open(log).read().splitlines()
-    assert len(lines) == 6                        # each of the three ran once more
+    assert len(lines) == 6  # each of the three ran once more
     assert all(line.endswith(a["NodeID"]) for line in lines[3:])
     assert kit.cluster_status()["counts"]["rebuilt"] == 3
 
 
 def _kit(args, env, ns=None, check=True):
-    cmd = ([shutil.which("ip"), "netns", "exec", ns] if ns else []) + \
-        [sys.executable, "-m", "kit.cli", *args]
+    cmd = ([shutil.which("ip"), "netns", "exec", ns] if ns else []) + [
+        sys.executable,
+        "-m",
+        "kit.cli",
+        *args,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     if check:
         assert out.returncode == 0, out.stdout + out.stderr
@@ -153,43 +158,95 @@ def _kit(args, env, ns=None, check=True):
 def test_kit_start_status_stop(tmp_path):
     env = dict(os.environ, KIT_STATE_DIR=str(tmp_path / "state"))
     try:
-        out = _kit(["start", "--head", "--port", "6393", "--num-cpus", "1",
-                    "--node-ip-address", "127.0.0.1"], env)
+        out = _kit(
+            [
+                "start",
+                "--head",
+                "--port",
+                "6393",
+                "--num-cpus",
+                "1",
+                "--node-ip-address",
+                "127.0.0.1",
+            ],
+            env,
+        )
         assert "kit start --address 127.0.0.1:6393 --token" in out.stdout
         assert "kit.init(address=" in out.stdout
         state = tmp_path / "state" / "head.json"
         assert oct(state.stat().st_mode & 0o777) == "0o600"
         token = json.loads(state.read_text())["token"]
         assert len(token) >= 32
-        bad = _kit(["start", "--address", "127.0.0.1:6393", "--token", "wrong",
-                    "--node-ip-address", "127.0.0.1"], env, check=False)
+        bad = _kit(
+            [
+                "start",
+                "--address",
+                "127.0.0.1:6393",
+                "--token",
+                "wrong",
+                "--node-ip-address",
+                "127.0.0.1",
+            ],
+            env,
+            check=False,
+        )
         assert bad.returncode != 0 and "token is wrong" in bad.stderr
-        _kit(["start", "--address", "127.0.0.1:6393", "--token", token, "--num-cpus", "1",
-              "--node-ip-address", "127.0.0.1"], env)
+        _kit(
+            [
+                "start",
+                "--address",
+                "127.0.0.1:6393",
+                "--token",
+                token,
+                "--num-cpus",
+                "1",
+                "--node-ip-address",
+                "127.0.0.1",
+            ],
+            env,
+        )
         status = _kit(["status"], env).stdout
         assert len([line for line in status.splitlines() if " True " in line]) == 2
-        code = ("import kit, os\n"
-                "kit.init(address='auto')\n"
-                "print(len(kit.nodes()), kit.cluster_resources()['CPU'])\n")
-        auto = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env=env, timeout=60)
+        code = (
+            "import kit, os\n"
+            "kit.init(address='auto')\n"
+            "print(len(kit.nodes()), kit.cluster_resources()['CPU'])\n"
+        )
+        auto = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+        )
         assert auto.stdout.split() == ["2", "2.0"], auto.stderr
         # a node that dies and comes back joins as a new node
         node_file = next((tmp_path / "state").glob("node-*.json"))
         os.kill(json.loads(node_file.read_text())["pid"], signal.SIGKILL)
         node_file.unlink()
-        _kit(["start", "--address", "127.0.0.1:6393", "--token", token, "--num-cpus", "1",
-              "--node-ip-address", "127.0.0.1"], env)
-        code = ("import kit, time\n"
-                "kit.init(address='auto')\n"
-                "deadline = time.time() + 30\n"
-                "while time.time() < deadline:\n"
-                "    ns = kit.nodes()\n"
-                "    if len(ns) == 3 and sum(n['Alive'] for n in ns) == 2: break\n"
-                "    time.sleep(0.2)\n"
-                "print(len(ns), sum(n['Alive'] for n in ns))\n")
-        back = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env=env, timeout=60)
+        _kit(
+            [
+                "start",
+                "--address",
+                "127.0.0.1:6393",
+                "--token",
+                token,
+                "--num-cpus",
+                "1",
+                "--node-ip-address",
+                "127.0.0.1",
+            ],
+            env,
+        )
+        code = (
+            "import kit, time\n"
+            "kit.init(address='auto')\n"
+            "deadline = time.time() + 30\n"
+            "while time.time() < deadline:\n"
+            "    ns = kit.nodes()\n"
+            "    if len(ns) == 3 and sum(n['Alive'] for n in ns) == 2: break\n"
+            "    time.sleep(0.2)\n"
+            "print(len(ns), sum(n['Alive'] for n in ns))\n"
+        )
+        back = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+        )
         assert back.stdout.split() == ["3", "2"], back.stderr
     finally:
         _kit(["stop"], env, check=False)
@@ -213,21 +270,47 @@ def _daemons_of(state_dir):
 def test_env_address_and_redis_password(tmp_path):
     env = dict(os.environ, KIT_STATE_DIR=str(tmp_path / "state"))
     try:
-        _kit(["start", "--head", "--port", "6395", "--num-cpus", "1",
-              "--node-ip-address", "127.0.0.1"], env)
+        _kit(
+            [
+                "start",
+                "--head",
+                "--port",
+                "6395",
+                "--num-cpus",
+                "1",
+                "--node-ip-address",
+                "127.0.0.1",
+            ],
+            env,
+        )
         token = json.loads((tmp_path / "state" / "head.json").read_text())["token"]
-        by_env = ("import kit\n"
-                  "kit.init()\n"  # KIT_ADDRESS / KIT_TOKEN say where
-                  "print(kit.api._current_client().address)\n")
-        out = subprocess.run([sys.executable, "-c", by_env], capture_output=True, text=True,
-                             timeout=60, env=dict(env, KIT_ADDRESS="127.0.0.1:6395",
-                                                  KIT_TOKEN=token, KIT_STATE_DIR="/nonexistent"))
+        by_env = (
+            "import kit\n"
+            "kit.init()\n"  # KIT_ADDRESS / KIT_TOKEN say where
+            "print(kit.api._current_client().address)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", by_env],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(
+                env, KIT_ADDRESS="127.0.0.1:6395", KIT_TOKEN=token, KIT_STATE_DIR="/nonexistent"
+            ),
+        )
         assert out.stdout.strip() == "tcp://127.0.0.1:6395", out.stderr
-        as_ray = ("import kit as ray\n"
-                  f"ray.init(address='127.0.0.1:6395', _redis_password='{token}')\n"
-                  "print(len(ray.nodes()))\n")
-        out = subprocess.run([sys.executable, "-c", as_ray], capture_output=True, text=True,
-                             timeout=60, env=dict(env, KIT_STATE_DIR="/nonexistent"))
+        as_ray = (
+            "import kit as ray\n"
+            f"ray.init(address='127.0.0.1:6395', _redis_password='{token}')\n"
+            "print(len(ray.nodes()))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", as_ray],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(env, KIT_STATE_DIR="/nonexistent"),
+        )
         assert out.stdout.strip() == "1", out.stderr
     finally:
         _kit(["stop"], env, check=False)
@@ -314,40 +397,107 @@ def test_two_hosts_in_network_namespaces(tmp_path):
         sh("-n", b, "addr", "add", "10.211.0.2/24", "dev", "kitveth-b")
         sh("-n", a, "link", "set", "kitveth-a", "up")
         sh("-n", b, "link", "set", "kitveth-b", "up")
-        _kit(["start", "--head", "--port", "6394", "--num-cpus", "1", "--token", token,
-              "--node-ip-address", "10.211.0.1", "--node-timeout", "3"], env_a, ns=a)
+        _kit(
+            [
+                "start",
+                "--head",
+                "--port",
+                "6394",
+                "--num-cpus",
+                "1",
+                "--token",
+                token,
+                "--node-ip-address",
+                "10.211.0.1",
+                "--node-timeout",
+                "3",
+            ],
+            env_a,
+            ns=a,
+        )
 
         def demo(n):
-            out = subprocess.run(["ip", "netns", "exec", a, sys.executable, "-c",
-                                  NETNS_DEMO.format(token=token, n=n)], capture_output=True,
-                                 text=True, env=env_a, timeout=240)
+            out = subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    a,
+                    sys.executable,
+                    "-c",
+                    NETNS_DEMO.format(token=token, n=n),
+                ],
+                capture_output=True,
+                text=True,
+                env=env_a,
+                timeout=240,
+            )
             assert out.returncode == 0, out.stderr
             first, second = out.stdout.strip().splitlines()
             counts, rate = second.rsplit(" ", 1)
             return first.split(), eval(counts), int(rate)
 
         _, _, one_node_rate = demo(2000)
-        _kit(["start", "--address", "10.211.0.1:6394", "--token", token, "--num-cpus", "1",
-              "--node-ip-address", "10.211.0.2"], env_b, ns=b)
+        _kit(
+            [
+                "start",
+                "--address",
+                "10.211.0.1:6394",
+                "--token",
+                token,
+                "--num-cpus",
+                "1",
+                "--node-ip-address",
+                "10.211.0.2",
+            ],
+            env_b,
+            ns=b,
+        )
         first, counts, two_node_rate = demo(10000)
         assert first == ["2", "2.0"]
         assert set(counts) == {"10.211.0.1", "10.211.0.2"}
         assert sum(counts.values()) == 10000
         assert min(counts.values()) > 2500, counts
         node_pid = json.loads(next((tmp_path / "b").glob("node-*.json")).read_text())["pid"]
-        out = subprocess.run(["ip", "netns", "exec", a, sys.executable, "-c",
-                              NETNS_KILL.format(token=token, pid=node_pid)],
-                             capture_output=True, text=True, env=env_a, timeout=60)
+        out = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                a,
+                sys.executable,
+                "-c",
+                NETNS_KILL.format(token=token, pid=node_pid),
+            ],
+            capture_output=True,
+            text=True,
+            env=env_a,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         detect = float(out.stdout.strip())
         assert detect < 10
-        out = subprocess.run(["ip", "netns", "exec", b, sys.executable, "-c",
-                              NETNS_REMOTE_DRIVER.format(token=token)],
-                             capture_output=True, text=True, env=env_b, timeout=120)
+        out = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                b,
+                sys.executable,
+                "-c",
+                NETNS_REMOTE_DRIVER.format(token=token),
+            ],
+            capture_output=True,
+            text=True,
+            env=env_b,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ["2999999", "1999999"]
-        print(f"\nnetns: split {counts}; tasks/s one node {one_node_rate}, two nodes "
-              f"{two_node_rate}; dead node detected in {detect} s (timeout 3 s)")
+        print(
+            f"\nnetns: split {counts}; tasks/s one node {one_node_rate}, two nodes "
+            f"{two_node_rate}; dead node detected in {detect} s (timeout 3 s)"
+        )
     finally:
         _kit(["stop"], env_b, ns=b, check=False)
         _kit(["stop"], env_a, ns=a, check=False)
@@ -358,23 +508,40 @@ def test_two_hosts_in_network_namespaces(tmp_path):
 def test_vanished_driver_releases_what_it_held(tmp_path):
     env = dict(os.environ, KIT_STATE_DIR=str(tmp_path / "state"), KIT_CLIENT_TIMEOUT="3")
     try:
-        _kit(["start", "--head", "--port", "6396", "--num-cpus", "1",
-              "--node-ip-address", "127.0.0.1"], env)
-        holder = ("import time, numpy as np, kit\n"
-                  "kit.init(address='auto')\n"
-                  "refs = [kit.put(np.ones(1 << 18)) for _ in range(5)]\n"
-                  "print('ready', flush=True)\n"
-                  "time.sleep(120)\n")
-        p = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True,
-                             env=env)
+        _kit(
+            [
+                "start",
+                "--head",
+                "--port",
+                "6396",
+                "--num-cpus",
+                "1",
+                "--node-ip-address",
+                "127.0.0.1",
+            ],
+            env,
+        )
+        holder = (
+            "import time, numpy as np, kit\n"
+            "kit.init(address='auto')\n"
+            "refs = [kit.put(np.ones(1 << 18)) for _ in range(5)]\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(120)\n"
+        )
+        p = subprocess.Popen(
+            [sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True, env=env
+        )
         assert p.stdout.readline().strip() == "ready"
-        probe = ("import kit\n"
-                 "kit.init(address='auto')\n"
-                 "print(kit.api._current_client().query('status')['objects_live'])\n")
+        probe = (
+            "import kit\n"
+            "kit.init(address='auto')\n"
+            "print(kit.api._current_client().query('status')['objects_live'])\n"
+        )
 
         def live():
-            out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                                 env=env, timeout=60)
+            out = subprocess.run(
+                [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60
+            )
             return int(out.stdout.strip())
 
         assert live() >= 5

@@ -49,10 +49,13 @@ def serves_next():
     assert kit.get(ok.remote(), timeout=30) == "served"
 
 
-@pytest.mark.parametrize("bad, match", [
-    (threading.Lock(), "argument 0 of identity"),
-    (FailsPickle(), "argument 0 of identity"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (threading.Lock(), "argument 0 of identity"),
+        (FailsPickle(), "argument 0 of identity"),
+    ],
+)
 def test_argument_that_cannot_be_pickled(cluster, bad, match):
     with pytest.raises(kit.SerializationError, match=match):
         identity.remote(bad)
@@ -75,10 +78,13 @@ def test_argument_that_cannot_be_unpickled_on_worker(cluster):
     serves_next()
 
 
-@pytest.mark.parametrize("maker, match", [
-    (lambda: threading.Lock(), "result of make cannot be pickled"),
-    (lambda: FailsPickle(), "result of make cannot be pickled"),
-])
+@pytest.mark.parametrize(
+    "maker, match",
+    [
+        (lambda: threading.Lock(), "result of make cannot be pickled"),
+        (lambda: FailsPickle(), "result of make cannot be pickled"),
+    ],
+)
 def test_result_that_cannot_be_pickled(cluster, maker, match):
     @kit.remote
     def make(m):
@@ -166,6 +172,7 @@ def test_recursion_in_task(cluster):
     def recurse():
         def f(n):
             return f(n + 1)
+
         return f(0)
 
     with pytest.raises(RecursionError):

@@ -40,15 +40,23 @@ def on_sync(*collections):
 
 
 def test_import_kit_does_not_import_dask():
-    code = ("import sys, kit; assert 'dask' not in sys.modules; "
-            "assert 'dask' not in kit.__all__ and 'dask_scheduler' in kit.__all__")
+    code = (
+        "import sys, kit; assert 'dask' not in sys.modules; "
+        "assert 'dask' not in kit.__all__ and 'dask_scheduler' in kit.__all__"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
 
 
 def test_plan_culls_orders_and_counts_uses():
-    dsk = {"a": 1, "b": (operator.add, "a", 1), "c": (operator.mul, "b", "b"),
-           "d": (sum, ["a", "b", "c"]), "e": "d", "unused": (operator.neg, "a")}
+    dsk = {
+        "a": 1,
+        "b": (operator.add, "a", 1),
+        "c": (operator.mul, "b", "b"),
+        "d": (sum, ["a", "b", "c"]),
+        "e": "d",
+        "unused": (operator.neg, "a"),
+    }
     p = make_plan(dsk, ["e"])
     assert set(p.graph) == {"a", "b", "c", "d", "e"}
     pos = {k: i for i, k in enumerate(p.order)}
@@ -64,6 +72,7 @@ def test_plan_reports_missing_keys():
     with pytest.raises(ValueError, match="requested key 'nope'"):
         make_plan({"a": 1}, ["nope"])
     from dask._task_spec import Task, TaskRef
+
     dsk = {"a": (operator.neg, "b"), "b": Task("b", operator.neg, TaskRef("gone"))}
     with pytest.raises(ValueError, match="dependency of 'b' 'gone'"):
         make_plan(dsk, ["a"])
@@ -71,6 +80,7 @@ def test_plan_reports_missing_keys():
 
 def test_plan_doctest():
     import kit.dask
+
     runner = doctest.DocTestRunner()
     for test in doctest.DocTestFinder().find(make_plan, "make_plan", globs=vars(kit.dask)):
         runner.run(test)
@@ -101,18 +111,23 @@ def test_config_set_scheduler(cluster):
 
 def sample_frame(n=2000):
     rng = np.random.default_rng(1)
-    return pd.DataFrame({"k": rng.integers(0, 7, n), "v": rng.random(n),
-                         "w": rng.integers(0, 100, n)})
+    return pd.DataFrame(
+        {"k": rng.integers(0, 7, n), "v": rng.random(n), "w": rng.integers(0, 100, n)}
+    )
 
 
 def test_dataframe_groupby_aggregate(cluster):
     ddf = dd.from_pandas(sample_frame(), npartitions=5)
-    exprs = [ddf.groupby("k").agg({"v": "sum", "w": "max"}), ddf.v.mean(),
-             ddf[ddf.w > 50].groupby("k").v.count()]
+    exprs = [
+        ddf.groupby("k").agg({"v": "sum", "w": "max"}),
+        ddf.v.mean(),
+        ddf[ddf.w > 50].groupby("k").v.count(),
+    ]
     for got, want in zip(on_kit(*exprs), on_sync(*exprs)):
         if isinstance(want, (pd.DataFrame, pd.Series)):
-            pd.testing.assert_frame_equal(pd.DataFrame(got).sort_index(),
-                                          pd.DataFrame(want).sort_index())
+            pd.testing.assert_frame_equal(
+                pd.DataFrame(got).sort_index(), pd.DataFrame(want).sort_index()
+            )
         else:
             assert got == pytest.approx(want)
 
@@ -122,8 +137,8 @@ def test_read_csv_in_partitions(cluster, tmp_path):
     sample_frame(3000).to_csv(path, index=False)
     ddf = dd.read_csv(path, blocksize=20_000)
     assert ddf.npartitions >= 3
-    got, = on_kit(ddf.groupby("k").v.sum())
-    want, = on_sync(ddf.groupby("k").v.sum())
+    (got,) = on_kit(ddf.groupby("k").v.sum())
+    (want,) = on_sync(ddf.groupby("k").v.sum())
     pd.testing.assert_series_equal(got.sort_index(), want.sort_index())
     assert len(on_kit(ddf)[0]) == 3000
 
@@ -144,8 +159,14 @@ def test_delayed_graph_with_nested_structure(cluster):
 
 def test_raw_graph_nested_keys_like_dask_get(cluster):
     from dask.local import get_sync
-    dsk = {"x": 1, "y": (operator.add, "x", 2), "z": (operator.mul, "y", 10), "w": "z",
-           "s": (sum, ["x", "y", "z"])}
+
+    dsk = {
+        "x": 1,
+        "y": (operator.add, "x", 2),
+        "z": (operator.mul, "y", 10),
+        "w": "z",
+        "s": (sum, ["x", "y", "z"]),
+    }
     for keys in (["x", "w"], [["y", "z"], ["s", ["x"]]], "s", [], ["w", "w"]):
         assert kit.dask_scheduler(dsk, keys) == get_sync(dsk, keys)
 
@@ -201,6 +222,7 @@ def test_interrupt_cancels_the_graph(cluster, monkeypatch):
 
 def test_unpicklable_node_cancels_what_was_submitted(cluster):
     import threading
+
     lock = threading.Lock()  # cannot be pickled
     first = delayed(nap)(1, dask_key_name="first-nap")
     failed = kit.cluster_status()["counts"]["failed"]
@@ -219,9 +241,13 @@ def test_unpicklable_node_cancels_what_was_submitted(cluster):
 def test_bag_map_filter_fold_frequencies(cluster):
     b = db.from_sequence(range(200), npartitions=6)
     words = db.from_sequence(["a", "b", "a", "c", "b", "a"] * 10, npartitions=4)
-    exprs = [b.map(lambda i: i * i).filter(lambda i: i % 3 == 0).sum(),
-             b.fold(operator.add, initial=0), b.map(str).take(3, compute=False),
-             words.frequencies(sort=True), b.count()]
+    exprs = [
+        b.map(lambda i: i * i).filter(lambda i: i % 3 == 0).sum(),
+        b.fold(operator.add, initial=0),
+        b.map(str).take(3, compute=False),
+        words.frequencies(sort=True),
+        b.count(),
+    ]
     got, want = on_kit(*exprs), on_sync(*exprs)
     assert got[:3] == want[:3] and got[4] == want[4] == 200
     assert sorted(got[3]) == sorted(want[3]) == [("a", 30), ("b", 20), ("c", 10)]
@@ -249,6 +275,7 @@ def test_tasks_run_on_kit_workers_under_key_names(cluster):
 
 def test_visible_in_monitor_timeline_and_progress(cluster, capsys):
     from widgets.view import timeline_lanes
+
     last, _ = kit.events()
     done = sum(n["done"] for n in kit.nodes())
     on_kit(da.ones(100, chunks=10).sum(), progress="dask sum")
@@ -306,8 +333,13 @@ def test_large_data_used_twice_is_put_once(cluster, monkeypatch):
     real_put = kit.api.put
     monkeypatch.setattr(kit.api, "put", lambda v: puts.append(v) or real_put(v))
     big = np.ones(200_000)
-    dsk = {"big": big, "small": 2, "a": (np.sum, "big"), "b": (np.dot, "big", "big"),
-           "c": (operator.mul, "small", "small")}
+    dsk = {
+        "big": big,
+        "small": 2,
+        "a": (np.sum, "big"),
+        "b": (np.dot, "big", "big"),
+        "c": (operator.mul, "small", "small"),
+    }
     assert kit.dask_scheduler(dsk, ["a", "b", "c"]) == (200_000.0, 200_000.0, 4)
     assert len(puts) == 1 and puts[0] is big
     assert kit.dask_scheduler(dsk, ["a"]) == (200_000.0,)  # used once: an argument
@@ -331,8 +363,9 @@ def shop_totals(df):
 
 def test_tutorial_read_csv_then_kit_tasks(cluster, tmp_path):
     rng = np.random.default_rng(7)
-    sales = pd.DataFrame({"shop": rng.choice(["north", "south", "east"], 4000),
-                          "amount": rng.integers(1, 500, 4000)})
+    sales = pd.DataFrame(
+        {"shop": rng.choice(["north", "south", "east"], 4000), "amount": rng.integers(1, 500, 4000)}
+    )
     sales.to_csv(tmp_path / "sales.csv", index=False)
 
     parts = dd.read_csv(tmp_path / "sales.csv", blocksize=8_000).to_delayed()
@@ -341,15 +374,17 @@ def test_tutorial_read_csv_then_kit_tasks(cluster, tmp_path):
     per_shop = sum(kit.get([shop_totals.remote(r) for r in refs], timeout=60))
 
     # Dask reads text as pyarrow strings, pandas as objects: compare the contents.
-    assert per_shop.to_dict() == pd.read_csv(tmp_path / "sales.csv").groupby(
-        "shop")["amount"].sum().to_dict()
+    assert (
+        per_shop.to_dict()
+        == pd.read_csv(tmp_path / "sales.csv").groupby("shop")["amount"].sum().to_dict()
+    )
 
 
 def test_scheduler_doctest(cluster):
     import kit.dask
+
     runner = doctest.DocTestRunner()
-    for test in doctest.DocTestFinder().find(kit.dask.dask_scheduler, "dask_scheduler",
-                                             globs={}):
+    for test in doctest.DocTestFinder().find(kit.dask.dask_scheduler, "dask_scheduler", globs={}):
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
 

@@ -59,6 +59,7 @@ def runs_promptly(timeout=15):
 
 # ---- Executor: submit, errors, map ------------------------------------------------------
 
+
 def test_executor_is_a_concurrent_futures_executor(cluster):
     with kit.Executor() as ex:
         assert isinstance(ex, cf.Executor)
@@ -204,7 +205,7 @@ def test_executor_worker_crash_fails_only_its_future(cluster):
         bad = ex.submit(crash, 0)
         good = ex.submit(square, 5)
         with pytest.raises(kit.WorkerCrashedError):
-            bad.result(timeout=60)          # after kit's retries
+            bad.result(timeout=60)  # after kit's retries
         assert good.result(timeout=30) == 25
         assert ex.submit(square, 6).result(timeout=30) == 36
 
@@ -218,14 +219,16 @@ def test_executor_unpicklable_argument_fails_its_future(cluster):
 
 # ---- Pool --------------------------------------------------------------------------------
 
+
 def test_pool_map_imap_starmap(cluster):
     with kit.Pool(2) as p:
         assert p.map(square, range(30)) == [i * i for i in range(30)]
         assert p.map(square, range(30), chunksize=7) == [i * i for i in range(30)]
         assert list(p.imap(square, range(10))) == [i * i for i in range(10)]
         assert list(p.imap(square, range(10), chunksize=3)) == [i * i for i in range(10)]
-        assert sorted(p.imap_unordered(square, range(10), chunksize=2)) == \
-            [i * i for i in range(10)]
+        assert sorted(p.imap_unordered(square, range(10), chunksize=2)) == [
+            i * i for i in range(10)
+        ]
         assert p.starmap(mul, [(i, i) for i in range(10)]) == [i * i for i in range(10)]
         assert p.map(square, []) == []
         assert p.apply(mul, (3,), {"b": 5}) == 15
@@ -358,8 +361,9 @@ def test_await_ref_whose_task_raises(cluster):
     async def main():
         with pytest.raises(ValueError, match="awaited"):
             await boom.remote("awaited")
-        results = await asyncio.gather(boom.remote("in gather"), sq.remote(2),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            boom.remote("in gather"), sq.remote(2), return_exceptions=True
+        )
         return results
 
     err, four = asyncio.run(main())
@@ -406,9 +410,11 @@ def test_kit_as_completed_timeout(cluster):
 
 # ---- the docstring examples --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("module", ["kit.executor", "kit.pool", "kit.completion"])
 def test_docstring_examples(cluster, module):
     import importlib
+
     mod = importlib.import_module(module)
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

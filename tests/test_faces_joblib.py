@@ -20,7 +20,7 @@ def _registered():
 
 
 def cube(x):
-    return x ** 3
+    return x**3
 
 
 def divide(a, b):
@@ -36,10 +36,13 @@ def test_parallel_results_equal_serial(cluster):
     serial = [cube(i) for i in range(300)]
     with joblib.parallel_backend("kit"):
         assert joblib.Parallel(n_jobs=-1)(joblib.delayed(cube)(i) for i in range(300)) == serial
-        assert joblib.Parallel(n_jobs=2, batch_size=7)(
-            joblib.delayed(cube)(i) for i in range(300)) == serial
+        assert (
+            joblib.Parallel(n_jobs=2, batch_size=7)(joblib.delayed(cube)(i) for i in range(300))
+            == serial
+        )
         gen = joblib.Parallel(n_jobs=-1, return_as="generator")(
-            joblib.delayed(cube)(i) for i in range(20))
+            joblib.delayed(cube)(i) for i in range(20)
+        )
         assert list(gen) == serial[:20]
 
 
@@ -54,8 +57,9 @@ def test_task_error_surfaces_with_its_type(cluster):
         with pytest.raises(ZeroDivisionError):
             joblib.Parallel(n_jobs=-1)(joblib.delayed(divide)(1, b) for b in [1, 2, 0, 4])
         # The backend is usable again after an abort.
-        assert joblib.Parallel(n_jobs=-1)(joblib.delayed(divide)(4, 2) for _ in range(3)) == \
-            [2.0] * 3
+        assert (
+            joblib.Parallel(n_jobs=-1)(joblib.delayed(divide)(4, 2) for _ in range(3)) == [2.0] * 3
+        )
 
 
 def test_batches_run_as_named_kit_tasks(cluster):
@@ -74,7 +78,7 @@ def _cluster_shm():
 
 def test_large_argument_is_put_once(cluster):
     """A 2 MiB array passed to 8 calls lives once in shared memory, not once per task."""
-    arr = np.arange(256 * 1024, dtype=np.float64)   # 2 MiB, over the 100 KiB inline limit
+    arr = np.arange(256 * 1024, dtype=np.float64)  # 2 MiB, over the 100 KiB inline limit
     before = _cluster_shm()
     peak, stop = set(), threading.Event()
 
@@ -88,7 +92,8 @@ def test_large_argument_is_put_once(cluster):
     try:
         with joblib.parallel_backend("kit"):
             out = joblib.Parallel(n_jobs=-1, batch_size=1)(
-                joblib.delayed(total)(arr, i, hold=0.3) for i in range(8))
+                joblib.delayed(total)(arr, i, hold=0.3) for i in range(8)
+            )
     finally:
         stop.set()
         sampler.join(10)
@@ -110,8 +115,9 @@ def test_gridsearchcv_matches_the_default_backend(cluster):
         on_kit = GridSearchCV(SVC(), grid, cv=3, n_jobs=-1).fit(X, y)
     assert on_kit.best_params_ == default.best_params_
     assert on_kit.best_score_ == pytest.approx(default.best_score_)
-    assert np.allclose(on_kit.cv_results_["mean_test_score"],
-                       default.cv_results_["mean_test_score"])
+    assert np.allclose(
+        on_kit.cv_results_["mean_test_score"], default.cv_results_["mean_test_score"]
+    )
     time.sleep(0.2)
     assert any(e["label"] == "joblib:_fit_and_score" for e in kit.events(last)[1])
 
@@ -129,7 +135,8 @@ def test_n_jobs_minus_one_spans_every_node(fresh):
     with joblib.parallel_backend("kit"):
         assert joblib.effective_n_jobs(-1) == 2
         out = joblib.Parallel(n_jobs=-1, batch_size=1)(
-            joblib.delayed(total)(np.ones(4), i, hold=0.3) for i in range(4))
+            joblib.delayed(total)(np.ones(4), i, hold=0.3) for i in range(4)
+        )
     assert out == [4.0 + i for i in range(4)]
     time.sleep(0.2)
     nodes = {e["node"] for e in kit.events(last)[1] if e["label"] == "joblib:total"}

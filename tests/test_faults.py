@@ -14,6 +14,7 @@ def dies_on_first_try(marker, how, always=False):
     """Dies (``how``) on its first try, or on every try with ``always``; else its pid."""
     import ctypes
     import signal
+
     first = not os.path.exists(marker)
     open(marker, "a").close()
     if first or always:
@@ -22,12 +23,13 @@ def dies_on_first_try(marker, how, always=False):
         elif how == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         else:
-            ctypes.string_at(0)          # reads address 0: a segmentation fault
+            ctypes.string_at(0)  # reads address 0: a segmentation fault
     return os.getpid()
 
 
-@pytest.mark.parametrize("how, named", [("exit", "exited with code 3"),
-                                        ("kill", "SIGKILL"), ("segfault", "SIGSEGV")])
+@pytest.mark.parametrize(
+    "how, named", [("exit", "exited with code 3"), ("kill", "SIGKILL"), ("segfault", "SIGSEGV")]
+)
 def test_dead_worker_retried_then_named(cluster, tmp_path, how, named):
     """os._exit, kill -9 and a segfault: the task runs again; without retries left,
     WorkerCrashedError names the exit code or the signal; the cluster serves on."""
@@ -75,8 +77,9 @@ def test_memory_monitor_kills_the_hungry_worker(fresh, monkeypatch):
     @kit.remote
     def hog():
         import numpy as np
+
         chunks = []
-        for _ in range(40):          # up to 4 GiB, 100 MiB at a time
+        for _ in range(40):  # up to 4 GiB, 100 MiB at a time
             chunks.append(np.ones(100 * 2**20 // 8))
             time.sleep(0.05)
         return len(chunks)
@@ -95,9 +98,9 @@ def _script(name, *args):
     import json
     import subprocess
     import sys
+
     path = os.path.join(os.path.dirname(__file__), "..", "scripts", name)
-    out = subprocess.run([sys.executable, path, *args], capture_output=True, text=True,
-                         timeout=240)
+    out = subprocess.run([sys.executable, path, *args], capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout + out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -114,7 +117,7 @@ def test_chaos_short():
     r = _script("chaos.py", "--short", "--interval", "0.15")
     assert r["wrong"] == 0 and r["lost"] == 0
     assert r["workers_killed"] > 0 and r["nodes_killed"] == 1
-    assert r["rebuilt"] > 0           # results lost with the node were made again
+    assert r["rebuilt"] > 0  # results lost with the node were made again
 
 
 @pytest.mark.timeout(300)

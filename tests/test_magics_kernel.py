@@ -38,9 +38,12 @@ class Kernel:
         deadline = time.time() + timeout
         while time.time() < deadline:
             m = self._read(0.2)
-            if (m is not None and m["parent_header"].get("msg_id") == msg_id
-                    and m["msg_type"] == "status"
-                    and m["content"]["execution_state"] == "idle"):
+            if (
+                m is not None
+                and m["parent_header"].get("msg_id") == msg_id
+                and m["msg_type"] == "status"
+                and m["content"]["execution_state"] == "idle"
+            ):
                 break
         else:
             raise AssertionError(f"cell {msg_id} did not finish in {timeout} s")
@@ -62,12 +65,20 @@ class Kernel:
             self._read(0.1)
 
     def of(self, msg_id, msg_type=None):
-        return [m for m in self.msgs if m["parent_header"].get("msg_id") == msg_id
-                and (msg_type is None or m["msg_type"] == msg_type)]
+        return [
+            m
+            for m in self.msgs
+            if m["parent_header"].get("msg_id") == msg_id
+            and (msg_type is None or m["msg_type"] == msg_type)
+        ]
 
     def streams(self, msg_id=None):
-        return "".join(m["content"]["text"] for m in self.msgs if m["msg_type"] == "stream"
-                       and (msg_id is None or m["parent_header"].get("msg_id") == msg_id))
+        return "".join(
+            m["content"]["text"]
+            for m in self.msgs
+            if m["msg_type"] == "stream"
+            and (msg_id is None or m["parent_header"].get("msg_id") == msg_id)
+        )
 
     def widget_state(self, model_id):
         """The state of a widget model, from its comm_open and later updates."""
@@ -103,6 +114,7 @@ class Kernel:
 @pytest.fixture(scope="module")
 def kernel():
     from jupyter_client import KernelManager
+
     km = KernelManager(kernel_name="python3")
     km.start_kernel()
     kc = km.client()
@@ -130,8 +142,10 @@ def kernel():
 
 
 def test_prints_land_in_their_own_cell(kernel):
-    msg_id = kernel.run("%%remote\nimport sys\nprint('hello from remote')\n"
-                        "print('to stderr', file=sys.stderr)\n6 * 7")
+    msg_id = kernel.run(
+        "%%remote\nimport sys\nprint('hello from remote')\n"
+        "print('to stderr', file=sys.stderr)\n6 * 7"
+    )
     assert "hello from remote\n" in kernel.streams(msg_id)
     assert "to stderr\n" in kernel.streams(msg_id)
     assert kernel.streams().count("hello from remote") == 1
@@ -140,8 +154,10 @@ def test_prints_land_in_their_own_cell(kernel):
 
 
 def test_no_block_output_stays_in_its_cell(kernel):
-    a = kernel.run("%%remote --no-block -o a\nimport time\nprint('a-first')\ntime.sleep(1)\n"
-                   "print('a-second')\na = 1\n'a-value'")
+    a = kernel.run(
+        "%%remote --no-block -o a\nimport time\nprint('a-first')\ntime.sleep(1)\n"
+        "print('a-second')\na = 1\n'a-value'"
+    )
     b = kernel.run("import time\nprint('b-local')\ntime.sleep(1.5)\nprint('b-end')")
     kernel.wait_for(lambda: "a-value" in kernel.widget_output_text(a), timeout=10)
     text = kernel.widget_output_text(a)
@@ -160,8 +176,9 @@ def test_two_no_block_cells_run_concurrently(kernel):
 
 
 def test_interrupt_cancels_the_remote_task(kernel):
-    msg_id = kernel.submit("%%remote\nimport time\nprint('sleeping')\ntime.sleep(30)\n"
-                           "print('not reached')")
+    msg_id = kernel.submit(
+        "%%remote\nimport time\nprint('sleeping')\ntime.sleep(30)\nprint('not reached')"
+    )
     kernel.wait_for(lambda: "sleeping" in kernel.streams(msg_id), timeout=10)
     t0 = time.time()
     kernel.km.interrupt_kernel()
@@ -170,10 +187,12 @@ def test_interrupt_cancels_the_remote_task(kernel):
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
     error = kernel.of(msg_id, "error")[0]["content"]["traceback"]
     assert len(error) == 1 and "cancelled remote-cell-" in error[0]
-    check = kernel.run("import kit, time\nt = time.time()\n"
-                       "busy = lambda: sum(n['running'] for n in kit.nodes())\n"
-                       "while busy() and time.time() - t < 5:\n"
-                       "    time.sleep(0.05)\nprint('running', busy())")
+    check = kernel.run(
+        "import kit, time\nt = time.time()\n"
+        "busy = lambda: sum(n['running'] for n in kit.nodes())\n"
+        "while busy() and time.time() - t < 5:\n"
+        "    time.sleep(0.05)\nprint('running', busy())"
+    )
     assert kernel.streams(check) == "running 0\n"
     assert "not reached" not in kernel.streams()
 

@@ -15,7 +15,8 @@ import kit
 @pytest.fixture(scope="module")
 def shell():
     from IPython import get_ipython
-    sh = start_ipython() or get_ipython()     # the first caller in this process starts it
+
+    sh = start_ipython() or get_ipython()  # the first caller in this process starts it
     sh.run_line_magic("load_ext", "kit")
     yield sh
     sh.run_cell("%cluster stop")
@@ -47,23 +48,30 @@ def wait_jobs(sh, timeout=15):
 
 # ---- names travel -------------------------------------------------------------------
 
+
 def test_namespace_functions_classes_and_modules_travel(shell, cluster):
-    run(shell, "import math\nimport os.path as osp\nfactor = 10\n"
-               "def scaled(v):\n    return v * factor\n"
-               "class Box:\n    def __init__(self, v):\n        self.v = v\n"
-               "    def double(self):\n        return 2 * self.v\n"
-               "data = [1, 2, 3]\nbox = Box(4)\n")
-    r, cap = run(shell, "%%remote -o total,where\n"
-                        "print('hello from', 'the cell')\nprint('no newline', end='')\n"
-                        "total = sum(scaled(x) for x in data) + box.double()\n"
-                        "where = osp.join('a', 'b')\n"
-                        "math.floor(total / 7)")
+    run(
+        shell,
+        "import math\nimport os.path as osp\nfactor = 10\n"
+        "def scaled(v):\n    return v * factor\n"
+        "class Box:\n    def __init__(self, v):\n        self.v = v\n"
+        "    def double(self):\n        return 2 * self.v\n"
+        "data = [1, 2, 3]\nbox = Box(4)\n",
+    )
+    r, cap = run(
+        shell,
+        "%%remote -o total,where\n"
+        "print('hello from', 'the cell')\nprint('no newline', end='')\n"
+        "total = sum(scaled(x) for x in data) + box.double()\n"
+        "where = osp.join('a', 'b')\n"
+        "math.floor(total / 7)",
+    )
     assert r.success, cap.stdout
     assert "hello from the cell\nno newline\n" in cap.stdout and "pid=" not in cap.stdout
     assert r.result == 9
     assert shell.user_ns["total"] == 68 and shell.user_ns["where"] == "a/b"
     assert session(shell).cache.puts == 0
-    r, cap = run(shell, "%%remote\nfactor = 100\nscaled(1)")   # as it would in the notebook
+    r, cap = run(shell, "%%remote\nfactor = 100\nscaled(1)")  # as it would in the notebook
     assert r.result == 100 and shell.user_ns["factor"] == 10
 
 
@@ -91,9 +99,12 @@ def test_outputs_last_expression_and_semicolon(shell, cluster):
 
 
 def test_map_results_come_back_in_item_order(shell, cluster):
-    r, cap = run(shell, "%%remote --map 'i in range(6)' -o sq\n"
-                        "import time\ntime.sleep(0.05 * (6 - i))\nprint('item', i)\n"
-                        "sq = i * i\n-i")
+    r, cap = run(
+        shell,
+        "%%remote --map 'i in range(6)' -o sq\n"
+        "import time\ntime.sleep(0.05 * (6 - i))\nprint('item', i)\n"
+        "sq = i * i\n-i",
+    )
     assert r.success, cap.stdout
     assert shell.user_ns["sq"] == [0, 1, 4, 9, 16, 25]
     assert r.result == [0, -1, -2, -3, -4, -5]
@@ -111,9 +122,10 @@ def test_remote_line_magic(shell, cluster):
 
 # ---- errors --------------------------------------------------------------------------
 
+
 def test_error_shows_cell_line_numbers_and_node(shell, cluster):
     r, cap = run(shell, "%%remote\nx = 1\n\nraise ValueError(f'bad {x}')\n")
-    number = r.execution_count        # IPython's own number: the cell's In [N] prompt
+    number = r.execution_count  # IPython's own number: the cell's In [N] prompt
     assert not r.success and isinstance(r.error_in_exec, ValueError)
     node = r.error_in_exec.node_id
     assert node in [n["node_id"] for n in kit.nodes()]
@@ -130,7 +142,7 @@ def test_error_is_the_users_exception_class(shell, cluster):
     assert isinstance(ei.value, kit.TaskError)
     assert "<remote-cell-" in ei.value.traceback_str
     lines = ei.value._render_traceback_()
-    assert any("line 3, in f" in ln for ln in lines)   # line 1 is %%remote
+    assert any("line 3, in f" in ln for ln in lines)  # line 1 is %%remote
 
 
 def test_error_in_a_map_item_names_the_item(shell, cluster):
@@ -145,21 +157,24 @@ def test_unpicklable_value_is_one_line(shell, cluster):
     assert "'lock'" in line and "create it inside the cell" in line
 
 
-@pytest.mark.parametrize("cell", [
-    "%%remote --bogus\nx = 1",
-    "%%remote --resources notjson\nx = 1",
-    "%%remote --resources '[1]'\nx = 1",
-    "%%remote --map nonsense\nx = 1",
-    "%%remote --map 'i in []'\nx = 1",
-    "%%remote -o a-b\na = 1",
-    "%%remote -o never\na = 1",
-    "%%remote --node zzzz\nx = 1",
-    "%%remote --num-cpus many\nx = 1",
-    "%%remote --name 'unclosed\nx = 1",
-    "%cluster bogus",
-    "%cluster start --nodes 0",
-    "%remote (",
-])
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "%%remote --bogus\nx = 1",
+        "%%remote --resources notjson\nx = 1",
+        "%%remote --resources '[1]'\nx = 1",
+        "%%remote --map nonsense\nx = 1",
+        "%%remote --map 'i in []'\nx = 1",
+        "%%remote -o a-b\na = 1",
+        "%%remote -o never\na = 1",
+        "%%remote --node zzzz\nx = 1",
+        "%%remote --num-cpus many\nx = 1",
+        "%%remote --name 'unclosed\nx = 1",
+        "%cluster bogus",
+        "%cluster start --nodes 0",
+        "%remote (",
+    ],
+)
 def test_bad_options_give_one_line(shell, cluster, cell):
     shell.user_ns.pop("a", None)
     r, cap = run(shell, cell)
@@ -176,6 +191,7 @@ def test_help_has_an_example(shell):
 
 
 # ---- interrupting, and --no-block ----------------------------------------------------
+
 
 def test_interrupt_cancels_the_task(shell, cluster):
     main = threading.main_thread().ident
@@ -199,17 +215,22 @@ def test_no_block_cells_run_together(shell, cluster):
     with capture_output() as cap:
         t0 = time.time()
         for name in ("first", "second"):
-            r = shell.run_cell(f"%%remote --no-block -o {name}\nimport time\n"
-                               f"print('start {name}')\ntime.sleep(1.5)\n"
-                               f"{name} = '{name} done'\n{name}.upper()", store_history=True)
+            r = shell.run_cell(
+                f"%%remote --no-block -o {name}\nimport time\n"
+                f"print('start {name}')\ntime.sleep(1.5)\n"
+                f"{name} = '{name} done'\n{name}.upper()",
+                store_history=True,
+            )
             assert r.success and r.result is None
-        assert time.time() - t0 < 1.0                       # both returned at once
+        assert time.time() - t0 < 1.0  # both returned at once
         assert isinstance(shell.user_ns["first"], kit.ObjectRef)
-        assert kit.get([shell.user_ns["first"], shell.user_ns["second"]], timeout=10) == \
-            ["first done", "second done"]
+        assert kit.get([shell.user_ns["first"], shell.user_ns["second"]], timeout=10) == [
+            "first done",
+            "second done",
+        ]
         took = time.time() - t0
         wait_jobs(shell)
-    assert took < 2.9                                          # not one after the other
+    assert took < 2.9  # not one after the other
     out = cap.stdout
     assert "start first" in out and "start second" in out
     assert "'FIRST DONE'" in out and "'SECOND DONE'" in out
@@ -218,8 +239,9 @@ def test_no_block_cells_run_together(shell, cluster):
 
 def test_no_block_outputs_feed_the_next_cell(shell, cluster):
     with capture_output():
-        shell.run_cell("%%remote --no-block --map 'k in range(3)' -o parts\nparts = k * 10",
-                       store_history=True)
+        shell.run_cell(
+            "%%remote --no-block --map 'k in range(3)' -o parts\nparts = k * 10", store_history=True
+        )
         assert all(isinstance(p, kit.ObjectRef) for p in shell.user_ns["parts"])
         r = shell.run_cell("%remote sum(parts)")
         wait_jobs(shell)
@@ -237,17 +259,18 @@ def test_no_block_failure_is_reported(shell, cluster):
 
 # ---- large values travel once ----------------------------------------------------------
 
+
 def test_large_array_is_put_once_per_version(shell, cluster, monkeypatch):
     puts = []
     real_put = kit.put
     monkeypatch.setattr(kit, "put", lambda v: puts.append(type(v).__name__) or real_put(v))
     cache = session(shell).cache
-    shell.user_ns["big"] = np.ones(300_000)                      # 2.4 MB
+    shell.user_ns["big"] = np.ones(300_000)  # 2.4 MB
     assert shell.run_cell_magic("remote", "", "float(big.sum())") == 300_000.0
     assert shell.run_cell_magic("remote", "", "float(big.mean())") == 1.0
     assert shell.run_line_magic("remote", "big.shape") == (300_000,)
     assert puts == ["ndarray"] and cache.puts == 1 and len(cache) == 1
-    shell.user_ns["big"][0] = 100.0                               # changed in place
+    shell.user_ns["big"][0] = 100.0  # changed in place
     assert shell.run_cell_magic("remote", "", "float(big[0])") == 100.0
     assert puts == ["ndarray", "ndarray"] and len(cache) == 1
     del shell.user_ns["big"]
@@ -256,6 +279,7 @@ def test_large_array_is_put_once_per_version(shell, cluster, monkeypatch):
 
 
 # ---- %cluster ------------------------------------------------------------------------
+
 
 def test_cluster_lifecycle_status_and_node_option(shell, fresh):
     r, cap = run(shell, "%cluster status")
@@ -270,8 +294,9 @@ def test_cluster_lifecycle_status_and_node_option(shell, fresh):
     assert "n1" in data["text/plain"] and "store used" in data["text/plain"]
     n1 = [n["node_id"] for n in kit.nodes() if n["tag"] == "n1"][0]
     for where in ("n1", n1, n1[:6]):
-        r, cap = run(shell, f"%%remote --node {where}\nimport kit\n"
-                            f"kit.get_runtime_context().get_node_id()")
+        r, cap = run(
+            shell, f"%%remote --node {where}\nimport kit\nkit.get_runtime_context().get_node_id()"
+        )
         assert r.result == n1, cap.stdout
     r, cap = run(shell, "%cluster monitor")
     assert cap.outputs or "not available yet" in cap.stdout
@@ -289,9 +314,12 @@ def test_first_remote_cell_starts_a_cluster(shell, fresh):
 
 def test_task_options(shell, fresh):
     fresh(num_cpus=2, resources={"disk": 1})
-    r, cap = run(shell, "%%remote --num-cpus 2 --resources '{\"disk\": 1}' --name heavy\n"
-                        "import kit\nctx = kit.get_runtime_context()\n"
-                        "(ctx.get_task_name(), kit.available_resources())")
+    r, cap = run(
+        shell,
+        "%%remote --num-cpus 2 --resources '{\"disk\": 1}' --name heavy\n"
+        "import kit\nctx = kit.get_runtime_context()\n"
+        "(ctx.get_task_name(), kit.available_resources())",
+    )
     name, available = r.result
     assert name == "heavy" and "CPU" not in available and "disk" not in available
 
@@ -299,10 +327,18 @@ def test_task_options(shell, fresh):
 def test_cluster_connect_to_a_running_head(shell, fresh):
     import subprocess
     import sys
+
     owner = subprocess.Popen(
-        [sys.executable, "-c", "import kit, sys\nctx = kit.init(num_cpus=1)\n"
-         "print(ctx.address, ctx.token, flush=True)\nsys.stdin.readline()\nkit.shutdown()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import kit, sys\nctx = kit.init(num_cpus=1)\n"
+            "print(ctx.address, ctx.token, flush=True)\nsys.stdin.readline()\nkit.shutdown()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         address, token = owner.stdout.readline().split()
         r, cap = run(shell, "%cluster connect")

@@ -10,8 +10,15 @@ import pytest
 
 import kit
 from magics import analysis, cells, output, render, runner, shipping
-from magics.analysis import (assigned_names, bind_target, compile_cell, ends_with_semicolon,
-                             free_names, parse_map, split_last_expr)
+from magics.analysis import (
+    assigned_names,
+    bind_target,
+    compile_cell,
+    ends_with_semicolon,
+    free_names,
+    parse_map,
+    split_last_expr,
+)
 
 
 @pytest.mark.parametrize("module", [analysis, shipping, render, output, runner, cells])
@@ -22,73 +29,95 @@ def test_doctests(module):
 
 # ---- free names ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("source, expected", [
-    ("y = x + 1", {"x"}),
-    ("x = 1\nprint(x)", {"print"}),
-    ("x = x + 1", {"x"}),
-    ("x += 1", {"x"}),
-    ("a.b = c", {"a", "c"}),
-    ("d[k] = v", {"d", "k", "v"}),
-    ("a, *b = seq\nprint(a, b)", {"seq", "print"}),
-    ("import numpy as np\nnp.zeros(n)", {"n"}),
-    ("import os.path\nos.path.join(p)", {"p"}),
-    ("from math import pi, tau as t\npi + t + r", {"r"}),
-    ("del z", {"z"}),
-    ("z = 1\ndel z\nz", {"z"}),
-    ("q: int = 3\nq", {"int"}),
-    ("q: int\nq", {"int", "q"}),
-    ("(w := f(1))\nw + 1", {"f"}),
-])
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("y = x + 1", {"x"}),
+        ("x = 1\nprint(x)", {"print"}),
+        ("x = x + 1", {"x"}),
+        ("x += 1", {"x"}),
+        ("a.b = c", {"a", "c"}),
+        ("d[k] = v", {"d", "k", "v"}),
+        ("a, *b = seq\nprint(a, b)", {"seq", "print"}),
+        ("import numpy as np\nnp.zeros(n)", {"n"}),
+        ("import os.path\nos.path.join(p)", {"p"}),
+        ("from math import pi, tau as t\npi + t + r", {"r"}),
+        ("del z", {"z"}),
+        ("z = 1\ndel z\nz", {"z"}),
+        ("q: int = 3\nq", {"int"}),
+        ("q: int\nq", {"int", "q"}),
+        ("(w := f(1))\nw + 1", {"f"}),
+    ],
+)
 def test_free_names_statements(source, expected):
     assert free_names(source) == expected
 
 
-@pytest.mark.parametrize("source, expected", [
-    # a function's parameters and locals are its own; its globals are read where it is defined
-    ("def f(a, *args, k=default, **kw):\n    b = a + g\n    return b, args, kw, k\n",
-     {"default", "g"}),
-    ("def f():\n    return helper()\nhelper = 1\n", {"helper"}),
-    ("def f():\n    global counter\n    counter += 1\n", {"counter"}),
-    ("def f():\n    counter = 0\n    def g():\n        nonlocal counter\n"
-     "        counter += step\n    return g\n", {"step"}),
-    ("def outer():\n    v = 1\n    def inner():\n        return v + w\n    return inner\n",
-     {"w"}),
-    ("@decorate\ndef f(x: Ann) -> Ret:\n    pass\n", {"decorate", "Ann", "Ret"}),
-    ("async def f():\n    await g()\n", {"g"}),
-    ("f = lambda a, b=dflt: a + b + c\n", {"dflt", "c"}),
-    # comprehensions: targets are local, the first iterable is read outside
-    ("[i * k for i in items if i > lo]", {"items", "k", "lo"}),
-    ("{k: v for k, v in pairs.items()}", {"pairs"}),
-    ("[(i, j) for i in rows for j in cols(i)]", {"rows", "cols"}),
-    ("sum(x for x in xs)", {"sum", "xs"}),
-    ("[i for i in range(3)]\ni", {"range", "i"}),
-    # classes: the body reads outside; methods skip the class scope
-    ("class A(Base, metaclass=Meta):\n    x = 1\n    y = x + z\n"
-     "    def m(self):\n        return self.x + x\n", {"Base", "Meta", "z", "x"}),
-    ("class A:\n    pass\nA()", set()),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        # a function's parameters and locals are its own; its globals are read where it is defined
+        (
+            "def f(a, *args, k=default, **kw):\n    b = a + g\n    return b, args, kw, k\n",
+            {"default", "g"},
+        ),
+        ("def f():\n    return helper()\nhelper = 1\n", {"helper"}),
+        ("def f():\n    global counter\n    counter += 1\n", {"counter"}),
+        (
+            "def f():\n    counter = 0\n    def g():\n        nonlocal counter\n"
+            "        counter += step\n    return g\n",
+            {"step"},
+        ),
+        (
+            "def outer():\n    v = 1\n    def inner():\n        return v + w\n    return inner\n",
+            {"w"},
+        ),
+        ("@decorate\ndef f(x: Ann) -> Ret:\n    pass\n", {"decorate", "Ann", "Ret"}),
+        ("async def f():\n    await g()\n", {"g"}),
+        ("f = lambda a, b=dflt: a + b + c\n", {"dflt", "c"}),
+        # comprehensions: targets are local, the first iterable is read outside
+        ("[i * k for i in items if i > lo]", {"items", "k", "lo"}),
+        ("{k: v for k, v in pairs.items()}", {"pairs"}),
+        ("[(i, j) for i in rows for j in cols(i)]", {"rows", "cols"}),
+        ("sum(x for x in xs)", {"sum", "xs"}),
+        ("[i for i in range(3)]\ni", {"range", "i"}),
+        # classes: the body reads outside; methods skip the class scope
+        (
+            "class A(Base, metaclass=Meta):\n    x = 1\n    y = x + z\n"
+            "    def m(self):\n        return self.x + x\n",
+            {"Base", "Meta", "z", "x"},
+        ),
+        ("class A:\n    pass\nA()", set()),
+    ],
+)
 def test_free_names_scopes(source, expected):
     assert free_names(source) == expected
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("if c:\n    x = 1\nelse:\n    x = 2\nx", {"c"}),
-    ("if c:\n    x = 1\nx", {"c", "x"}),
-    ("for i in r:\n    t = i\nt, i", {"r", "t", "i"}),
-    ("for i in r:\n    print(i)", {"r", "print"}),
-    ("while cond():\n    y = 1\ny", {"cond", "y"}),
-    ("with open(p) as fh:\n    data = fh.read()\ndata", {"open", "p"}),
-    ("try:\n    v = f()\nexcept E as e:\n    v = e\nv", {"f", "E"}),
-    ("try:\n    v = f()\nexcept E:\n    pass\nv", {"f", "E", "v"}),
-    ("try:\n    pass\nfinally:\n    done = 1\ndone", set()),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("if c:\n    x = 1\nelse:\n    x = 2\nx", {"c"}),
+        ("if c:\n    x = 1\nx", {"c", "x"}),
+        ("for i in r:\n    t = i\nt, i", {"r", "t", "i"}),
+        ("for i in r:\n    print(i)", {"r", "print"}),
+        ("while cond():\n    y = 1\ny", {"cond", "y"}),
+        ("with open(p) as fh:\n    data = fh.read()\ndata", {"open", "p"}),
+        ("try:\n    v = f()\nexcept E as e:\n    v = e\nv", {"f", "E"}),
+        ("try:\n    v = f()\nexcept E:\n    pass\nv", {"f", "E", "v"}),
+        ("try:\n    pass\nfinally:\n    done = 1\ndone", set()),
+    ],
+)
 def test_free_names_control_flow(source, expected):
     assert free_names(source) == expected
 
 
 def test_free_names_match_statement():
-    src = ("match cmd:\n    case Point(x=px) if px > lim:\n        r = px\n"
-           "    case _:\n        r = 0\n")
+    src = (
+        "match cmd:\n    case Point(x=px) if px > lim:\n        r = px\n"
+        "    case _:\n        r = 0\n"
+    )
     assert free_names(src) == {"cmd", "Point", "lim"}
 
 
@@ -102,13 +131,16 @@ def test_free_names_syntax_error():
 
 
 def test_assigned_names():
-    src = ("import os, numpy as np\nfrom a import b\nx = 1\nfor i in r:\n    t = 2\n"
-           "def f():\n    inner = 1\nclass C:\n    attr = 1\nwith w as (p, q):\n    pass\n"
-           "[z for z in r]\n(k := 3)\n")
+    src = (
+        "import os, numpy as np\nfrom a import b\nx = 1\nfor i in r:\n    t = 2\n"
+        "def f():\n    inner = 1\nclass C:\n    attr = 1\nwith w as (p, q):\n    pass\n"
+        "[z for z in r]\n(k := 3)\n"
+    )
     assert assigned_names(src) == {"os", "np", "b", "x", "i", "t", "f", "C", "p", "q", "k"}
 
 
 # ---- compiling and the last expression --------------------------------------------------
+
 
 def test_split_last_expr():
     body, last = split_last_expr(ast.parse("a = 1\na + 1"), "a = 1\na + 1")
@@ -117,9 +149,16 @@ def test_split_last_expr():
     assert split_last_expr(ast.parse("a + 1;"), "a + 1;")[1] is None
 
 
-@pytest.mark.parametrize("source, quiet", [
-    ("x", False), ("x;", True), ("x;  # note", True), ("'a;'", False), ("x  # ;", False),
-])
+@pytest.mark.parametrize(
+    "source, quiet",
+    [
+        ("x", False),
+        ("x;", True),
+        ("x;  # note", True),
+        ("'a;'", False),
+        ("x  # ;", False),
+    ],
+)
 def test_semicolon(source, quiet):
     assert ends_with_semicolon(source) is quiet
 
@@ -149,6 +188,7 @@ def test_compile_cell_syntax_error_line():
 
 # ---- --map ----------------------------------------------------------------------------
 
+
 def test_parse_map():
     m = parse_map("i in range(8)")
     assert (m.target, m.names, m.iterable) == ("i", frozenset({"i"}), "range(8)")
@@ -156,8 +196,9 @@ def test_parse_map():
     assert m.names == {"x", "y"} and m.iterable == "zip(a, b)"
 
 
-@pytest.mark.parametrize("text", ["range(8)", "i range(8)", "a.b in x", "d[0] in x",
-                                  "i in", "i in x: pass", ""])
+@pytest.mark.parametrize(
+    "text", ["range(8)", "i range(8)", "a.b in x", "d[0] in x", "i in", "i in x: pass", ""]
+)
 def test_parse_map_rejects(text):
     with pytest.raises(ValueError, match="--map expects"):
         parse_map(text)
@@ -171,28 +212,42 @@ def test_bind_target():
 
 # ---- the runner, without a cluster -------------------------------------------------------
 
+
 def _spec(source, **kw):
-    spec = {"source": source, "filename": "<remote-cell-5>", "values": {}, "modules": {},
-            "args": [], "outputs": [], "target": None}
+    spec = {
+        "source": source,
+        "filename": "<remote-cell-5>",
+        "values": {},
+        "modules": {},
+        "args": [],
+        "outputs": [],
+        "target": None,
+    }
     spec.update(kw)
     return spec
 
 
 def test_run_cell_namespace_and_outputs():
-    spec = _spec("import json\nout = m.sqrt(v) + r + sum(lst)\njson.dumps(out)",
-                 values={"v": 16}, modules={"m": "math"},
-                 args=[("r", None), ("lst", (2, "list"))], outputs=["out"])
+    spec = _spec(
+        "import json\nout = m.sqrt(v) + r + sum(lst)\njson.dumps(out)",
+        values={"v": 16},
+        modules={"m": "math"},
+        args=[("r", None), ("lst", (2, "list"))],
+        outputs=["out"],
+    )
     assert runner.run_cell(spec, 0.0, 1, 2, 3)[1:] == ("10.0", 10.0)
 
 
 def test_run_cell_notebook_functions_share_the_cell_namespace():
     import cloudpickle
+
     nb = {"__name__": "__main__", "factor": 2}
     exec("def scaled(v, *, k=1):\n    return v * factor * k\n", nb)
     values = cloudpickle.loads(cloudpickle.dumps({"scaled": nb["scaled"]}))
-    assert "factor" not in values                               # it travels with scaled
-    spec = _spec("before = scaled(1)\nfactor = 3\nscaled(1, k=2)", values=values,
-                 outputs=["before"])
+    assert "factor" not in values  # it travels with scaled
+    spec = _spec(
+        "before = scaled(1)\nfactor = 3\nscaled(1, k=2)", values=values, outputs=["before"]
+    )
     assert runner.run_cell(spec)[1:] == (6, 2)
 
 
@@ -211,15 +266,26 @@ def test_run_cell_traceback_shows_cell_source():
 
 # ---- shipping ----------------------------------------------------------------------------
 
+
 def test_pack_sorts_values():
     import math
+
     ref = kit.ObjectRef(b"r" * 16)
     refs = [kit.ObjectRef(b"a" * 16), kit.ObjectRef(b"b" * 16)]
     hidden_fn = object()
-    ns = {"math": math, "ref": ref, "refs": refs, "x": 3, "get_ipython": hidden_fn,
-          "mixed": [ref, 1]}
-    s = shipping.pack({"math", "ref", "refs", "x", "get_ipython", "mixed", "print"}, ns,
-                      hidden={"get_ipython": hidden_fn})
+    ns = {
+        "math": math,
+        "ref": ref,
+        "refs": refs,
+        "x": 3,
+        "get_ipython": hidden_fn,
+        "mixed": [ref, 1],
+    }
+    s = shipping.pack(
+        {"math", "ref", "refs", "x", "get_ipython", "mixed", "print"},
+        ns,
+        hidden={"get_ipython": hidden_fn},
+    )
     assert s.modules == {"math": "math"}
     assert s.values == {"x": 3, "mixed": [ref, 1]}
     assert s.layout == [("ref", None), ("refs", (2, "list"))]
@@ -229,8 +295,7 @@ def test_pack_sorts_values():
 
 def test_pack_uses_cache_for_large_values():
     calls = []
-    cache = shipping.PutCache(put=lambda v: calls.append(v) or f"ref{len(calls)}",
-                              threshold=1000)
+    cache = shipping.PutCache(put=lambda v: calls.append(v) or f"ref{len(calls)}", threshold=1000)
     big, small = np.zeros(1000), np.zeros(10)
     s = shipping.pack({"big", "small"}, {"big": big, "small": small}, cache=cache)
     assert s.layout == [("big", None)] and s.args == ["ref1"] and list(s.values) == ["small"]
@@ -243,15 +308,15 @@ def test_put_cache_reuse_change_prune():
     cache = shipping.PutCache(put=lambda v: calls.append(type(v)) or len(calls), threshold=100)
     arr = np.arange(100.0)
     assert cache.ref_for(arr) == cache.ref_for(arr) == 1
-    arr[5] = -1                                   # changed in place: stored again
+    arr[5] = -1  # changed in place: stored again
     assert cache.ref_for(arr) == 2 and len(cache) == 1
-    lst = list(range(100))                        # not weak-referenceable
+    lst = list(range(100))  # not weak-referenceable
     assert cache.ref_for(lst) == cache.ref_for(lst) == 3
     cache.prune({"arr": arr})
     assert len(cache) == 1
-    del arr                                       # the weak reference drops the entry
+    del arr  # the weak reference drops the entry
     assert len(cache) == 0
-    assert cache.ref_for(np.zeros(3)) is None     # small: not cached
+    assert cache.ref_for(np.zeros(3)) is None  # small: not cached
     assert cache.puts == 3
 
 
@@ -274,12 +339,30 @@ def test_unpicklable_names_the_value():
 # ---- rendering -----------------------------------------------------------------------------
 
 NODES = [
-    {"node_id": "aa11bb22cc33dd44", "tag": "n0", "alive": True, "resources": {"CPU": 2.0},
-     "available": {"CPU": 0.0}, "running": 2, "queued": 3, "done": 10, "failed": 1,
-     "store_used": 5 * 2**20},
-    {"node_id": "ee55ff6677889900", "tag": "n1", "alive": False, "resources": {"CPU": 4.0},
-     "available": {"CPU": 4.0}, "running": 0, "queued": 0, "done": 0, "failed": 0,
-     "store_used": 0},
+    {
+        "node_id": "aa11bb22cc33dd44",
+        "tag": "n0",
+        "alive": True,
+        "resources": {"CPU": 2.0},
+        "available": {"CPU": 0.0},
+        "running": 2,
+        "queued": 3,
+        "done": 10,
+        "failed": 1,
+        "store_used": 5 * 2**20,
+    },
+    {
+        "node_id": "ee55ff6677889900",
+        "tag": "n1",
+        "alive": False,
+        "resources": {"CPU": 4.0},
+        "available": {"CPU": 4.0},
+        "running": 0,
+        "queued": 0,
+        "done": 0,
+        "failed": 0,
+        "store_used": 0,
+    },
 ]
 
 
@@ -294,26 +377,28 @@ def test_nodes_text_and_html():
 
 
 def test_clean_traceback_keeps_cell_and_library_frames_of_chained_errors():
-    tb = ('Traceback (most recent call last):\n'
-          '  File "/site/kit/worker.py", line 210, in _execute\n'
-          '    value = fn(*args, **kwargs)\n'
-          '            ^^^^^^^^^^^^^^^^^^^\n'
-          '  File "/site/magics/runner.py", line 90, in run_cell\n'
-          '    exec(code.body, ns)\n'
-          '  File "<remote-cell-3>", line 4, in <module>\n'
-          '    json.loads(s)\n'
-          '  File "/usr/lib/json/__init__.py", line 346, in loads\n'
-          '    return _default_decoder.decode(s)\n'
-          'JSONDecodeError: bad\n'
-          '\n'
-          'During handling of the above exception, another exception occurred:\n'
-          '\n'
-          'Traceback (most recent call last):\n'
-          '  File "/site/kit/worker.py", line 210, in _execute\n'
-          '    value = fn(*args, **kwargs)\n'
-          '  File "<remote-cell-3>", line 6, in <module>\n'
-          '    raise ValueError("x")\n'
-          'ValueError: x\n')
+    tb = (
+        "Traceback (most recent call last):\n"
+        '  File "/site/kit/worker.py", line 210, in _execute\n'
+        "    value = fn(*args, **kwargs)\n"
+        "            ^^^^^^^^^^^^^^^^^^^\n"
+        '  File "/site/magics/runner.py", line 90, in run_cell\n'
+        "    exec(code.body, ns)\n"
+        '  File "<remote-cell-3>", line 4, in <module>\n'
+        "    json.loads(s)\n"
+        '  File "/usr/lib/json/__init__.py", line 346, in loads\n'
+        "    return _default_decoder.decode(s)\n"
+        "JSONDecodeError: bad\n"
+        "\n"
+        "During handling of the above exception, another exception occurred:\n"
+        "\n"
+        "Traceback (most recent call last):\n"
+        '  File "/site/kit/worker.py", line 210, in _execute\n'
+        "    value = fn(*args, **kwargs)\n"
+        '  File "<remote-cell-3>", line 6, in <module>\n'
+        '    raise ValueError("x")\n'
+        "ValueError: x\n"
+    )
     out = render.clean_traceback(tb)
     assert "worker.py" not in out and "runner.py" not in out and "^^^" not in out
     assert out.count("<remote-cell-3>") == 2 and "json/__init__.py" in out
@@ -325,13 +410,15 @@ def test_remote_error_lines_name_node_and_item():
     assert lines[1] == "KeyError raised remotely on node n1 ab (pid 42), --map item 3"
 
 
-@pytest.mark.parametrize("n, text", [(0, "0 B"), (1023, "1023 B"), (2**20, "1.0 MiB"),
-                                     (5 * 2**40, "5.0 TiB")])
+@pytest.mark.parametrize(
+    "n, text", [(0, "0 B"), (1023, "1023 B"), (2**20, "1.0 MiB"), (5 * 2**40, "5.0 TiB")]
+)
 def test_human_bytes(n, text):
     assert render.human_bytes(n) == text
 
 
 # ---- output plumbing -------------------------------------------------------------------
+
 
 def test_prefix_lines():
     assert output.prefix_lines("x", "[0] ") == "[0] x"
@@ -341,15 +428,19 @@ def test_prefix_lines():
 def test_merge_outputs_merges_runs_of_a_stream():
     outs = output.merge_outputs([], [("stdout", "a")])
     outs = output.merge_outputs(outs, [("stdout", "b"), ("stderr", "e"), ("stdout", "c")])
-    assert [(o["name"], o["text"]) for o in outs] == [("stdout", "a\nb\n"), ("stderr", "e\n"),
-                                                      ("stdout", "c\n")]
+    assert [(o["name"], o["text"]) for o in outs] == [
+        ("stdout", "a\nb\n"),
+        ("stderr", "e\n"),
+        ("stdout", "c\n"),
+    ]
 
 
 def test_queue_sink_prints_in_the_reading_thread(capsys):
     sink = output.QueueSink()
     assert sink.pump(0.01) is False
-    t = threading.Thread(target=lambda: (sink.write("stdout", "one\ntwo"),
-                                         sink.write("stderr", "err"), sink.done()))
+    t = threading.Thread(
+        target=lambda: (sink.write("stdout", "one\ntwo"), sink.write("stderr", "err"), sink.done())
+    )
     t.start()
     t.join(5)
     assert sink.pump(1.0) is True
@@ -359,19 +450,24 @@ def test_queue_sink_prints_in_the_reading_thread(capsys):
 
 # ---- planning a cell --------------------------------------------------------------------
 
+
 def test_plan_cell():
-    p = cells.plan_cell("print(i * k)\ntotal = i", 7, outputs=["total"], map_text="i in r",
-                        name="sq")
+    p = cells.plan_cell(
+        "print(i * k)\ntotal = i", 7, outputs=["total"], map_text="i in r", name="sq"
+    )
     assert p.label == "sq" and p.filename == "<remote-cell-7>"
     assert p.free == {"print", "k"} and not p.has_last and p.map.iterable == "r"
     assert cells.plan_cell("x", 1).label == "remote-cell-1"
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(outputs=["a-b"]), "-o takes names"),
-    (dict(outputs=["zz"]), "neither assigns nor reads"),
-    (dict(map_text="nope"), "--map expects"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(outputs=["a-b"]), "-o takes names"),
+        (dict(outputs=["zz"]), "neither assigns nor reads"),
+        (dict(map_text="nope"), "--map expects"),
+    ],
+)
 def test_plan_cell_rejects(kw, match):
     with pytest.raises(cells.CellUsageError, match=match):
         cells.plan_cell("a = b", 1, **kw)

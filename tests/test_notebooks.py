@@ -24,8 +24,11 @@ from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOTEBOOKS = os.path.join(os.path.dirname(HERE), "notebooks")
-NAMES = sorted(f for f in os.listdir(NOTEBOOKS) if f.endswith(".ipynb")) \
-    if os.path.isdir(NOTEBOOKS) else []
+NAMES = (
+    sorted(f for f in os.listdir(NOTEBOOKS) if f.endswith(".ipynb"))
+    if os.path.isdir(NOTEBOOKS)
+    else []
+)
 KERNEL = "python3"
 MARKER = "KIT_NOTEBOOK_TEST"
 
@@ -89,8 +92,9 @@ def test_notebook_runs(name):
             assert not cell.outputs, f"{name} has stored outputs; regenerate it"
     value = uuid.uuid4().hex
     env = dict(os.environ, **{MARKER: value})
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name=KERNEL,
-                                     resources={"metadata": {"path": NOTEBOOKS}})
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name=KERNEL, resources={"metadata": {"path": NOTEBOOKS}}
+    )
     start = time.time()
     try:
         client.execute(env=env)
@@ -98,7 +102,7 @@ def test_notebook_runs(name):
         RUN_TIMES[name] = time.time() - start
         print(f"\n{name}: {RUN_TIMES[name]:.1f} s")
         left = _wait_marked_gone(value)
-        for p in left:                       # do not let one failure leak into the next
+        for p in left:  # do not let one failure leak into the next
             try:
                 p.kill()
             except psutil.Error:

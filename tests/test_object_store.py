@@ -41,6 +41,7 @@ def test_task_reads_array_without_copy(cluster):
     @kit.remote
     def inspect(a):
         import mmap  # noqa: F401
+
         base = a
         while getattr(base, "base", None) is not None and not isinstance(base, memoryview):
             base = base.base
@@ -63,9 +64,12 @@ def test_put_100mib_read_by_four_tasks_copies_once(cluster):
         return float(a.sum())
 
     assert kit.get([total.remote(ref) for _ in range(4)]) == [100 * MiB / 8] * 4
-    sizes = sorted(os.stat(os.path.join("/dev/shm", f)).st_size for f in os.listdir("/dev/shm")
-                   if f.startswith(f"kit_{cid}_"))
-    assert sizes[-1] >= 100 * MiB   # the array, once
+    sizes = sorted(
+        os.stat(os.path.join("/dev/shm", f)).st_size
+        for f in os.listdir("/dev/shm")
+        if f.startswith(f"kit_{cid}_")
+    )
+    assert sizes[-1] >= 100 * MiB  # the array, once
     assert shm_bytes(cid) - base < 101 * MiB, "the array was copied more than once"
     del ref
     deadline = time.time() + 10
@@ -128,10 +132,14 @@ def test_spill_to_disk_and_back(fresh):
             break
         time.sleep(0.05)
     assert client.query("status")["counts"].get("spilled", 0) > 0
+
     def spilled():
         try:
-            return [f for f in os.listdir(object_store.SPILL_DIR)
-                    if f.startswith(f"kit_{client.cluster}") and not f.endswith(".part")]
+            return [
+                f
+                for f in os.listdir(object_store.SPILL_DIR)
+                if f.startswith(f"kit_{client.cluster}") and not f.endswith(".part")
+            ]
         except FileNotFoundError:
             return []
 

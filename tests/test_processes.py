@@ -9,22 +9,25 @@ import time
 
 import psutil
 
+
 def test_shutdown_and_exit_leave_nothing():
-    code = ("import kit, numpy as np\n"
-            "kit.init(num_cpus=2)\n"
-            "r = kit.put(np.ones(1 << 20))\n"
-            "print(kit.api._current_client().cluster)\n")  # exits without shutdown(): atexit
+    code = (
+        "import kit, numpy as np\n"
+        "kit.init(num_cpus=2)\n"
+        "r = kit.put(np.ones(1 << 20))\n"
+        "print(kit.api._current_client().cluster)\n"
+    )  # exits without shutdown(): atexit
     t = time.time()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     cluster = out.stdout.strip()
     assert time.time() - t < 30
     time.sleep(0.5)
     assert not [f for f in os.listdir("/dev/shm") if f.startswith(f"kit_{cluster}_")]
-    head_pid = int(cluster.split("x")[0])     # a cluster's id starts with its head's pid
-    assert not psutil.pid_exists(head_pid) or \
-        psutil.Process(head_pid).status() == psutil.STATUS_ZOMBIE
+    head_pid = int(cluster.split("x")[0])  # a cluster's id starts with its head's pid
+    assert (
+        not psutil.pid_exists(head_pid) or psutil.Process(head_pid).status() == psutil.STATUS_ZOMBIE
+    )
 
 
 def test_worker_crash_is_retried_then_reported():
@@ -43,7 +46,6 @@ def ok():
     return "still serving"
 print(kit.get(ok.remote(), timeout=30))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "crashed:" in out.stdout and "exited with code 3" in out.stdout, out.stderr
     assert "still serving" in out.stdout

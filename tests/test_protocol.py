@@ -37,7 +37,7 @@ def test_wrong_key_truncated_and_replay_are_dropped():
 def test_unsigned_pickle_is_never_loaded():
     evil = [b"\0" * 32 + b"\1" * 9 + pickle.dumps(Bomb())]
     s = Signer(b"k")
-    assert s.unpack(evil) is None   # the process is still here: nothing was unpickled
+    assert s.unpack(evil) is None  # the process is still here: nothing was unpickled
 
 
 def test_wrong_token_is_refused_quickly(cluster):
@@ -76,6 +76,7 @@ def test_version_mismatch_is_refused(cluster, monkeypatch):
 def test_encrypted_cluster(fresh):
     """With encrypt=True every connection is CurveZMQ; plain peers cannot talk to it."""
     import numpy as np
+
     ctx = fresh(num_nodes=2, num_cpus=1, encrypt=True)
     a, b = [n["NodeID"] for n in kit.nodes()]
 
@@ -89,6 +90,9 @@ def test_encrypted_cluster(fresh):
 
     S = kit.NodeAffinitySchedulingStrategy
     ref = make.options(scheduling_strategy=S(a)).remote()
-    assert kit.get(total.options(scheduling_strategy=S(b)).remote(ref)) == (1 << 20) * ((1 << 20) - 1) // 2
+    assert (
+        kit.get(total.options(scheduling_strategy=S(b)).remote(ref))
+        == (1 << 20) * ((1 << 20) - 1) // 2
+    )
     with pytest.raises(kit.KitError, match="encrypt"):
         kit.client.Client("tcp://" + ctx.address, ctx.token, "driver", hello_timeout=2)

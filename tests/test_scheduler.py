@@ -1,17 +1,51 @@
 """The scheduler as a pure state machine: events in, actions out, no processes."""
 
-from kit.scheduler import (BUSY, FAILED, FINISHED, IDLE, K_ACTOR_CALL, K_ACTOR_CREATE, K_TASK,
-                           RUNNING, WAITING, Scheduler)
+from kit.scheduler import (
+    BUSY,
+    FAILED,
+    FINISHED,
+    IDLE,
+    K_ACTOR_CALL,
+    K_ACTOR_CREATE,
+    K_TASK,
+    RUNNING,
+    WAITING,
+    Scheduler,
+)
 from kit.serialization import ERROR, INLINE, SHARED
 
 NODE, NODE2 = b"node0000", b"node0001"
 DRIVER = b"driver00"
 
 
-def spec(tid, deps=(), res=None, retries=3, kind=K_TASK, actor=None, method=None, opts=None,
-         fid=b"f", contained=()):
-    return (tid, kind, fid, None, tuple(deps), tuple(contained), (tid + b"\0",),
-            res if res is not None else {"CPU": 1.0}, retries, False, "t", actor, method, opts)
+def spec(
+    tid,
+    deps=(),
+    res=None,
+    retries=3,
+    kind=K_TASK,
+    actor=None,
+    method=None,
+    opts=None,
+    fid=b"f",
+    contained=(),
+):
+    return (
+        tid,
+        kind,
+        fid,
+        None,
+        tuple(deps),
+        tuple(contained),
+        (tid + b"\0",),
+        res if res is not None else {"CPU": 1.0},
+        retries,
+        False,
+        "t",
+        actor,
+        method,
+        opts,
+    )
 
 
 def ok(v=b"x"):
@@ -122,7 +156,7 @@ def test_refcount_frees_shared_object_when_last_holder_goes():
     assert s.nodes[NODE].store_used == 1000
     s.submit(DRIVER, spec(b"t", deps=[b"o1"]))
     s.refs(DRIVER, [(b"o1", -1)])
-    assert b"o1" in s.objects            # pinned by the pending task
+    assert b"o1" in s.objects  # pinned by the pending task
     s.schedule()
     w = actions(s, "dispatch")[0][1]
     s.task_done(w, b"t", [(b"t\0", ok(), ())], 0, 0)
@@ -160,19 +194,21 @@ def test_node_affinity_and_resources():
     s.schedule()
     d = actions(s, "dispatch")
     assert len(d) == 1 and s.workers[d[0][1]].node == NODE2
-    assert s.tasks[b"g"].state == "READY"   # no node has a GPU: it waits
+    assert s.tasks[b"g"].state == "READY"  # no node has a GPU: it waits
 
 
 def test_actor_lifecycle_and_call_order():
     s = setup()
     aid = b"actor1"
-    s.submit(DRIVER, spec(aid, kind=K_ACTOR_CREATE, actor=aid, res={},
-                          opts={"meta": "A", "handle": {}}))
+    s.submit(
+        DRIVER, spec(aid, kind=K_ACTOR_CREATE, actor=aid, res={}, opts={"meta": "A", "handle": {}})
+    )
     (sp,) = actions(s, "spawn")
     assert sp[2] == aid
     for i in range(3):
-        s.submit(DRIVER, spec(b"c%d" % i, kind=K_ACTOR_CALL, actor=aid, method="m", fid=None,
-                              res={}))
+        s.submit(
+            DRIVER, spec(b"c%d" % i, kind=K_ACTOR_CALL, actor=aid, method="m", fid=None, res={})
+        )
     s.out.clear()
     s.add_worker(b"aw", NODE, 55, aid)
     d = actions(s, "dispatch")
@@ -187,8 +223,9 @@ def test_actor_lifecycle_and_call_order():
 def test_dropping_every_handle_kills_actor():
     s = setup()
     aid = b"actor2"
-    s.submit(DRIVER, spec(aid, kind=K_ACTOR_CREATE, actor=aid, res={},
-                          opts={"meta": "A", "handle": {}}))
+    s.submit(
+        DRIVER, spec(aid, kind=K_ACTOR_CREATE, actor=aid, res={}, opts={"meta": "A", "handle": {}})
+    )
     s.add_worker(b"aw", NODE, 55, aid)
     s.task_done(b"aw", aid, [(aid + b"\0", ok(), ())], 0, 0)
     s.out.clear()
@@ -200,7 +237,7 @@ def test_dropping_every_handle_kills_actor():
 def test_fast_tasks_pipeline_but_not_behind_slow_ones():
     s = setup(cpus=1, workers=1)
     w = next(iter(s.workers))
-    for i in range(3):   # learn that f is fast
+    for i in range(3):  # learn that f is fast
         s.submit(DRIVER, spec(b"w%d" % i))
         s.schedule()
         s.task_done(w, b"w%d" % i, [(b"w%d\0" % i, ok(), ())], 0.0, 0.0001)
@@ -243,7 +280,7 @@ def test_states_reach_finished_and_failed():
 
 def test_idle_extra_workers_retire():
     s = setup(cpus=1, workers=1)
-    s.add_worker(b"extra", NODE, 9)          # started while a task was blocked in get
+    s.add_worker(b"extra", NODE, 9)  # started while a task was blocked in get
     s.now = 100.0
     s.schedule()
     for w in s.workers.values():
@@ -264,6 +301,7 @@ def test_idle_extra_workers_retire():
 
 
 # ---- lineage: objects lost with a node are made again -----------------------------------
+
 
 def _shared(node, name):
     return (SHARED, node, name, 1000)
@@ -297,18 +335,18 @@ def test_lost_input_is_made_again_before_the_task_that_reads_it():
     s.submit(DRIVER, spec(b"a", opts={"node": NODE, "soft": True}))
     _run_on(s, b"a", _shared(NODE, "a0"))
     s.submit(DRIVER, spec(b"b", deps=[b"a\0"], opts={"node": NODE, "soft": True}))
-    s.refs(DRIVER, [(b"a\0", -1)])                # only b's result is held now
+    s.refs(DRIVER, [(b"a\0", -1)])  # only b's result is held now
     _run_on(s, b"b", _shared(NODE, "b0"))
     assert b"a\0" not in s.objects and len(s.lineage) == 2
     s.node_died(NODE)
-    assert s.tasks[b"b"].state == WAITING         # waits for a, made again first
+    assert s.tasks[b"b"].state == WAITING  # waits for a, made again first
     _run_on(s, b"a", _shared(NODE2, "a1"))
     _run_on(s, b"b", _shared(NODE2, "b1"))
     assert s.objects[b"b\0"].payload == _shared(NODE2, "b1")
-    assert b"a\0" not in s.objects                # a's new copy freed once b had it
+    assert b"a\0" not in s.objects  # a's new copy freed once b had it
     assert ("free", NODE2, "a1") in s.out
     s.refs(DRIVER, [(b"b\0", -1)])
-    assert len(s.lineage) == 0                    # nothing kept once nothing is held
+    assert len(s.lineage) == 0  # nothing kept once nothing is held
 
 
 def test_put_object_and_spent_retries_are_lost_with_a_clear_error():
@@ -347,12 +385,19 @@ def test_hard_pin_to_a_dead_node_fails_soft_pin_runs_elsewhere():
 def test_actor_pinned_to_a_dead_node_dies_with_the_reason():
     s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
     aid = b"actor9"
-    s.submit(DRIVER, spec(aid, kind=K_ACTOR_CREATE, actor=aid, res={},
-                          opts={"meta": "Pinned", "handle": {}, "node": NODE,
-                                "max_restarts": 2}))
+    s.submit(
+        DRIVER,
+        spec(
+            aid,
+            kind=K_ACTOR_CREATE,
+            actor=aid,
+            res={},
+            opts={"meta": "Pinned", "handle": {}, "node": NODE, "max_restarts": 2},
+        ),
+    )
     s.add_worker(b"aw", NODE, 55, aid)
     s.task_done(b"aw", aid, [(aid + b"\0", ok(), ())], 0, 0)
-    s.node_died(NODE)                    # restarts are left, but only NODE may hold it
+    s.node_died(NODE)  # restarts are left, but only NODE may hold it
     assert s.actors[aid].state == "DEAD"
     s.submit(DRIVER, spec(b"call", kind=K_ACTOR_CALL, actor=aid, method="m", fid=None, res={}))
     p = s.objects[b"call\0"].payload
@@ -364,11 +409,11 @@ def test_recursive_cancel_reaches_the_tasks_a_task_submitted():
     s.submit(DRIVER, spec(b"p"))
     s.schedule()
     (w,) = [a[1] for a in actions(s, "dispatch")]
-    s.submit(w, spec(b"c1", opts={"parent": b"p"}))           # submitted by p's worker
+    s.submit(w, spec(b"c1", opts={"parent": b"p"}))  # submitted by p's worker
     s.submit(w, spec(b"c2", opts={"parent": b"p"}))
     s.schedule()
     (w2,) = [a[1] for a in actions(s, "dispatch") if a[2][0][0] == b"c1"]
-    s.submit(w2, spec(b"g", opts={"parent": b"c1"}))          # a grandchild
+    s.submit(w2, spec(b"g", opts={"parent": b"c1"}))  # a grandchild
     s.submit(DRIVER, spec(b"other"))
     s.cancel(b"p", recursive=True)
     for tid in (b"p", b"c1", b"c2", b"g"):
@@ -377,5 +422,5 @@ def test_recursive_cancel_reaches_the_tasks_a_task_submitted():
     s.submit(DRIVER, spec(b"q"))
     s.schedule()
     s.submit(w, spec(b"k", opts={"parent": b"q"}))
-    s.cancel(b"q")                                            # not recursive
+    s.cancel(b"q")  # not recursive
     assert s.tasks[b"k"].state != "CANCELLED"

@@ -52,7 +52,11 @@ def test_refs_as_top_level_args_become_values(cluster):
 def test_nested_refs_stay_refs(cluster):
     @kit.remote
     def kinds(xs, d):
-        return [type(x).__name__ for x in xs], type(d["k"]).__name__, kit.get(xs[0]) + kit.get(d["k"])
+        return (
+            [type(x).__name__ for x in xs],
+            type(d["k"]).__name__,
+            kit.get(xs[0]) + kit.get(d["k"]),
+        )
 
     r = square.remote(2)
     kinds_, dk, total = kit.get(kinds.remote([r], {"k": r}))
@@ -195,7 +199,7 @@ def _states(label, since):
 @pytest.mark.parametrize("recursive", [True, False])
 def test_cancel_reaches_the_tasks_a_task_submitted(fresh, recursive):
     fresh(num_cpus=2)
-    since = kit.events(2 ** 62)[0]
+    since = kit.events(2**62)[0]
     parent = parent_of_sleeper.remote(recursive)
     deadline = time.time() + 10
     while "running" not in _states("child_sleeper", since) and time.time() < deadline:
@@ -302,17 +306,20 @@ def test_second_init_raises_unless_ignored(cluster):
 def test_remote_before_init_starts_a_cluster():
     import subprocess
     import sys
-    code = ("import kit\n"
-            "@kit.remote\n"
-            "def f(): return 5\n"
-            "print(kit.get(f.remote()), kit.is_initialized())\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+
+    code = (
+        "import kit\n"
+        "@kit.remote\n"
+        "def f(): return 5\n"
+        "print(kit.get(f.remote()), kit.is_initialized())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "5 True", out.stderr
 
 
 def test_output_routed_from_the_first_line(cluster, capfd):
     """kit.logs.capture routes a task's output before the task is sent: no line escapes."""
+
     @kit.remote
     def shout(i):
         print(f"first line of {i}")

@@ -12,6 +12,7 @@ PROGRAMS = sorted(f for f in os.listdir(HERE) if f.endswith(".py"))
 
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_tutorial_program(program):
-    out = subprocess.run([sys.executable, os.path.join(HERE, program)], capture_output=True,
-                         text=True, timeout=100)
+    out = subprocess.run(
+        [sys.executable, os.path.join(HERE, program)], capture_output=True, text=True, timeout=100
+    )
     assert out.returncode == 0, f"{program} failed:\n{out.stdout}\n{out.stderr}"

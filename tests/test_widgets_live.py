@@ -54,14 +54,19 @@ def wait_until(pred, timeout=10.0):
 
 
 def runtime_counts():
-    return {n["tag"]: {k: str(n[k]) for k in ("done", "failed", "queued", "running")}
-            for n in kit.nodes()}
+    return {
+        n["tag"]: {k: str(n[k]) for k in ("done", "failed", "queued", "running")}
+        for n in kit.nodes()
+    }
 
 
 def shown_counts(m):
     vals = m.values()
-    return {tag: {k: vals[tag][k] for k in ("done", "failed", "queued", "running")}
-            for tag in vals if tag != "total"}
+    return {
+        tag: {k: vals[tag][k] for k in ("done", "failed", "queued", "running")}
+        for tag in vals
+        if tag != "total"
+    }
 
 
 class Sampler(threading.Thread):
@@ -111,8 +116,10 @@ def test_monitor_follows_tasks_while_main_thread_blocks(cluster3):
         assert m.redraws > redraws0
 
         # after the tasks: the per-node counts equal the runtime's
-        assert wait_until(lambda: shown_counts(m) == runtime_counts()), \
-            (shown_counts(m), runtime_counts())
+        assert wait_until(lambda: shown_counts(m) == runtime_counts()), (
+            shown_counts(m),
+            runtime_counts(),
+        )
         vals = m.values()
         assert vals["total"]["done"] == str(N_TASKS) and vals["total"]["running"] == "0"
         assert sum(int(vals[t]["done"]) for t in ("n0", "n1", "n2")) == N_TASKS
@@ -121,8 +128,10 @@ def test_monitor_follows_tasks_while_main_thread_blocks(cluster3):
             assert vals[n["tag"]]["id"] == n["NodeID"][:8]
             assert vals[n["tag"]]["state"] == "alive"
             assert vals[n["tag"]]["bar"] == (n["done"], N_TASKS)
-        print(f"\nmonitor: {len(redraws)} redraws in {duration:.2f} s "
-              f"({rate:.1f}/s) while {N_TASKS} tasks ran")
+        print(
+            f"\nmonitor: {len(redraws)} redraws in {duration:.2f} s "
+            f"({rate:.1f}/s) while {N_TASKS} tasks ran"
+        )
     finally:
         m.close()
     del refs
@@ -130,6 +139,7 @@ def test_monitor_follows_tasks_while_main_thread_blocks(cluster3):
 
 def test_monitor_sends_nothing_when_nothing_changes(cluster3):
     from test_widgets_unit import count_sends
+
     m = widgets.ClusterMonitor()
     up = widgets.default_updater()
     try:
@@ -198,6 +208,7 @@ def test_widgets_in_a_real_kernel_and_figures_survive_html_export(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     from conftest import wait_gone
+
     cells = [
         "import time, kit, widgets\nctx = kit.init(num_nodes=2, num_cpus=1)\nctx",
         "@kit.remote\ndef f(i):\n    time.sleep(0.01)\n    return i\n"
@@ -212,8 +223,9 @@ def test_widgets_in_a_real_kernel_and_figures_survive_html_export(tmp_path):
     ]
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    client = nbclient.NotebookClient(nb, timeout=90, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=90, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     outs = [c.outputs for c in nb.cells]
 

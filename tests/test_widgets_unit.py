@@ -16,19 +16,46 @@ from widgets.updater import Tick, Updater, sync
 matplotlib.use("Agg")
 
 
-def node(tag, nid, *, alive=True, cpu=1.0, avail=None, queued=0, running=0, done=0,
-         failed=0, used=0, limit=1 << 30, address="127.0.0.1"):
-    return {"NodeID": nid, "Alive": alive, "tag": tag, "address": address,
-            "resources": {"CPU": cpu}, "available": {"CPU": cpu if avail is None else avail},
-            "queued": queued, "running": running, "done": done, "failed": failed,
-            "store_used": used, "store_limit": limit}
+def node(
+    tag,
+    nid,
+    *,
+    alive=True,
+    cpu=1.0,
+    avail=None,
+    queued=0,
+    running=0,
+    done=0,
+    failed=0,
+    used=0,
+    limit=1 << 30,
+    address="127.0.0.1",
+):
+    return {
+        "NodeID": nid,
+        "Alive": alive,
+        "tag": tag,
+        "address": address,
+        "resources": {"CPU": cpu},
+        "available": {"CPU": cpu if avail is None else avail},
+        "queued": queued,
+        "running": running,
+        "done": done,
+        "failed": failed,
+        "store_used": used,
+        "store_limit": limit,
+    }
 
 
-SNAP = [node("n2", "cc" * 8, done=5), node("n10", "dd" * 8, done=1, failed=2),
-        node("n0", "aa" * 8, avail=0.0, running=1, queued=2, done=7, used=1536)]
+SNAP = [
+    node("n2", "cc" * 8, done=5),
+    node("n10", "dd" * 8, done=1, failed=2),
+    node("n0", "aa" * 8, avail=0.0, running=1, queued=2, done=7, used=1536),
+]
 
 
 # ---- pure views ---------------------------------------------------------------------
+
 
 def test_monitor_view_rows_and_totals():
     v = widgets.monitor_view(SNAP)
@@ -70,9 +97,18 @@ def test_monitor_view_dead_gone_and_empty():
 def test_row_cells_and_html():
     v = widgets.monitor_view(SNAP)
     cells = V.row_cells(v.row("n0"))
-    assert cells == {"node": "n0", "address": "127.0.0.1", "id": "aaaaaaaa", "state": "alive",
-                     "cpu": "1/1", "queued": "2", "running": "1", "done": "7", "failed": "0",
-                     "store": "1.5 KiB / 1.0 GiB"}
+    assert cells == {
+        "node": "n0",
+        "address": "127.0.0.1",
+        "id": "aaaaaaaa",
+        "state": "alive",
+        "cpu": "1/1",
+        "queued": "2",
+        "running": "1",
+        "done": "7",
+        "failed": "0",
+        "store": "1.5 KiB / 1.0 GiB",
+    }
     assert "c62828" in V.cell_html("failed", "2") and V.cell_html("failed", "0") == "0"
     assert V.cell_html("node", "<x>") == "&lt;x&gt;"
 
@@ -92,8 +128,9 @@ def test_text_table():
 def test_monitor_view_waiting_for_a_node():
     v = widgets.monitor_view(SNAP, waiting=4)
     assert v.waiting == 4 and v != widgets.monitor_view(SNAP)
-    assert V.header_text(v) == ("kit cluster: 3/3 nodes alive, CPU 1/3 busy, "
-                                "4 tasks waiting for a node (live)")
+    assert V.header_text(v) == (
+        "kit cluster: 3/3 nodes alive, CPU 1/3 busy, 4 tasks waiting for a node (live)"
+    )
     assert widgets.text_table(v).splitlines()[0] == V.header_text(v)
     assert ", 1 task waiting" in V.header_text(widgets.monitor_view(SNAP, waiting=1))
     assert "waiting" not in V.header_text(widgets.monitor_view(SNAP, waiting=0))
@@ -102,10 +139,23 @@ def test_monitor_view_waiting_for_a_node():
 
 
 def test_format_bytes_and_duration():
-    assert [V.format_bytes(n) for n in (0, 512, 1536, 5 * 2**20, 7 * 2**30, 3 * 2**40)] == \
-        ["0 B", "512 B", "1.5 KiB", "5.0 MiB", "7.0 GiB", "3.0 TiB"]
-    assert [V.format_duration(s) for s in (0.42, 12.4, 185, 3725, None, -1, float("inf"))] == \
-        ["0.4 s", "12 s", "3 min 05 s", "1 h 02 min", "?", "?", "?"]
+    assert [V.format_bytes(n) for n in (0, 512, 1536, 5 * 2**20, 7 * 2**30, 3 * 2**40)] == [
+        "0 B",
+        "512 B",
+        "1.5 KiB",
+        "5.0 MiB",
+        "7.0 GiB",
+        "3.0 TiB",
+    ]
+    assert [V.format_duration(s) for s in (0.42, 12.4, 185, 3725, None, -1, float("inf"))] == [
+        "0.4 s",
+        "12 s",
+        "3 min 05 s",
+        "1 h 02 min",
+        "?",
+        "?",
+        "?",
+    ]
 
 
 def test_progress_view():
@@ -133,23 +183,41 @@ def test_status_text():
     assert s("cancelled", "n0", 2.0, label="c") == "c: cancelled on n0 after 2.0 s"
 
 
-@pytest.mark.parametrize("args, kw, text", [
-    (("submitted", None, 0.04), {}, "c: 0/8 done (0 s)"),
-    (("queued", None, 1.0), {"done": 3}, "c: 3/8 done, queued (1 s)"),
-    (("running", "n0, n1", 1.0), {"done": 3, "failed": 1},
-     "c: 3/8 done, 1 failed, running on n0, n1 (1 s)"),
-    (("finished", "n0, n1", 2.5), {"done": 8}, "c: done (8 tasks) on n0, n1 in 2.5 s"),
-    (("failed", "n1", 2.5), {"done": 8, "failed": 2}, "c: failed (2 of 8 tasks) on n1 after 2.5 s"),
-    (("cancelled", None, 1.0), {"done": 3}, "c: cancelled (3/8 done) after 1.0 s"),
-    (("lost", "n0", 9.0), {}, "c: lost (cluster gone)"),
-])
+@pytest.mark.parametrize(
+    "args, kw, text",
+    [
+        (("submitted", None, 0.04), {}, "c: 0/8 done (0 s)"),
+        (("queued", None, 1.0), {"done": 3}, "c: 3/8 done, queued (1 s)"),
+        (
+            ("running", "n0, n1", 1.0),
+            {"done": 3, "failed": 1},
+            "c: 3/8 done, 1 failed, running on n0, n1 (1 s)",
+        ),
+        (("finished", "n0, n1", 2.5), {"done": 8}, "c: done (8 tasks) on n0, n1 in 2.5 s"),
+        (
+            ("failed", "n1", 2.5),
+            {"done": 8, "failed": 2},
+            "c: failed (2 of 8 tasks) on n1 after 2.5 s",
+        ),
+        (("cancelled", None, 1.0), {"done": 3}, "c: cancelled (3/8 done) after 1.0 s"),
+        (("lost", "n0", 9.0), {}, "c: lost (cluster gone)"),
+    ],
+)
 def test_status_text_for_a_batch(args, kw, text):
     assert widgets.status_text(*args, label="c", total=8, **kw) == text
 
 
 def _ev(seq, task, state, *, label="f", node=None, worker=None, start=None, end=None):
-    return {"seq": seq, "task_id": task, "label": label, "state": state, "time": end,
-            "worker": worker, "node": node, "started": start}
+    return {
+        "seq": seq,
+        "task_id": task,
+        "label": label,
+        "state": state,
+        "time": end,
+        "worker": worker,
+        "node": node,
+        "started": start,
+    }
 
 
 def linear_and_tree_events():
@@ -158,8 +226,9 @@ def linear_and_tree_events():
     t = 100.0
     for i in range(7):  # linear: each add waits for the previous one
         seq += 1
-        ev.append(_ev(seq, f"l{i}", "finished", label="add", node="aa", worker="w1",
-                      start=t, end=t + 1))
+        ev.append(
+            _ev(seq, f"l{i}", "finished", label="add", node="aa", worker="w1", start=t, end=t + 1)
+        )
         t += 1
     t0 = 110.0
     workers = [("aa", "w1"), ("aa", "w2"), ("bb", "w3"), ("bb", "w4")]
@@ -167,20 +236,35 @@ def linear_and_tree_events():
         for j in range(width):
             seq += 1
             nd, wk = workers[j]
-            ev.append(_ev(seq, f"t{level}{j}", "finished", label="tree_add", node=nd,
-                          worker=wk, start=t0 + level, end=t0 + level + 1))
+            ev.append(
+                _ev(
+                    seq,
+                    f"t{level}{j}",
+                    "finished",
+                    label="tree_add",
+                    node=nd,
+                    worker=wk,
+                    start=t0 + level,
+                    end=t0 + level + 1,
+                )
+            )
     ev.append(_ev(seq + 1, "x", "queued"))
     ev.append(_ev(seq + 2, "y", "failed", label="boom", node="bb", worker="w3"))  # never ran
-    ev.append(_ev(seq + 3, "z", "failed", label="boom", node="bb", worker="w4",
-                  start=112.5, end=112.6))
+    ev.append(
+        _ev(seq + 3, "z", "failed", label="boom", node="bb", worker="w4", start=112.5, end=112.6)
+    )
     return ev
 
 
 def test_timeline_lanes():
     lanes, t0 = widgets.timeline_lanes(linear_and_tree_events(), {"aa": "n0", "bb": "n1"})
     assert t0 == 100.0
-    assert [(ln.node, ln.worker) for ln in lanes] == [("n0", "w1"), ("n0", "w2"),
-                                                      ("n1", "w3"), ("n1", "w4")]
+    assert [(ln.node, ln.worker) for ln in lanes] == [
+        ("n0", "w1"),
+        ("n0", "w2"),
+        ("n1", "w3"),
+        ("n1", "w4"),
+    ]
     assert len(lanes[0].bars) == 7 + 3 and lanes[0].bars[0] == V.Bar(0.0, 1.0, "add", False)
     assert [b.start for b in lanes[0].bars] == sorted(b.start for b in lanes[0].bars)
     assert lanes[3].bars[-1].failed and lanes[3].bars[-1].label == "boom"
@@ -191,9 +275,9 @@ def test_timeline_lanes():
 
 # ---- plots ----------------------------------------------------------------------------
 
+
 def test_plot_timeline_headless_png():
-    fig = widgets.plot_timeline(linear_and_tree_events(),
-                                [node("n0", "aa"), node("n1", "bb")])
+    fig = widgets.plot_timeline(linear_and_tree_events(), [node("n0", "aa"), node("n1", "bb")])
     assert isinstance(fig, widgets.KitFigure)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
@@ -221,6 +305,7 @@ def test_plot_timeline_empty_and_node_counts():
 
 def test_plots_without_cluster_raise_clearly(monkeypatch):
     import kit
+
     monkeypatch.setattr(kit, "is_initialized", lambda: False)
     with pytest.raises(RuntimeError, match="kit.init"):
         widgets.plot_timeline()
@@ -229,6 +314,7 @@ def test_plots_without_cluster_raise_clearly(monkeypatch):
 
 
 # ---- the updater and the widgets on a fake source --------------------------------------
+
 
 class FakeSource:
     """A cluster in a dict: tests set ``snapshot``, ``waiting_count``, ``events``,
@@ -285,6 +371,7 @@ class FakeRef:
 def count_sends(*roots):
     """Patch the comm of every widget under ``roots``: returns a list that grows per message."""
     import ipywidgets as w
+
     sent = []
     seen = set()
 
@@ -328,6 +415,7 @@ def tick(nodes=None, events=None, names=None):
 
 def test_sync_sends_only_changes():
     import ipywidgets as w
+
     h, bar = w.HTML("a"), w.IntProgress(max=10, value=3)
     sent = count_sends(h, bar)
     assert sync([(h, {"value": "a"}), (bar, {"max": 10, "value": 3})]) == 0 and sent == []
@@ -560,8 +648,9 @@ def test_progress_terminal_updates_and_widget_mode():
     text = out.getvalue()
     assert text.startswith("\r[") and text.endswith("\n") and "10/10 done" in text
     w = widgets.progress(refs, mode="widget", display=False, updater=up)
-    assert w.closed and w.widget.children[0].value == 10 and "10/10 done" in \
-        w.widget.children[1].value
+    assert (
+        w.closed and w.widget.children[0].value == 10 and "10/10 done" in w.widget.children[1].value
+    )
     assert w.widget.children[0].bar_style == "success"
     empty = widgets.progress([], mode="none", updater=up)
     assert empty.closed and empty.view.text.startswith("0/0 done")
@@ -632,8 +721,11 @@ def test_status_line_for_a_batch_and_by_task():
     try:
         assert line.state == "submitted" and line.text().startswith("cell: 0/3 done (")
         with src.lock:
-            src.events_log += [_ev(1, b1, "running", node="aa" * 8),
-                               _ev(2, b2, "running", node="cc" * 8), _ev(3, b3, "queued")]
+            src.events_log += [
+                _ev(1, b1, "running", node="aa" * 8),
+                _ev(2, b2, "running", node="cc" * 8),
+                _ev(3, b3, "queued"),
+            ]
         assert wait_until(lambda: line.node == "n0, n2")
         assert line.state == "running" and "0/3 done, running on n0, n2" in line.value
         src.ready_refs = {refs[0]}
@@ -671,8 +763,10 @@ def test_monitor_shows_tasks_waiting_for_a_node():
 
 # ---- the package's face ------------------------------------------------------------------
 
+
 def test_public_names_exported_once():
     import widgets as pkg
+
     assert sorted(pkg.__all__) == sorted(set(pkg.__all__))
     for name in pkg.__all__:
         assert getattr(pkg, name) is not None
@@ -684,6 +778,7 @@ def test_public_names_exported_once():
 @pytest.mark.parametrize("module", ["widgets.view", "widgets.plots"])
 def test_docstring_examples(module):
     import importlib
+
     mod = importlib.import_module(module)
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

@@ -42,8 +42,23 @@ from .view import text_table as text_table
 from .view import timeline_lanes as timeline_lanes
 
 __all__ = [
-    "ClusterMonitor", "CurrentSource", "KitFigure", "KitSource", "MonitorView", "NodeRow", "Progress",
-    "StatusLine", "Updater", "default_updater", "events_since", "monitor_view",
-    "plot_node_counts", "plot_timeline", "progress", "progress_view", "status_text",
-    "text_table", "timeline_lanes",
+    "ClusterMonitor",
+    "CurrentSource",
+    "KitFigure",
+    "KitSource",
+    "MonitorView",
+    "NodeRow",
+    "Progress",
+    "StatusLine",
+    "Updater",
+    "default_updater",
+    "events_since",
+    "monitor_view",
+    "plot_node_counts",
+    "plot_timeline",
+    "progress",
+    "progress_view",
+    "status_text",
+    "text_table",
+    "timeline_lanes",
 ]

@@ -22,8 +22,18 @@ import re
 import ipywidgets as w
 
 from .updater import default_updater, in_kernel, sync
-from .view import (COLUMNS, STATUS_GONE, STATUS_LIVE, STATUS_NONE, TITLES, cell_html,
-                   header_text, monitor_view, row_cells, text_table)
+from .view import (
+    COLUMNS,
+    STATUS_GONE,
+    STATUS_LIVE,
+    STATUS_NONE,
+    TITLES,
+    cell_html,
+    header_text,
+    monitor_view,
+    row_cells,
+    text_table,
+)
 
 _GRID_COLUMNS = "repeat(10, max-content) minmax(100px, 1fr)"
 
@@ -78,12 +88,16 @@ class ClusterMonitor(w.VBox):
             t.add_class(f"kit-col-{col}")
             titles.append(t)
         self._titles = titles
-        self.grid = w.GridBox(titles, layout=w.Layout(
-            grid_template_columns=_GRID_COLUMNS, grid_gap="0px 12px", align_items="center"))
+        self.grid = w.GridBox(
+            titles,
+            layout=w.Layout(
+                grid_template_columns=_GRID_COLUMNS, grid_gap="0px 12px", align_items="center"
+            ),
+        )
         super().__init__([self.header, self.grid], **kwargs)
         self.add_class("kit-monitor")
-        self._cells = {}              # row key -> {column: widget}
-        self._order = ()              # row keys in the grid
+        self._cells = {}  # row key -> {column: widget}
+        self._order = ()  # row keys in the grid
         self._snapshot = None
         self._engine = "kit"
         self.view = None
@@ -112,8 +126,7 @@ class ClusterMonitor(w.VBox):
 
     def _gone(self, reason):
         self.reason = reason
-        self._show(self._snapshot, STATUS_GONE if self._snapshot is not None else STATUS_NONE,
-                   None)
+        self._show(self._snapshot, STATUS_GONE if self._snapshot is not None else STATUS_NONE, None)
 
     # ---- drawing -----------------------------------------------------------------
 
@@ -134,10 +147,18 @@ class ClusterMonitor(w.VBox):
             pairs.append((self.grid, {"children": tuple(children)}))
             self._order = keys
         colour = {STATUS_LIVE: "#2e7d32"}.get(status, "#c62828")
-        head = header_text(view).replace(f"({status})", f'(<span style="color:{colour}">'
-                                                        f'{status}</span>)')
-        pairs.append((self.header, {"value": f"<b>{head}</b>",
-                                    "tooltip": self.reason if status != STATUS_LIVE else None}))
+        head = header_text(view).replace(
+            f"({status})", f'(<span style="color:{colour}">{status}</span>)'
+        )
+        pairs.append(
+            (
+                self.header,
+                {
+                    "value": f"<b>{head}</b>",
+                    "tooltip": self.reason if status != STATUS_LIVE else None,
+                },
+            )
+        )
         for r in (*view.rows, view.totals):
             cells = self._row_widgets(r)
             text = row_cells(r)
@@ -146,10 +167,13 @@ class ClusterMonitor(w.VBox):
                 if r.key == "total":
                     value = f"<b>{value}</b>"
                 pairs.append((cells[col], {"value": value}))
-            style = ("" if status != STATUS_LIVE else
-                     "danger" if r.state == "dead" else "success")
-            pairs.append((cells["bar"], {"max": r.bar_max, "value": min(r.bar_value, r.bar_max),
-                                         "bar_style": style}))
+            style = "" if status != STATUS_LIVE else "danger" if r.state == "dead" else "success"
+            pairs.append(
+                (
+                    cells["bar"],
+                    {"max": r.bar_max, "value": min(r.bar_value, r.bar_max), "bar_style": style},
+                )
+            )
         sent = sync(pairs)
         if sent and now is not None:
             self.redraws += 1
@@ -163,8 +187,11 @@ class ClusterMonitor(w.VBox):
             cells = {}
             cls = f"kit-row-{_css(row.name)}"
             for col in COLUMNS:
-                c = (w.IntProgress(min=0, max=1, value=0, layout=w.Layout(width="auto"))
-                     if col == "bar" else w.HTML())
+                c = (
+                    w.IntProgress(min=0, max=1, value=0, layout=w.Layout(width="auto"))
+                    if col == "bar"
+                    else w.HTML()
+                )
                 c.add_class("kit-cell")
                 c.add_class(f"kit-col-{col}")
                 c.add_class(cls)
@@ -207,8 +234,11 @@ class ClusterMonitor(w.VBox):
         src = self._updater.source
         try:
             if src.alive():
-                return text_table(monitor_view(src.nodes(), STATUS_LIVE, src.waiting(),
-                                               getattr(src, "name", "kit")))
+                return text_table(
+                    monitor_view(
+                        src.nodes(), STATUS_LIVE, src.waiting(), getattr(src, "name", "kit")
+                    )
+                )
         except Exception:  # noqa: BLE001 - fall back to the last view
             pass
         view = self.view or monitor_view(None, STATUS_NONE)

@@ -42,21 +42,27 @@ class KitFigure(Figure):
 
 def _colours(labels):
     from matplotlib import colormaps
+
     cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]
     return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
 
 
 def _node_names(nodes):
-    return {(n.get("NodeID") or n.get("node_id")): (n.get("tag") or "")
-            for n in nodes or () if n.get("tag")}
+    return {
+        (n.get("NodeID") or n.get("node_id")): (n.get("tag") or "")
+        for n in nodes or ()
+        if n.get("tag")
+    }
 
 
 def _read_cluster(events, nodes):
     import backends
+
     b = backends.current()
     if not b.alive():
-        raise RuntimeError("no cluster: call kit.init() (or %cluster connect) first, "
-                           "or pass the data to plot")
+        raise RuntimeError(
+            "no cluster: call kit.init() (or %cluster connect) first, or pass the data to plot"
+        )
     if events is None:
         events = b.timeline()
     if nodes is None:
@@ -101,8 +107,15 @@ def plot_timeline(events=None, nodes=None, *, title="Task timeline", width=10.0)
     ax.set_title(title)
     ax.set_xlabel("seconds since the first task started")
     if not lanes:
-        ax.text(0.5, 0.5, "no finished tasks yet", ha="center", va="center",
-                transform=ax.transAxes, color="#757575")
+        ax.text(
+            0.5,
+            0.5,
+            "no finished tasks yet",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            color="#757575",
+        )
         ax.set_yticks([])
         return fig
     labels = sorted({b.label for lane in lanes for b in lane.bars}, key=_natural)
@@ -111,10 +124,13 @@ def plot_timeline(events=None, nodes=None, *, title="Task timeline", width=10.0)
     last_node = None
     for i, lane in enumerate(lanes):
         y = len(lanes) - 1 - i  # first lane at the top
-        ax.broken_barh([(b.start, max(b.end - b.start, 1e-4)) for b in lane.bars], (y - 0.4, 0.8),
-                       facecolors=[colour[b.label] for b in lane.bars],
-                       edgecolors=[_FAILED_EDGE if b.failed else "none" for b in lane.bars],
-                       linewidth=1.2)
+        ax.broken_barh(
+            [(b.start, max(b.end - b.start, 1e-4)) for b in lane.bars],
+            (y - 0.4, 0.8),
+            facecolors=[colour[b.label] for b in lane.bars],
+            edgecolors=[_FAILED_EDGE if b.failed else "none" for b in lane.bars],
+            linewidth=1.2,
+        )
         yticks.append(y)
         ylabels.append(f"{lane.node} · {lane.worker[:6]}")
         if last_node is not None and lane.node != last_node:
@@ -129,8 +145,14 @@ def plot_timeline(events=None, nodes=None, *, title="Task timeline", width=10.0)
     handles = [Patch(facecolor=colour[label], label=label) for label in labels]
     if any(b.failed for lane in lanes for b in lane.bars):
         handles.append(Patch(facecolor="white", edgecolor=_FAILED_EDGE, label="failed"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8,
-              frameon=False, title="function")
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=8,
+        frameon=False,
+        title="function",
+    )
     return fig
 
 
@@ -156,8 +178,10 @@ def plot_node_counts(nodes=None, *, title="Tasks done per node", width=6.0):
     """
     if nodes is None:
         _, nodes = _read_cluster([], None)
-    rows = sorted(nodes or (), key=lambda n: (_natural(n.get("tag") or ""),
-                                              n.get("NodeID") or n.get("node_id") or ""))
+    rows = sorted(
+        nodes or (),
+        key=lambda n: (_natural(n.get("tag") or ""), n.get("NodeID") or n.get("node_id") or ""),
+    )
     names = [n.get("tag") or short_id(n.get("NodeID") or n.get("node_id") or "?") for n in rows]
     done = [float(n.get("done") or 0) for n in rows]
     failed = [float(n.get("failed") or 0) for n in rows]
@@ -167,16 +191,23 @@ def plot_node_counts(nodes=None, *, title="Tasks done per node", width=6.0):
     ax.set_title(title)
     ax.set_ylabel("tasks")
     if not rows:
-        ax.text(0.5, 0.5, "no nodes", ha="center", va="center", transform=ax.transAxes,
-                color="#757575")
+        ax.text(
+            0.5, 0.5, "no nodes", ha="center", va="center", transform=ax.transAxes, color="#757575"
+        )
         return fig
     x = list(range(len(rows)))
     bars = ax.bar(x, done, color=["#43a047" if a else "#9e9e9e" for a in alive], label="done")
     ax.bar(x, failed, bottom=done, color=_FAILED_EDGE, label="failed")
     for rect, d, f in zip(bars, done, failed):
-        ax.annotate(f"{d:.0f}" + (f" (+{f:.0f} failed)" if f else ""),
-                    (rect.get_x() + rect.get_width() / 2, d + f), ha="center", va="bottom",
-                    fontsize=8, xytext=(0, 2), textcoords="offset points")
+        ax.annotate(
+            f"{d:.0f}" + (f" (+{f:.0f} failed)" if f else ""),
+            (rect.get_x() + rect.get_width() / 2, d + f),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            xytext=(0, 2),
+            textcoords="offset points",
+        )
     ax.set_xticks(x, [n if a else f"{n} (dead)" for n, a in zip(names, alive)])
     ax.set_ylim(0, max(1.0, max(d + f for d, f in zip(done, failed))) * 1.3)
     ax.legend(loc="upper right", fontsize=8, frameon=False)

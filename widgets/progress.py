@@ -25,9 +25,9 @@ from .source import ref_failed
 from .updater import default_updater, in_kernel, sync
 from .view import progress_view, text_bar
 
-TEXT_EVERY = 0.25         # seconds between redraws of the text bar on a terminal
-WINDOW = 5000             # refs checked per poll: the oldest pending ones...
-FULL_EVERY = 20           # ...and all of them every 20 polls (big batches stay cheap)
+TEXT_EVERY = 0.25  # seconds between redraws of the text bar on a terminal
+WINDOW = 5000  # refs checked per poll: the oldest pending ones...
+FULL_EVERY = 20  # ...and all of them every 20 polls (big batches stay cheap)
 
 
 class Progress:
@@ -62,8 +62,13 @@ class Progress:
         self._ticks = 0
         self.closed = False
         if self.mode == "widget":
-            self._bar = w.IntProgress(min=0, max=max(1, self.total), value=0,
-                                      bar_style="info", layout=w.Layout(width="40%"))
+            self._bar = w.IntProgress(
+                min=0,
+                max=max(1, self.total),
+                value=0,
+                bar_style="info",
+                layout=w.Layout(width="40%"),
+            )
             self._text = w.HTML()
             self.widget = w.HBox([self._bar, self._text])
             self.widget.add_class("kit-progress")
@@ -96,7 +101,7 @@ class Progress:
                 self.failed += r in bad
             else:
                 still.append(r)
-        self._pending = still + self._pending[len(pending):]
+        self._pending = still + self._pending[len(pending) :]
 
     # ---- drawing -----------------------------------------------------------------
 
@@ -106,11 +111,16 @@ class Progress:
             return
         self.view = view
         if self.widget is not None:
-            style = "danger" if view.failed else ("success" if view.done >= view.total
-                                                  else "info")
-            sync([(self._bar, {"max": max(1, view.total), "value": view.done,
-                               "bar_style": style}),
-                  (self._text, {"value": view.text})])
+            style = "danger" if view.failed else ("success" if view.done >= view.total else "info")
+            sync(
+                [
+                    (
+                        self._bar,
+                        {"max": max(1, view.total), "value": view.done, "bar_style": style},
+                    ),
+                    (self._text, {"value": view.text}),
+                ]
+            )
         elif self.mode == "text":
             final = view.done >= view.total or self.closed
             if self._tty and (final or now - self._last_text >= TEXT_EVERY):
@@ -224,5 +234,6 @@ def progress(refs, *, label="", display=True, mode=None, file=None, updater=None
     p = Progress(refs, label=label, mode=mode, file=file, updater=updater)
     if display and p.widget is not None:
         from IPython.display import display as show
+
         show(p.widget)
     return p

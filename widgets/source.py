@@ -24,8 +24,15 @@ from __future__ import annotations
 from backends import LATEST as LATEST
 from backends import KitBackend as KitSource
 
-__all__ = ["LATEST", "ClusterGone", "CurrentSource", "KitSource", "events_since", "ref_failed",
-           "task_key"]
+__all__ = [
+    "LATEST",
+    "ClusterGone",
+    "CurrentSource",
+    "KitSource",
+    "events_since",
+    "ref_failed",
+    "task_key",
+]
 
 
 class ClusterGone(Exception):
@@ -47,6 +54,7 @@ def events_since(since=0):
         >>> kit.shutdown()
     """
     import backends
+
     return backends.current().events(since)
 
 
@@ -65,6 +73,7 @@ class CurrentSource:
     @staticmethod
     def _b():
         import backends
+
         return backends.current()
 
     @property

@@ -29,8 +29,7 @@ from .updater import default_updater, sync
 from .view import _natural, status_text
 
 _TERMINAL = ("finished", "failed", "cancelled", "lost")
-_COLOURS = {"finished": "#2e7d32", "failed": "#c62828", "cancelled": "#757575",
-            "lost": "#757575"}
+_COLOURS = {"finished": "#2e7d32", "failed": "#c62828", "cancelled": "#757575", "lost": "#757575"}
 
 
 class _Task:
@@ -39,7 +38,7 @@ class _Task:
     def __init__(self, ref):
         try:
             self.ref = weakref.ref(ref)
-        except TypeError:           # ray.ObjectRef: held, it is the task's small first value
+        except TypeError:  # ray.ObjectRef: held, it is the task's small first value
             self.ref = lambda: ref
         self.state = "submitted"
         self.node_hex = None
@@ -89,7 +88,7 @@ class StatusLine(w.HTML):
         self.state = "submitted"
         self.node = None
         self.elapsed = 0.0
-        self._tasks = {}               # task id hex -> _Task, in the order given
+        self._tasks = {}  # task id hex -> _Task, in the order given
         self._text = None
         self._lock = threading.Lock()  # set() by hand and the updater's ticks take turns
         self._draw(self.started)
@@ -154,9 +153,15 @@ class StatusLine(w.HTML):
         if total <= 1:
             return status_text(self.state, self.node, self.elapsed, self.label)
         states = [t.state for t in self._tasks.values()]
-        return status_text(self.state, self.node, self.elapsed, self.label,
-                           done=sum(s in ("finished", "failed") for s in states),
-                           failed=states.count("failed"), total=total)
+        return status_text(
+            self.state,
+            self.node,
+            self.elapsed,
+            self.label,
+            done=sum(s in ("finished", "failed") for s in states),
+            failed=states.count("failed"),
+            total=total,
+        )
 
     def __repr__(self):
         return self.text()
@@ -187,8 +192,7 @@ class StatusLine(w.HTML):
             if task is None or task.state in _TERMINAL:
                 continue
             st = e.get("state")
-            if st in ("queued", "running", "finished", "failed") and \
-                    _rank(st) >= _rank(task.state):
+            if st in ("queued", "running", "finished", "failed") and _rank(st) >= _rank(task.state):
                 task.state = st
                 if e.get("node"):
                     task.node_hex = e["node"]
@@ -218,11 +222,21 @@ class StatusLine(w.HTML):
         if "lost" in states:
             self.state = "lost"
         elif states <= {"finished", "failed", "cancelled"}:
-            self.state = ("failed" if "failed" in states else
-                          "cancelled" if "cancelled" in states else "finished")
+            self.state = (
+                "failed"
+                if "failed" in states
+                else "cancelled"
+                if "cancelled" in states
+                else "finished"
+            )
         else:
-            self.state = ("running" if "running" in states else
-                          "queued" if "queued" in states else "submitted")
+            self.state = (
+                "running"
+                if "running" in states
+                else "queued"
+                if "queued" in states
+                else "submitted"
+            )
         nodes = [t.node for t in tasks if t.node]
         self.node = ", ".join(sorted(set(nodes), key=_natural)) if nodes else self.node
 

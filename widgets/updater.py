@@ -31,8 +31,8 @@ from .source import LATEST, CurrentSource
 
 log = logging.getLogger("widgets")
 
-MIN_INTERVAL = 0.1        # seconds between polls: at most 10 a second
-EVENT_BACKLOG = 2000      # events re-read for a view that joins late (its task may be older)
+MIN_INTERVAL = 0.1  # seconds between polls: at most 10 a second
+EVENT_BACKLOG = 2000  # events re-read for a view that joins late (its task may be older)
 
 
 class Tick(NamedTuple):
@@ -132,14 +132,14 @@ class Updater:
         self.source = source if source is not None else CurrentSource()
         self.interval = max(MIN_INTERVAL, float(interval))
         self.polls = 0
-        self._views = []              # weakref.ref to views, in the order they came
+        self._views = []  # weakref.ref to views, in the order they came
         self._lock = threading.Lock()
         self._thread = None
         self._stop = threading.Event()  # set to end the current thread
-        self._cursor = None           # last event sequence number read
-        self._generation = None       # the source's cluster the cursor belongs to
-        self._engine = None           # the engine last seen alive, to say which one went
-        self._rewind = False          # a view that reads events joined: re-read a backlog
+        self._cursor = None  # last event sequence number read
+        self._generation = None  # the source's cluster the cursor belongs to
+        self._engine = None  # the engine last seen alive, to say which one went
+        self._rewind = False  # a view that reads events joined: re-read a backlog
 
     # ---- registration ------------------------------------------------------------
 
@@ -151,8 +151,9 @@ class Updater:
                 self._rewind = True
             if self._thread is None:
                 self._stop = threading.Event()
-                self._thread = threading.Thread(target=self._run, args=(self._stop,),
-                                                daemon=True, name="kit-widgets-updater")
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._stop,), daemon=True, name="kit-widgets-updater"
+                )
                 self._thread.start()
 
     def remove(self, view) -> None:
@@ -231,7 +232,7 @@ class Updater:
         generation = getattr(src, "generation", None)
         if generation is not None:
             gen = generation()
-            if gen is not self._generation:   # another cluster: its events count anew
+            if gen is not self._generation:  # another cluster: its events count anew
                 self._generation, self._cursor = gen, None
         needs = set()
         for v in views:

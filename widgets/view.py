@@ -21,13 +21,34 @@ from typing import NamedTuple
 from backends.base import short_id
 
 #: The monitor's columns, left to right (``bar`` is the IntProgress of done tasks).
-COLUMNS = ("node", "address", "id", "state", "cpu", "queued", "running", "done",
-           "failed", "store", "bar")
+COLUMNS = (
+    "node",
+    "address",
+    "id",
+    "state",
+    "cpu",
+    "queued",
+    "running",
+    "done",
+    "failed",
+    "store",
+    "bar",
+)
 
 #: Column titles for the header row and the text table.
-TITLES = {"node": "node", "address": "address", "id": "id", "state": "state",
-          "cpu": "CPU busy", "queued": "queued", "running": "running", "done": "done",
-          "failed": "failed", "store": "object store", "bar": "done share"}
+TITLES = {
+    "node": "node",
+    "address": "address",
+    "id": "id",
+    "state": "state",
+    "cpu": "CPU busy",
+    "queued": "queued",
+    "running": "running",
+    "done": "done",
+    "failed": "failed",
+    "store": "object store",
+    "bar": "done share",
+}
 
 STATUS_LIVE, STATUS_GONE, STATUS_NONE = "live", "shut down", "no cluster"
 
@@ -134,15 +155,25 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit") -> Monit
         state = "alive" if alive else "dead"
         if status == STATUS_GONE:
             state = "gone"
-        rows.append(NodeRow(
-            key=key, name=str(n.get("tag") or short_id(key)),
-            address=str(n.get("address") or n.get("NodeManagerAddress") or ""),
-            node_id=short_id(key), state=state,
-            cpu_busy=max(0.0, total - avail) if alive else 0.0, cpu_total=total,
-            queued=int(n.get("queued") or 0), running=int(n.get("running") or 0),
-            done=int(n.get("done") or 0), failed=int(n.get("failed") or 0),
-            store_used=int(n.get("store_used") or 0),
-            store_limit=int(n.get("store_limit") or 0), bar_value=0, bar_max=1))
+        rows.append(
+            NodeRow(
+                key=key,
+                name=str(n.get("tag") or short_id(key)),
+                address=str(n.get("address") or n.get("NodeManagerAddress") or ""),
+                node_id=short_id(key),
+                state=state,
+                cpu_busy=max(0.0, total - avail) if alive else 0.0,
+                cpu_total=total,
+                queued=int(n.get("queued") or 0),
+                running=int(n.get("running") or 0),
+                done=int(n.get("done") or 0),
+                failed=int(n.get("failed") or 0),
+                store_used=int(n.get("store_used") or 0),
+                store_limit=int(n.get("store_limit") or 0),
+                bar_value=0,
+                bar_max=1,
+            )
+        )
     rows.sort(key=lambda r: (_natural(r.name), r.key))
     done = sum(r.done for r in rows)
     rows = [r._replace(bar_value=r.done, bar_max=max(1, done)) for r in rows]
@@ -151,16 +182,25 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit") -> Monit
     running = sum(r.running for r in rows)
     failed = sum(r.failed for r in rows)
     totals = NodeRow(
-        key="total", name="total", address="", node_id="",
+        key="total",
+        name="total",
+        address="",
+        node_id="",
         state=f"{alive}/{len(rows)} alive",
         cpu_busy=sum(r.cpu_busy for r in rows),
         cpu_total=sum(r.cpu_total for r in rows if r.state != "dead"),
-        queued=queued, running=running, done=done, failed=failed,
+        queued=queued,
+        running=running,
+        done=done,
+        failed=failed,
         store_used=sum(r.store_used for r in rows),
         store_limit=sum(r.store_limit for r in rows),
-        bar_value=done + failed, bar_max=max(1, done + failed + running + queued))
-    return MonitorView(tuple(rows), totals, status,
-                       int(waiting or 0) if status == STATUS_LIVE else 0, engine)
+        bar_value=done + failed,
+        bar_max=max(1, done + failed + running + queued),
+    )
+    return MonitorView(
+        tuple(rows), totals, status, int(waiting or 0) if status == STATUS_LIVE else 0, engine
+    )
 
 
 def format_bytes(n) -> str:
@@ -213,10 +253,18 @@ def row_cells(row: NodeRow) -> dict:
     store = format_bytes(row.store_used)
     if row.store_limit:
         store += " / " + format_bytes(row.store_limit)
-    return {"node": row.name, "address": row.address, "id": row.node_id, "state": row.state,
-            "cpu": f"{_num(row.cpu_busy)}/{_num(row.cpu_total)}",
-            "queued": str(row.queued), "running": str(row.running), "done": str(row.done),
-            "failed": str(row.failed), "store": store}
+    return {
+        "node": row.name,
+        "address": row.address,
+        "id": row.node_id,
+        "state": row.state,
+        "cpu": f"{_num(row.cpu_busy)}/{_num(row.cpu_total)}",
+        "queued": str(row.queued),
+        "running": str(row.running),
+        "done": str(row.done),
+        "failed": str(row.failed),
+        "store": store,
+    }
 
 
 _STATE_COLOURS = {"alive": "#2e7d32", "dead": "#c62828", "gone": "#757575"}
@@ -254,8 +302,10 @@ def header_text(view: MonitorView) -> str:
     waiting = ""
     if view.waiting:
         waiting = f", {view.waiting} task{'s' if view.waiting != 1 else ''} waiting for a node"
-    return (f"{view.engine} cluster: {alive}/{len(view.rows)} nodes alive, "
-            f"CPU {_num(t.cpu_busy)}/{_num(t.cpu_total)} busy{waiting} ({view.status})")
+    return (
+        f"{view.engine} cluster: {alive}/{len(view.rows)} nodes alive, "
+        f"CPU {_num(t.cpu_busy)}/{_num(t.cpu_total)} busy{waiting} ({view.status})"
+    )
 
 
 def text_table(view: MonitorView) -> str:
@@ -326,8 +376,14 @@ def progress_view(done, failed, total, elapsed, label="") -> ProgressView:
     elif eta is not None:
         parts.append(f", {format_duration(eta)} left")
     text = "".join(parts)
-    return ProgressView(done, failed, total, None if rate is None else round(rate, 1),
-                        None if eta is None else round(eta), text)
+    return ProgressView(
+        done,
+        failed,
+        total,
+        None if rate is None else round(rate, 1),
+        None if eta is None else round(eta),
+        text,
+    )
 
 
 def text_bar(view: ProgressView, width: int = 24) -> str:
@@ -376,10 +432,12 @@ def status_text(state, node=None, elapsed=None, label="", done=0, failed=0, tota
             words += f", {state}"
         words += where if state == "running" else ""
     elif total > 1:
-        words = {"finished": f"done ({total} tasks)",
-                 "failed": f"failed ({failed} of {total} tasks)",
-                 "cancelled": f"cancelled ({done}/{total} done)",
-                 "lost": "lost (cluster gone)"}.get(state, state)
+        words = {
+            "finished": f"done ({total} tasks)",
+            "failed": f"failed ({failed} of {total} tasks)",
+            "cancelled": f"cancelled ({done}/{total} done)",
+            "lost": "lost (cluster gone)",
+        }.get(state, state)
         words += where if state != "lost" else ""
     else:
         words = {"finished": "done", "lost": "lost (cluster gone)"}.get(state, state) + where
@@ -439,16 +497,28 @@ def timeline_lanes(events, names=None):
         if start is None or end is None:
             continue
         node = e.get("node") or "?"
-        spans.append((names.get(node, short_id(node)), e.get("worker") or "?", start, end,
-                      e.get("label") or "?", e.get("state") == "failed"))
+        spans.append(
+            (
+                names.get(node, short_id(node)),
+                e.get("worker") or "?",
+                start,
+                end,
+                e.get("label") or "?",
+                e.get("state") == "failed",
+            )
+        )
     if not spans:
         return [], 0.0
     t0 = min(s[2] for s in spans)
     by_lane = {}
     for node, worker, start, end, label, failed in spans:
         by_lane.setdefault((node, worker), []).append(
-            Bar(start - t0, max(end, start) - t0, label, failed))
-    lanes = [Lane(node, worker, tuple(sorted(bars)))
-             for (node, worker), bars in sorted(by_lane.items(),
-                                                key=lambda kv: (_natural(kv[0][0]), kv[0][1]))]
+            Bar(start - t0, max(end, start) - t0, label, failed)
+        )
+    lanes = [
+        Lane(node, worker, tuple(sorted(bars)))
+        for (node, worker), bars in sorted(
+            by_lane.items(), key=lambda kv: (_natural(kv[0][0]), kv[0][1])
+        )
+    ]
     return lanes, t0

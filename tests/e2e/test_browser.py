@@ -40,17 +40,25 @@ TASK_SECONDS = 0.05
 INSTALL_HINT = "install it with: bash scripts/install-e2e.sh"
 
 if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-    pytest.skip(f"Debian's chromium is not installed at {CHROMIUM}; {INSTALL_HINT}",
-                allow_module_level=True)
+    pytest.skip(
+        f"Debian's chromium is not installed at {CHROMIUM}; {INSTALL_HINT}", allow_module_level=True
+    )
 pytest.importorskip("playwright.sync_api", reason=f"playwright is not installed; {INSTALL_HINT}")
 pytest.importorskip("jupyterlab", reason=f"jupyterlab is not installed; {INSTALL_HINT}")
 pytest.importorskip("nbformat", reason="nbformat is not installed (pip install -e '.[test]')")
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 CELLS = [
     # 0: a 3-node local cluster
@@ -131,18 +139,26 @@ def _free_port():
 
 def _write_notebook(path):
     import nbformat
+
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
     nbformat.write(nb, str(path))
 
 
 def _start_lab(tmp, port, token):
     env = dict(os.environ)
-    for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_RUNTIME_DIR", "runtime"),
-                     ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
-                     ("JUPYTERLAB_SETTINGS_DIR", "settings"), ("IPYTHONDIR", "ipython")):
+    for var, sub in (
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
+        ("JUPYTERLAB_SETTINGS_DIR", "settings"),
+        ("IPYTHONDIR", "ipython"),
+    ):
         (tmp / sub).mkdir(parents=True, exist_ok=True)
         env[var] = str(tmp / sub)
     note = tmp / "settings" / "@jupyterlab" / "apputils-extension"
@@ -151,19 +167,35 @@ def _start_lab(tmp, port, token):
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     log = open(tmp / "jupyterlab.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-         f"--ServerApp.root_dir={tmp / 'root'}", f"--IdentityProvider.token={token}",
-         "--LabApp.expose_app_in_browser=True", "--allow-root"],
-        cwd=str(tmp), env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--ServerApp.root_dir={tmp / 'root'}",
+            f"--IdentityProvider.token={token}",
+            "--LabApp.expose_app_in_browser=True",
+            "--allow-root",
+        ],
+        cwd=str(tmp),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log.close()
     deadline = time.time() + 90
     url = f"http://127.0.0.1:{port}/api/status?token={token}"
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"jupyterlab exited with {proc.returncode}: "
-                               f"{(tmp / 'jupyterlab.log').read_text()[-2000:]}")
+            raise RuntimeError(
+                f"jupyterlab exited with {proc.returncode}: "
+                f"{(tmp / 'jupyterlab.log').read_text()[-2000:]}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
@@ -230,7 +262,7 @@ def _output_line(page, prefix):
     text = page.locator(".jp-Notebook").inner_text()
     for line in text.splitlines():
         if line.startswith(prefix + " "):
-            return line[len(prefix) + 1:]
+            return line[len(prefix) + 1 :]
     return None
 
 
@@ -251,9 +283,11 @@ def _read_stable(page, tries=10):
 
 
 def _counts(cells):
-    return {row: {k: int(v[k]) for k in ("done", "failed", "queued", "running")}
-            for row, v in cells.items() if row != "total" and all(v.get(k) for k in
-                                                                  ("done", "failed"))}
+    return {
+        row: {k: int(v[k]) for k in ("done", "failed", "queued", "running")}
+        for row, v in cells.items()
+        if row != "total" and all(v.get(k) for k in ("done", "failed"))
+    }
 
 
 @pytest.mark.timeout(300)
@@ -271,14 +305,19 @@ def test_monitor_updates_in_browser_while_cell_blocks():
         lab = _start_lab(tmp, port, token)
         pw = sync_playwright().start()
         ctx = pw.chromium.launch_persistent_context(
-            str(tmp / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 800})
+            str(tmp / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 800},
+        )
         page = ctx.pages[0] if ctx.pages else ctx.new_page()
         page.set_default_timeout(60_000)
         page.goto(f"http://127.0.0.1:{port}/lab/tree/monitor.ipynb?token={token}")
         page.locator(".jp-Notebook .jp-Cell").nth(2).wait_for(state="attached", timeout=90_000)
         page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
-            state="attached", timeout=90_000)
+            state="attached", timeout=90_000
+        )
         try:
             page.locator(".jp-Dialog .jp-mod-accept").click(timeout=1500)
         except Exception:  # noqa: BLE001 - no kernel dialog: the usual case
@@ -291,10 +330,17 @@ def test_monitor_updates_in_browser_while_cell_blocks():
 
         # the monitor renders, then cell 2 blocks in kit.get
         page.locator(".kit-monitor .kit-row-total.kit-col-done .widget-html-content").wait_for(
-            state="attached", timeout=120_000)
+            state="attached", timeout=120_000
+        )
         t_obs = page.evaluate(OBSERVE_JS)
-        _wait(lambda: re.fullmatch(r"\[\d+\]:", _prompt(page, 1).strip()) and
-              _prompt(page, 2).strip() == "[*]:", 60, "cell 2 to run")
+        _wait(
+            lambda: (
+                re.fullmatch(r"\[\d+\]:", _prompt(page, 1).strip())
+                and _prompt(page, 2).strip() == "[*]:"
+            ),
+            60,
+            "cell 2 to run",
+        )
         seen.extend(_descendants(lab.pid))
 
         readings = []  # (seconds, cells) read while cell 2 still shows [*]
@@ -306,12 +352,12 @@ def test_monitor_updates_in_browser_while_cell_blocks():
             readings.append((time.time() - t_start, cells))
             if len(readings) == 2:
                 page.locator(".kit-monitor").first.screenshot(
-                    path=str(ARTIFACTS / "monitor-running.png"))
+                    path=str(ARTIFACTS / "monitor-running.png")
+                )
             time.sleep(1.0)
         blocked_for = time.time() - t_start
         seen.extend(_descendants(lab.pid))
-        _wait(lambda: re.fullmatch(r"\[\d+\]:", _prompt(page, 2).strip()), 150,
-              "cell 2 to finish")
+        _wait(lambda: re.fullmatch(r"\[\d+\]:", _prompt(page, 2).strip()), 150, "cell 2 to finish")
         obs = page.evaluate("() => [window.__kit.all, window.__kit.done, performance.now()]")
 
         # the runtime's numbers, printed by cell 3
@@ -332,8 +378,11 @@ def test_monitor_updates_in_browser_while_cell_blocks():
         # everything stops: the notebook shuts the cluster down, the monitor says so
         _wait(lambda: _output_line(page, "SHUTDOWN") is not None, 60, "the SHUTDOWN line")
         assert _output_line(page, "SHUTDOWN") == "False"
-        _wait(lambda: "shut down" in page.locator(".kit-monitor .kit-header").inner_text(), 20,
-              "the monitor to show the cluster shut down")
+        _wait(
+            lambda: "shut down" in page.locator(".kit-monitor .kit-header").inner_text(),
+            20,
+            "the monitor to show the cluster shut down",
+        )
         page.locator(".kit-monitor").first.screenshot(path=str(ARTIFACTS / "monitor-shutdown.png"))
 
         # ---- what was seen --------------------------------------------------------------
@@ -346,8 +395,11 @@ def test_monitor_updates_in_browser_while_cell_blocks():
             assert set(c) == {"n0", "n1", "n2", "total"}
             assert sum(int(c[n]["done"]) for n in ("n0", "n1", "n2")) == int(c["total"]["done"])
         assert sum(v["done"] for v in runtime.values()) == N_TASKS
-        assert {row: final[row]["state"] for row in ("n0", "n1", "n2")} == \
-            {"n0": "alive", "n1": "alive", "n2": "alive"}
+        assert {row: final[row]["state"] for row in ("n0", "n1", "n2")} == {
+            "n0": "alive",
+            "n1": "alive",
+            "n2": "alive",
+        }
 
         all_updates, done_updates, t_end = obs
         window = [t for t in done_updates if t_obs <= t <= t_end]
@@ -355,15 +407,27 @@ def test_monitor_updates_in_browser_while_cell_blocks():
         updates = _bursts(all_updates)
         page_rate = len(window) / span
         print(f"\ne2e: cell blocked {blocked_for:.1f} s; page readings of total done: {done_seen}")
-        print(f"e2e: page updates (monitor DOM bursts) {len(updates)} in {span:.1f} s "
-              f"= {len(updates) / span:.1f}/s; 'done' cell changed {len(window)} times "
-              f"= {page_rate:.1f}/s; kernel redraws {kernel['redraws']} in "
-              f"{kernel['seconds']:.1f} s = {kernel['redraws'] / kernel['seconds']:.1f}/s")
-        (ARTIFACTS / "rate.json").write_text(json.dumps({
-            "blocked_seconds": blocked_for, "page_done_readings": done_seen,
-            "page_bursts": len(updates), "page_seconds": span,
-            "page_done_changes": len(window), "kernel": kernel, "runtime": runtime,
-            "page_final": final}, indent=1))
+        print(
+            f"e2e: page updates (monitor DOM bursts) {len(updates)} in {span:.1f} s "
+            f"= {len(updates) / span:.1f}/s; 'done' cell changed {len(window)} times "
+            f"= {page_rate:.1f}/s; kernel redraws {kernel['redraws']} in "
+            f"{kernel['seconds']:.1f} s = {kernel['redraws'] / kernel['seconds']:.1f}/s"
+        )
+        (ARTIFACTS / "rate.json").write_text(
+            json.dumps(
+                {
+                    "blocked_seconds": blocked_for,
+                    "page_done_readings": done_seen,
+                    "page_bursts": len(updates),
+                    "page_seconds": span,
+                    "page_done_changes": len(window),
+                    "kernel": kernel,
+                    "runtime": runtime,
+                    "page_final": final,
+                },
+                indent=1,
+            )
+        )
         assert page_rate >= 2.0, f"the page updated {len(window)} times in {span:.1f} s"
         assert kernel["redraws"] / kernel["seconds"] >= 2.0, kernel
     finally:

@@ -1,4 +1,5 @@
 """Tutorial 1: sixteen sleeping tasks, with kit and with concurrent.futures."""
+
 import time
 from concurrent.futures import ProcessPoolExecutor
 

@@ -1,4 +1,5 @@
 """Tutorial 2: a graph of matrix tasks; refs passed as arguments."""
+
 import numpy as np
 
 import kit as ray

@@ -1,4 +1,5 @@
 """Tutorial 3: linear versus tree aggregation of [1..8] with 1-second adds."""
+
 import time
 
 import kit as ray

@@ -1,4 +1,5 @@
 """Tutorial 4: a map of squares; counters; calls without waiting."""
+
 import kit as ray
 
 

@@ -1,4 +1,5 @@
 """Tutorial 5: a message actor whose handle is passed to worker tasks."""
+
 import time
 
 import kit as ray
@@ -37,6 +38,7 @@ if __name__ == "__main__":
             print("New messages:", len(new_messages))
         got += new_messages
         time.sleep(0.05)
-    assert sorted(got) == sorted(f"Message {i} from worker {j}." for i in range(100)
-                                 for j in range(3))
+    assert sorted(got) == sorted(
+        f"Message {i} from worker {j}." for i in range(100) for j in range(3)
+    )
     print("messages ok", len(got))

@@ -1,4 +1,5 @@
 """Tutorial 6: Monte Carlo estimate of pi with four tasks."""
+
 import random
 
 import kit as ray
