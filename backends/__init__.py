@@ -114,11 +114,13 @@ def make(engine: str) -> Backend:
     try:
         if engine == "ray":
             import ray  # noqa: F401
+
             from .ray_backend import RayBackend
 
             return RayBackend()
         if engine == "dask":
             import distributed  # noqa: F401
+
             from .dask_backend import DaskBackend
 
             return DaskBackend()

@@ -41,10 +41,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import engines
-import procs
-import report
-from workloads import RESULT_MARK, SPECS, WORKLOADS, params, supported
+import engines  # noqa: E402  (from HERE, put on sys.path above)
+import procs  # noqa: E402
+import report  # noqa: E402
+from workloads import RESULT_MARK, SPECS, WORKLOADS, params, supported  # noqa: E402
 
 WORKER = HERE / "workloads.py"
 RESULTS = HERE / "results"

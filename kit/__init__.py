@@ -5,6 +5,10 @@ names are re-exported here; the machinery lives in small private modules
 (see ``DESIGN.md`` at the repository's top).
 """
 
+from . import exceptions as exceptions
+from . import joblib as joblib
+from . import logs as logs
+from . import util as util
 from .actors import ActorClass as ActorClass
 from .actors import ActorHandle as ActorHandle
 from .actors import method as method
@@ -44,10 +48,6 @@ from .object_ref import ObjectRef as ObjectRef
 from .pool import Pool as Pool
 from .protocol import KIT_VERSION
 from .scheduling import NodeAffinitySchedulingStrategy as NodeAffinitySchedulingStrategy
-from . import exceptions as exceptions
-from . import joblib as joblib
-from . import logs as logs
-from . import util as util
 
 
 def dask_scheduler(dsk, keys, **kwargs):

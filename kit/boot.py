@@ -53,6 +53,7 @@ def node_config(cfg, address, cluster, tag):
 def run(cfg, watch_fd=None, ready=None):
     """Start the head and local node agents; serve until told to stop."""
     import tempfile
+
     from .spawner import fork_child
 
     cluster = f"{os.getpid()}x{os.urandom(3).hex()}"

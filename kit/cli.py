@@ -46,10 +46,11 @@ def read_state():
 
 def default_ip() -> str:
     """This host's first non-loopback IPv4 address (else 127.0.0.1)."""
-    import psutil
     import socket
 
-    for name, addrs in psutil.net_if_addrs().items():
+    import psutil
+
+    for addrs in psutil.net_if_addrs().values():
         for a in addrs:
             if a.family == socket.AF_INET and not a.address.startswith("127."):
                 return a.address
@@ -84,7 +85,7 @@ def _resources(text):
         assert isinstance(res, dict)
         return res
     except (ValueError, AssertionError):
-        raise SystemExit(
+        raise SystemExit(  # noqa: B904 (a usage error, not a chained failure)
             f"kit: --resources must be a JSON object like '{{\"disk\": 2}}', not {text!r}"
         )
 

@@ -27,8 +27,7 @@ from collections import deque
 
 import zmq
 
-from . import logs, object_ref, serialization
-from . import object_store
+from . import logs, object_ref, object_store, serialization
 from .errors import GetTimeoutError, KitError, ObjectLostError
 from .protocol import KIT_VERSION, PY_VERSION, Kind, Signer, await_welcome, secure
 

@@ -220,7 +220,8 @@ class Head:
                 reply_to,
                 Kind.REFUSED,
                 (
-                    f"version mismatch: this cluster runs kit {KIT_VERSION} on Python {PY_VERSION}, "
+                    f"version mismatch: this cluster runs kit {KIT_VERSION} on Python "
+                    f"{PY_VERSION}, "
                     f"you have kit {info.get('kit')} on Python {info.get('python')}; "
                     f"install the same versions on every machine",
                 ),
@@ -465,7 +466,7 @@ class Head:
                 msg = self.signer.unpack(frames[1:], frames[0])
                 if msg and msg[0] == Kind.NODE_EVENT and msg[1][0] == "bye":
                     alive.discard(frames[0][:-1])
-        for cid, role in list(self.roles.items()):
+        for cid in list(self.roles):
             self.to_client(cid, Kind.SHUTDOWN, None)
         self.sock.close(0)
         self.ctx.term()

@@ -88,7 +88,7 @@ def _cluster_cpus() -> int:
     return max(int(cluster_resources().get("CPU", 1)), 1)
 
 
-def _backend_class():
+def _backend_class():  # noqa: C901 (a class built on first use, so joblib loads only then)
     from joblib._parallel_backends import AutoBatchingMixin, ParallelBackendBase
 
     from .executor import Executor, label_of

@@ -168,7 +168,7 @@ class NodeAgent:
                         self.on_command(msg[0], msg[1])
             if self.xfer in ready:
                 self.on_transfer()
-            for nid, s in list(self.peer_socks.items()):
+            for s in list(self.peer_socks.values()):
                 if s in ready:
                     self.on_peer_data(s)
             now = time.time()

@@ -118,7 +118,7 @@ def from_payload(payload, fetch=None):
             except FileNotFoundError:
                 raise ObjectLostError(
                     f"object in shared memory {loc!r} is gone (freed, or its node died)"
-                )
+                ) from None
         try:
             return pickle.loads(meta, buffers=bufs)
         except Exception as e:

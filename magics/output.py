@@ -136,6 +136,7 @@ class WidgetView:
         """Display the status line (following the tasks of ``refs``) over the output area."""
         import ipywidgets
         from IPython.display import display
+
         from widgets import StatusLine
 
         self.line = StatusLine(refs, label=self.label)

@@ -13,14 +13,14 @@ import threading
 import time
 
 import pytest
+from conftest import wait_gone
 from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
+from test_widgets_unit import wait_until
 
 import backends
 import widgets
 from backends.tally import Tally
-from conftest import wait_gone
-from test_widgets_unit import wait_until
 
 ENGINES = ["kit", "ray", "dask"]
 

@@ -1,4 +1,4 @@
-"""One notebook, executed in a real Jupyter kernel on kit, Ray and Dask: only the %cluster line changes.
+"""One notebook, run in a real Jupyter kernel on kit, Ray and Dask: only %cluster changes.
 
 In a kernel a ``--no-block`` cell shows a status line over an ``Output`` widget and
 ``%cluster monitor`` a live ``ClusterMonitor``: the widget paths the in-process shell
@@ -6,7 +6,6 @@ of ``test_backends`` does not take.
 """
 
 import pytest
-
 from conftest import wait_gone
 
 nbformat = pytest.importorskip("nbformat")

@@ -1,4 +1,4 @@
-"""``%cluster connect ray:auto`` and ``ray://HOST:PORT`` against a Ray cluster that ``ray start`` runs.
+"""``%cluster connect ray:auto`` and ``ray://HOST:PORT`` against a ``ray start`` cluster.
 
 The cluster is started once for the module with the CLI (one head node, 2 CPUs,
 its own ports and temp dir, ``RAY_TMPDIR`` pointing there so that ``ray:auto``
@@ -23,11 +23,11 @@ import warnings
 
 import psutil
 import pytest
-
-import backends
 from conftest import wait_gone
 from test_backends import run, shell
 from test_widgets_unit import wait_until
+
+import backends
 
 TAG_ENV = "KIT_TEST_RAY_CLUSTER"
 
@@ -172,7 +172,9 @@ def test_connect_runs_cells_and_leaves_the_cluster_running(ray_cluster, how):
         # Ray's proxy gave up starting this client's server (after 30 s; about one run
         # in six here): once more, and say so with the server's log
         logs = client_server_logs(ray_cluster)
-        warnings.warn(f"Ray Client's server failed to start; retrying. Its logs:\n{logs}")
+        warnings.warn(
+            f"Ray Client's server failed to start; retrying. Its logs:\n{logs}", stacklevel=1
+        )
         r, cap = run(sh, f"%cluster connect {address}")
         assert r.success, cap.stdout + cap.stderr + logs
     assert r.success, cap.stdout + cap.stderr

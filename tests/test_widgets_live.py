@@ -9,10 +9,10 @@ import threading
 import time
 
 import pytest
+from conftest import _check_clean
 
 import kit
 import widgets
-from conftest import _check_clean
 
 N_TASKS = 300
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import io
 
-from backends.base import short_id
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+
+from backends.base import short_id
 
 from .view import _natural, timeline_lanes
 
