@@ -15,6 +15,7 @@ import inspect
 
 from . import logs
 from .protocol import Kind
+from .records import ACTOR_CALL, ACTOR_CREATE, TaskSpec
 from .remote_function import (
     check_options,
     encode_args,
@@ -23,7 +24,6 @@ from .remote_function import (
     resources_of,
     return_refs,
 )
-from .scheduler import K_ACTOR_CALL, K_ACTOR_CREATE
 
 ACTOR_DEFAULTS = {
     "num_cpus": None,
@@ -141,23 +141,20 @@ class ActorClass:
             "node": node,
             "handle": self._meta,
         }
-        spec = (
+        spec = TaskSpec.new(
             tid,
-            K_ACTOR_CREATE,
-            self._fid,
-            payload,
-            deps,
-            contained,
-            (ref._id,),
-            res,
-            0,
-            False,
             f"{self.__name__}.__init__",
-            aid,
-            None,
-            spec_opts,
+            kind=ACTOR_CREATE,
+            fid=self._fid,
+            args=payload,
+            deps=deps,
+            contained=contained,
+            returns=(ref._id,),
+            res=res,
+            actor=aid,
+            opts=spec_opts,
         )
-        client.send(Kind.SUBMIT, [spec])
+        client.send(Kind.SUBMIT, [tuple(spec)])
         del keep
         return ActorHandle(aid, self._meta, None if opts.get("name") else ref)
 
@@ -219,24 +216,19 @@ class ActorMethod:
         tid = client.new_id()
         n = self._num_returns
         refs = return_refs(tid, n)
-        spec = (
+        spec = TaskSpec.new(
             tid,
-            K_ACTOR_CALL,
-            None,
-            payload,
-            deps,
-            contained,
-            tuple(r._id for r in refs),
-            {},
-            0,
-            False,
             label,
-            h._aid,
-            self._name,
-            None,
+            kind=ACTOR_CALL,
+            args=payload,
+            deps=deps,
+            contained=contained,
+            returns=tuple(r._id for r in refs),
+            actor=h._aid,
+            method=self._name,
         )
         logs.claim(tid)
-        client.send(Kind.SUBMIT, [spec])
+        client.send(Kind.SUBMIT, [tuple(spec)])
         del keep
         return refs[0] if n == 1 else refs
 

@@ -30,7 +30,7 @@ import zmq
 
 from . import protocol
 from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer
-from .scheduler import S_OPTS, Scheduler
+from .scheduler import Scheduler
 
 DRAIN = 512  # messages handled per turn before scheduling
 EVENT_LOG = 100_000  # task events kept for widgets and timeline()
@@ -80,6 +80,7 @@ class Head:
         self.stopping = False
         self.started = time.time()
         self.children = children or {}  # pid -> node id: this host's node agents
+        self.handlers = self._handlers()
 
     def request_stop(self):
         """Stop serving at the next turn (SIGTERM from `kit stop`)."""
@@ -100,6 +101,7 @@ class Head:
         self.send(nid + b"n", kind, body)
 
     def flush(self):
+        """Schedule if anything changed, then send the scheduler's actions, batched."""
         sched = self.sched
         if sched._dirty:
             sched.schedule()
@@ -107,32 +109,29 @@ class Head:
         if not out:
             return
         sched.out = []
-        dispatch, objects, free, events = {}, {}, {}, []
+        batches: dict = {"dispatch": {}, "object": {}, "free": {}}
+        events = []
         for act in out:
             op = act[0]
             if op == "dispatch":
                 spec, fid, deps = act[2]
                 blob = sched.functions.get(fid) if fid is not None else None
-                dispatch.setdefault(act[1], []).append((spec, blob, deps))
+                batches["dispatch"].setdefault(act[1], []).append((tuple(spec), blob, deps))
             elif op == "object":
-                objects.setdefault(act[1], []).append((act[2], act[3]))
+                batches["object"].setdefault(act[1], []).append((act[2], act[3]))
             elif op == "free":
-                free.setdefault(act[1], []).append(act[2])
+                batches["free"].setdefault(act[1], []).append(act[2])
             elif op == "event":
                 events.append(act[1])
-            elif op == "spawn":
-                self.to_node(act[1], Kind.NODE_CMD, ("spawn", act[2]))
-            elif op == "kill":
-                self.to_node(act[1], Kind.NODE_CMD, ("kill", act[2]))
-            elif op == "spill":
-                self.to_node(act[1], Kind.NODE_CMD, ("spill", act[2]))
             elif op == "cancel":
                 self.to_client(act[1], Kind.CANCEL, (act[2],))
-        for wid, items in dispatch.items():
+            else:  # spawn, kill, spill: node commands
+                self.to_node(act[1], Kind.NODE_CMD, (op, act[2]))
+        for wid, items in batches["dispatch"].items():
             self.to_client(wid, Kind.TASKS, items)
-        for cid, items in objects.items():
+        for cid, items in batches["object"].items():
             self.to_client(cid, Kind.OBJECTS, items)
-        for nid, names in free.items():
+        for nid, names in batches["free"].items():
             self.to_node(nid, Kind.NODE_CMD, ("free", names))
         if events:
             seq = self.event_seq
@@ -160,49 +159,61 @@ class Head:
             self.on_message(ident, cid, kind, body)
 
     def on_message(self, ident, cid, kind, body):
+        handler = self.handlers.get(kind)
+        if handler is not None:
+            handler(ident, cid, body)
+
+    def _handlers(self) -> dict:
         sched = self.sched
-        now = sched.now
-        if kind == Kind.SUBMIT:
-            for spec in body:
-                sched.submit(cid, spec, now)
-        elif kind == Kind.DONE:
-            for tid, results, started, finished, retry in body:
-                sched.task_done(cid, tid, results, started, finished, retry)
-        elif kind == Kind.REFS:
-            sched.refs(cid, body)
-        elif kind == Kind.SUBSCRIBE:
-            sched.subscribe(cid, body)
-        elif kind == Kind.PUT:
-            for oid, payload, contained in body:
-                sched.put(cid, oid, payload, contained)
-        elif kind == Kind.FUNCTION:
-            sched.register_function(*body)
-        elif kind == Kind.BLOCKED:
-            sched.worker_blocked(cid, body)
-        elif kind == Kind.LOG:
-            for d in self.log_to:
-                self.to_client(d, Kind.LOG, body)
-        elif kind == Kind.CANCEL:
-            sched.cancel(body[0], body[1], recursive=body[2])
-        elif kind == Kind.ACTOR:
-            self._actor_op(cid, body)
-        elif kind == Kind.QUERY:
-            self._query(cid, *body)
-        elif kind == Kind.HEARTBEAT:
-            if cid in self.node_seen:
-                self.node_seen[cid] = now
-        elif kind == Kind.NODE_EVENT:
-            self._node_event(cid, body)
-        elif kind == Kind.HELLO:
-            self._hello(ident, cid, *body)
-        elif kind == Kind.SHUTDOWN:
-            self.client_seen.pop(cid, None)
-            if cid in self.roles:
-                sched.client_gone(cid)
-                self.roles.pop(cid, None)
-                self.log_to.discard(cid)
-            if body == "cluster":
-                self.stopping = True
+        return {
+            Kind.SUBMIT: self._submit,
+            Kind.DONE: self._done,
+            Kind.REFS: lambda i, cid, body: sched.refs(cid, body),
+            Kind.SUBSCRIBE: lambda i, cid, body: sched.subscribe(cid, body),
+            Kind.PUT: self._put,
+            Kind.FUNCTION: lambda i, cid, body: sched.register_function(*body),
+            Kind.BLOCKED: lambda i, cid, body: sched.worker_blocked(cid, body),
+            Kind.LOG: self._log,
+            Kind.CANCEL: lambda i, cid, body: sched.cancel(body[0], body[1], recursive=body[2]),
+            Kind.ACTOR: lambda i, cid, body: self._actor_op(cid, body),
+            Kind.QUERY: lambda i, cid, body: self._query(cid, *body),
+            Kind.HEARTBEAT: self._heartbeat,
+            Kind.NODE_EVENT: lambda i, cid, body: self._node_event(cid, body),
+            Kind.HELLO: lambda i, cid, body: self._hello(i, cid, *body),
+            Kind.SHUTDOWN: self._goodbye,
+        }
+
+    def _submit(self, ident, cid, specs):
+        submit, now = self.sched.submit, self.sched.now
+        for spec in specs:
+            submit(cid, spec, now)
+
+    def _done(self, ident, cid, reports):
+        task_done = self.sched.task_done
+        for tid, results, started, finished, retry in reports:
+            task_done(cid, tid, results, started, finished, retry)
+
+    def _put(self, ident, cid, objects):
+        for oid, payload, contained in objects:
+            self.sched.put(cid, oid, payload, contained)
+
+    def _log(self, ident, cid, lines):
+        for driver in self.log_to:
+            self.to_client(driver, Kind.LOG, lines)
+
+    def _heartbeat(self, ident, cid, body):
+        if cid in self.node_seen:
+            self.node_seen[cid] = self.sched.now
+
+    def _goodbye(self, ident, cid, body):
+        """A client disconnects (``body == "cluster"``: and stops the cluster)."""
+        self.client_seen.pop(cid, None)
+        if cid in self.roles:
+            self.sched.client_gone(cid)
+            self.roles.pop(cid, None)
+            self.log_to.discard(cid)
+        if body == "cluster":
+            self.stopping = True
 
     def _refuse(self, ident, frames):
         # A frame that fails its signature is dropped. If it claims to be a hello,
@@ -315,7 +326,7 @@ class Head:
             if a is None or a.state == "DEAD":
                 self.to_client(cid, Kind.REPLY, (req, None))
             else:
-                self.to_client(cid, Kind.REPLY, (req, (aid, a.create.spec[S_OPTS]["handle"])))
+                self.to_client(cid, Kind.REPLY, (req, (aid, a.create.spec.opts["handle"])))
 
     def _nodes(self):
         return self.sched.snapshot()

@@ -20,9 +20,6 @@ This is the scheduler's bookkeeping; it is pure and touches no process.
 
 from __future__ import annotations
 
-# task spec fields used here (see scheduler.S_*)
-_TID, _DEPS, _CONTAINED, _RETURNS = 0, 4, 5, 6
-
 
 class Entry:
     __slots__ = ("spec", "owner", "retries", "live", "users", "parents")
@@ -41,7 +38,8 @@ class LineageTable:
 
     Example:
         >>> t = LineageTable()
-        >>> spec = (b"t1", 0, None, None, (), (), (b"t1.0",))
+        >>> from kit.records import TaskSpec
+        >>> spec = TaskSpec.new(b"t1", "f", returns=(b"t1.0",))
         >>> t.record(spec, b"driver", 3, [b"t1.0"])
         >>> t.producer(b"t1.0").retries
         3
@@ -58,7 +56,7 @@ class LineageTable:
 
     def record(self, spec, owner, retries, live) -> None:
         """A task finished; ``live`` are its result oids that are still held."""
-        tid = spec[_TID]
+        tid = spec.tid
         entry = self.entries.get(tid)
         if entry is not None:  # a rebuild finished: its budget went down
             entry.retries = retries
@@ -68,13 +66,13 @@ class LineageTable:
             return  # nothing to rebuild, and no one reads it later
         made_by = self.made_by
         parents = []
-        for oid in spec[_DEPS] + spec[_CONTAINED]:
+        for oid in spec.deps + spec.contained:
             p = made_by.get(oid)
             if p is not None:
                 self.entries[p].users += 1
                 parents.append(p)
         self.entries[tid] = Entry(spec, owner, retries, set(live), parents)
-        for oid in spec[_RETURNS]:
+        for oid in spec.returns:
             made_by[oid] = tid
 
     def producer(self, oid):
@@ -95,7 +93,7 @@ class LineageTable:
         while stack:
             tid = stack.pop()
             entry = self.entries.pop(tid)
-            for r in entry.spec[_RETURNS]:
+            for r in entry.spec.returns:
                 if self.made_by.get(r) == tid:
                     del self.made_by[r]
             for p in entry.parents:

@@ -158,30 +158,38 @@ class NodeAgent:
                 if self.zygote.reader.closed:
                     break
             if self.sock in ready:
-                while True:
-                    try:
-                        frames = self.sock.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    msg = self.signer.unpack(frames)
-                    if msg is not None:
-                        self.on_command(msg[0], msg[1])
+                self.on_head()
             if self.xfer in ready:
                 self.on_transfer()
             for s in list(self.peer_socks.values()):
                 if s in ready:
                     self.on_peer_data(s)
-            now = time.time()
-            if now - self.last_memory_check >= 0.25:
-                self.last_memory_check = now
-                self.check_memory()
-            if now - last_beat >= 1.0:
-                last_beat = now
-                self.send(Kind.HEARTBEAT, None)
-                for pull in list(self.pulls.values()):
-                    if now - pull.progress > STALL:
-                        self._finish_pull(pull, f"its node sent nothing for {STALL:.0f} s")
+            last_beat = self.on_tick(time.time(), last_beat)
         self.stop()
+
+    def on_head(self):
+        """Handle every command the head sent (checked before anything is unpickled)."""
+        while True:
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            msg = self.signer.unpack(frames)
+            if msg is not None:
+                self.on_command(msg[0], msg[1])
+
+    def on_tick(self, now, last_beat):
+        """Timed work: the memory check, the heartbeat, stalled pulls; the new last beat."""
+        if now - self.last_memory_check >= 0.25:
+            self.last_memory_check = now
+            self.check_memory()
+        if now - last_beat < 1.0:
+            return last_beat
+        self.send(Kind.HEARTBEAT, None)
+        for pull in list(self.pulls.values()):
+            if now - pull.progress > STALL:
+                self._finish_pull(pull, f"its node sent nothing for {STALL:.0f} s")
+        return now
 
     def check_memory(self):
         """Kill the worker using the most memory when the machine is over the threshold.

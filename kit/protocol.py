@@ -8,8 +8,9 @@ for bulk data (object chunks)::
 ``signature`` is HMAC-SHA256, keyed with the cluster's token, over the header,
 the body and every buffer frame. One frame per message because pyzmq's cost
 is per frame (about as much as the signing and pickling together). A receiver
-checks it with a constant-time compare *before* anything is unpickled; a frame that fails (unsigned, mis-signed,
-truncated, replayed, oversized) is dropped and counted, never unpickled. ``seq``
+checks it with a constant-time compare *before* anything is unpickled; a frame
+that fails (unsigned, mis-signed, truncated, replayed, oversized) is dropped and
+counted, never unpickled. ``seq``
 rises by one per message on each sending socket, so a replayed frame is dropped
 too. Bodies are plain ``pickle`` of small tuples (fast, C); user values travel
 inside them as opaque bytes produced by ``kit.serialization``.

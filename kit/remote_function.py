@@ -18,8 +18,7 @@ from . import context, logs, pickling, serialization
 from .errors import SerializationError
 from .object_ref import ObjectRef
 from .protocol import Kind
-from .scheduler import K_TASK
-from .worker import Dep
+from .records import Dep, TaskSpec
 
 TASK_DEFAULTS = {
     "num_cpus": 1,
@@ -218,24 +217,21 @@ class RemoteFunction:
         retry = opts["retry_exceptions"]
         if retry and retry is not True:
             retry = pickle.dumps(tuple(retry))
-        spec = (
+        spec = TaskSpec.new(
             tid,
-            K_TASK,
-            fid,
-            payload,
-            deps,
-            contained,
-            tuple(r._id for r in refs),
-            self._res,
-            int(opts["max_retries"]),
-            retry,
             self._label,
-            None,
-            None,
-            placement(opts),
+            fid=fid,
+            args=payload,
+            deps=deps,
+            contained=contained,
+            returns=tuple(r._id for r in refs),
+            res=self._res,
+            retries=int(opts["max_retries"]),
+            retry_exc=retry,
+            opts=placement(opts),
         )
         logs.claim(tid)
-        client.send(Kind.SUBMIT, [spec])
+        client.send(Kind.SUBMIT, [tuple(spec)])
         del keep
         return refs[0] if n == 1 else refs
 

@@ -35,7 +35,8 @@ from collections import deque
 
 from .errors import ActorDiedError, NodeDiedError, TaskCancelledError, WorkerCrashedError
 from .lineage import LineageTable
-from .serialization import ERROR, SHARED, system_error_payload
+from .records import ACTOR_CALL, ACTOR_CREATE, ERROR, SHARED, TASK, TaskEvent, TaskSpec
+from .serialization import system_error_payload
 
 # task states
 WAITING, READY, RUNNING, FINISHED, FAILED, CANCELLED = (
@@ -46,29 +47,51 @@ WAITING, READY, RUNNING, FINISHED, FAILED, CANCELLED = (
     "FAILED",
     "CANCELLED",
 )
-# worker states
-IDLE, BUSY, BLOCKED, RETIRING, DEAD = "IDLE", "BUSY", "BLOCKED", "RETIRING", "DEAD"
+# worker states (a worker's task waiting in get is BUSY with ``blocked`` set)
+IDLE, BUSY, RETIRING, DEAD = "IDLE", "BUSY", "RETIRING", "DEAD"
 # actor states
 A_PENDING, A_ALIVE, A_RESTARTING, A_DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
 
-# task spec fields (a tuple, built by the client)
-(
-    S_TID,
-    S_KIND,
-    S_FID,
-    S_ARGS,
-    S_DEPS,
-    S_CONTAINED,
-    S_RETURNS,
-    S_RES,
-    S_RETRIES,
-    S_RETRY_EXC,
-    S_LABEL,
-    S_ACTOR,
-    S_METHOD,
-    S_OPTS,
-) = range(14)
-K_TASK, K_ACTOR_CREATE, K_ACTOR_CALL = 0, 1, 2
+# The moves each kind of record may make; ``_move`` refuses any other.
+TASK_MOVES = {
+    WAITING: {READY, FAILED, CANCELLED},
+    READY: {RUNNING, WAITING, FAILED, CANCELLED},  # WAITING: an argument is being rebuilt
+    RUNNING: {FINISHED, FAILED, CANCELLED, READY},  # READY: its worker died, retries left
+    FINISHED: set(),
+    FAILED: set(),
+    CANCELLED: set(),
+}
+# An actor's constructor runs again when the actor restarts.
+CREATE_MOVES = {**TASK_MOVES, FINISHED: {READY}}
+WORKER_MOVES = {
+    IDLE: {BUSY, RETIRING, DEAD},
+    BUSY: {IDLE, DEAD},
+    RETIRING: {DEAD},
+    DEAD: set(),
+}
+ACTOR_MOVES = {
+    A_PENDING: {A_ALIVE, A_DEAD},
+    A_ALIVE: {A_RESTARTING, A_DEAD},
+    A_RESTARTING: {A_ALIVE, A_RESTARTING, A_DEAD},  # it may die again while restarting
+    A_DEAD: set(),
+}
+
+
+class StateError(AssertionError):
+    """A record was asked to make a move its table does not allow: a bug in kit."""
+
+
+def _move(record, new: str, table: dict) -> None:
+    """Set ``record.state`` to ``new`` if ``table`` allows it, else raise ``StateError``."""
+    old = record.state
+    if new not in table[old]:
+        raise StateError(f"{type(record).__name__} {record!r}: {old} -> {new} is not allowed")
+    record.state = new
+
+
+def _task_move(t, new: str) -> None:
+    _move(t, new, CREATE_MOVES if t.spec.kind == ACTOR_CREATE else TASK_MOVES)
+
 
 PIPELINE_DEPTH = 8  # tasks queued on one worker when tasks are known to be short
 FAST_TASK_SECONDS = 0.002  # "short": a function's mean run time below this
@@ -92,20 +115,20 @@ class Task:
         "res",
     )
 
-    def __init__(self, spec, owner, now):
-        self.spec = spec
-        self.tid = spec[S_TID]
+    def __init__(self, spec: TaskSpec, owner, now):
+        self.spec = spec = TaskSpec.of(spec)
+        self.tid = spec.tid
         self.state = WAITING
         self.owner = owner
         self.deps_left = 0
-        self.retries = spec[S_RETRIES]
+        self.retries = spec.retries
         self.worker = None
         self.node = None
-        self.label = spec[S_LABEL]
+        self.label = spec.label
         self.submitted = now
         self.started = self.finished = None
-        self.fid = spec[S_FID]
-        self.res = spec[S_RES]
+        self.fid = spec.fid
+        self.res = spec.res
 
 
 class Obj:
@@ -197,13 +220,13 @@ class Actor:
     )
 
     def __init__(self, aid, create_task, owner):
-        opts = create_task.spec[S_OPTS]
+        opts = create_task.spec.opts
         self.aid = aid
         self.create = create_task
         self.state = A_PENDING
         self.worker = None
         self.node = None
-        self.queue = deque()  # calls not yet sent, in submission order
+        self.queue: deque = deque()  # calls not yet sent, in submission order
         self.inflight = []  # calls sent to the worker, unfinished
         self.restarts = opts.get("max_restarts", 0)
         self.task_retries = opts.get("max_task_retries", 0)
@@ -244,7 +267,7 @@ class Scheduler:
         self.actors: dict = {}
         self.names: dict = {}  # (namespace, name) -> actor id
         self.functions: dict = {}  # fid -> blob
-        self.ready = deque()
+        self.ready: deque = deque()
         self.out: list = []
         self.fn_stats: dict = {}  # fid -> [count, total seconds]
         self.clients: dict = {}  # client id -> set of oids held
@@ -280,7 +303,7 @@ class Scheduler:
             self.out.append(("kill", nid, wid))
             return
         actor.worker = wid
-        w.state = BUSY
+        _move(w, BUSY, WORKER_MOVES)
         self._dispatch(w, actor.create)
         self._pump_actor(actor)
 
@@ -289,7 +312,7 @@ class Scheduler:
         if w is None or w.state == DEAD:
             return
         was_blocked = w.blocked
-        w.state = DEAD
+        _move(w, DEAD, WORKER_MOVES)
         node = self.nodes.get(w.node)
         if node is not None:
             node.workers.discard(wid)
@@ -305,7 +328,7 @@ class Scheduler:
                     continue
                 if t.retries > 0 and not oom:
                     t.retries -= 1
-                    t.state = READY
+                    _task_move(t, READY)
                     t.worker = None
                     self.counts["retried"] += 1
                     self.ready.appendleft(tid)
@@ -369,7 +392,7 @@ class Scheduler:
 
     def _can_rebuild(self, entry) -> bool:
         """A lineage entry can make its results again: retries left, or running again."""
-        return entry is not None and (entry.retries > 0 or entry.spec[S_TID] in self.tasks)
+        return entry is not None and (entry.retries > 0 or entry.spec.tid in self.tasks)
 
     def _object_lost(self, obj, cause):
         """The only copy of ``obj`` is gone: the lineage entry to run again, or fail it."""
@@ -385,7 +408,7 @@ class Scheduler:
             )
         else:
             why = (
-                f"{what}; the task that made it ({entry.spec[S_LABEL]}) has no retries "
+                f"{what}; the task that made it ({entry.spec.label}) has no retries "
                 f"left to run again: raise max_retries"
             )
         self._set_payload(obj, system_error_payload(_lost(), why), force=True)
@@ -394,7 +417,7 @@ class Scheduler:
     def _rebuild(self, entry):
         """Run a finished task again to make its lost results (and lost inputs first)."""
         spec = entry.spec
-        tid = spec[S_TID]
+        tid = spec.tid
         if tid in self.tasks:
             return  # already running again for another result
         entry.retries -= 1
@@ -404,7 +427,7 @@ class Scheduler:
         self.tasks[tid] = t
         deps_left = 0
         failed = None
-        for oid in spec[S_DEPS] + spec[S_CONTAINED]:
+        for oid in spec.deps + spec.contained:
             existed = oid in self.objects
             obj = self._obj(oid)
             obj.pins += 1
@@ -423,12 +446,12 @@ class Scheduler:
                     continue
                 self._rebuild(producer)
             if obj.payload is None:
-                if oid in spec[S_DEPS]:
+                if oid in spec.deps:
                     obj.tasks.append(tid)
                     deps_left += 1
             elif obj.payload[0] == ERROR:
                 failed = obj.payload
-        self.out.append(("event", (tid, t.label, "queued", self.now, None, None)))
+        self.out.append(("event", TaskEvent(tid, t.label, "queued", self.now, None, None)))
         if failed is not None:
             self._fail(t, failed)
             return
@@ -439,10 +462,10 @@ class Scheduler:
     def _deps_gone(self, t) -> bool:
         """True (and ``t`` waits again) if an argument of ``t`` is being made again."""
         objects = self.objects
-        missing = [oid for oid in t.spec[S_DEPS] if objects[oid].payload is None]
+        missing = [oid for oid in t.spec.deps if objects[oid].payload is None]
         if not missing:
             return False
-        t.state = WAITING
+        _task_move(t, WAITING)
         t.deps_left = len(missing)
         for oid in missing:
             objects[oid].tasks.append(t.tid)
@@ -465,7 +488,7 @@ class Scheduler:
             if (
                 a.owner == cid
                 and a.state != A_DEAD
-                and a.create.spec[S_OPTS].get("lifetime") != "detached"
+                and a.create.spec.opts.get("lifetime") != "detached"
             ):
                 self.kill_actor(a.aid, "its creator disconnected")
 
@@ -509,7 +532,7 @@ class Scheduler:
         aid = self.actor_of.pop(obj.oid, None)
         if aid is not None:
             a = self.actors.get(aid)
-            if a is not None and not a.name and a.create.spec[S_OPTS].get("lifetime") != "detached":
+            if a is not None and not a.name and a.create.spec.opts.get("lifetime") != "detached":
                 self.kill_actor(aid, "every handle to it was dropped")
         p = obj.payload
         if p is not None and p[0] == SHARED:
@@ -623,69 +646,37 @@ class Scheduler:
         self.functions[fid] = blob
 
     def submit(self, cid, spec, now=0.0):
+        """A client submitted a task, an actor's creation or an actor call."""
         t = Task(spec, cid, now)
+        spec = t.spec
         self.tasks[t.tid] = t
-        opts = spec[S_OPTS]
+        opts = spec.opts
         if opts and "parent" in opts:
             self.children.setdefault(opts["parent"], []).append(t.tid)
         self.counts["submitted"] += 1
-        for oid in spec[S_RETURNS]:
+        for oid in spec.returns:
             self._hold(cid, oid)
-        missing = [oid for oid in spec[S_DEPS] if oid not in self.objects]
-        for oid in spec[S_DEPS]:
+        missing = [oid for oid in spec.deps if oid not in self.objects]
+        for oid in spec.deps:
             self._pin(oid)
-        for oid in spec[S_CONTAINED]:
+        for oid in spec.contained:
             self._pin(oid)
         if missing:
-            self._fail(
-                t,
-                system_error_payload(
-                    _lost(),
-                    (
-                        f"argument object {missing[0].hex()} of {t.label} does not exist in this "
-                        f"cluster (it was freed, or it belongs to another cluster)"
-                    ),
-                ),
-            )
-            for oid in missing:
-                o = self.objects.get(oid)
-                if o is not None and o.payload is None and not (o.pins or o.holders):
-                    del self.objects[oid]
+            self._missing_args(t, missing)
             return
-        self.out.append(("event", (t.tid, t.label, "queued", now, None, None)))
-        kind = spec[S_KIND]
-        if kind == K_ACTOR_CREATE:
-            aid = spec[S_ACTOR]
-            actor = Actor(aid, t, cid)
-            self.actors[aid] = actor
-            self.actor_of[spec[S_RETURNS][0]] = aid
-            if actor.name is not None:
-                key = (spec[S_OPTS].get("namespace"), actor.name)
-                if (
-                    key in self.names
-                    and self.actors.get(self.names[key])
-                    and self.actors[self.names[key]].state != A_DEAD
-                ):
-                    self._fail(
-                        t,
-                        system_error_payload(
-                            ActorDiedError,
-                            f"an actor named {actor.name!r} already exists; "
-                            f"use kit.get_actor({actor.name!r}) or another name",
-                        ),
-                    )
-                    actor.state = A_DEAD
-                    return
-                self.names[key] = aid
-        elif kind == K_ACTOR_CALL:
-            actor = self.actors.get(spec[S_ACTOR])
+        self.out.append(("event", TaskEvent(t.tid, t.label, "queued", now, None, None)))
+        kind = spec.kind
+        if kind == ACTOR_CREATE and not self._new_actor(t, cid):
+            return
+        if kind == ACTOR_CALL:
+            actor = self.actors.get(spec.actor)
             if actor is None or actor.state == A_DEAD:
                 why = actor.cause if actor is not None else "no such actor in this cluster"
                 self._fail(t, system_error_payload(ActorDiedError, f"the actor is dead: {why}"))
                 return
             actor.queue.append(t.tid)
         deps_left = 0
-        for oid in spec[S_DEPS]:
+        for oid in spec.deps:
             obj = self.objects[oid]
             if obj.payload is None:
                 obj.tasks.append(t.tid)
@@ -697,16 +688,50 @@ class Scheduler:
         if deps_left == 0:
             self._make_ready(t)
 
+    def _missing_args(self, t, missing):
+        """Fail ``t``: arguments it names are not in this cluster (freed, or another's)."""
+        why = (
+            f"argument object {missing[0].hex()} of {t.label} does not exist in this "
+            f"cluster (it was freed, or it belongs to another cluster)"
+        )
+        self._fail(t, system_error_payload(_lost(), why))
+        for oid in missing:
+            o = self.objects.get(oid)
+            if o is not None and o.payload is None and not (o.pins or o.holders):
+                del self.objects[oid]
+
+    def _new_actor(self, t, cid) -> bool:
+        """Record the actor ``t`` creates; False (and ``t`` failed) if its name is taken."""
+        spec = t.spec
+        aid = spec.actor
+        actor = Actor(aid, t, cid)
+        self.actors[aid] = actor
+        self.actor_of[spec.returns[0]] = aid
+        if actor.name is None:
+            return True
+        key = (spec.opts.get("namespace"), actor.name)
+        other = self.actors.get(self.names.get(key))
+        if other is not None and other.state != A_DEAD:
+            why = (
+                f"an actor named {actor.name!r} already exists; "
+                f"use kit.get_actor({actor.name!r}) or another name"
+            )
+            self._fail(t, system_error_payload(ActorDiedError, why))
+            _move(actor, A_DEAD, ACTOR_MOVES)
+            return False
+        self.names[key] = aid
+        return True
+
     def _make_ready(self, t):
-        t.state = READY
-        kind = t.spec[S_KIND]
-        if kind == K_TASK:
+        _task_move(t, READY)
+        kind = t.spec.kind
+        if kind == TASK:
             self.ready.append(t.tid)
             self._dirty = True
-        elif kind == K_ACTOR_CREATE:
-            self._place_actor(self.actors[t.spec[S_ACTOR]])
+        elif kind == ACTOR_CREATE:
+            self._place_actor(self.actors[t.spec.actor])
         else:
-            actor = self.actors.get(t.spec[S_ACTOR])
+            actor = self.actors.get(t.spec.actor)
             if actor is not None:
                 self._pump_actor(actor)
 
@@ -729,7 +754,7 @@ class Scheduler:
         nodes = [n for n in self.nodes.values() if n.alive]
         if not nodes:
             return
-        idle = {}
+        idle: dict = {}
         for w in self.workers.values():
             if w.state == IDLE and w.actor is None:
                 idle.setdefault(w.node, []).append(w)
@@ -741,13 +766,13 @@ class Scheduler:
             t = self.tasks.get(tid)
             if t is None or t.state != READY:
                 continue
-            opts = t.spec[S_OPTS]
+            opts = t.spec.opts
             shape = (tuple(sorted(t.res.items())), opts.get("node") if opts else None, t.fid)
             if shape in failed_shapes:
                 skipped.append(tid)
                 scans += 1
                 continue
-            if t.spec[S_DEPS] and self._deps_gone(t):
+            if t.spec.deps and self._deps_gone(t):
                 continue
             w = self._pick_worker(t, nodes, idle)
             if w is None:
@@ -761,13 +786,13 @@ class Scheduler:
             if w.state == IDLE:
                 _take(t.res, node.avail)
                 w.held = t.res
-                w.state = BUSY
+                _move(w, BUSY, WORKER_MOVES)
             self._dispatch(w, t)
         ready.extendleft(reversed(skipped))
 
     def _pinned_to_dead_node(self, t) -> bool:
         """Fail ``t`` if it must run on a node that died (it would wait forever)."""
-        opts = t.spec[S_OPTS]
+        opts = t.spec.opts
         want = opts.get("node") if opts else None
         if want is None or opts.get("soft"):
             return False
@@ -787,7 +812,7 @@ class Scheduler:
         return True
 
     def _pick_worker(self, t, nodes, idle):
-        opts = t.spec[S_OPTS]
+        opts = t.spec.opts
         want = opts.get("node") if opts else None
         soft = want is not None and opts.get("soft")
         if soft:  # a preference: kept while that node is alive and has room
@@ -834,7 +859,7 @@ class Scheduler:
 
     def _locality(self, t, nid):
         score = 0.0
-        for oid in t.spec[S_DEPS]:
+        for oid in t.spec.deps:
             obj = self.objects.get(oid)
             if (
                 obj is not None
@@ -846,12 +871,12 @@ class Scheduler:
         return score
 
     def _dispatch(self, w, t):
-        t.state = RUNNING
+        _task_move(t, RUNNING)
         t.worker = w.wid
         t.node = w.node
         w.tasks.append(t.tid)
         deps = {}
-        for oid in t.spec[S_DEPS]:
+        for oid in t.spec.deps:
             deps[oid] = self.objects[oid].payload
         fid = t.fid
         send_fid = None
@@ -859,29 +884,17 @@ class Scheduler:
             w.fids.add(fid)
             send_fid = fid
         self.out.append(("dispatch", w.wid, (t.spec, send_fid, deps)))
-        self.out.append(("event", (t.tid, t.label, "running", self.now, w.wid, w.node)))
+        self.out.append(("event", TaskEvent(t.tid, t.label, "running", self.now, w.wid, w.node)))
 
     def task_done(self, wid, tid, results, started, finished, retry=False):
         """A worker finished a task: ``results`` is ``[(oid, payload, contained), ...]``."""
         t = self.tasks.get(tid)
         w = self.workers.get(wid)
         if w is not None:
-            try:
-                w.tasks.remove(tid)
-            except ValueError:
-                pass
-            if w.actor is None and not w.tasks and w.state != DEAD:
-                if not w.blocked:
-                    _give(w.held or {}, self.nodes[w.node].avail)
-                w.held = None
-                w.state = IDLE
-                w.idle_since = self.now
-        if t is None or t.state not in (RUNNING, CANCELLED):
-            self._dirty = True
-            return
-        if t.state == CANCELLED:
-            self._dirty = True
-            return
+            self._off_worker(w, tid)
+        self._dirty = True
+        if t is None or t.state != RUNNING:
+            return  # cancelled, or a late report of a task already ended
         t.started, t.finished = started, finished
         st = self.fn_stats.setdefault(t.fid, [0, 0.0])
         st[0] += 1
@@ -889,10 +902,9 @@ class Scheduler:
         failed = any(p[0] == ERROR for _, p, _ in results)
         if failed and retry and t.retries > 0:
             t.retries -= 1
-            t.state = READY
+            _task_move(t, READY)
             self.counts["retried"] += 1
             self.ready.appendleft(tid)
-            self._dirty = True
             return
         node = self.nodes.get(t.node)
         if node is not None:
@@ -900,10 +912,36 @@ class Scheduler:
                 node.failed += 1
             else:
                 node.done += 1
-        t.state = FAILED if failed else FINISHED
+        _task_move(t, FAILED if failed else FINISHED)
         self.counts["failed" if failed else "finished"] += 1
-        self.out.append(("event", (tid, t.label, t.state.lower(), finished, wid, t.node, started)))
-        kind = t.spec[S_KIND]
+        self.out.append(
+            ("event", TaskEvent(tid, t.label, t.state.lower(), finished, wid, t.node, started))
+        )
+        self._store_results(t, results)
+        kind = t.spec.kind
+        if kind == TASK and not failed:  # before its inputs are released
+            objects = self.objects
+            self.lineage.record(
+                t.spec, t.owner, t.retries, [oid for oid, _, _ in results if oid in objects]
+            )
+        self._release(t)
+        if kind != TASK:
+            self._actor_task_done(t, failed, results)
+
+    def _off_worker(self, w, tid):
+        """Task ``tid`` left worker ``w``: a task worker with nothing queued is idle again."""
+        try:
+            w.tasks.remove(tid)
+        except ValueError:
+            pass
+        if w.actor is None and not w.tasks and w.state == BUSY:
+            if not w.blocked:
+                _give(w.held or {}, self.nodes[w.node].avail)
+            w.held = None
+            _move(w, IDLE, WORKER_MOVES)
+            w.idle_since = self.now
+
+    def _store_results(self, t, results):
         for oid, payload, contained in results:
             obj = self.objects.get(oid)
             if obj is None or obj.payload is not None:
@@ -917,31 +955,22 @@ class Scheduler:
                 self._pin(inner)
             self._push_owner(t, obj, payload)
             self._set_payload(obj, payload)
-        if kind == K_TASK and not failed:  # before its inputs are released
-            objects = self.objects
-            self.lineage.record(
-                t.spec, t.owner, t.retries, [oid for oid, _, _ in results if oid in objects]
-            )
-        self._release(t)
-        if kind == K_ACTOR_CREATE:
-            actor = self.actors.get(t.spec[S_ACTOR])
-            if actor is not None:
-                if failed:
-                    actor.cause = "its __init__ raised"
-                    self.kill_actor(
-                        actor.aid, "its constructor raised an exception", error=results[0][1]
-                    )
-                else:
-                    actor.state = A_ALIVE
-                    self._pump_actor(actor)
-        elif kind == K_ACTOR_CALL:
-            actor = self.actors.get(t.spec[S_ACTOR])
-            if actor is not None:
-                try:
-                    actor.inflight.remove(tid)
-                except ValueError:
-                    pass
-        self._dirty = True
+
+    def _actor_task_done(self, t, failed, results):
+        actor = self.actors.get(t.spec.actor)
+        if actor is None:
+            return
+        if t.spec.kind == ACTOR_CALL:
+            try:
+                actor.inflight.remove(t.tid)
+            except ValueError:
+                pass
+        elif failed:
+            actor.cause = "its __init__ raised"
+            self.kill_actor(actor.aid, "its constructor raised an exception", error=results[0][1])
+        else:
+            _move(actor, A_ALIVE, ACTOR_MOVES)
+            self._pump_actor(actor)
 
     def _push_owner(self, t, obj, payload):
         # The submitter most likely gets its result: send it without being asked.
@@ -950,13 +979,13 @@ class Scheduler:
 
     def _release(self, t):
         spec = t.spec
-        if spec[S_KIND] == K_ACTOR_CREATE:
+        if spec.kind == ACTOR_CREATE:
             return  # kept (args pinned) for restarts; released by kill_actor
         self.tasks.pop(t.tid, None)
         self.children.pop(t.tid, None)
-        for oid in spec[S_DEPS]:
+        for oid in spec.deps:
             self._unpin(oid)
-        for oid in spec[S_CONTAINED]:
+        for oid in spec.contained:
             self._unpin(oid)
 
     def _fail(self, t, payload):
@@ -965,10 +994,10 @@ class Scheduler:
             return
         cancelled = t.state == CANCELLED
         if not cancelled:
-            t.state = FAILED
+            _task_move(t, FAILED)
             self.counts["failed"] += 1
-        self.out.append(("event", (t.tid, t.label, "failed", None, t.worker, t.node, None)))
-        for oid in t.spec[S_RETURNS]:
+        self.out.append(("event", TaskEvent(t.tid, t.label, "failed", None, t.worker, t.node)))
+        for oid in t.spec.returns:
             obj = self.objects.get(oid)
             if obj is not None:
                 self._push_owner(t, obj, payload)
@@ -1004,15 +1033,15 @@ class Scheduler:
             elif w is not None:
                 self.out.append(("cancel", w.wid, tid))
         prev = t.state
-        t.state = CANCELLED
+        _task_move(t, CANCELLED)
         self.counts["failed"] += 1
-        self.out.append(("event", (tid, t.label, "cancelled", self.now, t.worker, t.node, None)))
+        self.out.append(("event", TaskEvent(tid, t.label, "cancelled", self.now, t.worker, t.node)))
         if prev == READY:
             try:
                 self.ready.remove(tid)
             except ValueError:
                 pass
-        for oid in t.spec[S_RETURNS]:
+        for oid in t.spec.returns:
             obj = self.objects.get(oid)
             if obj is not None:
                 self._push_owner(t, obj, payload)
@@ -1021,16 +1050,16 @@ class Scheduler:
             self._release(t)
         else:
             self.tasks.pop(tid, None)
-            for oid in t.spec[S_DEPS]:
+            for oid in t.spec.deps:
                 self._unpin(oid)
-            for oid in t.spec[S_CONTAINED]:
+            for oid in t.spec.contained:
                 self._unpin(oid)
         return True
 
     # ---- actors --------------------------------------------------------------------
 
     def _place_actor(self, actor):
-        want = actor.create.spec[S_OPTS].get("node")
+        want = actor.create.spec.opts.get("node")
         pinned = self.nodes.get(want) if want is not None else None
         if pinned is not None and not pinned.alive:
             actor.node = None
@@ -1065,7 +1094,7 @@ class Scheduler:
             if t is None or t.state in (CANCELLED, FAILED, FINISHED):
                 q.popleft()
                 continue
-            if t.state != READY or (t.spec[S_DEPS] and self._deps_gone(t)):
+            if t.state != READY or (t.spec.deps and self._deps_gone(t)):
                 break
             q.popleft()
             actor.inflight.append(t.tid)
@@ -1077,14 +1106,14 @@ class Scheduler:
         actor.worker = None
         if actor.restarts != 0 and actor.state != A_PENDING:
             actor.restarts -= 1
-            actor.state = A_RESTARTING
+            _move(actor, A_RESTARTING, ACTOR_MOVES)
             requeue = []
             for tid in actor.inflight:
                 t = self.tasks.get(tid)
                 if t is None:
                     continue
                 if actor.task_retries != 0:
-                    t.state = READY
+                    _task_move(t, READY)
                     requeue.append(tid)
                 else:
                     self._fail(
@@ -1097,7 +1126,7 @@ class Scheduler:
             actor.queue.extendleft(reversed(requeue))
             if actor.task_retries > 0:
                 actor.task_retries -= 1
-            actor.create.state = READY
+            _task_move(actor.create, READY)
             node = self.nodes.get(actor.node)
             if node is not None and node.alive:
                 self.out.append(("spawn", actor.node, actor.aid))
@@ -1111,7 +1140,7 @@ class Scheduler:
         actor = self.actors.get(aid)
         if actor is None or actor.state == A_DEAD:
             return
-        actor.state = A_DEAD
+        _move(actor, A_DEAD, ACTOR_MOVES)
         actor.cause = cause
         node = self.nodes.get(actor.node)
         if node is not None:
@@ -1133,9 +1162,9 @@ class Scheduler:
         if c.state not in (FINISHED, FAILED):
             self._fail(c, payload)
         self.tasks.pop(c.tid, None)
-        for oid in c.spec[S_DEPS]:
+        for oid in c.spec.deps:
             self._unpin(oid)
-        for oid in c.spec[S_CONTAINED]:
+        for oid in c.spec.contained:
             self._unpin(oid)
         self._dirty = True
 
@@ -1164,7 +1193,7 @@ class Scheduler:
             extra = task_workers - int(node.total.get("CPU", 0))
             for w in idle[: max(0, extra)]:
                 if now - w.idle_since >= after:
-                    w.state = RETIRING
+                    _move(w, RETIRING, WORKER_MOVES)
                     self.out.append(("kill", node.nid, w.wid))
 
     # ---- views ---------------------------------------------------------------------
@@ -1172,9 +1201,7 @@ class Scheduler:
     def waiting(self) -> int:
         """Tasks submitted but not on any worker yet (ready to place, or waiting on deps)."""
         return sum(
-            1
-            for t in self.tasks.values()
-            if t.state in (WAITING, READY) and t.spec[S_KIND] == K_TASK
+            1 for t in self.tasks.values() if t.state in (WAITING, READY) and t.spec.kind == TASK
         )
 
     def snapshot(self):

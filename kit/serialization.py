@@ -35,8 +35,8 @@ from .errors import (
     TaskError,
     WorkerCrashedError,
 )
+from .records import ERROR, INLINE, SHARED  # payload kinds, re-exported here
 
-INLINE, SHARED, ERROR = 0, 1, 2
 INLINE_LIMIT = 100 * 1024
 
 _local = threading.local()

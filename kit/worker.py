@@ -29,32 +29,7 @@ from . import client as client_mod
 from . import context, serialization
 from .errors import ObjectLostError, SerializationError, TaskCancelledError
 from .protocol import Kind
-from .scheduler import (
-    K_ACTOR_CALL,
-    K_ACTOR_CREATE,
-    S_ARGS,
-    S_DEPS,
-    S_FID,
-    S_KIND,
-    S_LABEL,
-    S_METHOD,
-    S_OPTS,
-    S_RETRY_EXC,
-    S_RETURNS,
-    S_TID,
-)
-
-
-class Dep:
-    """Marks a top-level ObjectRef argument; the worker puts the value in its place."""
-
-    __slots__ = ("oid",)
-
-    def __init__(self, oid):
-        self.oid = oid
-
-    def __reduce__(self):
-        return (Dep, (self.oid,))
+from .records import ACTOR_CALL, ACTOR_CREATE, Dep, LogLine, TaskDone, TaskSpec
 
 
 class LogStream:
@@ -148,7 +123,9 @@ class Worker:
         if ctx is None and self.current is not None:
             ctx = self.current_ctx  # a thread the task started: it is the task's output
         tid, label = ctx if ctx else (None, "worker")
-        self.client.logs.append((tid, label, os.getpid(), self.node_hex, stream, text))
+        self.client.logs.append(
+            tuple(LogLine(tid, label, os.getpid(), self.node_hex, stream, text))
+        )
 
     # ---- running -----------------------------------------------------------------
 
@@ -180,7 +157,7 @@ class Worker:
 
     def _finish(self, tid, results, started, retry=False, now_flush=False):
         with self.done_lock:
-            self.pending_done.append((tid, results, started, time.time(), retry))
+            self.pending_done.append(tuple(TaskDone(tid, results, started, time.time(), retry)))
         if now_flush:
             self._flush_done()
 
@@ -191,29 +168,28 @@ class Worker:
         return fn
 
     def run_item(self, item):
-        spec, blob, deps = item
-        tid = spec[S_TID]
+        raw, blob, deps = item
+        spec = TaskSpec.of(raw)
+        tid = spec.tid
         started = time.time()
         if tid in self.cancelled:
             self._finish(
                 tid,
-                self._error_results(
-                    spec, TaskCancelledError(f"task {spec[S_LABEL]} was cancelled")
-                ),
+                self._error_results(spec, TaskCancelledError(f"task {spec.label} was cancelled")),
                 started,
             )
             return
-        kind = spec[S_KIND]
-        if kind == K_ACTOR_CALL and self.pool is not None:
+        kind = spec.kind
+        if kind == ACTOR_CALL and self.pool is not None:
             self.pool.submit(self._run_threaded, spec, deps, started)
             return
-        if kind == K_ACTOR_CALL and self.loop is not None and self._is_async(spec):
+        if kind == ACTOR_CALL and self.loop is not None and self._is_async(spec):
             import asyncio
 
             asyncio.run_coroutine_threadsafe(self._run_async(spec, deps, started), self.loop)
             return
         self.current = tid
-        self.current_ctx = (tid, spec[S_LABEL])
+        self.current_ctx = (tid, spec.label)
         try:
             results, retry = self._execute(spec, blob, deps)
         finally:
@@ -223,12 +199,12 @@ class Worker:
         self._finish(tid, results, started, retry)
 
     def _is_async(self, spec):
-        fn = getattr(type(self.instance), spec[S_METHOD], None)
+        fn = getattr(type(self.instance), spec.method, None)
         return inspect.iscoroutinefunction(fn)
 
     def _execute(self, spec, blob, deps):
-        label = spec[S_LABEL]
-        context.set_task(spec[S_TID], label)
+        label = spec.label
+        context.set_task(spec.tid, label)
         try:
             try:
                 fn = self._callable(spec, blob)
@@ -247,7 +223,7 @@ class Worker:
                 return self._error_results(spec, e), False
             except (Exception, KeyboardInterrupt) as e:
                 return self._error_results(spec, e), self._retryable(spec, e)
-            if spec[S_KIND] == K_ACTOR_CREATE:
+            if spec.kind == ACTOR_CREATE:
                 self._become_actor(value, spec)
                 value = None
             return self._results(spec, value), False
@@ -260,36 +236,36 @@ class Worker:
             context.set_task(None, None)
 
     def _callable(self, spec, blob):
-        kind = spec[S_KIND]
-        if kind == K_ACTOR_CALL:
-            return getattr(self.instance, spec[S_METHOD])
-        fid = spec[S_FID]
+        kind = spec.kind
+        if kind == ACTOR_CALL:
+            return getattr(self.instance, spec.method)
+        fid = spec.fid
         fn = self.functions.get(fid)
         if fn is None:
             if blob is None:
-                raise SerializationError(f"function of {spec[S_LABEL]} never arrived")
+                raise SerializationError(f"function of {spec.label} never arrived")
             try:
                 fn = self.functions[fid] = pickle.loads(blob)
             except Exception as e:
                 raise SerializationError(
-                    f"the function {spec[S_LABEL]} could not be unpickled on the worker: "
+                    f"the function {spec.label} could not be unpickled on the worker: "
                     f"{type(e).__name__}: {e}; make sure the modules it uses are installed "
                     f"on every node"
                 ) from e
         return fn
 
     def _args(self, spec, deps):
-        payload = spec[S_ARGS]
+        payload = spec.args
         if payload is None:
             return (), {}
         try:
             args, kwargs = serialization.from_payload(payload)
         except Exception as e:
             raise SerializationError(
-                f"the arguments of {spec[S_LABEL]} could not be unpickled on the worker: "
+                f"the arguments of {spec.label} could not be unpickled on the worker: "
                 f"{type(e).__name__}: {e}"
             ) from e
-        if spec[S_DEPS]:
+        if spec.deps:
             values = {oid: serialization.from_payload(p) for oid, p in deps.items()}
             args = [values[a.oid] if type(a) is Dep else a for a in args]
             for k, v in kwargs.items():
@@ -298,7 +274,7 @@ class Worker:
         return args, kwargs
 
     def _results(self, spec, value):
-        returns = spec[S_RETURNS]
+        returns = spec.returns
         n = len(returns)
         if n == 1:
             values = (value,)
@@ -313,7 +289,7 @@ class Worker:
                 return self._error_results(
                     spec,
                     ValueError(
-                        f"{spec[S_LABEL]} has num_returns={n} but returned "
+                        f"{spec.label} has num_returns={n} but returned "
                         f"{type(value).__name__} that is not a sequence of {n} values"
                     ),
                 )
@@ -327,7 +303,7 @@ class Worker:
                 return self._error_results(
                     spec,
                     SerializationError(
-                        f"the result of {spec[S_LABEL]} cannot be pickled: {e}; return plain "
+                        f"the result of {spec.label} cannot be pickled: {e}; return plain "
                         f"data, or build the object on the caller's side"
                     ),
                 )
@@ -335,11 +311,11 @@ class Worker:
         return out
 
     def _error_results(self, spec, exc):
-        payload = serialization.task_error_payload(exc, spec[S_LABEL], self.node_hex, os.getpid())
-        return [(oid, payload, ()) for oid in spec[S_RETURNS]]
+        payload = serialization.task_error_payload(exc, spec.label, self.node_hex, os.getpid())
+        return [(oid, payload, ()) for oid in spec.returns]
 
     def _retryable(self, spec, exc):
-        rule = spec[S_RETRY_EXC]
+        rule = spec.retry_exc
         if not rule:
             return False
         if rule is True:
@@ -354,7 +330,7 @@ class Worker:
 
     def _become_actor(self, instance, spec):
         self.instance = instance
-        opts = spec[S_OPTS]
+        opts = spec.opts
         conc = opts.get("max_concurrency", 1)
         has_async = any(
             inspect.iscoroutinefunction(m)
@@ -374,12 +350,12 @@ class Worker:
 
     def _run_threaded(self, spec, deps, started):
         results, retry = self._execute(spec, None, deps)
-        self._finish(spec[S_TID], results, started, retry, now_flush=True)
+        self._finish(spec.tid, results, started, retry, now_flush=True)
 
     async def _run_async(self, spec, deps, started):
-        tid = spec[S_TID]
+        tid = spec.tid
         try:
-            fn = getattr(self.instance, spec[S_METHOD])
+            fn = getattr(self.instance, spec.method)
             args, kwargs = self._args(spec, deps)
             value = await fn(*args, **kwargs)
             results = self._results(spec, value)

@@ -1,18 +1,7 @@
 """The scheduler as a pure state machine: events in, actions out, no processes."""
 
-from kit.scheduler import (
-    BUSY,
-    FAILED,
-    FINISHED,
-    IDLE,
-    K_ACTOR_CALL,
-    K_ACTOR_CREATE,
-    K_TASK,
-    RUNNING,
-    WAITING,
-    Scheduler,
-)
-from kit.serialization import ERROR, INLINE, SHARED
+from kit.records import ACTOR_CALL, ACTOR_CREATE, ERROR, INLINE, SHARED, TASK, TaskSpec
+from kit.scheduler import BUSY, FAILED, FINISHED, IDLE, RUNNING, WAITING, Scheduler
 
 NODE, NODE2 = b"node0000", b"node0001"
 DRIVER = b"driver00"
@@ -23,28 +12,25 @@ def spec(
     deps=(),
     res=None,
     retries=3,
-    kind=K_TASK,
+    kind=TASK,
     actor=None,
     method=None,
     opts=None,
     fid=b"f",
     contained=(),
 ):
-    return (
+    return TaskSpec.new(
         tid,
-        kind,
-        fid,
-        None,
-        tuple(deps),
-        tuple(contained),
-        (tid + b"\0",),
-        res if res is not None else {"CPU": 1.0},
-        retries,
-        False,
         "t",
-        actor,
-        method,
-        opts,
+        kind=kind,
+        fid=fid,
+        deps=deps,
+        contained=contained,
+        res=res if res is not None else {"CPU": 1.0},
+        retries=retries,
+        actor=actor,
+        method=method,
+        opts=opts,
     )
 
 
@@ -201,13 +187,13 @@ def test_actor_lifecycle_and_call_order():
     s = setup()
     aid = b"actor1"
     s.submit(
-        DRIVER, spec(aid, kind=K_ACTOR_CREATE, actor=aid, res={}, opts={"meta": "A", "handle": {}})
+        DRIVER, spec(aid, kind=ACTOR_CREATE, actor=aid, res={}, opts={"meta": "A", "handle": {}})
     )
     (sp,) = actions(s, "spawn")
     assert sp[2] == aid
     for i in range(3):
         s.submit(
-            DRIVER, spec(b"c%d" % i, kind=K_ACTOR_CALL, actor=aid, method="m", fid=None, res={})
+            DRIVER, spec(b"c%d" % i, kind=ACTOR_CALL, actor=aid, method="m", fid=None, res={})
         )
     s.out.clear()
     s.add_worker(b"aw", NODE, 55, aid)
@@ -224,7 +210,7 @@ def test_dropping_every_handle_kills_actor():
     s = setup()
     aid = b"actor2"
     s.submit(
-        DRIVER, spec(aid, kind=K_ACTOR_CREATE, actor=aid, res={}, opts={"meta": "A", "handle": {}})
+        DRIVER, spec(aid, kind=ACTOR_CREATE, actor=aid, res={}, opts={"meta": "A", "handle": {}})
     )
     s.add_worker(b"aw", NODE, 55, aid)
     s.task_done(b"aw", aid, [(aid + b"\0", ok(), ())], 0, 0)
@@ -389,7 +375,7 @@ def test_actor_pinned_to_a_dead_node_dies_with_the_reason():
         DRIVER,
         spec(
             aid,
-            kind=K_ACTOR_CREATE,
+            kind=ACTOR_CREATE,
             actor=aid,
             res={},
             opts={"meta": "Pinned", "handle": {}, "node": NODE, "max_restarts": 2},
@@ -399,7 +385,7 @@ def test_actor_pinned_to_a_dead_node_dies_with_the_reason():
     s.task_done(b"aw", aid, [(aid + b"\0", ok(), ())], 0, 0)
     s.node_died(NODE)  # restarts are left, but only NODE may hold it
     assert s.actors[aid].state == "DEAD"
-    s.submit(DRIVER, spec(b"call", kind=K_ACTOR_CALL, actor=aid, method="m", fid=None, res={}))
+    s.submit(DRIVER, spec(b"call", kind=ACTOR_CALL, actor=aid, method="m", fid=None, res={}))
     p = s.objects[b"call\0"].payload
     assert p[1][1] == "ActorDiedError" and "which died" in p[1][2]
 

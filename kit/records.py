@@ -1,0 +1,187 @@
+"""The records that cross the wire, defined once: task specs, payloads, events, results.
+
+Every kit process builds and reads these by name. On the wire they are plain
+tuples (pickle writes a tuple faster and smaller than any class), so a sender
+calls ``tuple(record)`` and a receiver that wants names wraps what arrived with
+``TaskSpec.of(raw)`` (no copy of the fields, no validation: the frame's
+signature was checked before it was unpickled).
+
+    driver/worker ── SUBMIT [TaskSpec] ──▶ head ── TASKS [(TaskSpec, blob, deps)] ──▶ worker
+    worker ── DONE [TaskDone] ──▶ head ── OBJECTS [(oid, payload)] ──▶ owner
+    head ── events [TaskEvent] ──▶ widgets, timeline()
+    worker ── LOG [LogLine] ──▶ head ──▶ drivers
+
+Ids are bytes: a client id is 8 random bytes; a task id is the client id and a
+7-byte counter; an object id is its task id and one byte (the return index), so
+``oid[:-1]`` is the task that makes it. An actor's id is its creation task's id.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional, Union
+
+# ---- task kinds ---------------------------------------------------------------------
+TASK, ACTOR_CREATE, ACTOR_CALL = 0, 1, 2
+
+# ---- payload kinds: what the head stores and forwards for an object ----------------
+INLINE, SHARED, ERROR = 0, 1, 2
+
+
+class Inline(NamedTuple):
+    """A small value, pickled in band: ``(INLINE, data)``."""
+
+    kind: int
+    data: bytes
+
+
+class Shared(NamedTuple):
+    """A large value in one node's shared memory: ``(SHARED, node, name, size)``."""
+
+    kind: int
+    node: bytes
+    name: str
+    size: int
+
+
+class Error(NamedTuple):
+    """The object is an error (a task's exception, or kit's): ``(ERROR, info)``.
+
+    ``info`` is what ``kit.serialization.error_payload`` built: the exception's
+    class name, message, remote traceback and, where it pickles, the exception.
+    """
+
+    kind: int
+    info: Any
+
+
+Payload = Union[Inline, Shared, Error, tuple]
+
+
+class TaskSpec(NamedTuple):
+    """One task, actor creation or actor call, as its submitter describes it.
+
+    Example:
+        >>> spec = TaskSpec.new(b"t" * 15, "f", fid=b"f" * 16)
+        >>> spec.returns == (b"t" * 15 + b"\\0",) and spec.kind == TASK
+        True
+        >>> TaskSpec.of(tuple(spec)) == spec
+        True
+    """
+
+    tid: bytes  # task id (a client id and a counter)
+    kind: int  # TASK, ACTOR_CREATE or ACTOR_CALL
+    fid: Optional[bytes]  # the function's (or actor class's) content hash; None for calls
+    args: Optional[tuple]  # the pickled (args, kwargs) payload, or None for no arguments
+    deps: tuple  # object ids of top-level ref arguments: ready before it runs
+    contained: tuple  # object ids nested in the arguments: kept alive while it runs
+    returns: tuple  # object ids of its results
+    res: dict  # resources it holds while running, e.g. {"CPU": 1.0}
+    retries: int  # runs left after a system failure (worker or node death)
+    retry_exc: Union[bool, bytes]  # retry on exceptions: False, True or pickled types
+    label: str  # what users see: the function's name, "Cls.method", "Cls.__init__"
+    actor: Optional[bytes]  # the actor's id (creation and calls)
+    method: Optional[str]  # the method an actor call runs
+    opts: Optional[dict]  # placement ("node", "soft"), "parent", actor options
+
+    @classmethod
+    def of(cls, raw) -> TaskSpec:
+        """Name the fields of a spec that arrived as a plain tuple."""
+        return tuple.__new__(cls, raw)
+
+    @classmethod
+    def new(
+        cls,
+        tid: bytes,
+        label: str,
+        *,
+        kind: int = TASK,
+        fid: Optional[bytes] = None,
+        args: Optional[tuple] = None,
+        deps: tuple = (),
+        contained: tuple = (),
+        returns: Optional[tuple] = None,
+        res: Optional[dict] = None,
+        retries: int = 0,
+        retry_exc: Union[bool, bytes] = False,
+        actor: Optional[bytes] = None,
+        method: Optional[str] = None,
+        opts: Optional[dict] = None,
+    ) -> TaskSpec:
+        """A spec with defaults: one return, one CPU for a task (none for actor calls)."""
+        if returns is None:
+            returns = (tid + b"\0",)
+        if res is None:
+            res = {"CPU": 1.0} if kind == TASK else {}
+        return cls(
+            tid,
+            kind,
+            fid,
+            args,
+            tuple(deps),
+            tuple(contained),
+            tuple(returns),
+            res,
+            retries,
+            retry_exc,
+            label,
+            actor,
+            method,
+            opts,
+        )
+
+
+class Dep:
+    """Marks a top-level ObjectRef argument; the worker puts the value in its place."""
+
+    __slots__ = ("oid",)
+
+    def __init__(self, oid):
+        self.oid = oid
+
+    def __reduce__(self):
+        return (Dep, (self.oid,))
+
+
+class TaskResult(NamedTuple):
+    """One result of a finished task: its object id, payload and the refs it holds."""
+
+    oid: bytes
+    payload: Payload
+    contained: tuple
+
+
+class TaskDone(NamedTuple):
+    """A worker's report that a task ended (``retry``: ask the head to run it again)."""
+
+    tid: bytes
+    results: list  # [TaskResult, ...]
+    started: float
+    finished: float
+    retry: bool
+
+
+class TaskEvent(NamedTuple):
+    """A task's state change, as the head records it for widgets and ``kit.timeline()``.
+
+    ``state`` is queued, running, finished, failed or cancelled; ``started`` is set
+    on finished events (when the task began on its worker).
+    """
+
+    tid: bytes
+    label: str
+    state: str
+    time: Optional[float]
+    worker: Optional[bytes]
+    node: Optional[bytes]
+    started: Optional[float] = None
+
+
+class LogLine(NamedTuple):
+    """Text a task printed, labelled with where it ran."""
+
+    tid: Optional[bytes]
+    label: str
+    pid: int
+    node: str  # the node id in hex
+    stream: str  # "stdout" or "stderr"
+    text: str
