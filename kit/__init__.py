@@ -69,7 +69,17 @@ __all__ = [
 
 
 def load_ipython_extension(ipython):
-    """``%load_ext kit`` registers the notebook magics."""
-    from magics import load_ipython_extension as load
+    """``%load_ext kit`` registers the notebook magics (``%cluster``, ``%%remote``).
 
+    The magics live in the notebook layer, which registers this hook with
+    ``kit.frontend``; the runtime itself never imports it.
+    """
+    from . import frontend
+
+    load = frontend.hook("ipython_extension")
+    if load is None:
+        raise ImportError(
+            "kit's notebook magics are not installed: install the package with "
+            "`python -m pip install -e .` (it provides the `magics` and `widgets` modules)"
+        )
     load(ipython)

@@ -11,7 +11,7 @@ import threading
 import time
 
 from . import client as client_mod
-from . import context, serialization
+from . import context, frontend, serialization
 from .actors import ActorClass, ActorHandle
 from .errors import GetTimeoutError, KitError, ObjectLostError
 from .object_ref import ObjectRef
@@ -56,11 +56,10 @@ class ClusterContext:
         return f"ClusterContext({self.address}, nodes={n}, CPU={cpus:g})"
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        try:
-            from widgets import ClusterMonitor
-        except Exception:
+        show = frontend.hook("display")
+        if show is None:
             return {"text/plain": repr(self)}
-        return ClusterMonitor()._repr_mimebundle_(include=include, exclude=exclude)
+        return show(self, include=include, exclude=exclude)
 
 
 def is_initialized() -> bool:
@@ -306,9 +305,8 @@ def get(refs, *, timeout=None, progress=False):
     client = _current_client()
     single, lst = _as_list(refs, "kit.get")
     oids = [r._id for r in lst]
-    if progress and context.get_runtime_context().worker_mode == "driver":
-        from widgets import progress as show_progress
-
+    show_progress = frontend.hook("progress") if progress else None
+    if show_progress is not None and context.get_runtime_context().worker_mode == "driver":
         with show_progress(lst, label=progress if isinstance(progress, str) else ""):
             client.wait_ready(oids, len(oids), timeout)
     else:

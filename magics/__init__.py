@@ -37,3 +37,12 @@ def load_ipython_extension(ipython):
 
 def unload_ipython_extension(ipython):
     """Nothing to undo: the magics stay until the kernel restarts (IPython cannot drop them)."""
+
+
+def _register():
+    from kit import frontend
+
+    frontend.register("ipython_extension", load_ipython_extension)
+
+
+_register()

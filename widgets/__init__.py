@@ -21,6 +21,8 @@ Example:
     >>> m.close(); kit.shutdown()
 """
 
+from kit import frontend as _frontend
+
 from .monitor import ClusterMonitor as ClusterMonitor
 from .plots import KitFigure as KitFigure
 from .plots import plot_node_counts as plot_node_counts
@@ -62,3 +64,12 @@ __all__ = [
     "text_table",
     "timeline_lanes",
 ]
+
+
+def _show_context(context, include=None, exclude=None):
+    """How ``kit.init()``'s context shows in a notebook: a live cluster monitor."""
+    return ClusterMonitor()._repr_mimebundle_(include=include, exclude=exclude)
+
+
+_frontend.register("display", _show_context)
+_frontend.register("progress", progress)
