@@ -225,43 +225,10 @@ class _Cell:
         return bound
 
     def stmt(self, node, bound: set) -> set:
-        if isinstance(node, ast.If):
-            self.read(_reads([node.test]), bound)
-            bound = bound | _walrus([node.test])
-            return self.block(node.body, set(bound)) & self.block(node.orelse, set(bound))
-        if isinstance(node, (ast.For, ast.AsyncFor)):
-            self.read(_reads([node.iter]), bound)
-            self.block(node.body, bound | _target_names(node.target))
-            self.block(node.orelse, set(bound))
-            return bound
-        if isinstance(node, ast.While):
-            self.read(_reads([node.test]), bound)
-            self.block(node.body, set(bound))
-            self.block(node.orelse, set(bound))
-            return bound
-        if isinstance(node, (ast.With, ast.AsyncWith)):
-            for item in node.items:
-                self.read(_reads([item.context_expr]), bound)
-                if item.optional_vars is not None:
-                    self.read(_reads([item.optional_vars]), bound)
-                    bound = bound | _target_names(item.optional_vars)
-            return self.block(node.body, set(bound))
-        if isinstance(node, (ast.Try, getattr(ast, "TryStar", ast.Try))):
-            after = self.block(node.orelse, self.block(node.body, set(bound)))
-            for h in node.handlers:
-                if h.type is not None:
-                    self.read(_reads([h.type]), bound)
-                after &= self.block(h.body, bound | ({h.name} if h.name else set()))
-            return self.block(node.finalbody, after)
-        if isinstance(node, getattr(ast, "Match", ())):
-            self.read(_reads([node.subject]), bound)
-            for case in node.cases:
-                inner = bound | _bindings([case.pattern])
-                self.read(_reads([case.pattern]), bound)
-                if case.guard is not None:
-                    self.read(_reads([case.guard]), inner)
-                self.block(case.body, inner)
-            return bound
+        """Record what ``node`` reads while ``bound`` is bound; the names bound after it."""
+        compound = self._COMPOUND.get(type(node).__name__)
+        if compound is not None:
+            return compound(self, node, bound)
         if isinstance(node, ast.Delete):
             self.read(_reads([node]), bound)
             return bound - _bindings([node])
@@ -273,6 +240,62 @@ class _Cell:
         # Simple statements, function and class definitions: reads, then bindings.
         self.read(_reads([node]), bound)
         return bound | _bindings([node])
+
+    def _if(self, node, bound: set) -> set:
+        self.read(_reads([node.test]), bound)
+        bound = bound | _walrus([node.test])
+        return self.block(node.body, set(bound)) & self.block(node.orelse, set(bound))
+
+    def _for(self, node, bound: set) -> set:
+        self.read(_reads([node.iter]), bound)
+        self.block(node.body, bound | _target_names(node.target))
+        self.block(node.orelse, set(bound))
+        return bound
+
+    def _while(self, node, bound: set) -> set:
+        self.read(_reads([node.test]), bound)
+        self.block(node.body, set(bound))
+        self.block(node.orelse, set(bound))
+        return bound
+
+    def _with(self, node, bound: set) -> set:
+        for item in node.items:
+            self.read(_reads([item.context_expr]), bound)
+            if item.optional_vars is not None:
+                self.read(_reads([item.optional_vars]), bound)
+                bound = bound | _target_names(item.optional_vars)
+        return self.block(node.body, set(bound))
+
+    def _try(self, node, bound: set) -> set:
+        after = self.block(node.orelse, self.block(node.body, set(bound)))
+        for h in node.handlers:
+            if h.type is not None:
+                self.read(_reads([h.type]), bound)
+            after &= self.block(h.body, bound | ({h.name} if h.name else set()))
+        return self.block(node.finalbody, after)
+
+    def _match(self, node, bound: set) -> set:
+        self.read(_reads([node.subject]), bound)
+        for case in node.cases:
+            inner = bound | _bindings([case.pattern])
+            self.read(_reads([case.pattern]), bound)
+            if case.guard is not None:
+                self.read(_reads([case.guard]), inner)
+            self.block(case.body, inner)
+        return bound
+
+    # Statements with bodies, by class name (ast.Match and ast.TryStar are newer).
+    _COMPOUND = {
+        "If": _if,
+        "For": _for,
+        "AsyncFor": _for,
+        "While": _while,
+        "With": _with,
+        "AsyncWith": _with,
+        "Try": _try,
+        "TryStar": _try,
+        "Match": _match,
+    }
 
 
 def _walrus(nodes) -> set:
@@ -377,7 +400,9 @@ def split_last_expr(tree: ast.Module, source: str = ""):
     stmts = list(tree.body)
     last = None
     if stmts and isinstance(stmts[-1], ast.Expr) and not ends_with_semicolon(source):
-        last = ast.Expression(stmts.pop().value)
+        expr = stmts.pop()
+        assert isinstance(expr, ast.Expr)
+        last = ast.Expression(expr.value)
     return ast.Module(body=stmts, type_ignores=[]), last
 
 

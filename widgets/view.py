@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from backends.base import short_id
 
@@ -177,7 +177,7 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit") -> Monit
     rows.sort(key=lambda r: (_natural(r.name), r.key))
     done = sum(r.done for r in rows)
     rows = [r._replace(bar_value=r.done, bar_max=max(1, done)) for r in rows]
-    alive = sum(1 for r in rows if r.state == "alive")
+    n_alive = sum(1 for r in rows if r.state == "alive")
     queued = sum(r.queued for r in rows)
     running = sum(r.running for r in rows)
     failed = sum(r.failed for r in rows)
@@ -186,7 +186,7 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit") -> Monit
         name="total",
         address="",
         node_id="",
-        state=f"{alive}/{len(rows)} alive",
+        state=f"{n_alive}/{len(rows)} alive",
         cpu_busy=sum(r.cpu_busy for r in rows),
         cpu_total=sum(r.cpu_total for r in rows if r.state != "dead"),
         queued=queued,
@@ -345,8 +345,8 @@ class ProgressView(NamedTuple):
     done: int
     failed: int
     total: int
-    rate: float
-    eta: float
+    rate: Optional[float]
+    eta: Optional[float]
     text: str
 
 
@@ -510,7 +510,7 @@ def timeline_lanes(events, names=None):
     if not spans:
         return [], 0.0
     t0 = min(s[2] for s in spans)
-    by_lane = {}
+    by_lane: dict = {}
     for node, worker, start, end, label, failed in spans:
         by_lane.setdefault((node, worker), []).append(
             Bar(start - t0, max(end, start) - t0, label, failed)
