@@ -358,6 +358,10 @@ class Scheduler:
             self.worker_died(
                 wid, f"its node {nid.hex() if isinstance(nid, bytes) else nid} {cause}"
             )
+        for actor in list(self.actors.values()):
+            if actor.node == nid and actor.worker is None and actor.state != A_DEAD:
+                actor.node = None  # placed there, its worker not started: place it again
+                self._place_actor(actor)
         lost = []
         for obj in list(self.objects.values()):
             p = obj.payload
@@ -935,9 +939,10 @@ class Scheduler:
         except ValueError:
             pass
         if w.actor is None and not w.tasks and w.state == BUSY:
-            if not w.blocked:
+            if not w.blocked:  # a blocked worker gave its slot back already
                 _give(w.held or {}, self.nodes[w.node].avail)
             w.held = None
+            w.blocked = False  # an idle worker waits in no get
             _move(w, IDLE, WORKER_MOVES)
             w.idle_since = self.now
 
@@ -990,12 +995,10 @@ class Scheduler:
 
     def _fail(self, t, payload):
         """Fail a task without running it (or after it ran): its returns get ``payload``."""
-        if t.state in (FINISHED, FAILED):
-            return
-        cancelled = t.state == CANCELLED
-        if not cancelled:
-            _task_move(t, FAILED)
-            self.counts["failed"] += 1
+        if t.state in (FINISHED, FAILED, CANCELLED):
+            return  # it ended already (a cancelled task's returns hold the cancellation)
+        _task_move(t, FAILED)
+        self.counts["failed"] += 1
         self.out.append(("event", TaskEvent(t.tid, t.label, "failed", None, t.worker, t.node)))
         for oid in t.spec.returns:
             obj = self.objects.get(oid)
@@ -1024,6 +1027,9 @@ class Scheduler:
         t = self.tasks.get(tid)
         if t is None or t.state in (FINISHED, FAILED, CANCELLED):
             return False
+        if t.spec.kind == ACTOR_CREATE:  # cancelling an actor's creation stops the actor
+            self.kill_actor(t.spec.actor, "its creation was cancelled")
+            return True
         payload = system_error_payload(TaskCancelledError, f"task {t.label} was cancelled")
         if t.state == RUNNING:
             w = self.workers.get(t.worker)
