@@ -1,39 +1,54 @@
 """Fixtures: real local clusters, bounded in time, checked for leftovers."""
 
 import os
-import time
 
 import psutil
 import pytest
+from helpers import wait_until
 
 import kit
 
 
 def kit_children():
-    return [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    ]
+    """This process's live descendants (zombies and those that just went are not counted)."""
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
 
 
 def shm_files(prefix="kit_"):
     return [f for f in os.listdir("/dev/shm") if f.startswith(prefix)]
 
 
-def wait_gone(timeout=5.0):
-    """Wait until this process has no live child processes; return those left."""
-    deadline = time.time() + timeout
-    left = kit_children()
-    while left and time.time() < deadline:
-        time.sleep(0.05)
-        left = kit_children()
-    return left
+def _cmdlines(procs):
+    out = []
+    for p in procs:
+        try:
+            out.append(" ".join(p.cmdline())[:120])
+        except psutil.Error:
+            out.append(f"pid {p.pid} (gone)")
+    return out
+
+
+def wait_gone(timeout=5.0, what="processes left"):
+    """Wait until this process has no live child process; fail naming those left."""
+    __tracebackhide__ = True
+    left = []
+
+    def none_left():
+        left[:] = kit_children()
+        return not left
+
+    wait_until(none_left, timeout, lambda: f"no child process; {what}: {_cmdlines(left)}")
 
 
 def _check_clean(cluster_id):
-    left = wait_gone()
-    assert not left, f"processes left after shutdown: {[p.cmdline() for p in left]}"
+    wait_gone(5.0, "processes left after shutdown")
     if cluster_id:
         assert not shm_files(f"kit_{cluster_id}_"), "shared memory left after shutdown"
 

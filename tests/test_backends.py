@@ -14,9 +14,9 @@ import time
 
 import pytest
 from conftest import wait_gone
+from helpers import wait_until
 from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
-from test_widgets_unit import wait_until
 
 import backends
 import widgets
@@ -72,8 +72,7 @@ def engine(request):
             resource_tracker._resource_tracker._stop()
         widgets.default_updater().stop()
         assert backends.current().name == "kit" and not backends.current().alive()
-        left = wait_gone(20)
-        assert not left, f"{name} left processes: {[p.cmdline()[:3] for p in left]}"
+        wait_gone(20, f"{name} left processes")
 
 
 def wait_jobs(sh, timeout=20):

@@ -62,4 +62,4 @@ def test_the_same_notebook_runs_on_each_engine(engine, tmp_path):
     assert data(6, widget) and data(6, "text/plain")[0].startswith(f"{engine} cluster: ")
     assert "DONE 5" in text(7)  # 1 + 3 + 1 tasks, per-node counts
     assert "stopped" in text(8)
-    assert not wait_gone(20), "the kernel or its cluster outlived the notebook"
+    wait_gone(20, "the kernel or its cluster outlived the notebook")

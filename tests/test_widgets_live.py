@@ -10,6 +10,7 @@ import time
 
 import pytest
 from conftest import _check_clean
+from helpers import wait_until
 
 import kit
 import widgets
@@ -42,15 +43,6 @@ def nap(i, seconds=0.02):
 @kit.remote
 def fail(i):
     raise ValueError(f"task {i} fails on purpose")
-
-
-def wait_until(pred, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def runtime_counts():
@@ -244,7 +236,7 @@ def test_widgets_in_a_real_kernel_and_figures_survive_html_export(tmp_path):
         png = data(i, "image/png")
         assert png and len(png[0]) > 1000, outs[i]
     assert "UP False" in text(5)
-    assert not wait_gone(10), "the kernel or its cluster outlived the notebook"
+    wait_gone(10, "the kernel or its cluster outlived the notebook")
     try:
         from nbconvert import HTMLExporter
     except ImportError:

@@ -8,6 +8,7 @@ import time
 
 import matplotlib
 import pytest
+from helpers import wait_until
 
 import widgets
 from widgets import view as V
@@ -398,15 +399,6 @@ def count_sends(*roots):
         assert isinstance(r, w.Widget)
         walk(r)
     return sent
-
-
-def wait_until(pred, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 def tick(nodes=None, events=None, names=None):

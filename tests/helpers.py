@@ -1,0 +1,107 @@
+"""Waiting in tests: poll a condition with a timeout, never sleep and hope.
+
+Every wait for something to happen goes through ``wait_until``; a ``time.sleep`` left
+in a test is the behaviour under test (a task body that must still be running when the
+test cancels it, ...). ``wait_until`` needs only the standard library, so code that a
+test runs in a kernel or a subprocess can use it too::
+
+    sys.path.insert(0, TESTS)
+    from helpers import wait_until
+
+The kit helpers (``latest_event``, ``wait_tasks``) import kit when called.
+"""
+
+import os
+import time
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+INTERVAL = 0.02  # seconds between two calls of a predicate
+
+
+def wait_until(predicate, timeout=10.0, message="the condition", interval=INTERVAL):
+    """Call ``predicate`` until it returns something true; return that value.
+
+    Args:
+        predicate: a function of no arguments, called at once, then every ``interval`` s.
+        timeout: seconds to wait at most.
+        message: what is awaited, for the failure: a string, or a function of no
+            arguments (called only on failure, so it can describe the latest state).
+        interval: seconds between calls (more for a costly predicate).
+
+    Returns:
+        The predicate's first true value.
+
+    Raises:
+        AssertionError: after ``timeout`` s, naming ``message`` and the last value seen.
+
+    Example:
+        >>> wait_until(lambda: [1, 2], 1, "a list")
+        [1, 2]
+        >>> wait_until(lambda: 0, 0.05, "a number")
+        Traceback (most recent call last):
+        ...
+        AssertionError: timed out after 0.05 s waiting for a number (last value: 0)
+    """
+    __tracebackhide__ = True
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            what = message() if callable(message) else message
+            raise AssertionError(
+                f"timed out after {timeout} s waiting for {what} (last value: {value!r})"
+            )
+        time.sleep(interval)
+
+
+def latest_event():
+    """The sequence number of kit's last task event: pass it as ``since`` to see only newer ones."""
+    import kit
+
+    return kit.events(2**62)[0]
+
+
+def wait_tasks(match, state="running", count=1, since=0, timeout=10.0):
+    """Wait until ``count`` tasks matching ``match`` have reached ``state`` (kit.events).
+
+    Args:
+        match: an ``ObjectRef`` (the task that makes it), a task label (``"nap"``), or
+            a function of an event dict.
+        state: queued, running, finished, failed or cancelled. A task is "running"
+            from the moment the head sends it to a worker.
+        count: how many distinct tasks.
+        since: only events after this sequence number (``latest_event()``).
+        timeout: seconds to wait at most.
+
+    Returns:
+        The first event in ``state`` of each task seen, ``count`` or more.
+
+    Raises:
+        AssertionError: after ``timeout`` s, with the states the matching tasks went through.
+    """
+    __tracebackhide__ = True
+    import kit
+
+    if isinstance(match, str):
+        label, what = match, f"task(s) labelled {match!r}"
+        match = lambda e: e["label"] == label  # noqa: E731
+    elif isinstance(match, kit.ObjectRef):
+        tid, what = match.task_id().hex(), f"task {match.task_id().hex()}"
+        match = lambda e: e["task_id"] == tid  # noqa: E731
+    else:
+        what = "task(s) matching"
+    cursor, reached, history = since, {}, []
+
+    def enough():
+        nonlocal cursor
+        cursor, events = kit.events(cursor)
+        for e in events:
+            if match(e):
+                history.append((e["task_id"][-6:], e["state"]))
+                if e["state"] == state:
+                    reached.setdefault(e["task_id"], e)
+        return len(reached) >= count and list(reached.values())
+
+    return wait_until(enough, timeout, lambda: f"{count} {what} {state}; seen: {history}")
