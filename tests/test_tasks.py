@@ -6,6 +6,7 @@ import pickle
 import time
 
 import pytest
+from helpers import latest_event, wait_tasks, wait_until
 
 import kit
 
@@ -27,15 +28,15 @@ def boom(msg):
 
 def test_remote_returns_ref_at_once_and_get(cluster):
     @kit.remote
-    def slow():
-        time.sleep(0.5)
+    def slow(seconds):
+        time.sleep(seconds)  # still running when the test looks at its ref
         return 7
 
-    t = time.perf_counter()
-    ref = slow.remote()
-    assert time.perf_counter() - t < 0.25
+    ref = slow.remote(30)
     assert isinstance(ref, kit.ObjectRef)
-    assert kit.get(ref) == 7
+    assert kit.wait([ref], timeout=0) == ([], [ref])  # returned before the value exists
+    kit.cancel(ref)
+    assert kit.get(slow.remote(0)) == 7
 
 
 def test_map_and_order(cluster):
@@ -102,7 +103,7 @@ def test_put_get_and_ref_in_value(cluster):
 def test_get_timeout(cluster):
     @kit.remote
     def sleepy():
-        time.sleep(3)
+        time.sleep(3)  # still running when get gives up
 
     r = sleepy.remote()
     with pytest.raises(kit.GetTimeoutError):
@@ -163,12 +164,13 @@ def test_nested_tasks_on_one_slot_do_not_deadlock(fresh):
 def test_cancel_queued_and_running(cluster):
     @kit.remote
     def long():
-        time.sleep(30)
+        time.sleep(30)  # still running when cancelled
         return "finished"
 
     running = [long.remote() for _ in range(2)]
     queued = long.remote()
-    time.sleep(0.5)
+    for r in running:  # the two slots are taken: the third waits in the queue
+        wait_tasks(r, "running")
     kit.cancel(queued)
     for r in running:
         kit.cancel(r)
@@ -181,14 +183,14 @@ def test_cancel_queued_and_running(cluster):
 
 @kit.remote
 def child_sleeper():
-    time.sleep(30)
+    time.sleep(2)  # running when its parent is cancelled; left alone, it ends by itself
     return "child finished"
 
 
 @kit.remote
 def parent_of_sleeper(_):
     child = child_sleeper.remote()
-    time.sleep(30)
+    time.sleep(30)  # running when it is cancelled
     return kit.get(child)
 
 
@@ -199,15 +201,14 @@ def _states(label, since):
 @pytest.mark.parametrize("recursive", [True, False])
 def test_cancel_reaches_the_tasks_a_task_submitted(fresh, recursive):
     fresh(num_cpus=2)
-    since = kit.events(2**62)[0]
+    since = latest_event()
     parent = parent_of_sleeper.remote(recursive)
-    deadline = time.time() + 10
-    while "running" not in _states("child_sleeper", since) and time.time() < deadline:
-        time.sleep(0.05)
+    wait_tasks("child_sleeper", "running", since=since)
     kit.cancel(parent, recursive=recursive)
     with pytest.raises(kit.TaskCancelledError):
         kit.get(parent, timeout=10)
-    time.sleep(0.3)
+    # either the child was cancelled with its parent, or it runs to its end
+    wait_tasks("child_sleeper", "cancelled" if recursive else "finished", since=since)
     child_states = _states("child_sleeper", since)
     assert ("cancelled" in child_states) == recursive, child_states
 
@@ -219,7 +220,7 @@ def test_force_cancel_kills_worker(cluster):
             pass
 
     r = stuck.remote()
-    time.sleep(0.3)
+    wait_tasks(r, "running")
     kit.cancel(r, force=True)
     with pytest.raises(kit.TaskCancelledError):
         kit.get(r, timeout=10)
@@ -254,15 +255,14 @@ def test_print_reaches_driver(cluster, capfd):
         return i
 
     kit.get([talk.remote(i) for i in range(3)])
-    deadline = time.time() + 5
-    seen = ""
-    while time.time() < deadline:
-        seen += capfd.readouterr().out
-        if all(f"line from task {i}" in seen for i in range(3)):
-            break
-        time.sleep(0.05)
-    assert "line from task 2" in seen
-    assert "(talk pid=" in seen
+    seen = []
+
+    def all_printed():
+        seen.append(capfd.readouterr().out)
+        return all(f"line from task {i}" in "".join(seen) for i in range(3))
+
+    wait_until(all_printed, 5, lambda: f"the three lines in the driver's output: {seen}")
+    assert "(talk pid=" in "".join(seen)
 
 
 def test_runtime_context(cluster):
@@ -331,9 +331,7 @@ def test_output_routed_from_the_first_line(cluster, capfd):
         with kit.logs.capture(lambda stream, text, i=i: got.setdefault(i, []).append(text)):
             refs.append(shout.remote(i))
     kit.get(refs)
-    deadline = time.time() + 10
-    while len(got) < 100 and time.time() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(got) == 100, 10, lambda: f"a line from each task, got {len(got)}")
     for r in refs:
         kit.logs.unroute(r.task_id())
     assert all(got[i] == [f"first line of {i}"] for i in range(100))
