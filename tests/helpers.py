@@ -105,3 +105,21 @@ def wait_tasks(match, state="running", count=1, since=0, timeout=10.0):
         return len(reached) >= count and list(reached.values())
 
     return wait_until(enough, timeout, lambda: f"{count} {what} {state}; seen: {history}")
+
+
+def task_spans(refs):
+    """``[(started, ended), ...]`` of the finished tasks that make ``refs``, from kit's
+    timeline (the worker's clock): to check that tasks ran at the same time without
+    timing the test."""
+    import kit
+
+    ids = [r.task_id().hex() for r in refs]
+    done = {e["task_id"]: e for e in kit.timeline() if e["state"] == "finished"}
+    missing = [t for t in ids if t not in done]
+    assert not missing, f"no finished event for tasks {missing}"
+    return [(done[t]["started"], done[t]["time"]) for t in ids]
+
+
+def all_overlap(spans):
+    """True if one moment lies inside every ``(start, end)`` span: they all ran together."""
+    return max(s for s, _ in spans) < min(e for _, e in spans)

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from helpers import all_overlap, latest_event, task_spans, wait_tasks, wait_until
 
 import kit
 
@@ -69,9 +70,12 @@ def test_handle_passed_to_tasks(cluster):
     box = Messages.remote()
     kit.get([worker.remote(box, i) for i in range(3)])
     got = []
-    deadline = time.time() + 10
-    while len(got) < 60 and time.time() < deadline:
-        got += kit.get(box.take.remote())
+
+    def all_arrived():
+        got.extend(kit.get(box.take.remote()))
+        return len(got) >= 60
+
+    wait_until(all_arrived, 10, lambda: f"the 60 messages, {len(got)} arrived")
     assert sorted(got) == sorted(f"{i}:{j}" for i in range(3) for j in range(20))
     for i in range(3):  # each caller's calls arrive in the order it made them
         mine = [m for m in got if m.startswith(f"{i}:")]
@@ -122,8 +126,9 @@ def test_actor_process_death_fails_calls(cluster):
 def test_actor_restart(cluster):
     c = Counter.options(max_restarts=1).remote(5)
     pid = kit.get(c.pid.remote())
+    since = latest_event()
     os.kill(pid, signal.SIGKILL)
-    time.sleep(0.3)
+    wait_tasks("Counter.__init__", "finished", since=since, timeout=20)  # restarted
     assert kit.get(c.inc.remote(), timeout=20) == 6  # __init__ ran again
 
 
@@ -133,13 +138,13 @@ class Slow:
         return os.getpid()
 
     def work(self, seconds):
-        time.sleep(seconds)
+        time.sleep(seconds)  # still running when its process is killed
         return os.getpid()
 
 
 def _kill_during(actor, pid):
     ref = actor.work.remote(2.0)
-    time.sleep(0.5)
+    wait_tasks(ref, "running", timeout=20)  # the call is in flight
     os.kill(pid, signal.SIGKILL)
     return ref
 
@@ -173,9 +178,9 @@ def test_max_concurrency_threads(cluster):
 
     s = Sleeper.options(max_concurrency=4).remote()
     kit.get(s.nap.remote(0))
-    t = time.perf_counter()
-    idents = kit.get([s.nap.remote(0.5) for _ in range(4)])
-    assert time.perf_counter() - t < 1.5
+    refs = [s.nap.remote(0.5) for _ in range(4)]
+    idents = kit.get(refs)
+    assert all_overlap(task_spans(refs)), task_spans(refs)  # the four ran at once
     assert len(set(idents)) > 1
 
 
@@ -187,24 +192,24 @@ def test_async_actor(cluster):
             return t
 
     a = AsyncActor.remote()
-    t = time.perf_counter()
-    assert kit.get([a.work.remote(0.4) for _ in range(4)]) == [0.4] * 4
-    assert time.perf_counter() - t < 1.5
+    refs = [a.work.remote(0.4) for _ in range(4)]
+    assert kit.get(refs) == [0.4] * 4
+    assert all_overlap(task_spans(refs)), task_spans(refs)  # awaited together
 
 
 def test_actor_handle_dropped_stops_process(cluster):
     c = Counter.remote()
     pid = kit.get(c.pid.remote())
     del c
-    deadline = time.time() + 10
-    while time.time() < deadline:
+
+    def gone():
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("actor process still alive after its last handle was dropped")
+            return True
+        return False
+
+    wait_until(gone, 10, "the actor's process to end after its last handle was dropped")
 
 
 def test_actor_calls_actor(cluster):
