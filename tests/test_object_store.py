@@ -1,11 +1,11 @@
 """The shared-memory object store: zero copy, one copy per put, freeing, spilling."""
 
 import os
-import time
 
 import numpy as np
 import psutil
 import pytest
+from helpers import wait_until
 
 import kit
 from kit import object_store
@@ -72,10 +72,7 @@ def test_put_100mib_read_by_four_tasks_copies_once(cluster):
     assert sizes[-1] >= 100 * MiB  # the array, once
     assert shm_bytes(cid) - base < 101 * MiB, "the array was copied more than once"
     del ref
-    deadline = time.time() + 10
-    while shm_bytes(cid) > base and time.time() < deadline:
-        time.sleep(0.05)
-    assert shm_bytes(cid) <= base, "the array was not freed after its last ref went"
+    wait_until(lambda: shm_bytes(cid) <= base, 10, "the array to be freed after its last ref went")
 
 
 def test_large_result_goes_to_shared_memory(cluster):
@@ -92,10 +89,10 @@ def test_memory_stays_flat_over_put_drop_cycles(cluster):
     cid = cluster_id()
     arr = np.ones(100 * MiB // 8)
     me = psutil.Process()
-    for _ in range(3):
-        kit.get(kit.put(arr))
-    time.sleep(0.5)
     base = shm_bytes(cid)
+    for _ in range(3):  # warm up the driver's buffers (rss)
+        kit.get(kit.put(arr))
+    wait_until(lambda: shm_bytes(cid) <= base, 10, "the warm-up arrays to be freed")
     rss0 = me.memory_info().rss
     peak = 0
     for _ in range(40):
@@ -103,10 +100,7 @@ def test_memory_stays_flat_over_put_drop_cycles(cluster):
         kit.get(r)
         del r
         peak = max(peak, shm_bytes(cid))
-    deadline = time.time() + 10
-    while shm_bytes(cid) > base and time.time() < deadline:
-        time.sleep(0.05)
-    assert shm_bytes(cid) <= base
+    wait_until(lambda: shm_bytes(cid) <= base, 10, "the arrays to be freed")
     assert peak - base < 400 * MiB, f"{peak / MiB:.0f} MiB in shared memory at once"
     assert me.memory_info().rss - rss0 < 150 * MiB
 
@@ -126,12 +120,9 @@ def test_spill_to_disk_and_back(fresh):
     fresh(num_cpus=1, object_store_memory=20 * MiB)
     refs = [kit.put(np.full(8 * MiB // 8, i, dtype=np.float64)) for i in range(6)]
     client = kit.api._current_client()
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if client.query("status")["counts"].get("spilled", 0) > 0:
-            break
-        time.sleep(0.05)
-    assert client.query("status")["counts"].get("spilled", 0) > 0
+    wait_until(
+        lambda: client.query("status")["counts"].get("spilled", 0) > 0, 10, "a spill to be counted"
+    )
 
     def spilled():
         try:
@@ -143,9 +134,7 @@ def test_spill_to_disk_and_back(fresh):
         except FileNotFoundError:
             return []
 
-    while not spilled() and time.time() < deadline:
-        time.sleep(0.05)
-    assert spilled(), "nothing was moved to the spill folder"
+    wait_until(spilled, 10, "a file in the spill folder")
 
     @kit.remote
     def first(a):
