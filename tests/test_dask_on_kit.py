@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+from helpers import latest_event, wait_tasks, wait_until
 
 import kit
 
@@ -187,36 +188,36 @@ def test_exception_in_delayed_is_raised_with_its_type(cluster):
 
 
 def nap(x):
-    time.sleep(30)
+    time.sleep(30)  # still running when the graph is cancelled
     return x
 
 
 def wait_cpus_free(n, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if kit.available_resources().get("CPU", 0) >= n:
-            return True
-        time.sleep(0.1)
-    return False
+    return wait_until(
+        lambda: kit.available_resources().get("CPU", 0) >= n, timeout, f"{n} free CPUs"
+    )
 
 
 def test_failure_cancels_the_rest_of_the_graph(cluster):
-    t0 = time.time()
+    since = latest_event()
     with pytest.raises(KeyError):  # one slot naps, the other fails
         on_kit(delayed(sum)([delayed(boom)(1), delayed(operator.neg)(delayed(nap)(1))]))
-    assert time.time() - t0 < 20
+    wait_tasks("nap", "cancelled", since=since)  # not waited for: cancelled
     assert wait_cpus_free(2)  # the nap was cancelled, not left to run
 
 
 def test_interrupt_cancels_the_graph(cluster, monkeypatch):
-    def interrupted(*args, **kwargs):
-        time.sleep(0.5)
+    since = latest_event()
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while the graph's tasks run
+        wait_tasks("nap", "running", count=2, since=since)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(kit.api, "get", interrupted)
     with pytest.raises(KeyboardInterrupt):
         on_kit(delayed(sum)([delayed(nap)(i) for i in range(3)]))
     monkeypatch.undo()
+    wait_tasks("nap", "cancelled", count=3, since=since)
     assert wait_cpus_free(2)
 
 
@@ -228,9 +229,9 @@ def test_unpicklable_node_cancels_what_was_submitted(cluster):
     failed = kit.cluster_status()["counts"]["failed"]
     with pytest.raises(kit.SerializationError):
         on_kit(delayed(lambda a, b: a)(first, lock, dask_key_name="needs-lock"))
-    deadline = time.time() + 10
-    while kit.cluster_status()["counts"]["failed"] == failed and time.time() < deadline:
-        time.sleep(0.1)
+    wait_until(
+        lambda: kit.cluster_status()["counts"]["failed"] != failed, 10, "the nap to be cancelled"
+    )
     assert kit.cluster_status()["counts"]["failed"] == failed + 1  # the nap, cancelled
     assert wait_cpus_free(2)
 
