@@ -6,13 +6,18 @@ node agent that is killed takes finished results with it, which kit makes again
 from their lineage (the figure "rebuilt").
 
     python scripts/chaos.py [--tasks 2000] [--nodes 3] [--interval 0.3] [--short]
+                            [--deadline SECONDS]
 
 Prints the figures as one JSON line: faults injected, tasks, wrong or lost results.
+A run that has not finished by the deadline (90 s in short mode) is a hang: the script
+prints the cluster's state (nodes, task counts, results not ready) and every thread's
+stack (where the driver waits) to stderr, a JSON line with ``"hung": true``, and exits 3.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import random
@@ -29,17 +34,19 @@ def main(argv=None):
     p.add_argument("--tasks", type=int, default=2000)
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--interval", type=float, default=0.3)
+    p.add_argument("--deadline", type=float, default=None, help="seconds before a hang")
     p.add_argument("--short", action="store_true", help="300 tasks on 2 nodes (for the tests)")
     args = p.parse_args(argv)
     if args.short:
         args.tasks, args.nodes = 300, 2
+    if args.deadline is None:
+        args.deadline = 90.0 if args.short else 600.0
     import numpy as np
 
     import kit
 
     kit.init(num_nodes=args.nodes, num_cpus=2)
-    nodes = kit.nodes()
-    node_pids = {n["pid"] for n in nodes}
+    node_pids = {n["pid"] for n in kit.nodes()}
 
     @kit.remote(max_retries=10)
     def leaf(i):
@@ -53,37 +60,8 @@ def main(argv=None):
 
     stop = threading.Event()
     faults = {"workers_killed": 0, "nodes_killed": 0}
-    rng = random.Random(7)
-
-    def killer():
-        killed_node = args.nodes < 2
-        start = time.time()
-        while not stop.wait(args.interval):
-            workers = []
-            for pid in node_pids:  # workers are children of each node agent's zygote
-                try:
-                    for zygote in psutil.Process(pid).children():
-                        workers += zygote.children()
-                except psutil.Error:
-                    pass
-            if not killed_node and time.time() - start > 0.5:
-                victim = sorted(node_pids)[-1]
-                try:
-                    os.kill(victim, signal.SIGKILL)
-                    faults["nodes_killed"] += 1
-                except ProcessLookupError:
-                    pass
-                killed_node = True
-                continue
-            if workers:
-                try:
-                    rng.choice(workers).kill()
-                    faults["workers_killed"] += 1
-                except psutil.Error:
-                    pass
-
     t = time.time()
-    th = threading.Thread(target=killer, daemon=True)
+    th = threading.Thread(target=killer, args=(args, node_pids, stop, faults), daemon=True)
     th.start()
     leaves = [leaf.remote(i) for i in range(args.tasks // 2)]
     level = leaves
@@ -92,15 +70,19 @@ def main(argv=None):
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
+    dog = threading.Timer(args.deadline, hung, args=(kit, leaves + level, faults, t))
+    dog.daemon = True
+    dog.start()
     lost = wrong = 0
     try:
-        values = kit.get(leaves, timeout=600)
+        values = kit.get(leaves, timeout=args.deadline)
         wrong += sum(1 for i, v in enumerate(values) if not (v == i).all())
-        total = kit.get(level[0], timeout=600)
+        total = kit.get(level[0], timeout=args.deadline)
         wrong += not (total == sum(range(args.tasks // 2))).all()
     except kit.KitError as e:
         lost += 1
         print("lost:", e, file=sys.stderr)
+    dog.cancel()
     stop.set()
     th.join()
     counts = kit.cluster_status()["counts"]
@@ -116,6 +98,56 @@ def main(argv=None):
     }
     print(json.dumps(out))
     return 0 if not (lost or wrong) else 1
+
+
+def killer(args, node_pids, stop, faults):
+    """Kill a random worker every ``interval``; after 0.5 s, one node agent (the last)."""
+    rng = random.Random(7)
+    killed_node = args.nodes < 2
+    start = time.time()
+    while not stop.wait(args.interval):
+        if not killed_node and time.time() - start > 0.5:
+            try:
+                os.kill(sorted(node_pids)[-1], signal.SIGKILL)
+                faults["nodes_killed"] += 1
+            except ProcessLookupError:
+                pass
+            killed_node = True
+            continue
+        workers = []
+        for pid in node_pids:  # workers are children of each node agent's zygote
+            try:
+                for zygote in psutil.Process(pid).children():
+                    workers += zygote.children()
+            except psutil.Error:
+                pass
+        if workers:
+            try:
+                rng.choice(workers).kill()
+                faults["workers_killed"] += 1
+            except psutil.Error:
+                pass
+
+
+def hung(kit, refs, faults, started):
+    """The deadline passed: report the cluster's state and where every thread waits."""
+    err = sys.stderr
+    print(f"chaos: no result after {time.time() - started:.0f} s: a hang", file=err)
+    try:
+        status = kit.cluster_status()
+        print(f"chaos: counts {status['counts']}, waiting {status['waiting']}", file=err)
+        for n in status["nodes"]:
+            keys = ("tag", "alive", "running", "queued", "done", "failed", "pid")
+            print("chaos: node", {k: n.get(k) for k in keys}, file=err)
+        ready, rest = kit.wait(refs, num_returns=len(refs), timeout=1)
+        print(f"chaos: {len(ready)} of {len(refs)} results ready", file=err)
+    except Exception as e:  # the report must not hide the hang
+        print(f"chaos: the cluster did not answer: {e!r}", file=err)
+    faulthandler.dump_traceback(file=err, all_threads=True)
+    err.flush()
+    print(json.dumps({"hung": True, **faults, "seconds": round(time.time() - started, 2)}))
+    sys.stdout.flush()
+    os._exit(3)
 
 
 if __name__ == "__main__":
