@@ -1,5 +1,8 @@
 """The tutorial notebooks in ``notebooks/``, executed top to bottom in a real kernel.
 
+The ``.ipynb`` files are written from their sources, ``notebooks/NN-name.py``, by
+``scripts/sync_notebooks.py``; ``tests/test_tutorials.py`` checks they are up to date.
+
 Each runs in a fresh ``python3`` kernel with its folder as the working directory
 and must finish without an error (cells tagged ``raises-exception`` may raise).
 The kernel is shut down by nbclient; afterwards no kit process it started may be
@@ -89,7 +92,7 @@ def test_notebook_runs(name):
     nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
-            assert not cell.outputs, f"{name} has stored outputs; regenerate it"
+            assert not cell.outputs, f"{name} has outputs: python scripts/sync_notebooks.py"
     value = uuid.uuid4().hex
     env = dict(os.environ, **{MARKER: value})
     client = nbclient.NotebookClient(
