@@ -1,13 +1,12 @@
 """The joblib backend: joblib.Parallel and scikit-learn's n_jobs on a real local cluster."""
 
 import doctest
-import os
-import threading
 import time
 
 import joblib
 import numpy as np
 import pytest
+from helpers import wait_until
 
 import kit
 
@@ -28,8 +27,32 @@ def divide(a, b):
 
 
 def total(arr, i, hold=0.0):
-    time.sleep(hold)
+    time.sleep(hold)  # calls that last: the first ones are still running when more start
     return float(arr.sum()) + i
+
+
+def mapped_from(arr, i):
+    """``(the file whose memory holds arr in this worker, arr.sum() + i)``, from /proc/self/maps."""
+    addr = arr.ctypes.data
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split()
+            low, high = (int(x, 16) for x in fields[0].split("-"))
+            if low <= addr < high:
+                return (fields[5] if len(fields) > 5 else "(anonymous)"), float(arr.sum()) + i
+    return None, float(arr.sum()) + i
+
+
+def labels_since(last, wanted):
+    """The labels of kit's task events after ``last``, once ``wanted`` is among them."""
+    seen = set()
+
+    def found():
+        seen.update(e["label"] for e in kit.events(last)[1])
+        return wanted in seen
+
+    wait_until(found, 10, lambda: f"a task labelled {wanted}, saw {seen}")
+    return seen
 
 
 def test_parallel_results_equal_serial(cluster):
@@ -66,40 +89,21 @@ def test_batches_run_as_named_kit_tasks(cluster):
     last, _ = kit.events()
     with joblib.parallel_backend("kit"):
         joblib.Parallel(n_jobs=-1)(joblib.delayed(cube)(i) for i in range(10))
-    time.sleep(0.2)
-    labels = {e["label"] for e in kit.events(last)[1]}
-    assert labels == {"joblib:cube"}
-
-
-def _cluster_shm():
-    prefix = f"kit_{kit.api._state['client'].cluster}_"
-    return {f for f in os.listdir("/dev/shm") if f.startswith(prefix)}
+    assert labels_since(last, "joblib:cube") == {"joblib:cube"}
 
 
 def test_large_argument_is_put_once(cluster):
     """A 2 MiB array passed to 8 calls lives once in shared memory, not once per task."""
     arr = np.arange(256 * 1024, dtype=np.float64)  # 2 MiB, over the 100 KiB inline limit
-    before = _cluster_shm()
-    peak, stop = set(), threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak.update(_cluster_shm() - before)
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        with joblib.parallel_backend("kit"):
-            out = joblib.Parallel(n_jobs=-1, batch_size=1)(
-                joblib.delayed(total)(arr, i, hold=0.3) for i in range(8)
-            )
-    finally:
-        stop.set()
-        sampler.join(10)
-    assert out == [float(arr.sum()) + i for i in range(8)]
-    # Tasks held the array for 4 x 0.3 s on 2 slots: a copy per task would show several.
-    assert len(peak) == 1, peak
+    with joblib.parallel_backend("kit"):
+        out = joblib.Parallel(n_jobs=-1, batch_size=1)(
+            joblib.delayed(mapped_from)(arr, i) for i in range(8)
+        )
+    files, sums = zip(*out)
+    assert list(sums) == [float(arr.sum()) + i for i in range(8)]
+    # every call read the array from one shared-memory file (a put per call: one file each)
+    prefix = f"/dev/shm/kit_{kit.api._state['client'].cluster}_"
+    assert len(set(files)) == 1 and files[0].startswith(prefix), files
 
 
 def test_gridsearchcv_matches_the_default_backend(cluster):
@@ -118,8 +122,7 @@ def test_gridsearchcv_matches_the_default_backend(cluster):
     assert np.allclose(
         on_kit.cv_results_["mean_test_score"], default.cv_results_["mean_test_score"]
     )
-    time.sleep(0.2)
-    assert any(e["label"] == "joblib:_fit_and_score" for e in kit.events(last)[1])
+    assert "joblib:_fit_and_score" in labels_since(last, "joblib:_fit_and_score")
 
 
 def test_register_starts_kit_if_needed(fresh):
@@ -138,9 +141,13 @@ def test_n_jobs_minus_one_spans_every_node(fresh):
             joblib.delayed(total)(np.ones(4), i, hold=0.3) for i in range(4)
         )
     assert out == [4.0 + i for i in range(4)]
-    time.sleep(0.2)
-    nodes = {e["node"] for e in kit.events(last)[1] if e["label"] == "joblib:total"}
-    assert len(nodes - {None}) == 2
+    nodes = set()
+
+    def both_nodes():
+        nodes.update(e["node"] for e in kit.events(last)[1] if e["label"] == "joblib:total")
+        return len(nodes - {None}) == 2
+
+    wait_until(both_nodes, 10, lambda: f"joblib:total on both nodes, saw {nodes}")
 
 
 def test_star_import_does_not_shadow_joblib():
