@@ -7,10 +7,10 @@ execute request in ``parent_header``; a ``--no-block`` cell displays a widget
 """
 
 import queue
-import time
 
 import psutil
 import pytest
+from helpers import TESTS, wait_until
 
 jupyter_client = pytest.importorskip("jupyter_client")
 
@@ -35,18 +35,17 @@ class Kernel:
 
     def finish(self, msg_id, timeout=30):
         """Read until the cell's kernel goes idle; return the execute reply's content."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+
+        def idle():
             m = self._read(0.2)
-            if (
+            return (
                 m is not None
                 and m["parent_header"].get("msg_id") == msg_id
                 and m["msg_type"] == "status"
                 and m["content"]["execution_state"] == "idle"
-            ):
-                break
-        else:
-            raise AssertionError(f"cell {msg_id} did not finish in {timeout} s")
+            )
+
+        wait_until(idle, timeout, f"cell {msg_id} to finish", interval=0)  # _read waits
         while True:
             reply = self.kc.get_shell_msg(timeout=timeout)
             if reply["parent_header"].get("msg_id") == msg_id:
@@ -59,10 +58,12 @@ class Kernel:
         return msg_id
 
     def wait_for(self, pred, timeout=10):
-        deadline = time.time() + timeout
-        while not pred():
-            assert time.time() < deadline, "timed out waiting for the kernel's messages"
-            self._read(0.1)
+        def seen():
+            if not pred():
+                self._read(0.1)  # one more message, or 0.1 s
+            return pred()
+
+        wait_until(seen, timeout, "the kernel's messages", interval=0)  # _read waits
 
     def of(self, msg_id, msg_type=None):
         return [
@@ -154,11 +155,12 @@ def test_prints_land_in_their_own_cell(kernel):
 
 
 def test_no_block_output_stays_in_its_cell(kernel):
+    # a sleeps: it is still running, and prints, while cell b runs in the kernel
     a = kernel.run(
         "%%remote --no-block -o a\nimport time\nprint('a-first')\ntime.sleep(1)\n"
         "print('a-second')\na = 1\n'a-value'"
     )
-    b = kernel.run("import time\nprint('b-local')\ntime.sleep(1.5)\nprint('b-end')")
+    b = kernel.run("import kit\nprint('b-local')\nkit.wait([a], timeout=20)\nprint('b-end')")
     kernel.wait_for(lambda: "a-value" in kernel.widget_output_text(a), timeout=10)
     text = kernel.widget_output_text(a)
     assert "a-first\n" in text and "a-second\n" in text
@@ -168,11 +170,16 @@ def test_no_block_output_stays_in_its_cell(kernel):
 
 
 def test_two_no_block_cells_run_concurrently(kernel):
-    t0 = time.time()
-    for name in ("x", "y"):
-        kernel.run(f"%%remote --no-block -o {name}\nimport time\ntime.sleep(3)\n{name} = 1")
-    kernel.run("import kit\nassert kit.get([x, y], timeout=20) == [1, 1]", timeout=20)
-    assert time.time() - t0 < 5.5
+    for name in ("x", "y"):  # each sleeps: the two overlap if they run together
+        kernel.run(f"%%remote --no-block -o {name}\nimport time\ntime.sleep(1.5)\n{name} = 1")
+    check = kernel.run(
+        f"import sys, kit\nsys.path.insert(0, {TESTS!r})\n"
+        "from helpers import all_overlap, task_spans\n"
+        "assert kit.get([x, y], timeout=20) == [1, 1]\n"
+        "print('together', all_overlap(task_spans([x, y])), task_spans([x, y]))",
+        timeout=20,
+    )
+    assert kernel.streams(check).startswith("together True"), kernel.streams(check)
 
 
 def test_interrupt_cancels_the_remote_task(kernel):
@@ -180,18 +187,16 @@ def test_interrupt_cancels_the_remote_task(kernel):
         "%%remote\nimport time\nprint('sleeping')\ntime.sleep(30)\nprint('not reached')"
     )
     kernel.wait_for(lambda: "sleeping" in kernel.streams(msg_id), timeout=10)
-    t0 = time.time()
     kernel.km.interrupt_kernel()
-    reply = kernel.finish(msg_id, timeout=10)
-    assert time.time() - t0 < 2.0
+    reply = kernel.finish(msg_id, timeout=10)  # not the 30 s the cell sleeps
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
     error = kernel.of(msg_id, "error")[0]["content"]["traceback"]
     assert len(error) == 1 and "cancelled remote-cell-" in error[0]
     check = kernel.run(
-        "import kit, time\nt = time.time()\n"
+        f"import sys, kit\nsys.path.insert(0, {TESTS!r})\nfrom helpers import wait_until\n"
         "busy = lambda: sum(n['running'] for n in kit.nodes())\n"
-        "while busy() and time.time() - t < 5:\n"
-        "    time.sleep(0.05)\nprint('running', busy())"
+        "wait_until(lambda: busy() == 0, 5, 'the cancelled task to stop')\n"
+        "print('running', busy())"
     )
     assert kernel.streams(check) == "running 0\n"
     assert "not reached" not in kernel.streams()
