@@ -7,6 +7,7 @@ of ``test_backends`` does not take.
 
 import pytest
 from conftest import wait_gone
+from helpers import TESTS
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -26,10 +27,9 @@ CELLS = [
     "assert all(job.finished.wait(30) for job in list(session.jobs))\n"
     "print('NO-BLOCK', type(y).__module__.split('.')[0], total, sq)",
     "%cluster monitor",
-    "import time, backends\n"
-    "deadline = time.time() + 15\n"
+    f"import sys, backends\nsys.path.insert(0, {TESTS!r})\nfrom helpers import wait_until\n"
     "def done():\n    return sum(n['done'] for n in backends.current().nodes())\n"
-    "while done() < 5 and time.time() < deadline:\n    time.sleep(0.1)\n"
+    "wait_until(lambda: done() >= 5, 15, 'the monitor to count the 5 tasks')\n"
     "print('DONE', done())",
     "%cluster stop",
 ]
