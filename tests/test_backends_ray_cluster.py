@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 import warnings
 
@@ -54,18 +53,31 @@ def tagged(cluster):
 
 
 def kill_cluster(cluster, timeout=20.0):
-    """SIGKILL the cluster's processes (``ray stop --force``, this cluster only); those left."""
-    deadline = time.time() + timeout
-    left = tagged(cluster)
-    while left and time.time() < deadline:
-        for p in left:
+    """SIGKILL the cluster's processes (``ray stop --force``, this cluster only) until none
+    is left (a process may start another while dying)."""
+    left = []
+
+    def none_left():
+        for p in tagged(cluster):
             try:
                 p.send_signal(signal.SIGKILL)
             except psutil.Error:
                 pass
-        psutil.wait_procs(left, timeout=2)
-        left = tagged(cluster)
-    return left
+        psutil.wait_procs(tagged(cluster), timeout=2)
+        left[:] = tagged(cluster)
+        return not left
+
+    wait_until(none_left, timeout, lambda: f"Ray's processes to go: {names(left)}")
+
+
+def names(procs):
+    out = []
+    for p in procs:
+        try:
+            out.append(" ".join(p.cmdline()[:2]))
+        except psutil.Error:
+            out.append(str(p.pid))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -125,11 +137,12 @@ def ray_cluster():
         mp.undo()
         if backends.current().name == "ray":  # a failed test left it connected
             run(shell(), "%cluster stop")
-        left = kill_cluster(cluster)
         import shutil
 
-        shutil.rmtree(tmp, ignore_errors=True)
-        assert not left, f"Ray processes left: {[p.cmdline()[:2] for p in left]}"
+        try:
+            kill_cluster(cluster)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         wait_gone(20, "processes left")
 
 
@@ -165,7 +178,6 @@ def test_connect_runs_cells_and_leaves_the_cluster_running(ray_cluster, how):
 
     sh = shell()
     address = f"ray://127.0.0.1:{ray_cluster['client']}" if how == "ray://" else "ray:auto"
-    t0 = time.time()
     r, cap = run(sh, f"%cluster connect {address}")
     if not r.success and "Starting Ray client server failed" in cap.stdout + cap.stderr:
         # Ray's proxy gave up starting this client's server (after 30 s; about one run
@@ -180,7 +192,7 @@ def test_connect_runs_cells_and_leaves_the_cluster_running(ray_cluster, how):
     try:
         assert f"ray: connected to {address}: 1 node(s), 2 CPUs" in cap.stdout, cap.stdout
         b = backends.current()
-        assert b.name == "ray" and not b.started_here and time.time() - t0 < 70
+        assert b.name == "ray" and not b.started_here
         run(sh, "data = list(range(10))")
         r, cap = run(
             sh, "%%remote -o total\nprint('hello from', 'the cell')\ntotal = sum(data)\ntotal * 2"
