@@ -16,6 +16,7 @@ from .actors import ActorClass, ActorHandle
 from .errors import GetTimeoutError, KitError, ObjectLostError
 from .object_ref import ObjectRef
 from .protocol import Kind
+from .records import object_id
 from .remote_function import RemoteFunction
 
 _lock = threading.RLock()
@@ -385,7 +386,7 @@ def put(value) -> ObjectRef:
     if isinstance(value, ObjectRef):
         raise TypeError("kit.put() of an ObjectRef is not allowed; pass the ref itself")
     payload, contained = serialization.to_payload(value, client.store_name(), client.node_id)
-    ref = ObjectRef(client.new_id() + b"\0", _announce=False)  # the PUT announces the hold
+    ref = ObjectRef(object_id(client.new_id()), _announce=False)  # the PUT announces the hold
     client.put_payload(ref._id, payload, contained)
     return ref
 

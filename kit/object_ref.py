@@ -10,6 +10,7 @@ object holds it any more.
 from __future__ import annotations
 
 from . import serialization
+from .records import task_of
 
 # The process's client sets this to itself; it counts refs (see kit.client).
 _tracker = None
@@ -52,7 +53,7 @@ class ObjectRef:
 
     def task_id(self) -> bytes:
         """Id of the task that makes this object (puts have their own id)."""
-        return self._id[:-1]
+        return task_of(self._id)
 
     def __hash__(self):
         return hash(self._id)

@@ -12,13 +12,42 @@ signature was checked before it was unpickled).
     worker ── LOG [LogLine] ──▶ head ──▶ drivers
 
 Ids are bytes: a client id is 8 random bytes; a task id is the client id and a
-7-byte counter; an object id is its task id and one byte (the return index), so
-``oid[:-1]`` is the task that makes it. An actor's id is its creation task's id.
+7-byte counter; an object id is its task id and its return index, 4 bytes
+little-endian (Ray's width: up to ``MAX_RETURNS`` results per task). Ids are built
+and split only by ``object_id(task_id, index)`` and ``task_of(object_id)``; the
+head and the scheduler treat every id as opaque bytes. A ``kit.put`` object's id is
+a fresh task id with index 0 (no task has that id). An actor's id is its creation
+task's id.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional, Union
+
+# ---- ids ----------------------------------------------------------------------------
+INDEX_BYTES = 4  # an object id's return index, little-endian
+MAX_RETURNS = (1 << (8 * INDEX_BYTES)) - 1  # most results a task can have
+_FIRST = bytes(INDEX_BYTES)
+
+
+def object_id(task_id: bytes, index: int = 0) -> bytes:
+    """The id of result ``index`` (from 0) of the task ``task_id``.
+
+    Example:
+        >>> object_id(b"t" * 15, 258).hex()[-8:]
+        '02010000'
+        >>> task_of(object_id(b"t" * 15, 258)) == b"t" * 15
+        True
+    """
+    if index == 0:
+        return task_id + _FIRST
+    return task_id + index.to_bytes(INDEX_BYTES, "little")
+
+
+def task_of(object_id: bytes) -> bytes:
+    """The id of the task that makes the object ``object_id`` (for a put: its own id)."""
+    return object_id[:-INDEX_BYTES]
+
 
 # ---- task kinds ---------------------------------------------------------------------
 TASK, ACTOR_CREATE, ACTOR_CALL = 0, 1, 2
@@ -62,7 +91,7 @@ class TaskSpec(NamedTuple):
 
     Example:
         >>> spec = TaskSpec.new(b"t" * 15, "f", fid=b"f" * 16)
-        >>> spec.returns == (b"t" * 15 + b"\\0",) and spec.kind == TASK
+        >>> spec.returns == (object_id(b"t" * 15),) and spec.kind == TASK
         True
         >>> TaskSpec.of(tuple(spec)) == spec
         True
@@ -109,7 +138,7 @@ class TaskSpec(NamedTuple):
     ) -> TaskSpec:
         """A spec with defaults: one return, one CPU for a task (none for actor calls)."""
         if returns is None:
-            returns = (tid + b"\0",)
+            returns = (object_id(tid),)
         if res is None:
             res = {"CPU": 1.0} if kind == TASK else {}
         return cls(

@@ -18,7 +18,7 @@ from . import context, logs, pickling, serialization
 from .errors import SerializationError
 from .object_ref import ObjectRef
 from .protocol import Kind
-from .records import Dep, TaskSpec
+from .records import Dep, TaskSpec, object_id
 
 TASK_DEFAULTS = {
     "num_cpus": 1,
@@ -117,7 +117,7 @@ def encode_args(client, args, kwargs, label):
         raise SerializationError(_culprit(args, kwargs, label, e)) from e
     keep = None
     if payload[0] == serialization.SHARED:
-        oid = client.new_id() + b"\0"
+        oid = object_id(client.new_id())
         keep = ObjectRef(oid, _announce=False)
         client.send(Kind.PUT, [(oid, payload, contained)])
         contained = [oid]
@@ -154,8 +154,7 @@ def _culprit(args, kwargs, label, err):
 
 
 def return_refs(tid, n):
-    refs = [ObjectRef(tid + bytes([i]), _announce=False) for i in range(max(n, 1))]
-    return refs
+    return [ObjectRef(object_id(tid, i), _announce=False) for i in range(max(n, 1))]
 
 
 class RemoteFunction:

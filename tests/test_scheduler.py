@@ -1,6 +1,7 @@
 """The scheduler as a pure state machine: events in, actions out, no processes."""
 
 from kit.records import ACTOR_CALL, ACTOR_CREATE, ERROR, INLINE, SHARED, TASK, TaskSpec
+from kit.records import object_id as oid
 from kit.scheduler import BUSY, FAILED, FINISHED, IDLE, RUNNING, WAITING, Scheduler
 
 NODE, NODE2 = b"node0000", b"node0001"
@@ -64,37 +65,37 @@ def test_task_dispatched_to_idle_worker_and_result_pushed_to_owner():
     wid = d[1]
     assert s.workers[wid].state == BUSY and s.nodes[NODE].avail["CPU"] == 1.0
     s.out.clear()
-    s.task_done(wid, b"t1", [(b"t1\0", ok(), ())], 0.0, 0.1)
-    assert ("object", DRIVER, b"t1\0", ok()) in s.out
+    s.task_done(wid, b"t1", [(oid(b"t1"), ok(), ())], 0.0, 0.1)
+    assert ("object", DRIVER, oid(b"t1"), ok()) in s.out
     assert s.workers[wid].state == IDLE and s.nodes[NODE].avail["CPU"] == 2.0
 
 
 def test_dependencies_wait_then_run():
     s = setup()
     s.submit(DRIVER, spec(b"a"))
-    s.submit(DRIVER, spec(b"b", deps=[b"a\0"]))
+    s.submit(DRIVER, spec(b"b", deps=[oid(b"a")]))
     s.schedule()
     assert s.tasks[b"b"].state == WAITING
     (d,) = actions(s, "dispatch")
     s.out.clear()
-    s.task_done(d[1], b"a", [(b"a\0", ok(), ())], 0, 0)
+    s.task_done(d[1], b"a", [(oid(b"a"), ok(), ())], 0, 0)
     s.schedule()
     (d2,) = actions(s, "dispatch")
-    assert d2[2][0][0] == b"b" and d2[2][2] == {b"a\0": ok()}
+    assert d2[2][0][0] == b"b" and d2[2][2] == {oid(b"a"): ok()}
 
 
 def test_failure_propagates_to_dependents_without_running():
     s = setup()
     s.submit(DRIVER, spec(b"a"))
-    s.submit(DRIVER, spec(b"b", deps=[b"a\0"]))
+    s.submit(DRIVER, spec(b"b", deps=[oid(b"a")]))
     s.schedule()
     wid = actions(s, "dispatch")[0][1]
     err = (ERROR, ("sys", "KitError", "boom"))
     s.out.clear()
-    s.task_done(wid, b"a", [(b"a\0", err, ())], 0, 0)
+    s.task_done(wid, b"a", [(oid(b"a"), err, ())], 0, 0)
     s.schedule()
     assert not actions(s, "dispatch")
-    assert s.objects[b"b\0"].payload == err
+    assert s.objects[oid(b"b")].payload == err
 
 
 def test_slots_limit_and_queue():
@@ -116,7 +117,7 @@ def test_worker_death_retries_then_fails():
     s.add_worker(b"w2", NODE, 7)
     s.schedule()
     s.worker_died(b"w2", "killed by signal 9")
-    p = s.objects[b"t\0"].payload
+    p = s.objects[oid(b"t")].payload
     assert p[0] == ERROR and p[1][1] == "WorkerCrashedError" and "signal 9" in p[1][2]
 
 
@@ -145,7 +146,7 @@ def test_refcount_frees_shared_object_when_last_holder_goes():
     assert b"o1" in s.objects  # pinned by the pending task
     s.schedule()
     w = actions(s, "dispatch")[0][1]
-    s.task_done(w, b"t", [(b"t\0", ok(), ())], 0, 0)
+    s.task_done(w, b"t", [(oid(b"t"), ok(), ())], 0, 0)
     assert b"o1" not in s.objects
     assert ("free", NODE, "kit_c_n0_obj") in s.out
     assert s.nodes[NODE].store_used == 0
@@ -167,7 +168,7 @@ def test_cancel_queued_task():
     s.submit(DRIVER, spec(b"b"))
     s.schedule()
     assert s.cancel(b"b")
-    p = s.objects[b"b\0"].payload
+    p = s.objects[oid(b"b")].payload
     assert p[1][1] == "TaskCancelledError"
     assert b"b" not in s.ready
     assert [e[1][2] for e in actions(s, "event") if e[1][0] == b"b"][-1] == "cancelled"
@@ -192,18 +193,16 @@ def test_actor_lifecycle_and_call_order():
     (sp,) = actions(s, "spawn")
     assert sp[2] == aid
     for i in range(3):
-        s.submit(
-            DRIVER, spec(b"c%d" % i, kind=ACTOR_CALL, actor=aid, method="m", fid=None, res={})
-        )
+        s.submit(DRIVER, spec(b"c%d" % i, kind=ACTOR_CALL, actor=aid, method="m", fid=None, res={}))
     s.out.clear()
     s.add_worker(b"aw", NODE, 55, aid)
     d = actions(s, "dispatch")
     assert [x[2][0][0] for x in d] == [aid, b"c0", b"c1", b"c2"]
-    s.task_done(b"aw", aid, [(aid + b"\0", ok(), ())], 0, 0)
+    s.task_done(b"aw", aid, [(oid(aid), ok(), ())], 0, 0)
     assert s.actors[aid].state == "ALIVE"
     s.worker_died(b"aw", "killed by signal 9")
     for i in range(3):
-        assert s.objects[b"c%d\0" % i].payload[1][1] == "ActorDiedError"
+        assert s.objects[oid(b"c%d" % i)].payload[1][1] == "ActorDiedError"
 
 
 def test_dropping_every_handle_kills_actor():
@@ -213,9 +212,9 @@ def test_dropping_every_handle_kills_actor():
         DRIVER, spec(aid, kind=ACTOR_CREATE, actor=aid, res={}, opts={"meta": "A", "handle": {}})
     )
     s.add_worker(b"aw", NODE, 55, aid)
-    s.task_done(b"aw", aid, [(aid + b"\0", ok(), ())], 0, 0)
+    s.task_done(b"aw", aid, [(oid(aid), ok(), ())], 0, 0)
     s.out.clear()
-    s.refs(DRIVER, [(aid + b"\0", -1)])
+    s.refs(DRIVER, [(oid(aid), -1)])
     assert ("kill", NODE, b"aw") in s.out
     assert s.actors[aid].state == "DEAD"
 
@@ -226,7 +225,7 @@ def test_fast_tasks_pipeline_but_not_behind_slow_ones():
     for i in range(3):  # learn that f is fast
         s.submit(DRIVER, spec(b"w%d" % i))
         s.schedule()
-        s.task_done(w, b"w%d" % i, [(b"w%d\0" % i, ok(), ())], 0.0, 0.0001)
+        s.task_done(w, b"w%d" % i, [(oid(b"w%d" % i), ok(), ())], 0.0, 0.0001)
     s.out.clear()
     for i in range(5):
         s.submit(DRIVER, spec(b"p%d" % i))
@@ -238,7 +237,7 @@ def test_fast_tasks_pipeline_but_not_behind_slow_ones():
     for i in range(3):
         s2.submit(DRIVER, spec(b"w%d" % i))
         s2.schedule()
-        s2.task_done(w2, b"w%d" % i, [(b"w%d\0" % i, ok(), ())], 0.0, 0.0001)
+        s2.task_done(w2, b"w%d" % i, [(oid(b"w%d" % i), ok(), ())], 0.0, 0.0001)
     s2.submit(DRIVER, spec(b"slow", fid=b"slowfn"))
     s2.schedule()
     s2.out.clear()
@@ -249,8 +248,8 @@ def test_fast_tasks_pipeline_but_not_behind_slow_ones():
 
 def test_unknown_argument_object_fails_task():
     s = setup()
-    s.submit(DRIVER, spec(b"t", deps=[b"nonexistent\0"]))
-    p = s.objects[b"t\0"].payload
+    s.submit(DRIVER, spec(b"t", deps=[oid(b"nonexistent")]))
+    p = s.objects[oid(b"t")].payload
     assert p[0] == ERROR and p[1][1] == "ObjectLostError"
 
 
@@ -259,7 +258,7 @@ def test_states_reach_finished_and_failed():
     s.submit(DRIVER, spec(b"a"))
     s.schedule()
     assert s.tasks[b"a"].state == RUNNING
-    s.task_done(actions(s, "dispatch")[0][1], b"a", [(b"a\0", ok(), ())], 0, 0)
+    s.task_done(actions(s, "dispatch")[0][1], b"a", [(oid(b"a"), ok(), ())], 0, 0)
     assert s.counts["finished"] == 1
     _ = (FINISHED, FAILED)
 
@@ -298,7 +297,7 @@ def _run_on(s, tid, payload):
     s.schedule()
     (w,) = [a[1] for a in actions(s, "dispatch") if a[2][0][0] == tid]
     s.out.clear()
-    s.task_done(w, tid, [(tid + b"\0", payload, ())], 0.0, 0.01)
+    s.task_done(w, tid, [(oid(tid), payload, ())], 0.0, 0.01)
     return w
 
 
@@ -306,13 +305,13 @@ def test_lost_result_is_made_again_on_a_live_node():
     s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
     s.submit(DRIVER, spec(b"a", opts={"node": NODE, "soft": True}))
     _run_on(s, b"a", _shared(NODE, "a-on-node0"))
-    s.submit(DRIVER, spec(b"b", deps=[b"a\0"]))
+    s.submit(DRIVER, spec(b"b", deps=[oid(b"a")]))
     _run_on(s, b"b", ok())
     s.node_died(NODE)
-    assert s.objects[b"a\0"].payload is None and s.tasks[b"a"].retries == 2
+    assert s.objects[oid(b"a")].payload is None and s.tasks[b"a"].retries == 2
     w = _run_on(s, b"a", _shared(NODE2, "a-again"))
     assert s.workers[w].node == NODE2
-    assert s.objects[b"a\0"].payload == _shared(NODE2, "a-again")
+    assert s.objects[oid(b"a")].payload == _shared(NODE2, "a-again")
     assert s.counts["rebuilt"] == 1
 
 
@@ -320,29 +319,29 @@ def test_lost_input_is_made_again_before_the_task_that_reads_it():
     s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
     s.submit(DRIVER, spec(b"a", opts={"node": NODE, "soft": True}))
     _run_on(s, b"a", _shared(NODE, "a0"))
-    s.submit(DRIVER, spec(b"b", deps=[b"a\0"], opts={"node": NODE, "soft": True}))
-    s.refs(DRIVER, [(b"a\0", -1)])  # only b's result is held now
+    s.submit(DRIVER, spec(b"b", deps=[oid(b"a")], opts={"node": NODE, "soft": True}))
+    s.refs(DRIVER, [(oid(b"a"), -1)])  # only b's result is held now
     _run_on(s, b"b", _shared(NODE, "b0"))
-    assert b"a\0" not in s.objects and len(s.lineage) == 2
+    assert oid(b"a") not in s.objects and len(s.lineage) == 2
     s.node_died(NODE)
     assert s.tasks[b"b"].state == WAITING  # waits for a, made again first
     _run_on(s, b"a", _shared(NODE2, "a1"))
     _run_on(s, b"b", _shared(NODE2, "b1"))
-    assert s.objects[b"b\0"].payload == _shared(NODE2, "b1")
-    assert b"a\0" not in s.objects  # a's new copy freed once b had it
+    assert s.objects[oid(b"b")].payload == _shared(NODE2, "b1")
+    assert oid(b"a") not in s.objects  # a's new copy freed once b had it
     assert ("free", NODE2, "a1") in s.out
-    s.refs(DRIVER, [(b"b\0", -1)])
+    s.refs(DRIVER, [(oid(b"b"), -1)])
     assert len(s.lineage) == 0  # nothing kept once nothing is held
 
 
 def test_put_object_and_spent_retries_are_lost_with_a_clear_error():
     s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
-    s.put(DRIVER, b"p\0", _shared(NODE, "p0"))
+    s.put(DRIVER, oid(b"p"), _shared(NODE, "p0"))
     s.submit(DRIVER, spec(b"a", retries=0, opts={"node": NODE, "soft": True}))
     _run_on(s, b"a", _shared(NODE, "a0"))
     s.node_died(NODE)
-    put_err = s.objects[b"p\0"].payload
-    task_err = s.objects[b"a\0"].payload
+    put_err = s.objects[oid(b"p")].payload
+    task_err = s.objects[oid(b"a")].payload
     assert put_err[0] == ERROR and put_err[1][1] == "ObjectLostError"
     assert "kit.put" in put_err[1][2]
     assert task_err[0] == ERROR and "raise max_retries" in task_err[1][2]
@@ -350,10 +349,10 @@ def test_put_object_and_spent_retries_are_lost_with_a_clear_error():
 
 def test_copy_on_a_live_node_replaces_the_lost_one():
     s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
-    s.put(DRIVER, b"p\0", _shared(NODE, "p0"))
+    s.put(DRIVER, oid(b"p"), _shared(NODE, "p0"))
     s.add_copy(NODE2, "p0", "p0-copy", 1000)
     s.node_died(NODE)
-    assert s.objects[b"p\0"].payload == _shared(NODE2, "p0-copy")
+    assert s.objects[oid(b"p")].payload == _shared(NODE2, "p0-copy")
 
 
 def test_hard_pin_to_a_dead_node_fails_soft_pin_runs_elsewhere():
@@ -362,7 +361,7 @@ def test_hard_pin_to_a_dead_node_fails_soft_pin_runs_elsewhere():
     s.submit(DRIVER, spec(b"hard", opts={"node": NODE}))
     s.submit(DRIVER, spec(b"soft", opts={"node": NODE, "soft": True}))
     s.schedule()
-    p = s.objects[b"hard\0"].payload
+    p = s.objects[oid(b"hard")].payload
     assert p[0] == ERROR and p[1][1] == "NodeDiedError" and "soft=True" in p[1][2]
     (d,) = actions(s, "dispatch")
     assert d[2][0][0] == b"soft" and s.workers[d[1]].node == NODE2
@@ -382,11 +381,11 @@ def test_actor_pinned_to_a_dead_node_dies_with_the_reason():
         ),
     )
     s.add_worker(b"aw", NODE, 55, aid)
-    s.task_done(b"aw", aid, [(aid + b"\0", ok(), ())], 0, 0)
+    s.task_done(b"aw", aid, [(oid(aid), ok(), ())], 0, 0)
     s.node_died(NODE)  # restarts are left, but only NODE may hold it
     assert s.actors[aid].state == "DEAD"
     s.submit(DRIVER, spec(b"call", kind=ACTOR_CALL, actor=aid, method="m", fid=None, res={}))
-    p = s.objects[b"call\0"].payload
+    p = s.objects[oid(b"call")].payload
     assert p[1][1] == "ActorDiedError" and "which died" in p[1][2]
 
 
@@ -403,7 +402,7 @@ def test_recursive_cancel_reaches_the_tasks_a_task_submitted():
     s.submit(DRIVER, spec(b"other"))
     s.cancel(b"p", recursive=True)
     for tid in (b"p", b"c1", b"c2", b"g"):
-        assert s.objects[tid + b"\0"].payload[1][1] == "TaskCancelledError", tid
+        assert s.objects[oid(tid)].payload[1][1] == "TaskCancelledError", tid
     assert b"other" in s.tasks and not s.children
     s.submit(DRIVER, spec(b"q"))
     s.schedule()

@@ -29,7 +29,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from kit.records import ACTOR_CALL, ACTOR_CREATE, ERROR, INLINE, TaskSpec
+from kit.records import ACTOR_CALL, ACTOR_CREATE, ERROR, INLINE, TaskSpec, object_id, task_of
 from kit.scheduler import Scheduler
 from kit.serialization import system_error_payload
 
@@ -154,7 +154,7 @@ class ClusterPlay(RuleBasedStateMachine):
 
     @rule(target=refs)
     def put(self):
-        oid = self._id(b"p") + b"\0"
+        oid = object_id(self._id(b"p"))
         self.s.put(DRIVER, oid, (INLINE, b"v"))
         self.held.add(oid)
         self._pump()
@@ -176,7 +176,7 @@ class ClusterPlay(RuleBasedStateMachine):
         tids = self.running[wid]
         tid = tids.pop(data.draw(st.integers(0, len(tids) - 1)))
         t = self.s.tasks.get(tid)
-        returns = t.spec.returns if t is not None else (tid + b"\0",)
+        returns = t.spec.returns if t is not None else (object_id(tid),)
         payload = system_error_payload(ValueError, "boom") if fail else (INLINE, b"r")
         # quick tasks teach the scheduler to queue more behind busy workers
         took = 0.0005 if quick else 1.0
@@ -298,7 +298,7 @@ class ClusterPlay(RuleBasedStateMachine):
                 while tids:
                     tid = tids.pop(0)
                     t = self.s.tasks.get(tid)
-                    returns = t.spec.returns if t is not None else (tid + b"\0",)
+                    returns = t.spec.returns if t is not None else (object_id(tid),)
                     self.s.task_done(wid, tid, [(o, (INLINE, b"r"), ()) for o in returns], 1, 2)
                     progressed = True
             self.s._dirty = True
@@ -314,8 +314,7 @@ class ClusterPlay(RuleBasedStateMachine):
             )
         for oid in self.held:
             obj = self.s.objects[oid]
-            task_of = oid[:-1]
-            if task_of in self.s.tasks:
+            if task_of(oid) in self.s.tasks:
                 continue  # an actor's creation result, alive with the actor
             assert obj.payload is not None, f"held object {oid!r} never got a value"
             if obj.payload[0] == ERROR:
