@@ -14,37 +14,17 @@ from __future__ import annotations
 import inspect
 
 from . import logs
+from .options import ACTOR_DEFAULTS, check, resources_of
+from .options import num_returns as check_num_returns
 from .protocol import Kind
 from .records import ACTOR_CALL, ACTOR_CREATE, TaskSpec
-from .remote_function import (
-    check_options,
-    encode_args,
-    function_blob,
-    node_option,
-    resources_of,
-    return_refs,
-)
-
-ACTOR_DEFAULTS = {
-    "num_cpus": None,
-    "num_gpus": 0,
-    "resources": None,
-    "max_restarts": 0,
-    "max_task_retries": 0,
-    "max_concurrency": 1,
-    "name": None,
-    "namespace": None,
-    "lifetime": None,
-    "scheduling_strategy": None,
-    "node": None,
-    "runtime_env": None,
-    "memory": None,
-    "get_if_exists": False,
-}
+from .remote_function import encode_args, function_blob, node_option, return_refs, returned
 
 
 def method(*, num_returns=1, **_ignored):
     """Set options of one actor method, e.g. ``@kit.method(num_returns=2)``.
+
+    ``num_returns`` is checked as a task's is (an int from 0; 0: calls give None).
 
     Example:
         >>> import kit
@@ -54,12 +34,18 @@ def method(*, num_returns=1, **_ignored):
         ...     def both(self):
         ...         return 1, 2
     """
+    n = _check_returns(num_returns)
 
     def deco(fn):
-        fn.__kit_num_returns__ = num_returns
+        fn.__kit_num_returns__ = n
         return fn
 
     return deco
+
+
+def _check_returns(n):
+    check_num_returns("num_returns", n)
+    return 1 if n is None else n
 
 
 class ActorClass:
@@ -82,7 +68,7 @@ class ActorClass:
     def __init__(self, cls, options=None):
         self._cls = cls
         self._opts = dict(ACTOR_DEFAULTS)
-        self._opts.update(check_options(options or {}, ACTOR_DEFAULTS, "an actor class"))
+        self._opts.update(check("actor", options or {}))
         self._blob = None
         self._fid = None
         self.__name__ = cls.__name__
@@ -103,7 +89,7 @@ class ActorClass:
 
     def options(self, **opts):
         """A copy with some options changed, e.g. ``Cls.options(name="c").remote()``."""
-        check_options(opts, ACTOR_DEFAULTS, "an actor class")
+        opts = check("actor", opts, {**self._opts, **opts})
         new = ActorClass.__new__(ActorClass)
         new.__dict__.update(self.__dict__)
         new._opts = {**self._opts, **opts}
@@ -202,9 +188,9 @@ class ActorMethod:
         self._num_returns = num_returns
 
     def options(self, num_returns=None, **_):
-        return ActorMethod(
-            self._handle, self._name, self._num_returns if num_returns is None else num_returns
-        )
+        """A copy with ``num_returns`` changed (checked as a task's is)."""
+        n = self._num_returns if num_returns is None else _check_returns(num_returns)
+        return ActorMethod(self._handle, self._name, n)
 
     def remote(self, *args, **kwargs):
         from .api import _client
@@ -214,8 +200,7 @@ class ActorMethod:
         label = f"{h._meta['class']}.{self._name}"
         payload, deps, contained, keep = encode_args(client, args, kwargs, label)
         tid = client.new_id()
-        n = self._num_returns
-        refs = return_refs(tid, n)
+        refs = return_refs(tid, self._num_returns)
         spec = TaskSpec.new(
             tid,
             label,
@@ -230,7 +215,7 @@ class ActorMethod:
         logs.claim(tid)
         client.send(Kind.SUBMIT, [tuple(spec)])
         del keep
-        return refs[0] if n == 1 else refs
+        return returned(refs)
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"actor methods cannot be called directly; use .{self._name}.remote(...)")

@@ -17,42 +17,9 @@ import pickle
 from . import context, logs, pickling, serialization
 from .errors import SerializationError
 from .object_ref import ObjectRef
+from .options import TASK_DEFAULTS, check, resources_of
 from .protocol import Kind
 from .records import Dep, TaskSpec, object_id
-
-TASK_DEFAULTS = {
-    "num_cpus": 1,
-    "num_gpus": 0,
-    "resources": None,
-    "max_retries": 3,
-    "retry_exceptions": False,
-    "num_returns": 1,
-    "name": None,
-    "scheduling_strategy": None,
-    "node": None,
-    "runtime_env": None,
-    "memory": None,
-    "placement_group": None,
-}
-
-
-def check_options(opts: dict, allowed: dict, what: str) -> dict:
-    unknown = set(opts) - set(allowed)
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {sorted(unknown)} for {what}; valid options: {sorted(allowed)}"
-        )
-    return opts
-
-
-def resources_of(opts, default_cpus=1) -> dict:
-    cpus = opts.get("num_cpus")
-    res = {"CPU": float(default_cpus if cpus is None else cpus)}
-    if opts.get("num_gpus"):
-        res["GPU"] = float(opts["num_gpus"])
-    for k, v in (opts.get("resources") or {}).items():
-        res[k] = float(v)
-    return {k: v for k, v in res.items() if v}
 
 
 def placement(opts):
@@ -154,7 +121,15 @@ def _culprit(args, kwargs, label, err):
 
 
 def return_refs(tid, n):
-    return [ObjectRef(object_id(tid, i), _announce=False) for i in range(max(n, 1))]
+    """The refs of a task's ``n`` results (none for ``num_returns=0``)."""
+    return [ObjectRef(object_id(tid, i), _announce=False) for i in range(n)]
+
+
+def returned(refs):
+    """What ``.remote()`` gives for ``refs``: None, the one ref, or the list (as Ray)."""
+    if len(refs) == 1:
+        return refs[0]
+    return refs or None
 
 
 class RemoteFunction:
@@ -172,7 +147,7 @@ class RemoteFunction:
     def __init__(self, fn, options=None):
         self._fn = fn
         self._opts = dict(TASK_DEFAULTS)
-        self._opts.update(check_options(options or {}, TASK_DEFAULTS, "a remote function"))
+        self._opts.update(check("task", options or {}))
         self._blob = None
         self._fid = None
         self._label = self._opts.get("name") or getattr(fn, "__name__", repr(fn))
@@ -187,7 +162,7 @@ class RemoteFunction:
 
     def options(self, **opts):
         """A copy with some options changed, e.g. ``f.options(num_cpus=2).remote()``."""
-        check_options(opts, TASK_DEFAULTS, "a remote function")
+        opts = check("task", opts)
         new = RemoteFunction.__new__(RemoteFunction)
         new.__dict__.update(self.__dict__)
         new._opts = {**self._opts, **opts}
@@ -201,7 +176,8 @@ class RemoteFunction:
         return self._fid
 
     def remote(self, *args, **kwargs):
-        """Submit a task; return its ``ObjectRef`` (a list when ``num_returns > 1``)."""
+        """Submit a task; return its ``ObjectRef``: a list when ``num_returns > 1``,
+        None when it is 0 (the task still runs)."""
         from .api import _client
 
         client = _client()
@@ -211,8 +187,7 @@ class RemoteFunction:
         opts = self._opts
         payload, deps, contained, keep = encode_args(client, args, kwargs, self._label)
         tid = client.new_id()
-        n = opts["num_returns"]
-        refs = return_refs(tid, n)
+        refs = return_refs(tid, opts["num_returns"])
         retry = opts["retry_exceptions"]
         if retry and retry is not True:
             retry = pickle.dumps(tuple(retry))
@@ -232,7 +207,7 @@ class RemoteFunction:
         logs.claim(tid)
         client.send(Kind.SUBMIT, [tuple(spec)])
         del keep
-        return refs[0] if n == 1 else refs
+        return returned(refs)
 
     def __reduce__(self):
         return (_rebuild, (self._fn, self._opts, self._blob, self._fid))

@@ -81,7 +81,7 @@ def test_memory_monitor_kills_the_hungry_worker(fresh, monkeypatch):
         chunks = []
         for _ in range(40):  # up to 4 GiB, 100 MiB at a time
             chunks.append(np.ones(100 * 2**20 // 8))
-            time.sleep(0.05)
+            time.sleep(0.05)  # memory grows step by step: the monitor catches it on the way
         return len(chunks)
 
     with pytest.raises(kit.OutOfMemoryError, match="memory monitor"):
