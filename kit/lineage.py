@@ -27,7 +27,7 @@ class Entry:
     def __init__(self, spec, owner, retries, live, parents):
         self.spec = spec
         self.owner = owner
-        self.retries = retries  # runs left: shared by crash retries and rebuilds
+        self.retries = retries  # runs left (negative: forever), for crash retries and rebuilds
         self.live = live  # its result oids still in the object table
         self.users = 0  # kept entries whose tasks read one of its results
         self.parents = parents  # task ids of the entries it reads from

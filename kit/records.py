@@ -105,7 +105,7 @@ class TaskSpec(NamedTuple):
     contained: tuple  # object ids nested in the arguments: kept alive while it runs
     returns: tuple  # object ids of its results
     res: dict  # resources it holds while running, e.g. {"CPU": 1.0}
-    retries: int  # runs left after a system failure (worker or node death)
+    retries: int  # runs left after a system failure (worker or node death); -1: forever
     retry_exc: Union[bool, bytes]  # retry on exceptions: False, True or pickled types
     label: str  # what users see: the function's name, "Cls.method", "Cls.__init__"
     actor: Optional[bytes]  # the actor's id (creation and calls)

@@ -121,7 +121,7 @@ class Task:
         self.state = WAITING
         self.owner = owner
         self.deps_left = 0
-        self.retries = spec.retries
+        self.retries = spec.retries  # runs left; -1 (or below): forever, as in Ray
         self.worker = None
         self.node = None
         self.label = spec.label
@@ -326,7 +326,7 @@ class Scheduler:
                 t = self.tasks.get(tid)
                 if t is None or t.state != RUNNING:
                     continue
-                if t.retries > 0 and not oom:
+                if t.retries != 0 and not oom:
                     t.retries -= 1
                     _task_move(t, READY)
                     t.worker = None
@@ -396,7 +396,7 @@ class Scheduler:
 
     def _can_rebuild(self, entry) -> bool:
         """A lineage entry can make its results again: retries left, or running again."""
-        return entry is not None and (entry.retries > 0 or entry.spec.tid in self.tasks)
+        return entry is not None and (entry.retries != 0 or entry.spec.tid in self.tasks)
 
     def _object_lost(self, obj, cause):
         """The only copy of ``obj`` is gone: the lineage entry to run again, or fail it."""
@@ -904,7 +904,7 @@ class Scheduler:
         st[0] += 1
         st[1] += max(0.0, finished - started)
         failed = any(p[0] == ERROR for _, p, _ in results)
-        if failed and retry and t.retries > 0:
+        if failed and retry and t.retries != 0:
             t.retries -= 1
             _task_move(t, READY)
             self.counts["retried"] += 1

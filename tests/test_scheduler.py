@@ -121,6 +121,28 @@ def test_worker_death_retries_then_fails():
     assert p[0] == ERROR and p[1][1] == "WorkerCrashedError" and "signal 9" in p[1][2]
 
 
+def test_retries_minus_one_retries_forever():
+    """max_retries=-1 (Ray's "forever"): worker deaths and retried exceptions never
+    spend the budget; the task ends when it succeeds."""
+    s = setup(cpus=1, workers=1)
+    s.submit(DRIVER, spec(b"t", retries=-1))
+    for i in range(30):
+        s.schedule()
+        (d,) = actions(s, "dispatch")
+        s.out.clear()
+        if i % 2:
+            s.worker_died(d[1], "killed by signal 9")
+            s.add_worker(b"w%d" % i, NODE, 10 + i)
+        else:
+            err = (ERROR, ("sys", "ConnectionError", "flaky"))
+            s.task_done(d[1], b"t", [(oid(b"t"), err, ())], 0, 0, True)
+        assert s.tasks[b"t"].state == "READY", i
+    s.schedule()
+    (d,) = actions(s, "dispatch")
+    s.task_done(d[1], b"t", [(oid(b"t"), ok(), ())], 0, 0)
+    assert s.objects[oid(b"t")].payload == ok()
+
+
 def test_blocked_worker_gives_slot_back_and_spawns():
     s = setup(cpus=1, workers=1)
     s.submit(DRIVER, spec(b"outer"))
@@ -409,3 +431,13 @@ def test_recursive_cancel_reaches_the_tasks_a_task_submitted():
     s.submit(w, spec(b"k", opts={"parent": b"q"}))
     s.cancel(b"q")  # not recursive
     assert s.tasks[b"k"].state != "CANCELLED"
+
+
+def test_lost_result_of_a_task_with_retries_minus_one_is_made_again():
+    s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
+    s.submit(DRIVER, spec(b"a", retries=-1, opts={"node": NODE, "soft": True}))
+    _run_on(s, b"a", _shared(NODE, "a-on-node0"))
+    s.node_died(NODE)
+    assert s.objects[oid(b"a")].payload is None and s.tasks[b"a"].retries < 0
+    _run_on(s, b"a", _shared(NODE2, "a-again"))
+    assert s.objects[oid(b"a")].payload == _shared(NODE2, "a-again")

@@ -141,11 +141,16 @@ class ClusterPlay(RuleBasedStateMachine):
 
     # ---- work -----------------------------------------------------------------------
 
-    @rule(target=refs, deps=st.lists(refs, max_size=3), cpus=st.sampled_from([0.5, 1.0, 2.0]))
-    def submit(self, deps, cpus):
+    @rule(
+        target=refs,
+        deps=st.lists(refs, max_size=3),
+        cpus=st.sampled_from([0.5, 1.0, 2.0]),
+        retries=st.sampled_from([2, 0, -1]),  # -1: forever (max_retries=-1)
+    )
+    def submit(self, deps, cpus, retries):
         tid = self._id(b"t")
         deps = tuple(d for d in dict.fromkeys(deps) if d in self.held)
-        spec = TaskSpec.new(tid, "f", fid=b"f", deps=deps, res={"CPU": cpus}, retries=2)
+        spec = TaskSpec.new(tid, "f", fid=b"f", deps=deps, res={"CPU": cpus}, retries=retries)
         self.s.submit(DRIVER, spec, 0.0)
         self.submitted.append(tid)
         self.held.add(spec.returns[0])
