@@ -34,6 +34,7 @@ from .completion import as_completed as as_completed
 from .errors import ActorDiedError as ActorDiedError
 from .errors import AuthenticationError as AuthenticationError
 from .errors import GetTimeoutError as GetTimeoutError
+from .errors import HeadDiedError as HeadDiedError
 from .errors import KitError as KitError
 from .errors import NodeDiedError as NodeDiedError
 from .errors import ObjectLostError as ObjectLostError

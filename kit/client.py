@@ -28,8 +28,12 @@ from collections import deque
 import zmq
 
 from . import logs, object_ref, object_store, serialization
-from .errors import GetTimeoutError, KitError, ObjectLostError
-from .protocol import KIT_VERSION, PY_VERSION, Kind, Signer, await_welcome, secure
+from .errors import GetTimeoutError, HeadDiedError, KitError, ObjectLostError
+from .protocol import KIT_VERSION, PY_VERSION, Kind
+from .session import Channel
+
+HEAD_TIMEOUT = 10.0  # a driver that hears nothing from the head this long: it died
+LIVENESS = 2.0  # a transfer silent this long: ask the head whether the peer is alive
 
 _current = None
 
@@ -69,6 +73,10 @@ class _Waiter:
         self.event = threading.Event()
 
 
+class _AgentGone(Exception):
+    """This process's node agent died (its transfer socket will never answer)."""
+
+
 class Client:
     """A driver's or worker's link to the head (see the module docstring)."""
 
@@ -89,15 +97,8 @@ class Client:
         self.role = role
         self.cid = cid or os.urandom(8)
         self.ctx = zmq.Context()
-        self.tx = self._socket(b"t")
-        self.rx = self._socket(b"r")
-        self.tx_signer = Signer(token)
-        self.rx_signer = Signer(token)
-        self.hello_signer = Signer(token)
-        self.lock = threading.Lock()
-        self.vlock = threading.Lock()
         self.refs: dict = {}
-        self.ref_events = deque()
+        self.ref_events: deque = deque()
         self.values: dict = {}
         self.subscribed: set = set()
         self.waiters: dict = {}  # oid -> [_Waiter]
@@ -109,20 +110,35 @@ class Client:
         self.req_counter = itertools.count(1)
         self.closed = False
         self.dead_reason = None
-        self.logs = deque()
+        self.dead_error = KitError
+        self.logs: deque = deque()
         self.node_id = None
         self.node_tag = None
         self.store_limit = 0
         self.transfer = None  # this node's agent, which copies objects here
         self.fetch_lock = threading.Lock()
-        self.xsock = None
-        self.xsigner = Signer(token)
-        self.peer_socks = {}
-        self.cluster = None
+        self.xch = None  # session with this node's agent (transfer)
+        self.peer_chs: dict = {}  # node id -> session with that node's agent
         self.blocked_depth = 0
+        self.lock = threading.Lock()
+        self.vlock = threading.Lock()
+        self.head_timeout = float(os.environ.get("KIT_HEAD_TIMEOUT") or HEAD_TIMEOUT)
+        self.heard = time.monotonic()
         info = dict(info or {})
         info.update(kit=KIT_VERSION, python=PY_VERSION, pid=os.getpid(), host=host_id())
-        self.welcome = self._hello(role, info, hello_timeout)
+        # Two connections, each with its own session: rx (the head's messages, read by
+        # the io thread) and tx (what callers send, under self.lock).
+        connect = dict(encrypt=encrypt, timeout=hello_timeout, unbounded=True)
+        self.rxc = Channel(self.ctx, address, token, ("rx", role, self.cid, info), **connect)
+        try:
+            self.txc = Channel(self.ctx, address, token, ("tx", role, self.cid, None), **connect)
+        except BaseException:
+            self.rxc.close()
+            self.ctx.term()
+            raise
+        self.rx, self.rx_signer = self.rxc.sock, self.rxc.signer
+        self.tx, self.tx_signer = self.txc.sock, self.txc.signer
+        self.welcome = self.rxc.welcome
         self.cluster = self.welcome["cluster"]
         local = self.welcome.get("local_node")
         if local:
@@ -131,24 +147,6 @@ class Client:
             self.transfer = local.get("transfer")
         self.thread = threading.Thread(target=self._io_loop, name="kit-io", daemon=True)
         self.thread.start()
-
-    def _socket(self, suffix):
-        s = self.ctx.socket(zmq.DEALER)
-        secure(s, self.token, False, self.encrypt)
-        s.setsockopt(zmq.IDENTITY, self.cid + suffix)
-        s.setsockopt(zmq.LINGER, 2000)
-        s.setsockopt(zmq.SNDHWM, 0)
-        s.setsockopt(zmq.RCVHWM, 0)
-        s.connect(self.address)
-        return s
-
-    def _hello(self, role, info, timeout):
-        self.rx.send_multipart(self.hello_signer.pack(Kind.HELLO, (role, info)))
-        try:
-            return await_welcome(self.rx, self.rx_signer, self.address, timeout)
-        except KitError:
-            self.close()
-            raise
 
     # ---- ids ---------------------------------------------------------------------
 
@@ -173,7 +171,7 @@ class Client:
     def send(self, kind, body):
         """Send one message; pending ref changes and output lines ride in the same frame."""
         if self.closed:
-            raise KitError(self.dead_reason or "kit was shut down; call kit.init() again")
+            raise self.dead()
         with self.lock:
             parts = self._pending()
             if parts:
@@ -261,13 +259,13 @@ class Client:
         try:
             if not waiter.event.wait(timeout):
                 if self.dead_reason:
-                    raise KitError(self.dead_reason)
+                    raise self.dead()
                 raise GetTimeoutError(
                     f"{waiter.need} of {len(oids)} objects were not ready within {timeout} s; "
                     f"wait longer, or use kit.wait() to take what is ready"
                 )
             if self.dead_reason and waiter.need > 0:
-                raise KitError(self.dead_reason)
+                raise self.dead()
         finally:
             if blocked:
                 self._set_blocked(False)
@@ -347,35 +345,75 @@ class Client:
         """Where to read a shared object: its name here, copying it from its node first.
 
         A process on a node asks its node agent, which pulls the object from the
-        node that holds it. A driver on no node reads the chunks itself.
+        node that holds it; a driver on no node (or whose node died) reads the chunks
+        itself. Every wait notices a dead peer: when a transfer is silent for
+        ``LIVENESS`` seconds the head is asked whether the nodes involved are alive,
+        and the object is reported lost (so ``get`` waits for it to be made again)
+        if its node died, or fetched another way if this process's own agent died.
         """
         _, nid, name, size = payload
         if nid == self.node_id:
             return name
-        if self.transfer is None:
-            return self._pull(nid, name, size)
+        while self.transfer is not None:
+            try:
+                return self._fetch_via_agent(nid, name, size)
+            except _AgentGone:
+                self._leave_dead_node()
+        return self._pull(nid, name, size)
+
+    def _fetch_via_agent(self, nid, name, size):
         with self.fetch_lock:
-            if self.xsock is None:
-                self.xsock = self.ctx.socket(zmq.DEALER)
-                secure(self.xsock, self.token, False, self.encrypt)
-                self.xsock.setsockopt(zmq.LINGER, 0)
-                self.xsock.connect(self.transfer)
+            if self.xch is None:
+                try:
+                    self.xch = self._channel(self.transfer)
+                except KitError:
+                    raise _AgentGone() from None
             req = next(self.req_counter)
-            self.xsock.send_multipart(self.xsigner.pack(Kind.FETCH, ("get", req, name, size, nid)))
-            deadline = time.time() + 600
-            while time.time() < deadline:
-                if not self.xsock.poll(1000):
-                    if self.closed:
-                        break
-                    continue
-                msg = self.xsigner.unpack(self.xsock.recv_multipart(), b"x")
-                if msg is None or msg[1][1] != req:
-                    continue
-                _, _, local, err = msg[1]
-                if err:
-                    raise ObjectLostError(f"object {name} could not be fetched: {err}")
-                return local
-        raise ObjectLostError(f"object {name} could not be fetched from its node in time")
+            self.xch.send(Kind.FETCH, ("get", req, name, size, nid))
+            body = self._await_reply(self.xch, lambda b: b[1] == req, nid, name)
+            _, _, local, err = body
+            if err:
+                raise ObjectLostError(f"object {name} could not be fetched: {err}")
+            return local
+
+    def _await_reply(self, ch, match, nid, name):
+        """Wait for the reply ``match`` accepts, asking the head about silent peers."""
+        while True:
+            if ch.sock.poll(LIVENESS * 1000):
+                msg = ch.recv()
+                if isinstance(msg, tuple) and match(msg[1]):
+                    return msg[1] if len(msg[2]) == 0 else (msg[1], msg[2])
+                continue
+            if self.closed or self.dead_reason:
+                raise self.dead()
+            alive = self.query("alive", [nid, self.node_id], timeout=self.head_timeout)
+            if not alive.get(nid):
+                raise ObjectLostError(f"object {name} was lost: its node died")
+            if ch is self.xch and not alive.get(self.node_id):
+                raise _AgentGone()
+
+    def _leave_dead_node(self):
+        """This process's node agent died: use another node on this host, or none."""
+        if self.xch is not None:
+            self.xch.close()
+            self.xch = None
+        local = self.query("local_node", host_id(), timeout=self.head_timeout)
+        if local and local["node_id"] != self.node_id and self.role == "driver":
+            self.node_id, self.node_tag = local["node_id"], local["tag"]
+            self.store_limit = local.get("store_limit", 0)
+            self.transfer = local.get("transfer")
+        else:
+            self.node_id = self.node_tag = self.transfer = None
+
+    def _channel(self, address):
+        return Channel(
+            self.ctx,
+            address,
+            self.token,
+            ("peer", self.role, self.cid, None),
+            encrypt=self.encrypt,
+            timeout=self.head_timeout,
+        )
 
     def _pull(self, nid, name, size):
         peers = self.query("peers")
@@ -383,23 +421,21 @@ class Client:
         if addr is None:
             raise ObjectLostError(f"object {name} lives on a node that left the cluster")
         with self.fetch_lock:
-            s = self.peer_socks.get(nid)
-            if s is None:
-                s = self.peer_socks[nid] = self.ctx.socket(zmq.DEALER)
-                secure(s, self.token, False, self.encrypt)
-                s.setsockopt(zmq.LINGER, 0)
-                s.connect(addr)
+            ch = self.peer_chs.get(nid)
+            if ch is None:
+                try:
+                    ch = self.peer_chs[nid] = self._channel(addr)
+                except KitError as e:
+                    raise ObjectLostError(f"object {name}: its node did not answer ({e})") from e
             buf = bytearray(size)
             chunk = 8 << 20
             for off in range(0, size, chunk):
                 n = min(chunk, size - off)
-                s.send_multipart(self.xsigner.pack(Kind.FETCH, ("chunk", name, name, off, n)))
-                if not s.poll(60_000):
-                    raise ObjectLostError(f"object {name}: its node stopped answering")
-                msg = self.xsigner.unpack(s.recv_multipart(), b"p" + nid)
-                if msg is None or not msg[1][3]:
+                ch.send(Kind.FETCH, ("chunk", off, name, off, n))
+                body, bufs = self._await_reply(ch, lambda b, off=off: b[1] == off, nid, name)
+                if not body[3]:
                     raise ObjectLostError(f"object {name} is gone from its node")
-                buf[off : off + n] = msg[2][0]
+                buf[off : off + n] = bufs[0]
         return object_store.parse(memoryview(buf), name)
 
     # ---- queries -----------------------------------------------------------------
@@ -418,7 +454,7 @@ class Client:
             self.replies.pop(req, None)
             raise GetTimeoutError(f"the head did not answer {what!r} within {timeout} s")
         if self.dead_reason and slot[1] is None:
-            raise KitError(self.dead_reason)
+            raise self.dead()
         return slot[1]
 
     # ---- the io thread -----------------------------------------------------------
@@ -440,6 +476,7 @@ class Client:
             except zmq.ZMQError:
                 break
             if events:
+                self.heard = time.monotonic()
                 for _ in range(256):
                     try:
                         frames = rx.recv_multipart(zmq.NOBLOCK)
@@ -454,6 +491,16 @@ class Client:
                         self._handle(*msg)
                     except Exception as e:
                         _err(f"kit: error handling a message from the head: {e!r}")
+            elif self.role == "driver" and time.monotonic() - self.heard > self.head_timeout:
+                # The head sends drivers a heartbeat every second: silence means it died
+                # (or the network to it did).
+                self._die(
+                    f"the head at {self.address} stopped answering: nothing from it for "
+                    f"{self.head_timeout:.0f} s (it died, or the network to it is down); "
+                    f"start the cluster again and call kit.init() again",
+                    HeadDiedError,
+                )
+                return
             if (self.ref_events or self.logs) and not self.closed:
                 if self.lock.acquire(blocking=False):
                     try:
@@ -475,11 +522,13 @@ class Client:
         elif kind == Kind.LOG:
             logs.deliver(body)
         elif kind == Kind.SHUTDOWN:
-            self._die("the cluster shut down")
+            self._die(body or "the cluster shut down")
         elif self.on_message is not None:
             self.on_message(kind, body)
 
-    def _die(self, reason):
+    def _die(self, reason, error=KitError):
+        """Fail every wait of this client with ``error(reason)``: the connection is over."""
+        self.dead_error = error
         self.dead_reason = reason
         with self.vlock:
             ws = [w for lst in self.waiters.values() for w in lst]
@@ -489,7 +538,7 @@ class Client:
             w.event.set()
         for fut, _ in fs:
             if not fut.done():
-                fut.set_exception(KitError(reason))
+                fut.set_exception(error(reason))
         for slot in list(self.replies.values()):
             slot[0].set()
 
@@ -511,11 +560,15 @@ class Client:
         with self.lock:
             self.tx.close(200 if notify else 0)
         self.rx.close(0)
-        if self.xsock is not None:
-            self.xsock.close(0)
-        for s in self.peer_socks.values():
-            s.close(0)
+        if self.xch is not None:
+            self.xch.close()
+        for ch in self.peer_chs.values():
+            ch.close()
         self.ctx.term()
+
+    def dead(self) -> KitError:
+        """The error that waits on this client raise once its connection is over."""
+        return self.dead_error(self.dead_reason or "kit was shut down; call kit.init() again")
 
 
 def _resolve_all(futs, payload):

@@ -17,10 +17,13 @@ __all__ = [
     "WorkerCrashedError",
     "ActorDiedError",
     "NodeDiedError",
+    "HeadDiedError",
     "ObjectLostError",
+    "UntrustedObjectError",
     "TaskCancelledError",
     "ObjectStoreFullError",
     "AuthenticationError",
+    "UnsafePathError",
     "OutOfMemoryError",
     "SerializationError",
     "RaySystemError",
@@ -164,6 +167,12 @@ class NodeDiedError(KitError):
     """The node that held a task or object stopped answering."""
 
 
+class HeadDiedError(KitError):
+    """The head stopped answering (it died, or the network to it did): the cluster is gone
+    for this driver. Unlike ``NodeDiedError``, nothing can be retried: start the cluster
+    again and call ``kit.init()`` again."""
+
+
 class ObjectLostError(KitError):
     """Every copy of an object is gone and it cannot be rebuilt."""
 
@@ -178,6 +187,23 @@ class ObjectStoreFullError(KitError):
 
 class AuthenticationError(KitError):
     """The cluster refused this process: the token is wrong or the versions differ."""
+
+
+class UnsafePathError(KitError, PermissionError):
+    """A directory or file kit keeps private is open to other local users.
+
+    It belongs to another uid, gives group or others access, or is a symlink or not a
+    directory (see ``kit/paths.py``). kit uses nothing in it; the message names the path,
+    what is wrong and the fix. Also a ``PermissionError``.
+    """
+
+
+class UntrustedObjectError(UnsafePathError):
+    """A file under an object's name is not kit's: another uid owns it, others can write
+    it, or it is not a regular file. kit refuses to unpickle it (that would run whatever
+    code it holds). Unlike ``ObjectLostError`` it is not retried: waiting or running the
+    task again finds the same file.
+    """
 
 
 class SerializationError(KitError, TypeError):

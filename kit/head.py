@@ -2,19 +2,28 @@
 
     driver / worker  tx ─ SUBMIT PUT REFS DONE ──▶ ┌───────────────┐ ── TASKS ───▶ worker rx
                                                    │ ROUTER socket │ ── OBJECTS ─▶ driver rx
-    node agent ──── HELLO NODE_EVENT HEARTBEAT ──▶ │  Scheduler    │ ── NODE_CMD ▶ node agent
-                                                   └───────────────┘
+    node agent ──── NODE_EVENT HEARTBEAT ────────▶ │  Scheduler    │ ── NODE_CMD ▶ node agent
+                                                   └───────────────┘ ── HEARTBEAT ▶ drivers, agents
 
 One thread, one ROUTER socket, one poll loop. Each turn drains every waiting
 message (up to a bound), feeds them to the pure ``Scheduler``, runs one
 scheduling pass, and sends the resulting actions grouped per destination, so a
-burst of submits or results becomes a few large messages. Every inbound
-message is checked by ``Signer.unpack`` before anything in it is unpickled.
+burst of submits or results becomes a few large messages.
 
-Clients (drivers and workers) connect two DEALER sockets: ``<cid>t`` for what
-they send and ``<cid>r`` for what they receive. Node agents connect one,
-``<nid>n``. A local cluster's head also watches a pipe from the driver that
-started it and shuts the cluster down when it closes (the driver died).
+Every connection is a session (``kit.session``): admitted only after it proves
+the token, its messages signed with a key of its own and checked before
+anything in them is unpickled, its identity (node, driver or worker id) fixed by
+what it proved. A session may send only the kinds of messages its role sends
+(``ALLOWED``). Clients (drivers and workers) hold two sessions, ``rx`` for what
+the head sends them and ``tx`` for what they send; node agents one.
+
+Liveness: the head sends drivers and agents a heartbeat every second (they
+notice a dead head); agents send theirs and drivers theirs (the head notices a
+dead node in ``node_timeout``, a gone driver in ``client_timeout``). A node
+declared dead is fenced: its sessions and its workers' are forgotten, so a late
+message from it (after a partition heals) is refused (``SESSION_UNKNOWN``) and
+the agent joins again as a new node. A local cluster's head also watches a pipe
+from the driver that started it and shuts the cluster down when it closes.
 """
 
 from __future__ import annotations
@@ -29,11 +38,24 @@ from collections import deque
 import zmq
 
 from . import protocol
-from .protocol import AUTH_REFUSED, KIT_VERSION, PY_VERSION, Kind, Signer
+from .protocol import KIT_VERSION, PY_VERSION, Kind
 from .scheduler import Scheduler
+from .session import Sessions
 
 DRAIN = 512  # messages handled per turn before scheduling
 EVENT_LOG = 100_000  # task events kept for widgets and timeline()
+BEAT = 1.0  # seconds between the head's heartbeats to drivers and agents
+
+_CLIENT = {
+    Kind.SUBMIT, Kind.FUNCTION, Kind.PUT, Kind.REFS, Kind.SUBSCRIBE, Kind.CANCEL,
+    Kind.ACTOR, Kind.QUERY, Kind.HEARTBEAT, Kind.SHUTDOWN, Kind.MULTI,
+}  # fmt: skip
+# What each role may send; anything else from it is dropped (and counted).
+ALLOWED = {
+    "driver": _CLIENT,
+    "worker": _CLIENT | {Kind.DONE, Kind.BLOCKED, Kind.LOG},
+    "node": {Kind.NODE_EVENT, Kind.HEARTBEAT},
+}
 
 
 class Head:
@@ -48,7 +70,7 @@ class Head:
         encrypt: bool = False,
         also_bind=None,
     ):
-        self.signer = Signer(token)
+        self.sessions = Sessions(token)
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         protocol.secure(self.sock, token, True, encrypt)
@@ -66,6 +88,10 @@ class Head:
         self.cluster_id = cluster_id
         self.sched = Scheduler()
         self.roles: dict = {}  # cid -> "driver" | "worker"
+        self.rx_of: dict = {}  # cid -> routing id of its rx session (where to send to it)
+        self.rids_of: dict = {}  # cid or node id -> routing ids of its sessions
+        self.node_rid: dict = {}  # node id -> routing id of its agent's session
+        self.worker_node: dict = {}  # worker id -> node id
         self.log_to: set = set()  # driver cids that want task output
         self.node_info: dict = {}  # nid -> info
         self.node_seen: dict = {}  # nid -> last heartbeat time
@@ -88,17 +114,36 @@ class Head:
 
     # ---- sending -----------------------------------------------------------------
 
-    def send(self, ident: bytes, kind: int, body, buffers=()):
+    def send(self, rid: bytes, kind: int, body, buffers=()):
+        """Send to the session ``rid`` (nothing if it is gone)."""
+        if rid is None or rid not in self.sessions.by_rid:
+            return
         try:
-            self.sock.send_multipart([ident, *self.signer.pack(kind, body, buffers)])
+            self.sock.send_multipart(self.sessions.pack(rid, kind, body, buffers))
         except zmq.ZMQError:
             pass
 
     def to_client(self, cid, kind, body):
-        self.send(cid + b"r", kind, body)
+        self.send(self.rx_of.get(cid), kind, body)
 
     def to_node(self, nid, kind, body):
-        self.send(nid + b"n", kind, body)
+        self.send(self.node_rid.get(nid), kind, body)
+
+    def _send_replies(self):
+        replies = self.sessions.replies
+        while replies:
+            rid, frames = replies.pop()
+            try:
+                self.sock.send_multipart([rid, *frames])
+            except zmq.ZMQError:
+                pass
+
+    def forget(self, key):
+        """Drop every session of a client or node: its later messages are refused."""
+        for rid in self.rids_of.pop(key, ()):
+            self.sessions.drop(rid)
+        self.rx_of.pop(key, None)
+        self.node_rid.pop(key, None)
 
     def flush(self):
         """Schedule if anything changed, then send the scheduler's actions, batched."""
@@ -142,21 +187,32 @@ class Head:
 
     # ---- receiving ---------------------------------------------------------------
 
-    def handle(self, ident: bytes, frames):
-        msg = self.signer.unpack(frames, ident)
-        if msg is None:
-            self._refuse(ident, frames)
+    def handle(self, rid: bytes, frames):
+        got = self.sessions.receive(rid, frames)
+        if self.sessions.replies:
+            self._send_replies()
+        if got is None:
             return
-        kind, body, _ = msg
-        cid = ident[:-1]
+        session, kind, body, _ = got
         self.sched.now = time.time()
+        if kind == Kind.AUTH:
+            self._join(session)
+            return
+        who = session.who
+        role, cid = who[1], who[2]
+        allowed = ALLOWED[role]
         if cid in self.client_seen:
             self.client_seen[cid] = self.sched.now
         if kind == Kind.MULTI:
             for k, b in body:
-                self.on_message(ident, cid, k, b)
+                if k in allowed:
+                    self.on_message(rid, cid, k, b)
+                else:
+                    self.sessions.dropped += 1
+        elif kind in allowed:
+            self.on_message(rid, cid, kind, body)
         else:
-            self.on_message(ident, cid, kind, body)
+            self.sessions.dropped += 1
 
     def on_message(self, ident, cid, kind, body):
         handler = self.handlers.get(kind)
@@ -179,7 +235,6 @@ class Head:
             Kind.QUERY: lambda i, cid, body: self._query(cid, *body),
             Kind.HEARTBEAT: self._heartbeat,
             Kind.NODE_EVENT: lambda i, cid, body: self._node_event(cid, body),
-            Kind.HELLO: lambda i, cid, body: self._hello(i, cid, *body),
             Kind.SHUTDOWN: self._goodbye,
         }
 
@@ -207,59 +262,92 @@ class Head:
 
     def _goodbye(self, ident, cid, body):
         """A client disconnects (``body == "cluster"``: and stops the cluster)."""
+        self.client_gone(cid)
+        if body == "cluster":
+            self.stopping = True
+
+    def client_gone(self, cid, reason=None):
+        """A driver or worker left: release what it held and forget its sessions."""
+        if reason is not None:
+            self.to_client(cid, Kind.SHUTDOWN, reason)
         self.client_seen.pop(cid, None)
         if cid in self.roles:
             self.sched.client_gone(cid)
             self.roles.pop(cid, None)
             self.log_to.discard(cid)
-        if body == "cluster":
-            self.stopping = True
+        self.worker_node.pop(cid, None)
+        self.forget(cid)
 
-    def _refuse(self, ident, frames):
-        # A frame that fails its signature is dropped. If it claims to be a hello,
-        # answer with the fixed unsigned refusal so the sender learns its token is wrong.
-        if Signer.peek_kind(frames) == Kind.HELLO:
-            try:
-                self.sock.send_multipart([ident, AUTH_REFUSED])
-            except zmq.ZMQError:
-                pass
-
-    def _hello(self, ident, cid, role, info):
-        if info.get("kit") != KIT_VERSION or info.get("python") != PY_VERSION:
-            reply_to = ident
-            self.send(
-                reply_to,
-                Kind.REFUSED,
-                (
-                    f"version mismatch: this cluster runs kit {KIT_VERSION} on Python "
-                    f"{PY_VERSION}, "
-                    f"you have kit {info.get('kit')} on Python {info.get('python')}; "
-                    f"install the same versions on every machine",
-                ),
+    def _join(self, session):
+        """A connection proved the token: admit it as who it says it is."""
+        who = session.who
+        rid = session.rid
+        info = who[3] or {}
+        if who[0] in ("node", "rx") and (
+            info.get("kit") != KIT_VERSION or info.get("python") != PY_VERSION
+        ):
+            self._refuse(
+                rid,
+                f"version mismatch: this cluster runs kit {KIT_VERSION} on Python "
+                f"{PY_VERSION}, you have kit {info.get('kit')} on Python "
+                f"{info.get('python')}; install the same versions on every machine",
             )
             return
+        if who[0] == "node":
+            self._join_node(rid, who[2], info)
+        elif who[0] == "rx":
+            self._join_client(rid, who[1], who[2], info)
+        elif who[0] == "tx":
+            self.rids_of.setdefault(who[2], []).append(rid)
+            self.send(rid, Kind.WELCOME, {"cluster": self.cluster_id})
+        else:
+            self._refuse(rid, f"a head does not serve {who[0]!r} connections")
+
+    def _refuse(self, rid, reason):
+        self.send(rid, Kind.REFUSED, (reason,))
+        self.sessions.drop(rid)
+
+    def _join_node(self, rid, nid, info):
         sched = self.sched
-        if role == "node":
-            self.node_info[cid] = info
-            self.node_seen[cid] = time.time()
-            sched.add_node(
-                cid,
-                info["resources"],
-                {
-                    "address": info.get("address"),
-                    "host": info.get("host"),
-                    "pid": info.get("pid"),
-                    "store_limit": info.get("store_limit", 0),
-                    "transfer": info.get("transfer"),
-                    "tag": info.get("tag"),
-                },
-            )
-            sched.nodes[cid].spawning = info.get("prestart", 0)
-            self.send(ident, Kind.WELCOME, {"cluster": self.cluster_id})
-            self._broadcast_peers()
-            self._answer_node_waiters()
+        if nid in sched.nodes:
+            why = "was declared dead" if not sched.nodes[nid].alive else "is already joined"
+            self._refuse(rid, f"node {nid.hex()} {why}; it must join as a new node")
             return
+        self.node_rid[nid] = rid
+        self.rids_of[nid] = [rid]
+        self.node_info[nid] = info
+        self.node_seen[nid] = time.time()
+        sched.add_node(
+            nid,
+            info["resources"],
+            {
+                "address": info.get("address"),
+                "host": info.get("host"),
+                "pid": info.get("pid"),
+                "store_limit": info.get("store_limit", 0),
+                "transfer": info.get("transfer"),
+                "tag": info.get("tag"),
+            },
+        )
+        sched.nodes[nid].spawning = info.get("prestart", 0)
+        self.send(rid, Kind.WELCOME, {"cluster": self.cluster_id})
+        self._broadcast_peers()
+        self._answer_node_waiters()
+
+    def _join_client(self, rid, role, cid, info):
+        sched = self.sched
+        if role not in ("driver", "worker") or cid in self.roles:
+            self._refuse(rid, f"client {cid.hex()} cannot join as {role!r}")
+            return
+        if role == "worker":
+            node = sched.nodes.get(info.get("node"))
+            if node is None or not node.alive:
+                self._refuse(rid, "this worker's node is not part of the cluster (it died)")
+                return
+            self.worker_node[cid] = node.nid
         self.roles[cid] = role
+        self.rx_of[cid] = rid
+        self.rids_of.setdefault(cid, []).append(rid)
         sched.add_client(cid)
         if role == "worker":
             sched.add_worker(cid, info["node"], info["pid"], info.get("actor"))
@@ -268,7 +356,7 @@ class Head:
             if info.get("log_to_driver", True):
                 self.log_to.add(cid)
         self.send(
-            ident,
+            rid,
             Kind.WELCOME,
             {
                 "cluster": self.cluster_id,
@@ -287,7 +375,16 @@ class Head:
             self.to_node(nid, Kind.NODE_CMD, ("peers", peers))
 
     def node_died(self, nid, cause):
+        """Declare a node dead and fence it: its agent's and workers' sessions are
+        forgotten, so nothing it sends later (a partition healing) is believed."""
+        node = self.sched.nodes.get(nid)
+        if node is None or not node.alive:
+            return
+        workers = [w for w, n in self.worker_node.items() if n == nid]
         self.sched.node_died(nid, cause)
+        for wid in workers:
+            self.client_gone(wid)
+        self.forget(nid)
         self._broadcast_peers()
 
     def _local_node(self, host):
@@ -305,10 +402,13 @@ class Head:
         event, args = body
         self.node_seen[nid] = time.time()
         if event == "worker_exit":
-            wid, cause, oom = args
-            self.sched.worker_died(wid, cause, oom)
-            self.roles.pop(wid, None)
-            self.sched.client_gone(wid)
+            wid, cause, oom = args[:3]
+            actor = args[3] if len(args) > 3 else None
+            if wid in self.sched.workers:
+                self.sched.worker_died(wid, cause, oom)
+            else:  # it died before it joined: its spawn is over
+                self.sched.spawn_failed(nid, actor, cause)
+            self.client_gone(wid)
         elif event == "copied":
             self.sched.add_copy(nid, *args)
         elif event == "bye":
@@ -357,6 +457,11 @@ class Head:
             return
         elif what == "local_node":
             ans = self._local_node(args)
+        elif what == "alive":
+            ans = {
+                nid: bool(n is not None and n.alive)
+                for nid, n in ((nid, sched.nodes.get(nid)) for nid in args if nid is not None)
+            }
         elif what == "events":
             # Sequence numbers are contiguous: slice off only what is new.
             new = max(0, min(len(self.events), self.event_seq - (args or 0)))
@@ -369,7 +474,7 @@ class Head:
                 "nodes": self._nodes(),
                 "counts": dict(sched.counts),
                 "waiting": sched.waiting(),
-                "dropped": self.signer.dropped,
+                "dropped": self.sessions.dropped,
                 "tasks_live": len(sched.tasks),
                 "objects_live": len(sched.objects),
                 "cluster": self.cluster_id,
@@ -401,14 +506,20 @@ class Head:
                 self.node_died(nid, f"stopped: its agent {cause}")
 
     def check_nodes(self, now):
+        """Once a second: heartbeats out, silent drivers and nodes declared gone."""
         self.sched.retire_idle(now)
+        for cid in self.client_seen:
+            self.to_client(cid, Kind.HEARTBEAT, None)
+        for nid in list(self.node_rid):
+            self.to_node(nid, Kind.HEARTBEAT, None)
         for cid, seen in list(self.client_seen.items()):
             if now - seen > self.client_timeout and self.roles.get(cid) == "driver":
                 # A driver that vanished without a goodbye: release what it held.
-                self.client_seen.pop(cid, None)
-                self.roles.pop(cid, None)
-                self.log_to.discard(cid)
-                self.sched.client_gone(cid)
+                self.client_gone(
+                    cid,
+                    f"the head heard nothing from this driver for {self.client_timeout:.0f} "
+                    f"s and released what it held; call kit.init() again",
+                )
         for nid, seen in list(self.node_seen.items()):
             node = self.sched.nodes.get(nid)
             if node is None or not node.alive:
@@ -454,11 +565,11 @@ class Head:
                     try:
                         self.handle(frames[0], frames[1:])
                     except Exception as e:  # a bad message never stops the head
-                        self.signer.dropped += 1
+                        self.sessions.dropped += 1
                         _log(f"head: dropped a message that failed: {e!r}")
                 self.flush()
             now = time.time()
-            if now - last_check > 1.0:
+            if now - last_check > BEAT:
                 last_check = now
                 self.check_nodes(now)
                 self.flush()
@@ -474,9 +585,9 @@ class Head:
         while alive and time.time() < deadline:
             if self.sock.poll(100):
                 frames = self.sock.recv_multipart()
-                msg = self.signer.unpack(frames[1:], frames[0])
-                if msg and msg[0] == Kind.NODE_EVENT and msg[1][0] == "bye":
-                    alive.discard(frames[0][:-1])
+                got = self.sessions.receive(frames[0], frames[1:])
+                if got and got[1] == Kind.NODE_EVENT and got[2][0] == "bye":
+                    alive.discard(got[0].who[2])
         for cid in list(self.roles):
             self.to_client(cid, Kind.SHUTDOWN, None)
         self.sock.close(0)

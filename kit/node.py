@@ -2,8 +2,8 @@
 
     head ── NODE_CMD spawn/kill/free/spill/peers ──▶ agent ── fork ──▶ zygote ──▶ workers
     head ◀── NODE_EVENT worker_exit/copied ──────── agent ◀── exit status ── zygote
-    head ◀── HEARTBEAT (every second)
-    workers, drivers ── FETCH get ──▶ agent transfer socket ── FETCH chunk ──▶ other agents
+    head ◀──▶ HEARTBEAT (every second, both ways)
+    workers, drivers ── FETCH ──▶ transfer socket (kit.transfer) ◀──▶ other agents
 
 The agent joins the head first (a wrong token fails at once), forks its zygote
 before it creates any zmq context, then starts one worker per CPU slot so the
@@ -11,10 +11,16 @@ first tasks find workers waiting. When a worker ends, the zygote reports the
 exit code or signal, and the agent tells the head, which retries the worker's
 tasks or fails them naming the cause.
 
-Objects of this node are files ``kit_<cluster>_<tag>_*`` in shared memory. A
-process here that needs an object held by another node asks this agent, which
-pulls it from that node's agent in 8 MiB chunks (several in flight), writes a
-local copy and tells the head about it; data never passes through the head.
+The head sends a heartbeat every second. An agent that hears nothing from it for
+``head_timeout`` seconds, or learns that the head forgot it (``SESSION_UNKNOWN``:
+the head declared it dead, e.g. during a network partition, or the head is a new
+one), stops its workers, clears its object store and joins again as a new node
+(a new node id): whatever it ran belongs to the old incarnation, which the head
+has already written off. A local cluster's agent (one ``kit.init`` started)
+exits with the head instead; an agent started with ``kit start --address`` keeps
+trying to join for ``rejoin_grace`` seconds, then exits.
+
+Objects of this node are files ``kit_<cluster>_<tag>_*`` in shared memory.
 """
 
 from __future__ import annotations
@@ -26,25 +32,19 @@ import time
 import zmq
 
 from . import object_store
-from .protocol import KIT_VERSION, PY_VERSION, Kind, Signer, await_welcome, secure
+from .errors import KitError
+from .protocol import KIT_VERSION, PY_VERSION, Kind
+from .session import SESSION_UNKNOWN, Channel
 from .spawner import Zygote, die_with_parent
+from .transfer import Transfer
 
 MEMORY_THRESHOLD = 0.95  # fraction of the machine's memory; KIT_MEMORY_THRESHOLD overrides
-CHUNK = 8 << 20
-IN_FLIGHT = 4
-STALL = 10.0  # seconds without a chunk before a pull fails
+HEAD_TIMEOUT = 10.0  # silence from the head this long: it died (KIT_HEAD_TIMEOUT)
+REJOIN_GRACE = 60.0  # a daemon agent tries to join a head again this long (KIT_REJOIN_GRACE)
 
 
-class Pull:
-    """One object being copied here from another node."""
-
-    def __init__(self, name, local, size, peer):
-        self.name, self.local, self.size, self.peer = name, local, size, peer
-        self.next = 0
-        self.received = 0
-        self.waiters = []  # (ident, req)
-        self.fd = None
-        self.progress = time.time()
+class Forgotten(Exception):
+    """The head no longer knows this node (it was declared dead, or the head is new)."""
 
 
 class NodeAgent:
@@ -53,29 +53,19 @@ class NodeAgent:
         self.zygote = Zygote()  # before any zmq context exists here
         self.nid = cfg["node_id"]
         self.tag = cfg["tag"]
-        self.signer = Signer(cfg["token"])
-        self.xsigner = Signer(cfg["token"])
         self.ctx = zmq.Context()
         self.encrypt = bool(cfg.get("encrypt"))
-        self.sock = self.ctx.socket(zmq.DEALER)
-        secure(self.sock, cfg["token"], False, self.encrypt)
-        self.sock.setsockopt(zmq.IDENTITY, self.nid + b"n")
-        self.sock.setsockopt(zmq.LINGER, 1000)
-        self.sock.connect(cfg["address"])
-        self.xfer = self.ctx.socket(zmq.ROUTER)
-        secure(self.xfer, cfg["token"], True, self.encrypt)
-        self.xfer.setsockopt(zmq.LINGER, 0)
-        ip = cfg.get("node_ip", "127.0.0.1")
-        port = self.xfer.bind_to_random_port(f"tcp://{ip}")
-        self.xfer_address = f"tcp://{ip}:{port}"
+        self.head = None  # the session with the head (a Channel)
+        self.poller = zmq.Poller()
+        self.transfer = Transfer(
+            self.ctx, cfg["token"], self.encrypt, cfg.get("node_ip", "127.0.0.1"),
+            self.poller, self._copied,
+        )  # fmt: skip
         self.store_limit = cfg.get("object_store_memory") or object_store.default_limit()
-        self.workers = {}  # wid -> pid
+        self.workers = {}  # wid -> pid (None until the zygote says it started)
+        self.actor_of = {}  # wid -> the actor it was started for (None: a task worker)
         self.tags = {}  # pid -> wid
         self.stopping = False
-        self.peers = {}  # nid -> transfer address
-        self.peer_socks = {}  # nid -> DEALER
-        self.pulls = {}  # name -> Pull
-        self.poller = zmq.Poller()
         self.cluster = None
         self.prefix = None
         self.worker_cfg = None
@@ -84,45 +74,55 @@ class NodeAgent:
             or cfg.get("memory_threshold")
             or MEMORY_THRESHOLD
         )
+        self.head_timeout = float(os.environ.get("KIT_HEAD_TIMEOUT") or HEAD_TIMEOUT)
+        self.rejoin_grace = float(
+            os.environ.get("KIT_REJOIN_GRACE") or cfg.get("rejoin_grace") or REJOIN_GRACE
+        )
         self.oom_killed = {}  # pid -> why the memory monitor killed it
         self.last_memory_check = 0.0
+        self.heard = time.monotonic()
+        self.joins = 0
 
     def send(self, kind, body):
-        self.sock.send_multipart(self.signer.pack(kind, body))
+        self.head.send(kind, body)
 
     def spawn(self, actor_id=None):
         wid = os.urandom(8)
         self.workers[wid] = None
+        self.actor_of[wid] = actor_id
         self.zygote.fork(wid, "kit.worker:main", self.worker_cfg, wid, actor_id)
 
     def join(self, timeout=10.0):
-        """Say hello to the head and wait for its welcome; learn the cluster's id."""
+        """Prove the token to the head and join as this node; learn the cluster's id."""
         cfg = self.cfg
         from .client import host_id
 
-        self.send(
-            Kind.HELLO,
-            (
-                "node",
-                {
-                    "kit": KIT_VERSION,
-                    "python": PY_VERSION,
-                    "resources": cfg["resources"],
-                    "host": host_id(),
-                    "pid": os.getpid(),
-                    "tag": self.tag,
-                    "address": cfg.get("node_ip", "127.0.0.1"),
-                    "transfer": self.xfer_address,
-                    "store_limit": self.store_limit,
-                    "prestart": cfg["prestart"],
-                },
-            ),
-        )
-        welcome = await_welcome(
-            self.sock, self.signer, cfg["address"], timeout, on_other=self.on_command
-        )
-        self.cluster = welcome["cluster"]
+        info = {
+            "kit": KIT_VERSION,
+            "python": PY_VERSION,
+            "resources": cfg["resources"],
+            "host": host_id(),
+            "pid": os.getpid(),
+            "tag": self.tag,
+            "address": cfg.get("node_ip", "127.0.0.1"),
+            "transfer": self.transfer.address,
+            "store_limit": self.store_limit,
+            "prestart": cfg["prestart"],
+        }
+        head = Channel(
+            self.ctx, cfg["address"], cfg["token"], ("node", "node", self.nid, info),
+            encrypt=self.encrypt, timeout=timeout, linger=1000, unbounded=True,
+        )  # fmt: skip
+        if self.head is not None:
+            self.poller.unregister(self.head.sock)
+            self.head.close()
+        self.head = head
+        self.poller.register(head.sock, zmq.POLLIN)
+        self.heard = time.monotonic()
+        self.joins += 1
+        self.cluster = head.welcome["cluster"]
         self.prefix = f"kit_{self.cluster}_{self.tag}_"
+        self.transfer.start(self.cluster, self.prefix, self.nid)
         self.worker_cfg = {
             "address": cfg["address"],
             "token": cfg["token"],
@@ -133,48 +133,54 @@ class NodeAgent:
             "store_limit": self.store_limit,
             "sys_path": cfg.get("sys_path") or [],
             "cwd": cfg.get("cwd"),
-            "transfer": self.xfer_address,
+            "transfer": self.transfer.address,
             "encrypt": self.encrypt,
         }
 
     def serve(self):
         signal.signal(signal.SIGTERM, lambda *a: self._stop_flag())
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for _ in range(self.cfg["prestart"]):
-            self.spawn()
+        self.poller.register(self.zygote.ev, zmq.POLLIN)
+        while not self.stopping:
+            for _ in range(self.cfg["prestart"]):
+                self.spawn()
+            try:
+                self._serve_session()
+            except Forgotten as e:
+                if self.stopping or not self.rejoin(str(e)):
+                    break
+        self.stop()
+
+    def _serve_session(self):
         poller = self.poller
-        poller.register(self.sock, zmq.POLLIN)
-        poller.register(self.xfer, zmq.POLLIN)
-        poller.register(self.zygote.ev, zmq.POLLIN)
         last_beat = 0.0
         while not self.stopping:
             try:
                 ready = dict(poller.poll(250))
             except zmq.ZMQError:
-                break
+                self.stopping = True
+                return
             if self.zygote.ev in ready:
                 for ev in self.zygote.events():
                     self.on_zygote(ev)
                 if self.zygote.reader.closed:
-                    break
-            if self.sock in ready:
+                    self.stopping = True
+                    return
+            if self.head.sock in ready:
                 self.on_head()
-            if self.xfer in ready:
-                self.on_transfer()
-            for s in list(self.peer_socks.values()):
-                if s in ready:
-                    self.on_peer_data(s)
+            self.transfer.on_ready(ready)
             last_beat = self.on_tick(time.time(), last_beat)
-        self.stop()
 
     def on_head(self):
         """Handle every command the head sent (checked before anything is unpickled)."""
         while True:
             try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+                msg = self.head.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            msg = self.signer.unpack(frames)
+            self.heard = time.monotonic()
+            if msg is SESSION_UNKNOWN or msg == SESSION_UNKNOWN:
+                raise Forgotten("the head no longer knows this node (it declared it dead)")
             if msg is not None:
                 self.on_command(msg[0], msg[1])
 
@@ -186,10 +192,38 @@ class NodeAgent:
         if now - last_beat < 1.0:
             return last_beat
         self.send(Kind.HEARTBEAT, None)
-        for pull in list(self.pulls.values()):
-            if now - pull.progress > STALL:
-                self._finish_pull(pull, f"its node sent nothing for {STALL:.0f} s")
+        self.transfer.tick(now)
+        silent = time.monotonic() - self.heard
+        if silent > self.head_timeout:
+            raise Forgotten(f"nothing from the head for {silent:.0f} s")
         return now
+
+    def rejoin(self, why) -> bool:
+        """Clear this node (workers, objects) and join as a new node; False to exit."""
+        _log(f"kit node {self.tag}: {why}; stopping its workers and joining again as new")
+        self._kill_workers()
+        if self.prefix:
+            object_store.sweep(self.prefix)
+        if not self.cfg.get("daemon"):
+            return False  # a local cluster's agent lives and dies with its head
+        deadline = time.monotonic() + self.rejoin_grace
+        while not self.stopping and time.monotonic() < deadline:
+            self.nid = os.urandom(8)
+            try:
+                self.join(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+                _log(f"kit node {self.tag}: joined again as node {self.nid.hex()}")
+                return True
+            except KitError as e:
+                _log(f"kit node {self.tag}: no head yet ({e})")
+        _log(f"kit node {self.tag}: no head for {self.rejoin_grace:.0f} s; exiting")
+        return False
+
+    def _kill_workers(self):
+        for pid in list(self.tags):
+            self.zygote.kill(pid)
+        self.workers.clear()
+        self.actor_of.clear()
+        self.tags.clear()
 
     def check_memory(self):
         """Kill the worker using the most memory when the machine is over the threshold.
@@ -228,15 +262,20 @@ class NodeAgent:
     def on_zygote(self, ev):
         if ev[0] == "started":
             _, wid, pid = ev
-            self.workers[wid] = pid
-            self.tags[pid] = wid
+            if wid in self.workers:  # else: started for an incarnation that is over
+                self.workers[wid] = pid
+                self.tags[pid] = wid
+            else:
+                self.zygote.kill(pid)
         elif ev[0] == "exit":
             _, wid, pid, cause = ev
-            self.workers.pop(wid, None)
+            known = self.workers.pop(wid, False) is not False
+            actor = self.actor_of.pop(wid, None)
             self.tags.pop(pid, None)
             oom = self.oom_killed.pop(pid, None)
-            if not self.stopping:
-                self.send(Kind.NODE_EVENT, ("worker_exit", (wid, oom or cause, oom is not None)))
+            if known and not self.stopping:
+                why = oom or cause
+                self.send(Kind.NODE_EVENT, ("worker_exit", (wid, why, oom is not None, actor)))
 
     def on_command(self, kind, body):
         if kind == Kind.SHUTDOWN:
@@ -260,150 +299,32 @@ class NodeAgent:
                 if name.startswith(self.prefix):
                     object_store.unlink(name)
         elif op == "peers":
-            self.peers = dict(arg)
-            for pull in list(self.pulls.values()):
-                if pull.peer not in self.peers:
-                    self._finish_pull(pull, "the node holding it died")
+            self.transfer.set_peers(arg)
 
-    # ---- moving objects between nodes -------------------------------------------
-
-    def on_transfer(self):
-        while True:
-            try:
-                frames = self.xfer.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            ident = frames[0]
-            msg = self.xsigner.unpack(frames[1:], ident)
-            if msg is None or msg[0] != Kind.FETCH:
-                continue
-            body = msg[1]
-            if body[0] == "chunk":
-                _, req, name, offset, length = body
-                try:
-                    data = (
-                        object_store.read_bytes(name, offset, length)
-                        if name.startswith(f"kit_{self.cluster}_")
-                        else None
-                    )
-                except OSError:
-                    data = None
-                self._xreply(
-                    ident,
-                    ("data", req, offset, data is not None),
-                    [data] if data is not None else [],
-                )
-            elif body[0] == "get":
-                _, req, name, size, owner = body
-                self.fetch(ident, req, name, size, owner)
-
-    def _xreply(self, ident, body, buffers=()):
-        self.xfer.send_multipart(
-            [ident, *self.xsigner.pack(Kind.FETCH, body, buffers)], copy=not buffers
-        )
-
-    def fetch(self, ident, req, name, size, owner):
-        local = self.prefix + name.rsplit("_", 1)[-1]
-        if (
-            owner == self.nid
-            or os.path.exists(object_store.path_of(local))
-            or os.path.exists(object_store.spill_path(local))
-        ):
-            self._xreply(ident, ("got", req, name if owner == self.nid else local, None))
-            return
-        pull = self.pulls.get(name)
-        if pull is None:
-            addr = self.peers.get(owner)
-            if addr is None:
-                self._xreply(
-                    ident,
-                    ("got", req, None, "the node holding it is not known (it left the cluster)"),
-                )
-                return
-            pull = self.pulls[name] = Pull(name, local, size, owner)
-            pull.fd = os.open(
-                object_store.path_of(local) + ".part", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600
-            )
-            os.ftruncate(pull.fd, size)
-            for _ in range(IN_FLIGHT):
-                self._request_chunk(pull)
-        pull.waiters.append((ident, req))
-
-    def _peer(self, nid):
-        s = self.peer_socks.get(nid)
-        if s is None:
-            s = self.ctx.socket(zmq.DEALER)
-            secure(s, self.cfg["token"], False, self.encrypt)
-            s.setsockopt(zmq.LINGER, 0)
-            s.connect(self.peers[nid])
-            self.peer_socks[nid] = s
-            self.poller.register(s, zmq.POLLIN)
-        return s
-
-    def _request_chunk(self, pull):
-        if pull.next >= pull.size:
-            return
-        length = min(CHUNK, pull.size - pull.next)
-        self._peer(pull.peer).send_multipart(
-            self.xsigner.pack(Kind.FETCH, ("chunk", pull.name, pull.name, pull.next, length))
-        )
-        pull.next += length
-
-    def on_peer_data(self, s):
-        while True:
-            try:
-                frames = s.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            frames = [f.bytes if len(f) < 4096 else f.buffer for f in frames]
-            msg = self.xsigner.unpack(frames, id(s))
-            if msg is None:
-                continue
-            _, name, offset, ok = msg[1]
-            pull = self.pulls.get(name)
-            if pull is None:
-                continue
-            if not ok:
-                self._finish_pull(pull, "its node no longer has it")
-                continue
-            data = msg[2][0]
-            os.pwrite(pull.fd, data, offset)
-            pull.received += len(data)
-            pull.progress = time.time()
-            self._request_chunk(pull)
-            if pull.received >= pull.size:
-                self._finish_pull(pull, None)
-
-    def _finish_pull(self, pull, error):
-        self.pulls.pop(pull.name, None)
-        os.close(pull.fd)
-        part = object_store.path_of(pull.local) + ".part"
-        if error is None:
-            os.rename(part, object_store.path_of(pull.local))
-            self.send(Kind.NODE_EVENT, ("copied", (pull.name, pull.local, pull.size)))
-        else:
-            try:
-                os.unlink(part)
-            except OSError:
-                pass
-        for ident, req in pull.waiters:
-            self._xreply(ident, ("got", req, pull.local if error is None else None, error))
+    def _copied(self, name, local, size):
+        self.send(Kind.NODE_EVENT, ("copied", (name, local, size)))
 
     def stop(self):
-        for pid in list(self.tags):
-            self.zygote.kill(pid)
+        self._kill_workers()
         self.zygote.close()
         if self.prefix:
             object_store.sweep(self.prefix)
-        try:
-            self.send(Kind.NODE_EVENT, ("bye", None))
-        except zmq.ZMQError:
-            pass
-        for s in self.peer_socks.values():
-            s.close(0)
-        self.xfer.close(0)
-        self.sock.close(500)
+        if self.head is not None:
+            try:
+                self.send(Kind.NODE_EVENT, ("bye", None))
+            except zmq.ZMQError:
+                pass
+        self.transfer.close()
+        if self.head is not None:
+            self.head.close(500)
         self.ctx.term()
+
+
+def _log(text):
+    try:
+        os.write(2, (text + "\n").encode())
+    except OSError:
+        pass
 
 
 def main(cfg, ready=None):

@@ -1,23 +1,21 @@
-"""Wire format: signed multipart frames, message kinds, and the handshake.
+"""Wire format: signed multipart frames and message kinds.
 
 Every message between kit processes is one zmq frame, plus raw buffer frames
 for bulk data (object chunks)::
 
     [signature(32 B) | header(9 B): seq u64, kind u8 | body: pickle] [buffer]*
 
-``signature`` is HMAC-SHA256, keyed with the cluster's token, over the header,
-the body and every buffer frame. One frame per message because pyzmq's cost
-is per frame (about as much as the signing and pickling together). A receiver
-checks it with a constant-time compare *before* anything is unpickled; a frame
-that fails (unsigned, mis-signed, truncated, replayed, oversized) is dropped and
-counted, never unpickled. ``seq``
-rises by one per message on each sending socket, so a replayed frame is dropped
-too. Bodies are plain ``pickle`` of small tuples (fast, C); user values travel
-inside them as opaque bytes produced by ``kit.serialization``.
-
-A client that is refused (wrong token) gets the one unsigned frame
-``AUTH_REFUSED``, so it can say "wrong token" within a round trip instead of
-waiting for a timeout.
+``signature`` is HMAC-SHA256 over the header, the body and every buffer frame,
+keyed with the connection's session key (``kit.session``: derived from the
+cluster's token, the connection's random routing id and two nonces), or with the
+token itself for the two handshake messages. One frame per message because
+pyzmq's cost is per frame (about as much as the signing and pickling together).
+A receiver checks it with a constant-time compare *before* anything is
+unpickled; a frame that fails (unsigned, mis-signed, truncated, replayed,
+oversized) is dropped and counted, never unpickled. ``seq`` rises by one per
+message on each sending socket, so a replayed frame is dropped too. Bodies are
+plain ``pickle`` of small tuples (fast, C); user values travel inside them as
+opaque bytes produced by ``kit.serialization``.
 """
 
 from __future__ import annotations
@@ -42,7 +40,7 @@ _PICKLE = pickle.HIGHEST_PROTOCOL
 class Kind:
     """Message kinds. Names say who sends them: C=client, H=head, N=node, W=worker."""
 
-    HELLO = 1  # C/N/W -> H: (role, info dict)
+    HELLO = 1  # C/N/W -> H: (nonce, who): the handshake's first message (kit.session)
     WELCOME = 2  # H -> C: (info dict)
     REFUSED = 3  # H -> C: (reason,)
     SUBMIT = 4  # C -> H: [task spec, ...]
@@ -66,6 +64,8 @@ class Kind:
     FETCH = 22  # N <-> N: object chunks
     EVENTS = 23  # H -> C: task state events for widgets
     MULTI = 24  # C -> H: [(kind, body), ...] several messages in one frame
+    CHALLENGE = 25  # H -> C: (nonce,): the handshake's second message
+    AUTH = 26  # C -> H: None, signed with the session key: the handshake's proof
 
 
 def secure(sock, token, server: bool, enabled: bool) -> None:
@@ -96,44 +96,6 @@ def secure(sock, token, server: bool, enabled: bool) -> None:
         sock.curve_serverkey = public
 
 
-def await_welcome(sock, signer, address, timeout, on_other=None):
-    """Wait for the head's answer to a hello; return the WELCOME body.
-
-    Raises:
-        AuthenticationError: wrong token (the fixed refusal) or versions that differ.
-        KitError: no answer in time (wrong address, head down, or encryption mismatch).
-    """
-    import time
-
-    from .errors import AuthenticationError, KitError
-
-    deadline = time.time() + timeout
-    while True:
-        left = deadline - time.time()
-        if left <= 0 or not sock.poll(left * 1000):
-            raise KitError(
-                f"no answer from a kit head at {address} within {timeout:.0f} s; check the "
-                f"address and that `kit start --head` is running there (if it was started "
-                f"with --encrypt, connect with encrypt=True)"
-            )
-        frames = sock.recv_multipart()
-        if frames == [AUTH_REFUSED]:
-            raise AuthenticationError(
-                f"the head at {address} refused this connection: the token is wrong; pass "
-                f"the token printed by `kit start --head` (token= or KIT_TOKEN)"
-            )
-        msg = signer.unpack(frames)
-        if msg is None:
-            continue
-        kind, body, _ = msg
-        if kind == Kind.REFUSED:
-            raise AuthenticationError(body[0])
-        if kind == Kind.WELCOME:
-            return body
-        if on_other is not None:
-            on_other(kind, body)
-
-
 class Signer:
     """Signs and checks multipart messages with HMAC-SHA256.
 
@@ -144,15 +106,18 @@ class Signer:
         True
     """
 
-    __slots__ = ("_mac", "_seq", "_last_seen", "dropped")
+    __slots__ = ("_mac", "_seq", "_last_seen", "dropped", "key", "replay_check", "signed_ok")
 
-    def __init__(self, token: bytes):
+    def __init__(self, token: bytes, replay_check: bool = True):
         if isinstance(token, str):
             token = token.encode()
+        self.key = token
         self._mac = hmac.new(token, digestmod=hashlib.sha256)
         self._seq = 0
         self._last_seen: dict = {}
         self.dropped = 0
+        self.replay_check = replay_check  # off for the handshake's HELLO (harmless to replay)
+        self.signed_ok = False  # the last dropped frame had a good signature (a bad body)
 
     def sign(self, parts) -> bytes:
         mac = self._mac.copy()
@@ -177,6 +142,7 @@ class Signer:
         checks (one sequence per sending socket). Nothing is unpickled unless the
         signature matches and the sequence number is new.
         """
+        self.signed_ok = False
         if not frames:
             self.dropped += 1
             return None
@@ -193,14 +159,16 @@ class Signer:
             self.dropped += 1
             return None
         seq, kind = _HEADER.unpack_from(first, 32)
-        if seq <= self._last_seen.get(peer, 0):
-            self.dropped += 1
-            return None
-        self._last_seen[peer] = seq
+        if self.replay_check:
+            if seq <= self._last_seen.get(peer, 0):
+                self.dropped += 1
+                return None
+            self._last_seen[peer] = seq
         try:
             body = pickle.loads(view[32 + _HEADER.size :])
         except Exception:
             self.dropped += 1
+            self.signed_ok = True
             return None
         return kind, body, frames[1:]
 

@@ -324,8 +324,8 @@ class Scheduler:
         else:
             for tid in list(w.tasks):
                 t = self.tasks.get(tid)
-                if t is None or t.state != RUNNING:
-                    continue
+                if t is None or t.state != RUNNING or t.worker != wid:
+                    continue  # ended, or running again elsewhere already
                 if t.retries != 0 and not oom:
                     t.retries -= 1
                     _task_move(t, READY)
@@ -342,12 +342,27 @@ class Scheduler:
                         f"the worker running {t.label} was {cause}"
                         if oom
                         else f"the worker running {t.label} died ({cause}) and its retries "
-                        f"ran out; raise max_retries or find why it dies"
+                        f"ran out (it ran {t.spec.retries - t.retries + 1} times); raise "
+                        f"max_retries or find why it dies"
                     )
                     self._fail(t, system_error_payload(cls, why))
         w.tasks.clear()
         self.workers.pop(wid, None)
         self._dirty = True
+
+    def spawn_failed(self, nid, actor_id, cause: str):
+        """A worker the scheduler asked for died before it joined (killed, or crashed
+        while starting): the node may start another (an actor's start is retried or
+        the actor dies, by the same rules as a crash)."""
+        node = self.nodes.get(nid)
+        if actor_id is None:
+            if node is not None:
+                node.spawning = max(0, node.spawning - 1)
+            self._dirty = True
+            return
+        actor = self.actors.get(actor_id)
+        if actor is not None and actor.worker is None and actor.state != A_DEAD:
+            self._actor_lost(actor, f"its worker process {cause} before it started")
 
     def node_died(self, nid, cause="stopped answering"):
         node = self.nodes.get(nid)
@@ -897,8 +912,13 @@ class Scheduler:
         if w is not None:
             self._off_worker(w, tid)
         self._dirty = True
-        if t is None or t.state != RUNNING:
-            return  # cancelled, or a late report of a task already ended
+        if t is None or t.state != RUNNING or t.worker != wid:
+            # Cancelled, ended, or running again on another worker (this report comes
+            # from a worker that was declared dead): the report is not believed.
+            for _, payload, _ in results:
+                if payload[0] == SHARED:
+                    self.out.append(("free", payload[1], payload[2]))
+            return
         t.started, t.finished = started, finished
         st = self.fn_stats.setdefault(t.fid, [0, 0.0])
         st[0] += 1
@@ -1132,7 +1152,13 @@ class Scheduler:
             actor.queue.extendleft(reversed(requeue))
             if actor.task_retries > 0:
                 actor.task_retries -= 1
-            _task_move(actor.create, READY)
+            c = actor.create
+            if c.state != READY:  # READY: it never started in the lost worker
+                if c.state == FINISHED:  # its constructor runs again: a new run to show
+                    self.out.append(
+                        ("event", TaskEvent(c.tid, c.label, "queued", self.now, None, None))
+                    )
+                _task_move(c, READY)
             node = self.nodes.get(actor.node)
             if node is not None and node.alive:
                 self.out.append(("spawn", actor.node, actor.aid))

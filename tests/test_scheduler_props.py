@@ -110,6 +110,15 @@ class ClusterPlay(RuleBasedStateMachine):
         self._pump()
 
     @rule(data=st.data())
+    def spawn_dies(self, data):
+        """A worker the scheduler asked for is killed before it joins."""
+        if not self.spawns:
+            return
+        nid, actor = self.spawns.pop(data.draw(st.integers(0, len(self.spawns) - 1)))
+        self.s.spawn_failed(nid, actor, "was killed")
+        self._pump()
+
+    @rule(data=st.data())
     def worker_dies(self, data):
         wids = sorted(self.s.workers)
         if not wids:
@@ -204,10 +213,11 @@ class ClusterPlay(RuleBasedStateMachine):
         self.s.cancel(tid, force=force)
         self._pump()
 
-    @rule(target=actors)
-    def create_actor(self):
+    @rule(target=actors, restarts=st.sampled_from([0, 2, -1]), call_retries=st.sampled_from([0, 1]))
+    def create_actor(self, restarts, call_retries):
         aid = self._id(b"a")
-        spec = TaskSpec.new(aid, "A.__init__", kind=ACTOR_CREATE, fid=b"A", actor=aid, opts={})
+        opts = {"max_restarts": restarts, "max_task_retries": call_retries}
+        spec = TaskSpec.new(aid, "A.__init__", kind=ACTOR_CREATE, fid=b"A", actor=aid, opts=opts)
         self.s.submit(DRIVER, spec, 0.0)
         self.submitted.append(aid)
         self.held.add(spec.returns[0])
