@@ -1,4 +1,4 @@
-"""Fixtures: real local clusters, bounded in time, checked for leftovers."""
+"""Fixtures: real local clusters, bounded in time, checked for leftovers; the test tiers."""
 
 import os
 
@@ -7,6 +7,24 @@ import pytest
 from helpers import wait_until
 
 import kit
+
+# Every test carries exactly one tier marker (registered in pyproject.toml).
+TIERS = ("fast", "cluster", "kernel", "engines", "browser")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: every collected test is checked
+def pytest_collection_modifyitems(config, items):
+    wrong = []
+    for item in items:
+        tiers = sorted({m.name for m in item.iter_markers() if m.name in TIERS})
+        if len(tiers) != 1:
+            wrong.append(f"  {item.nodeid}: {', '.join(tiers) or 'no tier'}")
+    if wrong:
+        raise pytest.UsageError(
+            f"{len(wrong)} test(s) without exactly one tier marker ({', '.join(TIERS)}). "
+            "Set `pytestmark = pytest.mark.<tier>` at the top of the module, or mark the "
+            "test (the tiers are listed in pyproject.toml and the README):\n" + "\n".join(wrong)
+        )
 
 
 def kit_children():

@@ -11,6 +11,8 @@ from helpers import all_overlap, latest_event, task_spans, wait_tasks, wait_unti
 
 import kit
 
+pytestmark = pytest.mark.cluster
+
 
 @kit.remote
 class Counter:
@@ -173,7 +175,7 @@ def test_max_concurrency_threads(cluster):
     @kit.remote
     class Sleeper:
         def nap(self, t):
-            time.sleep(t)
+            time.sleep(t)  # naps overlap if the calls run at once
             return threading.get_ident()
 
     s = Sleeper.options(max_concurrency=4).remote()
@@ -188,7 +190,7 @@ def test_async_actor(cluster):
     @kit.remote
     class AsyncActor:
         async def work(self, t):
-            await asyncio.sleep(t)
+            await asyncio.sleep(t)  # overlap if the calls are awaited together
             return t
 
     a = AsyncActor.remote()

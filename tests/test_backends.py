@@ -22,7 +22,12 @@ import backends
 import widgets
 from backends.tally import Tally
 
-ENGINES = ["kit", "ray", "dask"]
+# tiers: the kit engine's tests start a kit cluster; Ray's and Dask's need those engines
+ENGINES = [
+    pytest.param("kit", marks=pytest.mark.cluster),
+    pytest.param("ray", marks=pytest.mark.engines),
+    pytest.param("dask", marks=pytest.mark.engines),
+]
 
 
 def shell():
@@ -220,6 +225,7 @@ def test_interrupt(engine):
 # ---- without an engine -----------------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_parse_address():
     p = backends.parse_address
     assert p("ray://h:10001") == ("ray", "connect", "ray://h:10001")
@@ -233,12 +239,14 @@ def test_parse_address():
             p(bad)
 
 
+@pytest.mark.fast
 def test_bad_connect_is_one_line():
     r, cap = run(shell(), "%cluster connect nonsense")
     lines = (cap.stdout + cap.stderr).strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("UsageError:") and "ray:local" in lines[0]
 
 
+@pytest.mark.fast
 def test_tally_counts_and_events():
     t = Tally(keep=3)
     t.record("a", "f", "running", "n0", 1.0)
@@ -256,6 +264,7 @@ def test_tally_counts_and_events():
     assert t.since(5) == (5, [])
 
 
+@pytest.mark.fast
 def test_worker_wrapper_reports_and_marks_errors():
     from backends import worker
 
@@ -291,6 +300,7 @@ def test_worker_wrapper_reports_and_marks_errors():
     assert worker.node_id() != "node-9"  # only inside the task
 
 
+@pytest.mark.cluster
 def test_importing_the_front_ends_imports_no_engine():
     code = (
         "import sys, magics, widgets, backends, magics.cells, magics.magic\n"
@@ -300,6 +310,7 @@ def test_importing_the_front_ends_imports_no_engine():
     assert out.stdout.strip() == "[]", out.stderr
 
 
+@pytest.mark.fast
 def test_public_names_exported_once():
     public = {n for n in dir(backends) if not n.startswith("_")}
     modules = {
@@ -316,6 +327,7 @@ def test_public_names_exported_once():
     assert public - modules == set(backends.__all__)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "module", ["backends", "backends.base", "backends.tally", "backends.worker"]
 )
@@ -326,6 +338,7 @@ def test_docstring_examples(module):
     assert result.failed == 0 and result.attempted > 0
 
 
+@pytest.mark.fast
 def test_updater_reads_events_anew_when_the_cluster_changes():
     class Source:
         def __init__(self):

@@ -35,7 +35,14 @@ CELLS = [
 ]
 
 
-@pytest.mark.parametrize("engine", ["kit", "ray", "dask"])
+@pytest.mark.parametrize(
+    "engine",
+    [
+        pytest.param("kit", marks=pytest.mark.kernel),
+        pytest.param("ray", marks=pytest.mark.engines),  # and a kernel: the engine decides
+        pytest.param("dask", marks=pytest.mark.engines),
+    ],
+)
 def test_the_same_notebook_runs_on_each_engine(engine, tmp_path):
     if engine != "kit":
         pytest.importorskip("ray" if engine == "ray" else "distributed")

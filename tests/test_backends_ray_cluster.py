@@ -28,6 +28,8 @@ from test_backends import run, shell
 
 import backends
 
+pytestmark = pytest.mark.engines
+
 TAG_ENV = "KIT_TEST_RAY_CLUSTER"
 
 

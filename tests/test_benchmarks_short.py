@@ -29,6 +29,7 @@ def short_run(script, md, timeout, *args):
     return md.read_text()
 
 
+@pytest.mark.cluster  # --short runs kit and concurrent.futures only
 @pytest.mark.timeout(240)
 def test_benchmarks_short(tmp_path):
     out_json = tmp_path / "short.json"
@@ -38,6 +39,7 @@ def test_benchmarks_short(tmp_path):
     assert "kit" in text and "tasks_10k" in text and "put_100mib" in text
 
 
+@pytest.mark.engines
 @pytest.mark.timeout(120)
 def test_dask_on_kit_short(tmp_path):
     text = short_run("dask_on_kit.py", tmp_path / "dask_on_kit.md", 100)
@@ -53,6 +55,7 @@ def test_dask_on_kit_short(tmp_path):
     assert "error" not in text and "Notes:" not in text
 
 
+@pytest.mark.engines
 @pytest.mark.timeout(60)
 def test_cells_short(tmp_path):
     """benchmarks/cells.py --short: the same notebook cells timed on kit and Dask."""
@@ -77,6 +80,7 @@ def test_cells_short(tmp_path):
     assert "kit / dask" in text and "error" not in text and "Notes:" not in text
 
 
+@pytest.mark.cluster
 @pytest.mark.timeout(240)
 def test_faces_benchmark_short(tmp_path):
     """benchmarks/faces.py --short: every face runs against its default."""

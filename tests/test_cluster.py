@@ -16,6 +16,8 @@ from helpers import TESTS, latest_event, wait_tasks, wait_until
 
 import kit
 
+pytestmark = pytest.mark.cluster
+
 S = kit.NodeAffinitySchedulingStrategy
 
 

@@ -7,6 +7,8 @@ import pytest
 
 import kit
 
+pytestmark = pytest.mark.cluster
+
 
 class FailsPickle:
     def __reduce__(self):

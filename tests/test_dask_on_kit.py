@@ -26,7 +26,7 @@ from dask import delayed  # noqa: E402
 
 from kit.dask import make_plan  # noqa: E402
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.engines, pytest.mark.timeout(90)]
 
 
 def on_kit(*collections, **kw):

@@ -17,7 +17,7 @@ from helpers import latest_event, wait_tasks, wait_until
 
 import kit
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
 
 def square(x):

@@ -10,7 +10,7 @@ from helpers import wait_until
 
 import kit
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(autouse=True)

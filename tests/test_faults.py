@@ -27,6 +27,7 @@ def dies_on_first_try(marker, how, always=False):
     return os.getpid()
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize(
     "how, named", [("exit", "exited with code 3"), ("kill", "SIGKILL"), ("segfault", "SIGSEGV")]
 )
@@ -40,6 +41,7 @@ def test_dead_worker_retried_then_named(cluster, tmp_path, how, named):
     assert kit.get(dies_on_first_try.remote(str(tmp_path / "m"), how), timeout=60) > 0
 
 
+@pytest.mark.cluster
 def test_retry_exceptions(fresh, tmp_path):
     fresh(num_cpus=1)
     marker = tmp_path / "tries"
@@ -65,6 +67,7 @@ def test_retry_exceptions(fresh, tmp_path):
     assert other.read_text() == "x"
 
 
+@pytest.mark.cluster
 def test_memory_monitor_kills_the_hungry_worker(fresh, monkeypatch):
     vm = psutil.virtual_memory()
     used = 1 - vm.available / vm.total
@@ -105,6 +108,7 @@ def _script(name, *args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.cluster
 @pytest.mark.timeout(300)
 def test_wire_fuzz_short():
     r = _script("fuzz_wire.py", "--short")
@@ -112,6 +116,7 @@ def test_wire_fuzz_short():
     assert r["head_dropped"] >= r["frames_sent"] // 2 * 0.9
 
 
+@pytest.mark.cluster
 @pytest.mark.timeout(300)
 def test_chaos_short():
     r = _script("chaos.py", "--short", "--interval", "0.15")
@@ -120,6 +125,7 @@ def test_chaos_short():
     assert r["rebuilt"] > 0  # results lost with the node were made again
 
 
+@pytest.mark.kernel  # it restarts Jupyter kernels too
 @pytest.mark.timeout(300)
 def test_hygiene_short():
     """SIGKILL the driver, restart a kernel: no process, no shared memory left (3 rounds each)."""

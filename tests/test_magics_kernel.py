@@ -12,6 +12,8 @@ import psutil
 import pytest
 from helpers import TESTS, wait_until
 
+pytestmark = pytest.mark.kernel
+
 jupyter_client = pytest.importorskip("jupyter_client")
 
 

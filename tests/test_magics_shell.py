@@ -12,6 +12,8 @@ from IPython.utils.capture import capture_output
 
 import kit
 
+pytestmark = pytest.mark.cluster
+
 
 @pytest.fixture(scope="module")
 def shell():

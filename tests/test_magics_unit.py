@@ -20,6 +20,8 @@ from magics.analysis import (
     split_last_expr,
 )
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.mark.parametrize("module", [analysis, shipping, render, output, runner, cells])
 def test_doctests(module):

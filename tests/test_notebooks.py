@@ -21,6 +21,8 @@ import uuid
 import psutil
 import pytest
 
+pytestmark = pytest.mark.kernel
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402

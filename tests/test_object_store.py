@@ -10,6 +10,8 @@ from helpers import wait_until
 import kit
 from kit import object_store
 
+pytestmark = pytest.mark.cluster
+
 MiB = 1 << 20
 
 

@@ -7,7 +7,10 @@ import subprocess
 import sys
 
 import psutil
+import pytest
 from helpers import wait_until
+
+pytestmark = pytest.mark.cluster
 
 
 def test_shutdown_and_exit_leave_nothing():

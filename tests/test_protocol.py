@@ -8,6 +8,8 @@ import zmq
 import kit
 from kit.protocol import AUTH_REFUSED, Kind, Signer
 
+pytestmark = pytest.mark.cluster
+
 
 class Bomb:
     """Unpickling this would run code; a checked signature must stop it first."""

@@ -1,8 +1,12 @@
 """The scheduler as a pure state machine: events in, actions out, no processes."""
 
+import pytest
+
 from kit.records import ACTOR_CALL, ACTOR_CREATE, ERROR, INLINE, SHARED, TASK, TaskSpec
 from kit.records import object_id as oid
 from kit.scheduler import BUSY, FAILED, FINISHED, IDLE, RUNNING, WAITING, Scheduler
+
+pytestmark = pytest.mark.fast
 
 NODE, NODE2 = b"node0000", b"node0001"
 DRIVER = b"driver00"

@@ -10,6 +10,8 @@ from helpers import latest_event, wait_tasks, wait_until
 
 import kit
 
+pytestmark = pytest.mark.cluster
+
 
 @kit.remote
 def square(x):
@@ -114,7 +116,7 @@ def test_get_timeout(cluster):
 def test_wait_keeps_order_and_timeout(cluster):
     @kit.remote
     def sleep_then(t, v):
-        time.sleep(t)
+        time.sleep(t)  # ready in the order of their sleeps; the 10 s one is not, in time
         return v
 
     refs = [sleep_then.remote(0.01, 0), sleep_then.remote(10.0, 1), sleep_then.remote(0.02, 2)]

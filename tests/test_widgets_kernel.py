@@ -4,6 +4,8 @@ export to HTML."""
 import pytest
 from conftest import wait_gone
 
+pytestmark = pytest.mark.kernel
+
 
 def test_widgets_in_a_real_kernel_and_figures_survive_html_export(tmp_path):
     """In an executed notebook: widget views, progress, status line, and figures as PNG."""

@@ -15,6 +15,8 @@ from helpers import wait_until
 import kit
 import widgets
 
+pytestmark = pytest.mark.cluster
+
 N_TASKS = 300
 
 

@@ -14,6 +14,8 @@ import widgets
 from widgets import view as V
 from widgets.updater import MIN_INTERVAL, Tick, Updater, sync
 
+pytestmark = pytest.mark.fast
+
 matplotlib.use("Agg")
 
 

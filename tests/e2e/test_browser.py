@@ -33,6 +33,8 @@ import psutil
 import pytest
 from helpers import TESTS, wait_until
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
