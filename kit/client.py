@@ -151,7 +151,7 @@ class Client:
     # ---- ids ---------------------------------------------------------------------
 
     def new_id(self) -> bytes:
-        """A 15-byte task id; object ids add one byte (the return index)."""
+        """A 15-byte task id (this client's id and a counter); see ``records.object_id``."""
         return self.cid + next(self.counter).to_bytes(7, "little")
 
     def store_name(self):

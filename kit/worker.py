@@ -154,6 +154,13 @@ class Worker:
             sys.stdout.flush()
             sys.stderr.flush()
             self.client.send(Kind.DONE, batch)
+            # The head has the results now (same connection, in order): the refs they
+            # hold may be dropped here (see _results).
+            decref = self.client.decref
+            for done in batch:
+                for _, _, contained in done[1]:
+                    for oid in contained:
+                        decref(oid)
 
     def _finish(self, tid, results, started, retry=False, now_flush=False):
         with self.done_lock:
@@ -307,6 +314,10 @@ class Worker:
                         f"data, or build the object on the caller's side"
                     ),
                 )
+            # A ref the result holds must not be dropped here before the head has the
+            # result (it would free the object first): hold it until the DONE is sent.
+            for inner in contained:
+                self.client.incref(inner, announce=False)
             out.append((oid, payload, contained))
         return out
 
