@@ -325,7 +325,9 @@ def _value(client, ref, deadline):
     payload = client.values.get(ref._id)
     while True:
         if payload is None:
-            raise KitError(client.dead_reason or f"object {ref.hex()} was lost")
+            if client.dead_reason:
+                raise client.dead()
+            raise KitError(f"object {ref.hex()} was lost")
         try:
             return serialization.from_payload(payload)
         except ObjectLostError:
