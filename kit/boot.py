@@ -2,7 +2,8 @@
 
     driver ── spawn `python -m kit.boot`, config on stdin ──▶ boot
     boot: fork the node agents (no zmq yet) ─ bind the head's sockets ─ serve
-    node agents reach the head over an ipc:// path chosen before the fork
+    node agents reach the head over an ipc:// path chosen before the fork,
+        <runtime dir>/<cluster>.sock (this uid's private directory, kit/paths.py)
     boot ── one JSON line {"address", "cluster"} on stdout ──▶ driver
     boot: serve as the head until stdin closes (the driver exited) or shutdown
 
@@ -52,12 +53,11 @@ def node_config(cfg, address, cluster, tag):
 
 def run(cfg, watch_fd=None, ready=None):
     """Start the head and local node agents; serve until told to stop."""
-    import tempfile
-
+    from . import paths
     from .spawner import fork_child
 
     cluster = f"{os.getpid()}x{os.urandom(3).hex()}"
-    local = f"ipc://{tempfile.gettempdir()}/kit-{cluster}.sock"
+    local = f"ipc://{os.path.join(paths.runtime_dir(), cluster)}.sock"
     children = {}
     # Fork before this process makes any zmq context; the agents connect to the
     # ipc path and zmq retries until the head binds it a moment later.

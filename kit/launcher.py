@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from . import object_store
+from . import object_store, paths
 from .errors import KitError
 
 
@@ -71,7 +71,14 @@ def start_local(
     timeout: float = 30.0,
     encrypt: bool = False,
 ) -> LocalCluster:
-    """Start a head and ``num_nodes`` node agents on loopback; return once the head serves."""
+    """Start a head and ``num_nodes`` node agents on loopback; return once the head serves.
+
+    Raises:
+        UnsafePathError: kit's runtime or spill directory here is not this uid's own
+            (checked before anything starts; see ``kit/paths.py``).
+    """
+    paths.runtime_dir()
+    paths.spill_dir()
     object_store.sweep_dead_clusters()
     token = token or secrets.token_hex(16)
     cfg = {

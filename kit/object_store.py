@@ -12,24 +12,40 @@ agent unlinks the file when the head says no reference is left; mappings that
 readers still hold stay valid until they are dropped (POSIX semantics).
 
 Over its limit, a node's store spills: the head picks the oldest objects and
-the node agent moves them to ``SPILL_DIR`` on disk. Readers look in shared
-memory first and then on disk, so a spilled object comes back on demand. A
-value larger than the whole store is written to disk directly.
+the node agent moves them to the spill folder on disk (``paths.spill_dir()``:
+this uid's own, mode 0700). Readers look in shared memory first and then on
+disk, so a spilled object comes back on demand. A value larger than the whole
+store is written to disk directly.
+
+Every object file is made with ``O_EXCL`` and mode 0600, and readers check the
+file they opened (``fstat`` on its descriptor: a regular file, owned by this
+uid, not writable by group or others, no second hard link) before anything is
+unpickled.
+``/dev/shm`` is open to every local user: someone else can make a file there
+under the name of an object that was spilled or freed, and unpickling it would
+run their code. Such a file raises ``UntrustedObjectError`` naming it and why.
 
 Names are ``kit_<cluster>_<node>_<object>``: everything a cluster leaves
-behind can be found and removed by its prefix (``sweep``).
+behind can be found and removed by its prefix (``sweep``); sweeping removes
+only this uid's files.
 """
 
 from __future__ import annotations
 
+import errno
+import glob
 import mmap
 import os
+import stat
 import struct
+import sys
 
 import psutil
 
+from . import paths
+from .errors import UnsafePathError, UntrustedObjectError
+
 SHM_DIR = "/dev/shm"
-SPILL_DIR = os.path.join(os.environ.get("TMPDIR", "/tmp"), "kit-spill")
 _MAGIC = b"KIT5"
 _HEAD = struct.Struct("<4sIQ")
 _ENTRY = struct.Struct("<QQ")
@@ -43,7 +59,7 @@ def path_of(name: str) -> str:
 
 
 def spill_path(name: str) -> str:
-    return os.path.join(SPILL_DIR, name)
+    return os.path.join(paths.spill_dir(create=False), name)
 
 
 def _align(n: int) -> int:
@@ -51,11 +67,70 @@ def _align(n: int) -> int:
 
 
 def _open_existing(name: str):
-    """Open an object wherever it is: shared memory, or spilled to disk."""
+    """Open an object wherever it is: shared memory, or spilled to disk; ``(fd, stat)``.
+
+    Raises:
+        FileNotFoundError: it is in neither place.
+        UntrustedObjectError: the file under its name is not kit's (``_open_checked``).
+    """
     try:
-        return os.open(path_of(name), os.O_RDONLY)
+        return _open_checked(path_of(name))
     except FileNotFoundError:
-        return os.open(spill_path(name), os.O_RDONLY)
+        return _open_checked(spill_path(name))
+
+
+# O_NONBLOCK: a FIFO planted under an object's name must not hang the open.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_checked(path: str):
+    """Open an object file for reading, refusing one that is not kit's; ``(fd, stat)``.
+
+    One ``fstat`` on the open descriptor, which ``read`` needed anyway for the
+    size: the file checked is the file read, whatever happens to the name after.
+
+    Raises:
+        FileNotFoundError: no file by that name.
+        UntrustedObjectError: a symlink, not a regular file, owned by another uid,
+            writable by group or others, or with other hard links.
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _untrusted(path, ["is a symbolic link"]) from None
+        raise
+    st = os.fstat(fd)
+    uid = os.geteuid()
+    if stat.S_ISREG(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o022:
+        if st.st_nlink <= 1:  # 0: unlinked (freed or spilled) since it was opened
+            return fd, st
+    os.close(fd)
+    problems = []
+    if not stat.S_ISREG(st.st_mode):
+        problems.append("is not a regular file")
+    if st.st_uid != uid:
+        problems.append(f"is owned by uid {st.st_uid}, not by this process's uid {uid}")
+    if st.st_mode & 0o022:
+        problems.append(f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})")
+    if st.st_nlink > 1:
+        problems.append(f"has {st.st_nlink} hard links (kit's have one)")
+    raise _untrusted(path, problems)
+
+
+def _untrusted(path, problems):
+    return UntrustedObjectError(
+        f"{path} is not kit's object file: it {' and '.join(problems)}. kit did not read it "
+        f"(an object file is a pickle; loading it would run whatever code it holds). Another "
+        f"local user may have made it under the name of an object that was spilled or freed; "
+        f"the object is lost to this process: put it again, or run the task that made it again"
+    )
+
+
+def _create_private(path: str, flags: int = os.O_WRONLY) -> int:
+    """Make a new file only this uid can read or write (``O_EXCL``, mode 0600)."""
+    return os.open(path, _CREATE_FLAGS | flags, 0o600)
 
 
 def write(name: str, meta: bytes, buffers, to_disk: bool = False) -> int:
@@ -82,10 +157,8 @@ def write(name: str, meta: bytes, buffers, to_disk: bool = False) -> int:
     header = bytearray(_HEAD.pack(_MAGIC, len(buffers), len(meta)))
     for off, b in zip(offsets, buffers):
         header += _ENTRY.pack(off, b.nbytes)
-    if to_disk:
-        os.makedirs(SPILL_DIR, exist_ok=True)
-    path = spill_path(name) if to_disk else path_of(name)
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    folder = paths.spill_dir() if to_disk else SHM_DIR
+    fd = _create_private(os.path.join(folder, name), os.O_RDWR)
     try:
         os.ftruncate(fd, total)
         os.pwrite(fd, bytes(header) + meta, 0)
@@ -102,7 +175,7 @@ def write(name: str, meta: bytes, buffers, to_disk: bool = False) -> int:
 
             raise ObjectStoreFullError(
                 f"cannot store a {total / 2**20:.1f} MiB object: shared memory and the spill "
-                f"folder {SPILL_DIR} are full ({e}); drop refs to free objects, or make room"
+                f"folder {folder} are full ({e}); drop refs to free objects, or make room"
             ) from e
         return write(name, meta, buffers, to_disk=True)
     except BaseException:
@@ -114,11 +187,15 @@ def write(name: str, meta: bytes, buffers, to_disk: bool = False) -> int:
 
 
 def read(name: str):
-    """Map an object read-only; return ``(meta bytes, [memoryview buffers])``."""
-    fd = _open_existing(name)
+    """Map an object read-only; return ``(meta bytes, [memoryview buffers])``.
+
+    Raises:
+        FileNotFoundError: the object is in neither shared memory nor the spill folder.
+        UntrustedObjectError: the file under its name is not kit's; nothing was unpickled.
+    """
+    fd, st = _open_existing(name)
     try:
-        size = os.fstat(fd).st_size
-        mm = mmap.mmap(fd, size, flags=_MAP_FLAGS, prot=mmap.PROT_READ)
+        mm = mmap.mmap(fd, st.st_size, flags=_MAP_FLAGS, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
     return parse(memoryview(mm), name)
@@ -141,7 +218,7 @@ def parse(view, name="object"):
 
 def read_bytes(name: str, offset: int, length: int) -> bytes:
     """Read a chunk of an object's file (for sending it to another node)."""
-    fd = _open_existing(name)
+    fd, _ = _open_existing(name)
     try:
         return os.pread(fd, length, offset)
     finally:
@@ -151,30 +228,48 @@ def read_bytes(name: str, offset: int, length: int) -> bytes:
 def spill(name: str) -> bool:
     """Move an object from shared memory to the spill folder; readers find it either way.
 
-    The copy is renamed into place before the shared-memory file goes, so at
-    every moment one of the two exists. Mappings readers hold stay valid.
+    The copy (``O_EXCL``, mode 0600) is renamed into place before the
+    shared-memory file goes, so at every moment one of the two exists. Mappings
+    readers hold stay valid. A source that is not kit's is not copied (the
+    private folder would launder it) and an unsafe spill folder is not used:
+    both say why on stderr (the node agent's) and return False.
     """
     src = path_of(name)
-    if not os.path.exists(src):
-        return False
-    os.makedirs(SPILL_DIR, exist_ok=True)
-    tmp = spill_path(name) + ".part"
     try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            while True:
-                chunk = fin.read(1 << 24)
-                if not chunk:
-                    break
-                fout.write(chunk)
-        os.rename(tmp, spill_path(name))
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        fd, _ = _open_checked(src)
+    except FileNotFoundError:
         return False
+    except UnsafePathError as e:
+        print(f"kit: not spilling {name}: {e}", file=sys.stderr, flush=True)
+        return False
+    with os.fdopen(fd, "rb") as fin:
+        try:
+            dst = os.path.join(paths.spill_dir(), name)
+        except UnsafePathError as e:
+            print(f"kit: not spilling {name}: {e}", file=sys.stderr, flush=True)
+            return False
+        tmp = dst + ".part"
+        try:
+            _remove(tmp)  # left by a spill that died half-way (the folder is ours alone)
+            with os.fdopen(_create_private(tmp), "wb") as fout:
+                while True:
+                    chunk = fin.read(1 << 24)
+                    if not chunk:
+                        break
+                    fout.write(chunk)
+            os.rename(tmp, dst)
+        except OSError:
+            _remove(tmp)
+            return False
     os.unlink(src)
     return True
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def is_spilled(name: str) -> bool:
@@ -182,23 +277,33 @@ def is_spilled(name: str) -> bool:
 
 
 def unlink(name: str) -> None:
-    for path in (path_of(name), spill_path(name), spill_path(name) + ".part"):
+    """Remove an object's files; one another user planted under its name stays (EPERM)."""
+    spilled = spill_path(name)
+    for path in (path_of(name), spilled, spilled + ".part"):
         try:
             os.unlink(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, PermissionError):
             pass
 
 
 def _names():
-    for folder in (SHM_DIR, SPILL_DIR):
+    """Names of this uid's files in shared memory and the spill folder."""
+    uid = os.geteuid()
+    for folder in (SHM_DIR, paths.spill_dir(create=False)):
         try:
-            yield from os.listdir(folder)
-        except FileNotFoundError:
-            pass
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid == uid:
+                    yield entry.name
+            except OSError:
+                pass
 
 
 def sweep(prefix: str) -> int:
-    """Remove every object file (in memory or spilled) whose name starts with ``prefix``."""
+    """Remove this uid's object files (in memory or spilled) whose names start with ``prefix``."""
     n = 0
     for name in list(_names()):
         if name.startswith(prefix):
@@ -208,10 +313,15 @@ def sweep(prefix: str) -> int:
 
 
 def sweep_dead_clusters() -> int:
-    """Remove files of clusters whose head process no longer exists.
+    """Remove this uid's files of clusters whose head process no longer exists.
 
     A cluster id is ``<head pid>x<random>``; this runs at ``init`` so that a
     machine-wide crash (everything killed at once) leaves nothing for long.
+    Other users' files are theirs to sweep (and a name planted by someone else
+    cannot make it fail).
+
+    Raises:
+        UnsafePathError: the runtime directory is not this uid's private one.
     """
     n = 0
     for name in list(_names()):
@@ -224,13 +334,10 @@ def sweep_dead_clusters() -> int:
         if not psutil.pid_exists(pid):
             unlink(name.removesuffix(".part"))
             n += 1
-    # the local clusters' ipc sockets: /tmp/kit-<head pid>x<random>.sock
-    import glob
-    import tempfile
-
-    for path in glob.glob(os.path.join(tempfile.gettempdir(), "kit-*x*.sock")):
+    # the local clusters' ipc sockets: <runtime dir>/<head pid>x<random>.sock
+    for path in glob.glob(os.path.join(paths.runtime_dir(), "*x*.sock")):
         try:
-            pid = int(os.path.basename(path)[4:].split("x")[0])
+            pid = int(os.path.basename(path).split("x")[0])
         except ValueError:
             continue
         if not psutil.pid_exists(pid):

@@ -8,7 +8,7 @@ import pytest
 from helpers import wait_until
 
 import kit
-from kit import object_store
+from kit import object_store, paths
 
 pytestmark = pytest.mark.cluster
 
@@ -130,7 +130,7 @@ def test_spill_to_disk_and_back(fresh):
         try:
             return [
                 f
-                for f in os.listdir(object_store.SPILL_DIR)
+                for f in os.listdir(paths.spill_dir(create=False))
                 if f.startswith(f"kit_{client.cluster}") and not f.endswith(".part")
             ]
         except FileNotFoundError:
