@@ -7,8 +7,9 @@
     kit stop                          stop every kit daemon started on this host
 
 Daemons write what ``kit stop`` and ``kit.init(address="auto")`` need to
-``~/.kit/`` (or ``$KIT_STATE_DIR``), readable only by their owner: the token
-is a secret.
+``~/.kit/`` (or ``$KIT_STATE_DIR``): the token is a secret, so the directory is
+made 0700 and its files 0600, and one that exists must be the user's own with no
+group or other access (``kit/paths.py``; else ``UnsafePathError`` says why).
 """
 
 from __future__ import annotations
@@ -23,22 +24,27 @@ import subprocess
 import sys
 import time
 
-
-def state_dir() -> str:
-    return os.environ.get("KIT_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".kit")
+from . import paths
+from .errors import UnsafePathError
+from .paths import state_dir
 
 
 def _write_private(path, data):
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write a JSON file in the (checked) state directory, readable only by this user."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
 
 
 def read_state():
-    """The head started on this host by ``kit start --head`` (address, token...), or None."""
+    """The head started on this host by ``kit start --head`` (address, token...), or None.
+
+    Raises:
+        UnsafePathError: the state directory exists and is not this user's private one.
+    """
+    path = os.path.join(state_dir(create=False), "head.json")
     try:
-        with open(os.path.join(state_dir(), "head.json")) as f:
+        with open(path) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
@@ -91,7 +97,9 @@ def _resources(text):
 
 
 def cmd_start(args) -> int:
-    os.makedirs(state_dir(), mode=0o700, exist_ok=True)
+    state_dir()  # each made 0700, or checked: the token,
+    paths.runtime_dir()  # a head's ipc socket,
+    paths.spill_dir()  # the node agent's spilled objects
     cpus = args.num_cpus if args.num_cpus is not None else (os.cpu_count() or 1)
     if args.head:
         if read_state() is not None and _alive(read_state().get("pid")):
@@ -203,8 +211,9 @@ def _alive(pid) -> bool:
 
 
 def cmd_stop(args) -> int:
-    files = glob.glob(os.path.join(state_dir(), "node-*.json"))
-    head = os.path.join(state_dir(), "head.json")
+    folder = state_dir(create=False)
+    files = glob.glob(os.path.join(folder, "node-*.json"))
+    head = os.path.join(folder, "head.json")
     if os.path.exists(head):
         files.append(head)
     stopped = 0
@@ -333,7 +342,11 @@ def main(argv=None) -> int:
     st = sub.add_parser("stop", help="stop the kit daemons started on this host")
     st.set_defaults(fn=cmd_stop)
     args = p.parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except UnsafePathError as e:
+        print(f"kit: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
