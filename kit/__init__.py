@@ -43,6 +43,7 @@ from .errors import OutOfMemoryError as OutOfMemoryError
 from .errors import SerializationError as SerializationError
 from .errors import TaskCancelledError as TaskCancelledError
 from .errors import TaskError as TaskError
+from .errors import TaskUnschedulableError as TaskUnschedulableError
 from .errors import WorkerCrashedError as WorkerCrashedError
 from .executor import Executor as Executor
 from .object_ref import ObjectRef as ObjectRef

@@ -18,6 +18,7 @@ __all__ = [
     "ActorDiedError",
     "NodeDiedError",
     "HeadDiedError",
+    "TaskUnschedulableError",
     "ObjectLostError",
     "UntrustedObjectError",
     "TaskCancelledError",
@@ -165,6 +166,11 @@ class ActorDiedError(KitError):
 
 class NodeDiedError(KitError):
     """The node that held a task or object stopped answering."""
+
+
+class TaskUnschedulableError(KitError):
+    """No node of the cluster could ever run the task (it asks for more of a resource
+    than any node has), and none was added in time. Ray's name."""
 
 
 class HeadDiedError(KitError):

@@ -103,6 +103,8 @@ class Head:
         self.client_seen: dict = {}  # driver cid -> last message time
         # drivers send a heartbeat every 2 s; silent this long, a driver is gone
         self.client_timeout = float(os.environ.get("KIT_CLIENT_TIMEOUT") or 30.0)
+        # tasks no node could run fail after this long (Ray's TaskUnschedulableError)
+        self.unschedulable_timeout = float(os.environ.get("KIT_UNSCHEDULABLE_TIMEOUT") or 30.0)
         self.stopping = False
         self.started = time.time()
         self.children = children or {}  # pid -> node id: this host's node agents
@@ -170,6 +172,8 @@ class Head:
                 events.append(act[1])
             elif op == "cancel":
                 self.to_client(act[1], Kind.CANCEL, (act[2],))
+            elif op == "warn":  # a word to a driver, shown as kit's own output
+                self.to_client(act[1], Kind.LOG, [(None, "kit", 0, "head", "stderr", act[2])])
             else:  # spawn, kill, spill: node commands
                 self.to_node(act[1], Kind.NODE_CMD, (op, act[2]))
         for wid, items in batches["dispatch"].items():
@@ -508,6 +512,7 @@ class Head:
     def check_nodes(self, now):
         """Once a second: heartbeats out, silent drivers and nodes declared gone."""
         self.sched.retire_idle(now)
+        self.sched.check_unschedulable(now, self.unschedulable_timeout)
         for cid in self.client_seen:
             self.to_client(cid, Kind.HEARTBEAT, None)
         for nid in list(self.node_rid):

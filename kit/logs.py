@@ -87,7 +87,7 @@ def deliver(batch) -> None:
             except Exception:
                 pass
         out = sys.stderr if stream == "stderr" else sys.stdout
-        prefix = f"({label} pid={pid}, node={node}) "
+        prefix = "kit: " if tid is None and label == "kit" else f"({label} pid={pid}, node={node}) "
         try:
             out.write("".join(prefix + line + "\n" for line in text.splitlines()))
             out.flush()

@@ -33,7 +33,13 @@ from __future__ import annotations
 
 from collections import deque
 
-from .errors import ActorDiedError, NodeDiedError, TaskCancelledError, WorkerCrashedError
+from .errors import (
+    ActorDiedError,
+    NodeDiedError,
+    TaskCancelledError,
+    TaskUnschedulableError,
+    WorkerCrashedError,
+)
 from .lineage import LineageTable
 from .records import ACTOR_CALL, ACTOR_CREATE, ERROR, SHARED, TASK, TaskEvent, TaskSpec
 from .serialization import system_error_payload
@@ -279,6 +285,8 @@ class Scheduler:
         self.copies: dict = {}  # shared-memory name -> [(node id, copy name, size)]
         self.lineage = LineageTable()  # how to make lost objects again
         self.children: dict = {}  # task id -> ids of the tasks it submitted (to cancel)
+        self.unschedulable: dict = {}  # shape -> (since, a task id): no node could run it
+        self.may_grow = False  # an autoscaler may add nodes: unschedulable work waits
 
     # ---- nodes and workers ---------------------------------------------------------
 
@@ -762,11 +770,7 @@ class Scheduler:
         """
         self._dirty = False
         if self._pending_actors:
-            waiting, self._pending_actors = self._pending_actors, []
-            for aid in waiting:
-                a = self.actors.get(aid)
-                if a is not None and a.state in (A_PENDING, A_RESTARTING) and a.node is None:
-                    self._place_actor(a)
+            self._place_pending_actors()
         ready = self.ready
         if not ready:
             return
@@ -800,7 +804,10 @@ class Scheduler:
                 failed_shapes.add(shape)
                 skipped.append(tid)
                 scans += 1
+                self._check_feasible(shape, t)
                 continue
+            if shape in self.unschedulable:
+                del self.unschedulable[shape]
             node = self.nodes[w.node]
             if w.state == IDLE:
                 _take(t.res, node.avail)
@@ -808,6 +815,79 @@ class Scheduler:
                 _move(w, BUSY, WORKER_MOVES)
             self._dispatch(w, t)
         ready.extendleft(reversed(skipped))
+
+    def _place_pending_actors(self):
+        waiting, self._pending_actors = self._pending_actors, []
+        for aid in waiting:
+            a = self.actors.get(aid)
+            if a is not None and a.state in (A_PENDING, A_RESTARTING) and a.node is None:
+                self._place_actor(a)
+
+    def _check_feasible(self, shape, t):
+        """``t`` found no worker: if no live node could ever run it, say so."""
+        if not self._feasible(t.res, t.spec.opts):
+            self._unschedulable(shape, t)
+        elif shape in self.unschedulable:
+            del self.unschedulable[shape]
+
+    def _feasible(self, res, opts) -> bool:
+        """Some live node could ever run this: its total fits (on the node it is pinned to)."""
+        want = opts.get("node") if opts and not opts.get("soft") else None
+        for n in self.nodes.values():
+            if n.alive and (want is None or n.nid == want) and fits(res, n.total):
+                return True
+        return False
+
+    def _unschedulable(self, shape, t):
+        """No live node could ever run ``t``: say so to its owner at once (once per shape)."""
+        if shape in self.unschedulable:
+            return
+        self.unschedulable[shape] = (self.now, t.tid)
+        why = self._why_unschedulable(t.label, t.res)
+        self.out.append(("warn", t.owner, f"{why}; it waits for a node that fits"))
+
+    def _why_unschedulable(self, label, res) -> str:
+        alive = [n for n in self.nodes.values() if n.alive]
+        if not alive:
+            return f"{label} waits: the cluster has no live node"
+        for k, v in sorted(res.items()):
+            have = max(n.total.get(k, 0.0) for n in alive)
+            if have < v - 1e-9:
+                if have == 0:
+                    return f"{label} needs {v:g} {k} and no node has any {k}"
+                return f"{label} needs {v:g} {k} but the largest node has {have:g}"
+        return f"{label} needs {res} and no node has all of it at once"
+
+    def check_unschedulable(self, now, timeout: float):
+        """Fail tasks and actors no node could run that waited ``timeout`` seconds,
+        naming the resource and the largest node (unless nodes may still be added)."""
+        if self.may_grow or not self.unschedulable:
+            return
+        expired = {s for s, (since, _) in self.unschedulable.items() if now - since >= timeout}
+        if not expired:
+            return
+        keep: deque = deque()
+        for tid in self.ready:
+            t = self.tasks.get(tid)
+            if t is None or t.state != READY:
+                continue
+            opts = t.spec.opts
+            shape = (tuple(sorted(t.res.items())), opts.get("node") if opts else None, t.fid)
+            if shape in expired:
+                why = self._why_unschedulable(t.label, t.res)
+                self._fail(t, system_error_payload(TaskUnschedulableError, (
+                    f"{why}, for {timeout:.0f} s; add a node that has it, or ask for less"
+                )))  # fmt: skip
+            else:
+                keep.append(tid)
+        self.ready = keep
+        for shape in expired:
+            del self.unschedulable[shape]
+            if shape[0] == "actor":
+                actor = self.actors.get(shape[1])
+                if actor is not None and actor.node is None and actor.state != A_DEAD:
+                    why = self._why_unschedulable(actor.create.label, actor.res)
+                    self.kill_actor(actor.aid, f"{why}, for {timeout:.0f} s")
 
     def _pinned_to_dead_node(self, t) -> bool:
         """Fail ``t`` if it must run on a node that died (it would wait forever)."""
@@ -1103,7 +1183,16 @@ class Scheduler:
         if best is None:
             # Wait for resources: placement is tried again on every schedule pass.
             self._pending_actors.append(actor.aid)
+            if not self._feasible(actor.res, actor.create.spec.opts):
+                shape = ("actor", actor.aid)
+                if shape not in self.unschedulable:
+                    self.unschedulable[shape] = (self.now, actor.aid)
+                    why = self._why_unschedulable(actor.create.label, actor.res)
+                    self.out.append(("warn", actor.owner, f"{why}; it waits for a node"))
+            else:
+                self.unschedulable.pop(("actor", actor.aid), None)
             return
+        self.unschedulable.pop(("actor", actor.aid), None)
         _take(actor.res, best.avail)
         actor.node = best.nid
         self.out.append(("spawn", best.nid, actor.aid))

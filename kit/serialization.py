@@ -33,6 +33,7 @@ from .errors import (
     SerializationError,
     TaskCancelledError,
     TaskError,
+    TaskUnschedulableError,
     WorkerCrashedError,
 )
 from .records import ERROR, INLINE, SHARED  # payload kinds, re-exported here
@@ -144,6 +145,7 @@ _SYSTEM = {
         OutOfMemoryError,
         ActorDiedError,
         NodeDiedError,
+        TaskUnschedulableError,
         ObjectLostError,
         TaskCancelledError,
         ObjectStoreFullError,

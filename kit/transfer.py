@@ -154,11 +154,19 @@ class Transfer:
                 why = "the node holding it is not known (it left the cluster)"
                 self._reply(rid, ("got", req, None, why))
                 return
+            part = object_store.path_of(local) + ".part"
+            try:
+                try:
+                    os.unlink(part)  # a stale part of ours; never write into someone else's
+                except FileNotFoundError:
+                    pass
+                fd = os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+            except OSError as e:
+                self._reply(rid, ("got", req, None, f"cannot make the local copy {part}: {e}"))
+                return
             pull = self.pulls[name] = Pull(name, local, size, owner)
-            pull.fd = os.open(
-                object_store.path_of(local) + ".part", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600
-            )
-            os.ftruncate(pull.fd, size)
+            pull.fd = fd
+            os.ftruncate(fd, size)
             for _ in range(IN_FLIGHT):
                 self._request_chunk(pull)
         pull.waiters.append((rid, req))

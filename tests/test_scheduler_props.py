@@ -60,7 +60,7 @@ class ClusterPlay(RuleBasedStateMachine):
         self.closed = {}  # task id -> final events seen
         self.submitted = []  # task ids, in order
         self.calls = {}  # actor id -> call task ids in submission order
-        self.call_order = {}  # actor id -> call task ids in dispatch order
+        self.call_order = {}  # (actor id, worker id) -> call task ids in dispatch order
         self.actor_kind = {}  # task id -> kind
         self.add_node(2)
 
@@ -81,8 +81,8 @@ class ClusterPlay(RuleBasedStateMachine):
             elif op == "dispatch":
                 spec = act[2][0]
                 self.running.setdefault(act[1], []).append(spec.tid)
-                if spec.kind == ACTOR_CALL:
-                    self.call_order.setdefault(spec.actor, []).append(spec.tid)
+                if spec.kind == ACTOR_CALL:  # per actor process: one worker's sequence
+                    self.call_order.setdefault((spec.actor, act[1]), []).append(spec.tid)
             elif op == "kill":
                 self.kills.append(act[2])
             elif op == "event":
@@ -205,6 +205,12 @@ class ClusterPlay(RuleBasedStateMachine):
         self.s.worker_blocked(data.draw(st.sampled_from(busy)), blocked)
         self._pump()
 
+    @rule()
+    def unschedulable_time_passes(self):
+        """Work no live node could run has waited long enough: it fails."""
+        self.s.check_unschedulable(now=1e9, timeout=1.0)
+        self._pump()
+
     @rule(data=st.data(), force=st.booleans())
     def cancel(self, data, force):
         if not self.submitted:
@@ -291,9 +297,11 @@ class ClusterPlay(RuleBasedStateMachine):
 
     @invariant()
     def actor_calls_arrive_in_order(self):
-        for aid, order in self.call_order.items():
+        """Each process of an actor gets its calls in submission order (after a restart
+        the new process gets the calls that were in flight again, first)."""
+        for (aid, wid), order in self.call_order.items():
             submitted = [t for t in self.calls[aid] if t in order]
-            assert order == submitted, f"actor {aid!r} got its calls out of order"
+            assert order == submitted, f"actor {aid!r} got its calls out of order in {wid!r}"
 
     def teardown(self):
         """Give the cluster room and let every worker finish: everything ends once."""
