@@ -29,6 +29,7 @@ import zmq
 
 from . import logs, object_ref, object_store, serialization
 from .errors import GetTimeoutError, HeadDiedError, KitError, ObjectLostError
+from .ledger import Ledger
 from .protocol import KIT_VERSION, PY_VERSION, Kind
 from .session import Channel
 
@@ -120,6 +121,7 @@ class Client:
         self.xch = None  # session with this node's agent (transfer)
         self.peer_chs: dict = {}  # node id -> session with that node's agent
         self.blocked_depth = 0
+        self._ledger = None  # this node's shared-memory ledger, opened on first write
         self.lock = threading.Lock()
         self.vlock = threading.Lock()
         self.head_timeout = float(os.environ.get("KIT_HEAD_TIMEOUT") or HEAD_TIMEOUT)
@@ -159,11 +161,14 @@ class Client:
         if self.node_tag is None:
             return None
         prefix = f"kit_{self.cluster}_{self.node_tag}_"
+        if self._ledger is None or self._ledger.path != object_store.path_of(prefix + "ledger"):
+            self._ledger = Ledger.open(object_store.path_of(prefix + "ledger"))
 
         def name():
             return prefix + os.urandom(12).hex()
 
         name.limit = self.store_limit
+        name.ledger = self._ledger  # admission: reserve before writing (kit.ledger)
         return name
 
     # ---- sending -----------------------------------------------------------------

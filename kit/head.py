@@ -263,6 +263,8 @@ class Head:
     def _heartbeat(self, ident, cid, body):
         if cid in self.node_seen:
             self.node_seen[cid] = self.sched.now
+            if isinstance(body, dict):
+                self.sched.node_store(cid, body.get("store_used", 0), body.get("spilled", 0))
 
     def _goodbye(self, ident, cid, body):
         """A client disconnects (``body == "cluster"``: and stops the cluster)."""

@@ -33,6 +33,7 @@ import zmq
 
 from . import object_store
 from .errors import KitError
+from .ledger import HIGH, LOW, Ledger
 from .protocol import KIT_VERSION, PY_VERSION, Kind
 from .session import SESSION_UNKNOWN, Channel
 from .spawner import Zygote, die_with_parent
@@ -78,6 +79,8 @@ class NodeAgent:
         self.rejoin_grace = float(
             os.environ.get("KIT_REJOIN_GRACE") or cfg.get("rejoin_grace") or REJOIN_GRACE
         )
+        self.ledger = None  # this node's shared-memory ledger (kit.ledger)
+        self.spilled = 0  # objects spilled to disk so far
         self.oom_killed = {}  # pid -> why the memory monitor killed it
         self.last_memory_check = 0.0
         self.heard = time.monotonic()
@@ -122,7 +125,10 @@ class NodeAgent:
         self.joins += 1
         self.cluster = head.welcome["cluster"]
         self.prefix = f"kit_{self.cluster}_{self.tag}_"
-        self.transfer.start(self.cluster, self.prefix, self.nid)
+        if self.ledger is not None:
+            self.ledger.close()
+        self.ledger = Ledger.create(object_store.path_of(self.prefix + "ledger"))
+        self.transfer.start(self.cluster, self.prefix, self.nid, self.ledger, self.store_limit)
         self.worker_cfg = {
             "address": cfg["address"],
             "token": cfg["token"],
@@ -189,9 +195,10 @@ class NodeAgent:
         if now - self.last_memory_check >= 0.25:
             self.last_memory_check = now
             self.check_memory()
+            self.check_store()
         if now - last_beat < 1.0:
             return last_beat
-        self.send(Kind.HEARTBEAT, None)
+        self.send(Kind.HEARTBEAT, {"store_used": self.ledger.used(), "spilled": self.spilled})
         self.transfer.tick(now)
         silent = time.monotonic() - self.heard
         if silent > self.head_timeout:
@@ -217,6 +224,27 @@ class NodeAgent:
                 _log(f"kit node {self.tag}: no head yet ({e})")
         _log(f"kit node {self.tag}: no head for {self.rejoin_grace:.0f} s; exiting")
         return False
+
+    def check_store(self):
+        """Above the high-water mark, spill the oldest objects until below the low one,
+        so writers find room (a writer that finds none goes to disk itself)."""
+        limit = self.store_limit
+        if not limit or self.ledger.used() <= HIGH * limit:
+            return
+        mine = []
+        for name in os.listdir(object_store.SHM_DIR):
+            if name.startswith(self.prefix) and len(name) == len(self.prefix) + 24:
+                try:
+                    mine.append((os.lstat(object_store.path_of(name)).st_mtime, name))
+                except OSError:
+                    pass
+        for _, name in sorted(mine):
+            if self.ledger.used() <= LOW * limit:
+                break
+            size = object_store.shm_size(name)
+            if object_store.spill(name):
+                self.ledger.release(size)
+                self.spilled += 1
 
     def _kill_workers(self):
         for pid in list(self.tags):
@@ -290,14 +318,13 @@ class NodeAgent:
             pid = self.workers.get(arg)
             if pid:
                 self.zygote.kill(pid)
-        elif op == "spill":
-            for name in arg:
-                if name.startswith(self.prefix):
-                    object_store.spill(name)
         elif op == "free":
             for name in arg:
                 if name.startswith(self.prefix):
+                    size = object_store.shm_size(name)
                     object_store.unlink(name)
+                    if size:
+                        self.ledger.release(size)
         elif op == "peers":
             self.transfer.set_peers(arg)
 

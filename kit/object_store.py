@@ -133,11 +133,14 @@ def _create_private(path: str, flags: int = os.O_WRONLY) -> int:
     return os.open(path, _CREATE_FLAGS | flags, 0o600)
 
 
-def write(name: str, meta: bytes, buffers, to_disk: bool = False) -> int:
+def write(name: str, meta: bytes, buffers, to_disk: bool = False, ledger=None, limit=0) -> int:
     """Write one object; return its size in bytes.
 
     ``to_disk`` writes it straight to the spill folder (a value larger than
-    the whole store). When shared memory itself is full the object spills too.
+    the whole store). With a node's ``ledger`` (``kit.ledger``) the size is reserved
+    under ``limit`` first, and an object that does not fit is written to the spill
+    folder instead: shared memory never holds more than the limit. When shared
+    memory itself is full the object spills too.
 
     Raises:
         ObjectStoreFullError: neither shared memory nor the spill folder has room.
@@ -157,6 +160,10 @@ def write(name: str, meta: bytes, buffers, to_disk: bool = False) -> int:
     header = bytearray(_HEAD.pack(_MAGIC, len(buffers), len(meta)))
     for off, b in zip(offsets, buffers):
         header += _ENTRY.pack(off, b.nbytes)
+    reserved = False
+    if not to_disk and ledger is not None and limit:
+        reserved = ledger.reserve(total, limit)
+        to_disk = not reserved
     folder = paths.spill_dir() if to_disk else SHM_DIR
     fd = _create_private(os.path.join(folder, name), os.O_RDWR)
     try:
@@ -170,6 +177,8 @@ def write(name: str, meta: bytes, buffers, to_disk: bool = False) -> int:
     except OSError as e:
         os.close(fd)
         unlink(name)
+        if reserved:
+            ledger.release(total)
         if to_disk:
             from .errors import ObjectStoreFullError
 
@@ -181,9 +190,19 @@ def write(name: str, meta: bytes, buffers, to_disk: bool = False) -> int:
     except BaseException:
         os.close(fd)
         unlink(name)
+        if reserved:
+            ledger.release(total)
         raise
     os.close(fd)
     return total
+
+
+def shm_size(name: str) -> int:
+    """Bytes an object holds in shared memory (0 if it is not there: spilled, gone)."""
+    try:
+        return os.lstat(path_of(name)).st_size
+    except OSError:
+        return 0
 
 
 def read(name: str):

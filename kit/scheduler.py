@@ -190,7 +190,7 @@ class Node:
         "store_used",
         "done",
         "failed",
-        "in_memory",
+        "spilled",
     )
 
     def __init__(self, nid, resources, info):
@@ -201,8 +201,8 @@ class Node:
         self.alive = True
         self.info = info
         self.spawning = 0
-        self.store_used = 0  # bytes in shared memory (spilled objects not counted)
-        self.in_memory = {}  # name -> size, oldest first: what spills first
+        self.store_used = 0  # bytes in shared memory, as its agent last reported
+        self.spilled = 0  # objects its agent spilled to disk, as it last reported
         self.done = 0
         self.failed = 0
 
@@ -563,14 +563,8 @@ class Scheduler:
                 self.kill_actor(aid, "every handle to it was dropped")
         p = obj.payload
         if p is not None and p[0] == SHARED:
-            node = self.nodes.get(p[1])
-            if node is not None and node.in_memory.pop(p[2], None) is not None:
-                node.store_used -= p[3]
             self.out.append(("free", p[1], p[2]))
-            for nid, local, size in self.copies.pop(p[2], ()):
-                n = self.nodes.get(nid)
-                if n is not None and n.in_memory.pop(local, None) is not None:
-                    n.store_used -= size
+            for nid, local, _ in self.copies.pop(p[2], ()):
                 self.out.append(("free", nid, local))
         for inner in obj.contained:
             self._unpin(inner)
@@ -595,29 +589,21 @@ class Scheduler:
 
     def add_copy(self, nid, name, local, size):
         """A node copied a shared object from another node (to read it locally)."""
+        if nid in self.nodes:
+            self.copies.setdefault(name, []).append((nid, local, size))
+
+    def node_store(self, nid, used: int, spilled: int):
+        """A node's agent reports its store: bytes in shared memory, objects spilled so far.
+
+        The agent keeps the store under its limit itself (``kit.ledger``); the head only
+        shows what it reports."""
         node = self.nodes.get(nid)
         if node is None:
             return
-        self.copies.setdefault(name, []).append((nid, local, size))
-        self._stored(node, local, size)
-
-    def _stored(self, node, name, size):
-        limit = node.info.get("store_limit") or 0
-        if limit and size > limit:
-            return  # written straight to disk by its writer
-        node.in_memory[name] = size
-        node.store_used += size
-        if limit and node.store_used > limit:
-            names = []
-            for old, sz in list(node.in_memory.items()):
-                if node.store_used <= limit * 0.8:
-                    break
-                del node.in_memory[old]
-                node.store_used -= sz
-                names.append(old)
-            if names:
-                self.out.append(("spill", node.nid, names))
-                self.counts["spilled"] = self.counts.get("spilled", 0) + len(names)
+        node.store_used = used
+        if spilled > node.spilled:
+            self.counts["spilled"] = self.counts.get("spilled", 0) + spilled - node.spilled
+            node.spilled = spilled
 
     def subscribe(self, cid, oids):
         for oid in oids:
@@ -646,9 +632,6 @@ class Scheduler:
         obj.payload = payload
         if payload[0] == SHARED:
             obj.size = payload[3]
-            node = self.nodes.get(payload[1])
-            if node is not None:
-                self._stored(node, payload[2], payload[3])
         for cid in obj.waiters:
             self.out.append(("object", cid, obj.oid, payload))
         obj.waiters.clear()

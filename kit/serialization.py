@@ -92,7 +92,10 @@ def to_payload(value, store_name=None, node_id=None):
     name = store_name()
     total = len(meta) + sum(r.nbytes for r in raws)
     limit = getattr(store_name, "limit", 0)
-    size = object_store.write(name, meta, raws, to_disk=bool(limit) and total > limit)
+    ledger = getattr(store_name, "ledger", None)
+    size = object_store.write(
+        name, meta, raws, to_disk=bool(limit) and total > limit, ledger=ledger, limit=limit
+    )
     return (SHARED, node_id, name, size), c.refs
 
 

@@ -20,7 +20,7 @@ import time
 
 import zmq
 
-from . import object_store
+from . import object_store, paths
 from .protocol import Kind, secure
 from .session import Dialer, Sessions
 
@@ -38,6 +38,8 @@ class Pull:
         self.received = 0
         self.waiters = []  # (routing id, req)
         self.fd = None
+        self.final = None  # where the whole copy goes: shared memory or the spill folder
+        self.in_memory = False  # its size is reserved in the node's ledger
         self.progress = time.time()
 
 
@@ -64,11 +66,13 @@ class Transfer:
         self.dialers: dict = {}  # node id -> Dialer to that node's transfer socket
         self.waiting: dict = {}  # node id -> [(kind, body)] to send once its session is ready
         self.pulls: dict = {}  # name -> Pull
-        self.cluster = self.prefix = self.nid = None
+        self.cluster = self.prefix = self.nid = self.ledger = None
+        self.limit = 0
 
-    def start(self, cluster, prefix, nid):
-        """What this node is, once it joined a cluster."""
+    def start(self, cluster, prefix, nid, ledger=None, limit=0):
+        """What this node is, once it joined a cluster (and its store's ledger and limit)."""
         self.cluster, self.prefix, self.nid = cluster, prefix, nid
+        self.ledger, self.limit = ledger, limit
 
     @property
     def dropped(self) -> int:
@@ -145,7 +149,7 @@ class Transfer:
             owner == self.nid
             or os.path.exists(object_store.path_of(local))
             or os.path.exists(object_store.spill_path(local))
-        ):
+        ):  # fmt: skip
             self._reply(rid, ("got", req, name if owner == self.nid else local, None))
             return
         pull = self.pulls.get(name)
@@ -154,18 +158,25 @@ class Transfer:
                 why = "the node holding it is not known (it left the cluster)"
                 self._reply(rid, ("got", req, None, why))
                 return
-            part = object_store.path_of(local) + ".part"
+            # The copy goes to shared memory if the ledger has room, else to disk.
+            in_memory = self.ledger is None or self.ledger.reserve(size, self.limit)
+            final = part = object_store.path_of(local)
             try:
+                if not in_memory:
+                    final = os.path.join(paths.spill_dir(), local)
+                part = final + ".part"
                 try:
                     os.unlink(part)  # a stale part of ours; never write into someone else's
                 except FileNotFoundError:
                     pass
                 fd = os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
             except OSError as e:
+                if in_memory and self.ledger is not None:
+                    self.ledger.release(size)
                 self._reply(rid, ("got", req, None, f"cannot make the local copy {part}: {e}"))
                 return
             pull = self.pulls[name] = Pull(name, local, size, owner)
-            pull.fd = fd
+            pull.fd, pull.final, pull.in_memory = fd, final, in_memory
             os.ftruncate(fd, size)
             for _ in range(IN_FLIGHT):
                 self._request_chunk(pull)
@@ -241,15 +252,17 @@ class Transfer:
     def _finish(self, pull, error):
         self.pulls.pop(pull.name, None)
         os.close(pull.fd)
-        part = object_store.path_of(pull.local) + ".part"
+        part = pull.final + ".part"
         if error is None:
-            os.rename(part, object_store.path_of(pull.local))
+            os.rename(part, pull.final)
             self.on_copied(pull.name, pull.local, pull.size)
         else:
             try:
                 os.unlink(part)
             except OSError:
                 pass
+            if pull.in_memory and self.ledger is not None:
+                self.ledger.release(pull.size)
         for rid, req in pull.waiters:
             self._reply(rid, ("got", req, pull.local if error is None else None, error))
 
