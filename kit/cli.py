@@ -85,6 +85,20 @@ def _spawn(mode, cfg, log):
     return json.loads(line)
 
 
+def _token(args):
+    """The token from --token, --token-file or KIT_TOKEN (in that order), or None."""
+    if getattr(args, "token", None):
+        return args.token
+    path = getattr(args, "token_file", None)
+    if path:
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError as e:
+            raise SystemExit(f"kit: cannot read the token file {path}: {e}") from None
+    return os.environ.get("KIT_TOKEN")
+
+
 def _resources(text):
     try:
         res = json.loads(text) if text else {}
@@ -106,7 +120,7 @@ def cmd_start(args) -> int:
             print("kit: a head is already running on this host; `kit stop` first", file=sys.stderr)
             return 1
         ip = args.node_ip_address or default_ip()
-        token = args.token or secrets.token_hex(16)
+        token = _token(args) or secrets.token_hex(16)
         cfg = {
             "token": token,
             "num_cpus": cpus,
@@ -134,7 +148,7 @@ def cmd_start(args) -> int:
         print(f"kit head started at {address} (cluster {info['cluster']}).")
         print("To add another machine to this cluster, run there:")
         enc, enc_py = (" --encrypt", ", encrypt=True") if args.encrypt else ("", "")
-        print(f"  kit start --address {address} --token {token}{enc}")
+        print(f"  KIT_TOKEN={token} kit start --address {address}{enc}")
         print("To connect from Python:")
         print(f'  kit.init(address="{address}", token="{token}"{enc_py})')
         print(
@@ -146,10 +160,11 @@ def cmd_start(args) -> int:
     if not args.address:
         print("kit: give --head, or --address HOST:PORT of a head", file=sys.stderr)
         return 2
-    token = args.token or os.environ.get("KIT_TOKEN")
+    token = _token(args)
     if not token:
         print(
-            "kit: joining needs the cluster's token: --token (printed by kit start --head)",
+            "kit: joining needs the cluster's token (printed by kit start --head): set "
+            "KIT_TOKEN, or give --token-file",
             file=sys.stderr,
         )
         return 2
@@ -256,7 +271,7 @@ def cmd_status(args) -> int:
 
     st = read_state()
     address = args.address or (st and st["address"]) or os.environ.get("KIT_ADDRESS")
-    token = args.token or (st and st["token"]) or os.environ.get("KIT_TOKEN")
+    token = _token(args) or (st and st["token"])
     if not address:
         print("kit: no cluster started here; give --address and --token", file=sys.stderr)
         return 1
@@ -321,7 +336,12 @@ def main(argv=None) -> int:
     s.add_argument("--num-cpus", type=int, help="task slots here (default: cores)")
     s.add_argument("--resources", help="custom resources as JSON, e.g. '{\"disk\": 2}'")
     s.add_argument("--object-store-memory", type=int, help="store limit in bytes")
-    s.add_argument("--token", help="the cluster's token (made up for a new head if absent)")
+    s.add_argument(
+        "--token",
+        help="the cluster's token (made up for a new head if absent); other local users see "
+        "a command line: prefer KIT_TOKEN or --token-file",
+    )
+    s.add_argument("--token-file", help="read the cluster's token from this file")
     s.add_argument(
         "--node-timeout",
         type=float,
@@ -337,6 +357,7 @@ def main(argv=None) -> int:
     t = sub.add_parser("status", help="show the cluster's nodes")
     t.add_argument("--address")
     t.add_argument("--token")
+    t.add_argument("--token-file")
     t.add_argument("--encrypt", action="store_true")
     t.set_defaults(fn=cmd_status)
     st = sub.add_parser("stop", help="stop the kit daemons started on this host")

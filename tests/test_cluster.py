@@ -173,19 +173,22 @@ def test_kit_start_status_stop(tmp_path):
             ],
             env,
         )
-        assert "kit start --address 127.0.0.1:6393 --token" in out.stdout
+        token = json.loads((tmp_path / "state" / "head.json").read_text())["token"]
+        # the join command keeps the token off the command line (ps shows argv to everyone)
+        assert f"KIT_TOKEN={token} kit start --address 127.0.0.1:6393" in out.stdout
         assert "kit.init(address=" in out.stdout
         state = tmp_path / "state" / "head.json"
         assert oct(state.stat().st_mode & 0o777) == "0o600"
         token = json.loads(state.read_text())["token"]
         assert len(token) >= 32
+        (tmp_path / "wrong").write_text("wrong\n")
         bad = _kit(
             [
                 "start",
                 "--address",
                 "127.0.0.1:6393",
-                "--token",
-                "wrong",
+                "--token-file",
+                str(tmp_path / "wrong"),
                 "--node-ip-address",
                 "127.0.0.1",
             ],
@@ -198,14 +201,12 @@ def test_kit_start_status_stop(tmp_path):
                 "start",
                 "--address",
                 "127.0.0.1:6393",
-                "--token",
-                token,
                 "--num-cpus",
                 "1",
                 "--node-ip-address",
                 "127.0.0.1",
             ],
-            env,
+            dict(env, KIT_TOKEN=token),
         )
         status = _kit(["status"], env).stdout
         assert len([line for line in status.splitlines() if " True " in line]) == 2

@@ -127,6 +127,15 @@ def test_chaos_short():
 
 @pytest.mark.kernel  # it restarts Jupyter kernels too
 @pytest.mark.timeout(300)
+def test_liveness_short():
+    """A dead head noticed by the driver, a hung node (SIGSTOP) declared dead and its task
+    run elsewhere, with 2 s timeouts (the long run reports the default ones)."""
+    r = _script("liveness.py", "--short")
+    assert r["hung_node_task_ran_elsewhere"]
+    assert r["head_died_noticed_s"]["max"] > 0 and r["hung_node_declared_s"]["max"] > 0
+
+
+@pytest.mark.timeout(300)
 def test_hygiene_short():
     """SIGKILL the driver, restart a kernel: no process, no shared memory left (3 rounds each)."""
     r = _script("hygiene.py", "--short")

@@ -9,7 +9,6 @@ believed.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,9 @@ import pytest
 from helpers import wait_until
 
 import kit
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+import liveness  # noqa: E402  (scripts/liveness.py: the partition scenario)
 
 pytestmark = pytest.mark.cluster
 
@@ -168,109 +170,16 @@ def test_node_agent_rejoins_a_head_that_comes_back(tmp_path):
                            capture_output=True)  # fmt: skip
 
 
-PARTITION_DRIVER = r"""
-import sys, time
-import numpy as np
-import kit
-kit.init(address="10.212.0.1:6398", token={token!r})
-
-@kit.remote(max_retries=-1)
-def work(i, pause):
-    time.sleep(pause)
-    return np.full(50_000, i)          # 400 KB: lives in its node's shared memory
-
-b = [n["NodeID"] for n in kit.nodes() if n["NodeManagerAddress"] == "10.212.0.2"][0]
-S = kit.NodeAffinitySchedulingStrategy
-early = [work.options(scheduling_strategy=S(b, soft=True)).remote(i, 0) for i in range(4)]
-kit.wait(early, num_returns=4)          # ready, held on node b only (not fetched here)
-late = [work.options(scheduling_strategy=S(b, soft=True)).remote(i, 3) for i in range(4, 8)]
-print("submitted", flush=True)
-sys.stdin.readline()                    # the test cuts b off, waits, then heals
-values = kit.get(early + late, timeout=120)
-assert all((v == i).all() for i, v in enumerate(values)), "a wrong result"
-dead = [n for n in kit.nodes() if not n["Alive"]]
-print("ok", len(dead), kit.cluster_status()["counts"].get("rebuilt", 0), flush=True)
-"""
-
-
 def test_a_partition_heals_with_nothing_lost(tmp_path):
     """Node b cut off from the head for longer than the node timeout, then back: the head
     reruns b's tasks and rebuilds b's results elsewhere; b's late reports are refused
     (fenced), b clears itself and joins again as a new node; nothing is lost or wrong
-    (the late result used to be believed and get raised ObjectLostError)."""
-    why = _netns_available()
+    (the late result used to be believed and get raised ObjectLostError). The scenario is
+    scripts/liveness.py's (6 s here, 25 s in its long run)."""
+    why = liveness.netns_unavailable()
     if why:
         pytest.skip(why)
-    a, b = "kit-part-a", "kit-part-b"
-    token = "partition-test-token-0123456789ab"
-    env_a = dict(os.environ, KIT_STATE_DIR=str(tmp_path / "a"))
-    env_b = dict(os.environ, KIT_STATE_DIR=str(tmp_path / "b"))
-    ip = lambda *cmd: subprocess.run(["ip", *cmd], check=True, capture_output=True)  # noqa
-    driver = None
-    try:
-        for ns in (a, b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-            ip("netns", "add", ns)
-            ip("-n", ns, "link", "set", "lo", "up")
-        ip("link", "add", "kitpart-a", "type", "veth", "peer", "name", "kitpart-b")
-        ip("link", "set", "kitpart-a", "netns", a)
-        ip("link", "set", "kitpart-b", "netns", b)
-        ip("-n", a, "addr", "add", "10.212.0.1/24", "dev", "kitpart-a")
-        ip("-n", b, "addr", "add", "10.212.0.2/24", "dev", "kitpart-b")
-        ip("-n", a, "link", "set", "kitpart-a", "up")
-        ip("-n", b, "link", "set", "kitpart-b", "up")
-        ns_kit = lambda ns, args, env: _kit_in(ns, args, env)  # noqa
-        ns_kit(a, ["start", "--head", "--port", "6398", "--num-cpus", "1", "--token", token,
-                   "--node-ip-address", "10.212.0.1", "--node-timeout", "3"], env_a)  # fmt: skip
-        ns_kit(b, ["start", "--address", "10.212.0.1:6398", "--token", token, "--num-cpus",
-                   "2", "--node-ip-address", "10.212.0.2"], env_b)  # fmt: skip
-        b_pid = json.loads(next((tmp_path / "b").glob("node-*.json")).read_text())["pid"]
-        driver = subprocess.Popen(
-            ["ip", "netns", "exec", a, sys.executable, "-c",
-             PARTITION_DRIVER.format(token=token)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=env_a,
-        )  # fmt: skip
-        assert driver.stdout.readline().strip() == "submitted", driver.stderr.read()
-        old_workers = {p.pid for z in psutil.Process(b_pid).children() for p in z.children()}
-        ip("-n", b, "link", "set", "kitpart-b", "down")  # the partition
-        time.sleep(6)  # the behaviour under test: a partition longer than the 3 s timeout
-        ip("-n", b, "link", "set", "kitpart-b", "up")
-        out, err = driver.communicate("go\n", timeout=150)
-        assert driver.returncode == 0, out + err
-        _, dead, rebuilt = out.split()[-3:]
-        assert int(dead) == 1, out  # b was declared dead during the partition
-        assert int(rebuilt) >= 1, out  # b's early results were made again elsewhere
-        # b was fenced: its old workers are gone; it joined again as a new node
-        wait_until(lambda: not any(psutil.pid_exists(p) for p in old_workers), 30,
-                   "b's old workers to be stopped")  # fmt: skip
-        assert psutil.pid_exists(b_pid), "the agent itself stays, as a new node"
-    finally:
-        if driver is not None and driver.poll() is None:
-            driver.kill()
-        for ns, env in ((a, env_a), (b, env_b)):
-            subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "kit.cli", "stop"],
-                           env=env, capture_output=True, timeout=60)  # fmt: skip
-        for ns in (a, b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
-def _kit_in(ns, args, env):
-    out = subprocess.run(
-        ["ip", "netns", "exec", ns, sys.executable, "-m", "kit.cli", *args],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out
-
-
-def _netns_available():
-    if os.geteuid() != 0:
-        return "network namespaces need root"
-    if shutil.which("ip") is None:
-        return "iproute2's `ip` is not installed"
-    probe = subprocess.run(["ip", "netns", "add", "kit-probe"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"cannot make network namespaces here: {probe.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", "kit-probe"], capture_output=True)
-    return None
+    r = liveness.partition(6.0, node_timeout=3.0, workdir=tmp_path)
+    assert r["dead"] == 1, r  # b was declared dead during the partition
+    assert r["rebuilt"] >= 1, r  # b's early results were made again elsewhere
+    assert r["old_workers_stopped"] and r["agent_stayed"], r
