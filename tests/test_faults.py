@@ -125,7 +125,7 @@ def test_chaos_short():
     assert r["rebuilt"] > 0  # results lost with the node were made again
 
 
-@pytest.mark.kernel  # it restarts Jupyter kernels too
+@pytest.mark.cluster
 @pytest.mark.timeout(300)
 def test_liveness_short():
     """A dead head noticed by the driver, a hung node (SIGSTOP) declared dead and its task
@@ -135,6 +135,7 @@ def test_liveness_short():
     assert r["head_died_noticed_s"]["max"] > 0 and r["hung_node_declared_s"]["max"] > 0
 
 
+@pytest.mark.kernel  # it restarts Jupyter kernels too
 @pytest.mark.timeout(300)
 def test_hygiene_short():
     """SIGKILL the driver, restart a kernel: no process, no shared memory left (3 rounds each)."""

@@ -166,7 +166,6 @@ def test_refcount_frees_shared_object_when_last_holder_goes():
     s = setup()
     payload = (SHARED, NODE, "kit_c_n0_obj", 1000)
     s.put(DRIVER, b"o1", payload)
-    assert s.nodes[NODE].store_used == 1000
     s.submit(DRIVER, spec(b"t", deps=[b"o1"]))
     s.refs(DRIVER, [(b"o1", -1)])
     assert b"o1" in s.objects  # pinned by the pending task
@@ -175,7 +174,18 @@ def test_refcount_frees_shared_object_when_last_holder_goes():
     s.task_done(w, b"t", [(oid(b"t"), ok(), ())], 0, 0)
     assert b"o1" not in s.objects
     assert ("free", NODE, "kit_c_n0_obj") in s.out
-    assert s.nodes[NODE].store_used == 0
+
+
+def test_store_use_is_what_the_node_reports():
+    """A node's agent keeps its store under the limit (kit.ledger) and reports its use;
+    the scheduler shows it and counts spills, it does not guess from payload sizes."""
+    s = setup()
+    s.node_store(NODE, 4096, 0)
+    s.node_store(NODE, 1024, 3)
+    assert s.nodes[NODE].store_used == 1024 and s.counts["spilled"] == 3
+    s.node_store(NODE, 0, 5)
+    assert s.counts["spilled"] == 5
+    assert s.snapshot()[0]["store_used"] == 0
 
 
 def test_contained_refs_live_as_long_as_container():
@@ -445,3 +455,25 @@ def test_lost_result_of_a_task_with_retries_minus_one_is_made_again():
     assert s.objects[oid(b"a")].payload is None and s.tasks[b"a"].retries < 0
     _run_on(s, b"a", _shared(NODE2, "a-again"))
     assert s.objects[oid(b"a")].payload == _shared(NODE2, "a-again")
+
+
+def test_a_result_holding_a_ref_keeps_it_when_the_drop_comes_after():
+    """A task returns a ref to an inner task's finished result, and its worker drops its
+    own ref afterwards (kit's order): the inner object lives on, held by the result.
+    Dropped before the result arrived, it would be freed: this is why a worker holds
+    the refs of a result until its DONE is sent (kit.worker)."""
+    s = setup()
+    w = next(iter(s.workers))
+    s.submit(DRIVER, spec(b"outer"))
+    s.schedule()
+    s.submit(w, spec(b"inner"))  # the outer task, on w, submits inner and holds its ref
+    s.schedule()
+    for tid in (b"inner",):
+        wid = s.tasks[tid].worker
+        s.task_done(wid, tid, [(oid(tid), ok(), ())], 1, 2)
+    x = oid(b"inner")
+    s.task_done(s.tasks[b"outer"].worker, b"outer", [(oid(b"outer"), ok(), (x,))], 1, 2)
+    s.refs(w, [(x, -1)])
+    assert s.objects[x].payload == ok() and s.objects[x].pins == 1
+    s.refs(DRIVER, [(oid(b"outer"), -1)])  # the result goes: so does what it held
+    assert x not in s.objects

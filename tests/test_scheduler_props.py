@@ -26,10 +26,19 @@ from hypothesis.stateful import (
     consumes,
     initialize,
     invariant,
+    precondition,
     rule,
 )
 
-from kit.records import ACTOR_CALL, ACTOR_CREATE, ERROR, INLINE, TaskSpec, object_id, task_of
+from kit.records import (
+    ACTOR_CALL,
+    ACTOR_CREATE,
+    ERROR,
+    INLINE,
+    TaskSpec,
+    object_id,
+    task_of,
+)
 from kit.scheduler import Scheduler
 from kit.serialization import system_error_payload
 
@@ -62,6 +71,7 @@ class ClusterPlay(RuleBasedStateMachine):
         self.calls = {}  # actor id -> call task ids in submission order
         self.call_order = {}  # (actor id, worker id) -> call task ids in dispatch order
         self.actor_kind = {}  # task id -> kind
+        self.worker_holds = {}  # worker id -> object ids it holds refs to (inner tasks)
         self.add_node(2)
 
     def _id(self, prefix):
@@ -102,6 +112,7 @@ class ClusterPlay(RuleBasedStateMachine):
         self._pump()
 
     @rule(data=st.data())
+    @precondition(lambda self: self.spawns)
     def start_worker(self, data):
         if not self.spawns:
             return
@@ -110,6 +121,7 @@ class ClusterPlay(RuleBasedStateMachine):
         self._pump()
 
     @rule(data=st.data())
+    @precondition(lambda self: self.spawns)
     def spawn_dies(self, data):
         """A worker the scheduler asked for is killed before it joins."""
         if not self.spawns:
@@ -119,6 +131,7 @@ class ClusterPlay(RuleBasedStateMachine):
         self._pump()
 
     @rule(data=st.data())
+    @precondition(lambda self: self.s.workers)
     def worker_dies(self, data):
         wids = sorted(self.s.workers)
         if not wids:
@@ -126,26 +139,36 @@ class ClusterPlay(RuleBasedStateMachine):
         wid = data.draw(st.sampled_from(wids))
         self.running.pop(wid, None)
         self.s.worker_died(wid, "killed by the test")
+        self.s.client_gone(wid)  # as the head does: what it held is released
+        self.worker_holds.pop(wid, None)
         self._pump()
 
     @rule()
+    @precondition(lambda self: self.kills)
     def deliver_kills(self):
         for wid in self.kills:
             self.running.pop(wid, None)
             self.s.worker_died(wid, "killed as asked")
+            self.s.client_gone(wid)
+            self.worker_holds.pop(wid, None)
         self.kills = []
         self._pump()
 
     @rule(data=st.data())
+    @precondition(lambda self: sum(n.alive for n in self.s.nodes.values()) > 1)
     def node_dies(self, data):
         alive = [n for n in self.nodes if self.s.nodes[n].alive]
         if len(alive) < 2:
             return
         nid = data.draw(st.sampled_from(alive))
-        for wid in [w for w, x in self.s.workers.items() if x.node == nid]:
+        workers = [w for w, x in self.s.workers.items() if x.node == nid]
+        for wid in workers:
             self.running.pop(wid, None)
         self.spawns = [sp for sp in self.spawns if sp[0] != nid]
         self.s.node_died(nid, "killed by the test")
+        for wid in workers:  # as the head does: the node's workers are gone clients
+            self.s.client_gone(wid)
+            self.worker_holds.pop(wid, None)
         self._pump()
 
     # ---- work -----------------------------------------------------------------------
@@ -182,6 +205,7 @@ class ClusterPlay(RuleBasedStateMachine):
             self._pump()
 
     @rule(data=st.data(), fail=st.booleans(), quick=st.booleans(), retry=st.booleans())
+    @precondition(lambda self: any(self.running.values()))
     def finish(self, data, fail, quick, retry):
         busy = sorted(w for w, tids in self.running.items() if tids)
         if not busy:
@@ -197,7 +221,56 @@ class ClusterPlay(RuleBasedStateMachine):
         self.s.task_done(wid, tid, [(oid, payload, ()) for oid in returns], 1.0, 1.0 + took, retry)
         self._pump()
 
+    @rule(data=st.data())
+    @precondition(lambda self: any(self.running.values()))
+    def submit_from_a_task(self, data):
+        """A running task submits an inner task (its worker holds the inner ref)."""
+        busy = sorted(w for w, tids in self.running.items() if tids and w in self.s.workers)
+        if not busy:
+            return
+        wid = data.draw(st.sampled_from(busy))
+        inner = TaskSpec.new(self._id(b"i"), "inner", fid=b"g", retries=2)
+        self.s.submit(wid, inner, 0.0)
+        self.submitted.append(inner.tid)
+        self.worker_holds.setdefault(wid, set()).add(inner.returns[0])
+        self._pump()
+
+    @rule(data=st.data())
+    @precondition(lambda self: any(t and self.worker_holds.get(w) for w, t in self.running.items()))
+    def return_a_ref(self, data):
+        """A running task returns a ref its worker holds: the worker sends the result
+        (holding the ref) first and drops its own ref later (kit's order)."""
+        busy = sorted(w for w, tids in self.running.items() if tids and self.worker_holds.get(w))
+        if not busy:
+            return
+        wid = data.draw(st.sampled_from(busy))
+        tid = self.running[wid].pop(data.draw(st.integers(0, len(self.running[wid]) - 1)))
+        x = data.draw(st.sampled_from(sorted(self.worker_holds[wid])))
+        inner = task_of(x)
+        runner = next((w for w, tids in self.running.items() if inner in tids), None)
+        if runner is not None and data.draw(st.booleans()):  # the inner task ends first
+            self.running[runner].remove(inner)
+            self.s.task_done(runner, inner, [(x, (INLINE, b"x"), ())], 1.0, 2.0)
+            self._pump()
+        t = self.s.tasks.get(tid)
+        returns = t.spec.returns if t is not None else (object_id(tid),)
+        self.s.task_done(wid, tid, [(oid, (INLINE, b"r"), (x,)) for oid in returns], 1.0, 2.0)
+        self._pump()
+
+    @rule(data=st.data())
+    @precondition(lambda self: any(self.worker_holds.values()))
+    def worker_drops_a_ref(self, data):
+        holders = sorted(w for w, held in self.worker_holds.items() if held)
+        if not holders:
+            return
+        wid = data.draw(st.sampled_from(holders))
+        oid = data.draw(st.sampled_from(sorted(self.worker_holds[wid])))
+        self.worker_holds[wid].discard(oid)
+        self.s.refs(wid, [(oid, -1)])
+        self._pump()
+
     @rule(data=st.data(), blocked=st.booleans())
+    @precondition(lambda self: any(self.running.values()))
     def worker_waits_in_get(self, data, blocked):
         busy = sorted(w for w, tids in self.running.items() if tids and w in self.s.workers)
         if not busy:
@@ -212,6 +285,7 @@ class ClusterPlay(RuleBasedStateMachine):
         self._pump()
 
     @rule(data=st.data(), force=st.booleans())
+    @precondition(lambda self: self.submitted)
     def cancel(self, data, force):
         if not self.submitted:
             return
@@ -289,6 +363,9 @@ class ClusterPlay(RuleBasedStateMachine):
         for t in self.s.tasks.values():
             for oid in t.spec.deps + t.spec.contained:
                 assert oid in objects, f"argument {oid!r} of a live task was freed"
+        for obj in list(objects.values()):
+            for inner in obj.contained:
+                assert inner in objects, f"{inner!r}, held by {obj.oid!r}, was freed"
 
     @invariant()
     def no_task_ends_twice(self):
@@ -335,6 +412,9 @@ class ClusterPlay(RuleBasedStateMachine):
                 f"task {tid!r}: queued {self.opened.get(tid, 0)} times, "
                 f"ended {self.closed.get(tid, 0)} times"
             )
+        for obj in self.s.objects.values():  # nothing left waiting for a value forever
+            if obj.payload is None and task_of(obj.oid) not in self.s.tasks:
+                raise AssertionError(f"object {obj.oid!r} is alive and will never be ready")
         for oid in self.held:
             obj = self.s.objects[oid]
             if task_of(oid) in self.s.tasks:
