@@ -10,9 +10,25 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-PACKAGES = ("nbcluster", "ipython", "ipykernel", "ipywidgets", "pyzmq", "cloudpickle",
-            "numpy", "matplotlib", "ray", "dask", "distributed", "jupyterlab", "playwright",
-            "pytest", "hypothesis", "ruff", "mypy")
+PACKAGES = (
+    "nbcluster",
+    "ipython",
+    "ipykernel",
+    "ipywidgets",
+    "pyzmq",
+    "cloudpickle",
+    "numpy",
+    "matplotlib",
+    "ray",
+    "dask",
+    "distributed",
+    "jupyterlab",
+    "playwright",
+    "pytest",
+    "hypothesis",
+    "ruff",
+    "mypy",
+)
 
 
 def versions() -> dict:
