@@ -34,6 +34,8 @@ from .protocol import KIT_VERSION, PY_VERSION, Kind
 from .session import Channel
 
 HEAD_TIMEOUT = 10.0  # a driver that hears nothing from the head this long: it died
+BEAT = 2.0  # a driver's heartbeat to the head (the head forgets silent drivers)
+FLUSH_DELAY = 0.005  # ref changes and output lines wait this long to travel together
 LIVENESS = 2.0  # a transfer silent this long: ask the head whether the peer is alive
 
 _current = None
@@ -126,6 +128,12 @@ class Client:
         self.vlock = threading.Lock()
         self.head_timeout = float(os.environ.get("KIT_HEAD_TIMEOUT") or HEAD_TIMEOUT)
         self.heard = time.monotonic()
+        # The io thread sleeps until a message arrives or this pipe says something waits
+        # to be sent: an idle process costs no CPU (it used to wake 20 times a second).
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._nudged = False
         info = dict(info or {})
         info.update(kit=KIT_VERSION, python=PY_VERSION, pid=os.getpid(), host=host_id())
         # Two connections, each with its own session: rx (the head's messages, read by
@@ -217,6 +225,7 @@ class Client:
         self.refs[oid] = n + 1
         if n == 0 and announce:
             self.ref_events.append((oid, 1))
+            self._nudge()
 
     def decref(self, oid):
         n = self.refs.get(oid, 0) - 1
@@ -228,6 +237,22 @@ class Client:
         self.subscribed.discard(oid)
         if not self.closed:
             self.ref_events.append((oid, -1))
+            self._nudge()
+
+    def add_log(self, line) -> None:
+        """Queue a line of a task's output for the drivers (sent within FLUSH_DELAY)."""
+        self.logs.append(line)
+        self._nudge()
+
+    def _nudge(self):
+        """Wake the io thread: something waits to be sent. The flag keeps this to one
+        write per batch (the io thread clears it before it looks at the queues)."""
+        if not self._nudged:
+            self._nudged = True
+            try:
+                os.write(self._wake_w, b"\0")
+            except OSError:  # the pipe is full (the thread is waking anyway) or closed
+                pass
 
     # ---- objects -----------------------------------------------------------------
 
@@ -465,55 +490,84 @@ class Client:
     # ---- the io thread -----------------------------------------------------------
 
     def _io_loop(self):
-        rx = self.rx
+        rx, wake = self.rx, self._wake_r
         poller = zmq.Poller()
         poller.register(rx, zmq.POLLIN)
-        beat = time.time()
+        poller.register(wake, zmq.POLLIN)
+        driver = self.role == "driver"
+        next_beat = time.monotonic() + BEAT
+        pending_since = None  # when ref changes or output began to wait
         while not self.closed:
-            if self.role == "driver" and time.time() - beat > 2.0:
-                beat = time.time()
-                try:
-                    self.send(Kind.HEARTBEAT, None)  # the head forgets silent drivers
-                except (KitError, zmq.ZMQError):
-                    pass
+            now = time.monotonic()
+            timeout = None
+            if driver:
+                if now >= next_beat:
+                    next_beat = now + BEAT
+                    try:
+                        self.send(Kind.HEARTBEAT, None)
+                    except (KitError, zmq.ZMQError):
+                        pass
+                if now - self.heard > self.head_timeout:
+                    # The head sends drivers a heartbeat every second: silence means it
+                    # died (or the network to it did).
+                    self._die(
+                        f"the head at {self.address} stopped answering: nothing from it for "
+                        f"{self.head_timeout:.0f} s (it died, or the network to it is down); "
+                        f"start the cluster again and call kit.init() again",
+                        HeadDiedError,
+                    )
+                    return
+                timeout = min(next_beat - now, 1.0)
+            if self.ref_events or self.logs:
+                pending_since = pending_since or now
+                wait = pending_since + FLUSH_DELAY - now
+                if wait <= 0:
+                    self._flush_pending()
+                    pending_since = None
+                else:
+                    timeout = wait if timeout is None else min(timeout, wait)
+            else:
+                pending_since = None  # sent along with a caller's message meanwhile
             try:
-                events = poller.poll(50)
+                events = dict(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
             except zmq.ZMQError:
                 break
-            if events:
-                self.heard = time.monotonic()
-                for _ in range(256):
-                    try:
-                        frames = rx.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    except zmq.ZMQError:
-                        return
-                    msg = self.rx_signer.unpack(frames)
-                    if msg is None:
-                        continue
-                    try:
-                        self._handle(*msg)
-                    except Exception as e:
-                        _err(f"kit: error handling a message from the head: {e!r}")
-            elif self.role == "driver" and time.monotonic() - self.heard > self.head_timeout:
-                # The head sends drivers a heartbeat every second: silence means it died
-                # (or the network to it did).
-                self._die(
-                    f"the head at {self.address} stopped answering: nothing from it for "
-                    f"{self.head_timeout:.0f} s (it died, or the network to it is down); "
-                    f"start the cluster again and call kit.init() again",
-                    HeadDiedError,
-                )
-                return
-            if (self.ref_events or self.logs) and not self.closed:
-                if self.lock.acquire(blocking=False):
-                    try:
-                        self._flush_refs()
-                    except zmq.ZMQError:
+            if wake in events:
+                self._nudged = False
+                try:
+                    while os.read(wake, 4096):
                         pass
-                    finally:
-                        self.lock.release()
+                except OSError:
+                    pass
+            if rx in events:
+                self.heard = time.monotonic()
+                self._receive(rx)
+
+    def _receive(self, rx):
+        for _ in range(256):
+            try:
+                frames = rx.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:
+                return
+            msg = self.rx_signer.unpack(frames)
+            if msg is None:
+                continue
+            try:
+                self._handle(*msg)
+            except Exception as e:
+                _err(f"kit: error handling a message from the head: {e!r}")
+
+    def _flush_pending(self):
+        """Send waiting ref changes and output lines (nobody else sent them along)."""
+        if self.closed:
+            return
+        with self.lock:
+            try:
+                self._flush_refs()
+            except zmq.ZMQError:
+                pass
 
     def _handle(self, kind, body, buffers):
         if kind == Kind.OBJECTS:
@@ -559,6 +613,7 @@ class Client:
                 pass
         self.closed = True
         self._die("kit was shut down")
+        self._nudge()  # the io thread may sleep without a timeout
         t = getattr(self, "thread", None)
         if t is not None and t is not threading.current_thread():
             t.join(1.0)
@@ -570,6 +625,11 @@ class Client:
         for ch in self.peer_chs.values():
             ch.close()
         self.ctx.term()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def dead(self) -> KitError:
         """The error that waits on this client raise once its connection is over."""

@@ -123,9 +123,7 @@ class Worker:
         if ctx is None and self.current is not None:
             ctx = self.current_ctx  # a thread the task started: it is the task's output
         tid, label = ctx if ctx else (None, "worker")
-        self.client.logs.append(
-            tuple(LogLine(tid, label, os.getpid(), self.node_hex, stream, text))
-        )
+        self.client.add_log(tuple(LogLine(tid, label, os.getpid(), self.node_hex, stream, text)))
 
     # ---- running -----------------------------------------------------------------
 
