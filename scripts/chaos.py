@@ -10,12 +10,14 @@ node agent that is killed takes finished results with it, which kit makes again
 from their lineage (the figure "rebuilt").
 
     python scripts/chaos.py [--tasks 2000] [--nodes 3] [--interval 0.3] [--short]
-                            [--deadline SECONDS]
+                            [--deadline SECONDS] [--repeat N]
 
 Prints the figures as one JSON line: faults injected, tasks, wrong or lost results.
 A run that has not finished by the deadline (90 s in short mode) is a hang: the script
 prints the cluster's state (nodes, task counts, results not ready) and every thread's
 stack (where the driver waits) to stderr, a JSON line with ``"hung": true``, and exits 3.
+``--repeat N`` runs it N times, each in a fresh process, stops at the first failure and
+prints a summary line (runs passed, and the sums of faults, retries and rebuilds).
 """
 
 from __future__ import annotations
@@ -40,7 +42,16 @@ def main(argv=None):
     p.add_argument("--interval", type=float, default=0.3)
     p.add_argument("--deadline", type=float, default=None, help="seconds before a hang")
     p.add_argument("--short", action="store_true", help="300 tasks on 2 nodes (for the tests)")
+    p.add_argument("--repeat", type=int, default=1, help="runs in a row, each in a new process")
     args = p.parse_args(argv)
+    if args.repeat > 1:
+        child = ["--tasks", str(args.tasks), "--nodes", str(args.nodes),
+                 "--interval", str(args.interval)]  # fmt: skip
+        if args.deadline is not None:
+            child += ["--deadline", str(args.deadline)]
+        if args.short:
+            child.append("--short")
+        return repeat(args.repeat, child)
     if args.short:
         args.tasks, args.nodes = 300, 2
     if args.deadline is None:
@@ -106,6 +117,30 @@ def main(argv=None):
     }
     print(json.dumps(out))
     return 0 if not (lost or wrong) else 1
+
+
+def repeat(n, child_args):
+    """Run the chaos ``n`` times in a row, each in a fresh process; stop at a failure."""
+    import subprocess
+
+    total = {"runs": n, "passed": 0}
+    for i in range(n):
+        out = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), *child_args],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        lines = out.stdout.strip().splitlines()
+        r = json.loads(lines[-1]) if lines else {}
+        if out.returncode != 0:
+            total["failed_run"] = i + 1
+            total["failure"] = r or out.stderr[-2000:]
+            print(out.stderr[-4000:], file=sys.stderr)
+            break
+        total["passed"] += 1
+        for k in ("tasks", "workers_killed", "nodes_killed", "retried", "rebuilt", "seconds"):
+            total[k] = round(total.get(k, 0) + r.get(k, 0), 2)
+    print(json.dumps(total))
+    return 0 if total["passed"] == n else 1
 
 
 def killer(args, node_pids, victim, stop, faults):
