@@ -72,7 +72,7 @@ def run(cfg, watch_fd=None, ready=None):
         bind,
         cluster,
         watch_fd=watch_fd,
-        node_timeout=float(os.environ.get("KIT_NODE_TIMEOUT") or cfg.get("node_timeout", 10.0)),
+        node_timeout=float(os.environ.get("KIT_NODE_TIMEOUT") or cfg.get("node_timeout", 8.0)),
         children=children,
         encrypt=bool(cfg.get("encrypt")),
         also_bind=local,

@@ -345,7 +345,7 @@ def main(argv=None) -> int:
     s.add_argument(
         "--node-timeout",
         type=float,
-        default=10.0,
+        default=8.0,
         help="seconds without heartbeats before a node is declared dead",
     )
     s.add_argument(

@@ -33,7 +33,7 @@ from .ledger import Ledger
 from .protocol import KIT_VERSION, PY_VERSION, Kind
 from .session import Channel
 
-HEAD_TIMEOUT = 10.0  # a driver that hears nothing from the head this long: it died
+HEAD_TIMEOUT = 8.0  # a driver that hears nothing from the head this long: it died (<= 9 s)
 BEAT = 2.0  # a driver's heartbeat to the head (the head forgets silent drivers)
 FLUSH_DELAY = 0.005  # ref changes and output lines wait this long to travel together
 LIVENESS = 2.0  # a transfer silent this long: ask the head whether the peer is alive
@@ -517,7 +517,7 @@ class Client:
                         HeadDiedError,
                     )
                     return
-                timeout = min(next_beat - now, 1.0)
+                timeout = min(next_beat - now, 0.5)
             if self.ref_events or self.logs:
                 pending_since = pending_since or now
                 wait = pending_since + FLUSH_DELAY - now

@@ -65,7 +65,7 @@ class Head:
         bind: str,
         cluster_id: str,
         watch_fd=None,
-        node_timeout: float = 10.0,
+        node_timeout: float = 8.0,
         children=None,
         encrypt: bool = False,
         also_bind=None,

@@ -40,7 +40,7 @@ from .spawner import Zygote, die_with_parent
 from .transfer import Transfer
 
 MEMORY_THRESHOLD = 0.95  # fraction of the machine's memory; KIT_MEMORY_THRESHOLD overrides
-HEAD_TIMEOUT = 10.0  # silence from the head this long: it died (KIT_HEAD_TIMEOUT)
+HEAD_TIMEOUT = 8.0  # silence from the head this long: it died (KIT_HEAD_TIMEOUT)
 REJOIN_GRACE = 60.0  # a daemon agent tries to join a head again this long (KIT_REJOIN_GRACE)
 
 
