@@ -39,7 +39,7 @@ import zmq
 
 from . import protocol
 from .protocol import KIT_VERSION, PY_VERSION, Kind
-from .scheduler import Scheduler
+from .scheduler import Scheduler, _members
 from .session import Sessions
 
 DRAIN = 512  # messages handled per turn before scheduling
@@ -492,7 +492,7 @@ class Head:
                 None
                 if obj is None
                 else {
-                    "holders": len(obj.holders),
+                    "holders": len(_members(obj.holders)),
                     "pins": obj.pins,
                     "ready": obj.payload is not None,
                 }

@@ -31,6 +31,7 @@ States:
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 
 from .errors import (
@@ -119,10 +120,12 @@ class Task:
         "finished",
         "fid",
         "res",
+        "shape",
+        "slow",
     )
 
     def __init__(self, spec: TaskSpec, owner, now):
-        self.spec = spec = TaskSpec.of(spec)
+        self.spec = spec = _compact(spec)
         self.tid = spec.tid
         self.state = WAITING
         self.owner = owner
@@ -135,20 +138,121 @@ class Task:
         self.started = self.finished = None
         self.fid = spec.fid
         self.res = spec.res
+        opts = spec.opts
+        # what placement depends on: tasks of one shape fit (or not) the same workers
+        self.shape = _shared((_res_key(spec.res), opts.get("node") if opts else None, spec.fid))
+        self.slow = False  # counted in its worker's ``slow`` when it was dispatched
+
+
+# Values many queued tasks repeat (resource requests, function ids, labels, shapes)
+# are kept once and shared: a queued task holds pointers, not copies.
+_SHARED: dict = {}
+_SHARED_MAX = 100_000  # a runaway variety of values: stop sharing, stay bounded
+
+
+def _shared(value):
+    """The one kept object equal to ``value`` (hashable), or ``value`` itself."""
+    kept = _SHARED.get(value)
+    if kept is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            return value
+        kept = _SHARED[value] = value
+    return kept
+
+
+def _res_key(res) -> tuple:
+    return tuple(sorted(res.items()))
+
+
+def _compact(raw) -> TaskSpec:
+    """Name a spec's fields, sharing its resource dict, function id and label with every
+    other task that has the same ones (as it arrived, each spec had its own)."""
+    key = _shared(_res_key(raw[7]))
+    res = _SHARED.get(("res", key))
+    if res is None:
+        res = (
+            dict(raw[7])
+            if len(_SHARED) >= _SHARED_MAX
+            else _SHARED.setdefault(("res", key), dict(raw[7]))
+        )
+    fid = raw[2] if raw[2] is None else _shared(raw[2])
+    return tuple.__new__(
+        TaskSpec, (*raw[:2], fid, *raw[3:7], res, *raw[8:10], sys.intern(raw[10]), *raw[11:])
+    )
 
 
 class Obj:
+    """An object the cluster knows: its payload once ready, and who keeps it alive.
+
+    Most objects have one holder (their task's owner), no waiter and no waiting
+    task, so those are stored without a container until a second one comes: a
+    client id (bytes) or a set for ``holders`` and ``waiters``, None or a list for
+    ``tasks``. That keeps a queued task's result at about 100 bytes (it was ~600).
+    """
+
     __slots__ = ("oid", "payload", "holders", "pins", "contained", "waiters", "tasks", "size")
 
     def __init__(self, oid):
         self.oid = oid
         self.payload = None
-        self.holders = set()  # client ids holding a ref
+        self.holders = None  # client ids holding a ref: None, one id, or a set
         self.pins = 0  # pending tasks using it as an argument, containing objects
         self.contained = ()  # oids this object's value holds refs to
-        self.waiters = set()  # client ids that asked for it
-        self.tasks = []  # task ids waiting for it
+        self.waiters = None  # client ids that asked for it: None, one id, or a set
+        self.tasks = None  # task ids waiting for it: None or a list
         self.size = 0
+
+    def add_holder(self, cid) -> None:
+        self.holders = _with(self.holders, cid)
+
+    def drop_holder(self, cid) -> None:
+        self.holders = _without(self.holders, cid)
+
+    def add_waiter(self, cid) -> None:
+        self.waiters = _with(self.waiters, cid)
+
+    def drop_waiter(self, cid) -> None:
+        self.waiters = _without(self.waiters, cid)
+
+    def add_task(self, tid) -> None:
+        if self.tasks is None:
+            self.tasks = [tid]
+        else:
+            self.tasks.append(tid)
+
+
+def _with(group, cid):
+    """``group`` (None, one id, or a set of ids) with ``cid`` in it."""
+    if group is None or group == cid:
+        return cid
+    if isinstance(group, set):
+        group.add(cid)
+        return group
+    return {group, cid}
+
+
+def _without(group, cid):
+    if group is None or group == cid:
+        return None
+    if isinstance(group, set):
+        group.discard(cid)
+        if len(group) == 1:
+            return next(iter(group))
+        return group or None
+    return group
+
+
+def _members(group):
+    """The ids in a group, as an iterable."""
+    if group is None:
+        return ()
+    if isinstance(group, set):
+        return group
+    return (group,)
+
+
+def _has(group, cid) -> bool:
+    return group is not None and (group == cid or (isinstance(group, set) and cid in group))
 
 
 class Worker:
@@ -163,6 +267,8 @@ class Worker:
         "actor",
         "blocked",
         "idle_since",
+        "slow",
+        "bucket",
     )
 
     def __init__(self, wid, node, pid, actor=None):
@@ -176,6 +282,8 @@ class Worker:
         self.actor = actor
         self.blocked = False
         self.idle_since = 0.0
+        self.slow = 0  # queued tasks not known to be short (none: it may take more)
+        self.bucket = -1  # its pipeline bucket (queue length), or -1: not a candidate
 
 
 class Node:
@@ -286,6 +394,11 @@ class Scheduler:
         self.lineage = LineageTable()  # how to make lost objects again
         self.children: dict = {}  # task id -> ids of the tasks it submitted (to cancel)
         self.unschedulable: dict = {}  # shape -> (since, a task id): no node could run it
+        # Indexes kept up to date by every state change, so placement costs the same
+        # with 1 node or 500: idle task workers per node (insertion order: round robin),
+        # and busy workers that may take one more short task, by queue length.
+        self.idle: dict = {}  # node id -> {worker id: Worker}
+        self.pipe: list = [{} for _ in range(PIPELINE_DEPTH)]  # [queue length] -> {wid: w}
         self.may_grow = False  # an autoscaler may add nodes: unschedulable work waits
 
     # ---- nodes and workers ---------------------------------------------------------
@@ -304,6 +417,7 @@ class Scheduler:
         node.workers.add(wid)
         if actor_id is None:
             node.spawning = max(0, node.spawning - 1)
+            self.idle.setdefault(nid, {})[wid] = w
             self._dirty = True
             return
         actor = self.actors.get(actor_id)
@@ -311,7 +425,7 @@ class Scheduler:
             self.out.append(("kill", nid, wid))
             return
         actor.worker = wid
-        _move(w, BUSY, WORKER_MOVES)
+        self._worker_to(w, BUSY)
         self._dispatch(w, actor.create)
         self._pump_actor(actor)
 
@@ -320,7 +434,7 @@ class Scheduler:
         if w is None or w.state == DEAD:
             return
         was_blocked = w.blocked
-        _move(w, DEAD, WORKER_MOVES)
+        self._worker_to(w, DEAD)
         node = self.nodes.get(w.node)
         if node is not None:
             node.workers.discard(wid)
@@ -355,6 +469,7 @@ class Scheduler:
                     )
                     self._fail(t, system_error_payload(cls, why))
         w.tasks.clear()
+        self._repipe(w)
         self.workers.pop(wid, None)
         self._dirty = True
 
@@ -474,7 +589,7 @@ class Scheduler:
                 self._rebuild(producer)
             if obj.payload is None:
                 if oid in spec.deps:
-                    obj.tasks.append(tid)
+                    obj.add_task(tid)
                     deps_left += 1
             elif obj.payload[0] == ERROR:
                 failed = obj.payload
@@ -495,7 +610,7 @@ class Scheduler:
         _task_move(t, WAITING)
         t.deps_left = len(missing)
         for oid in missing:
-            objects[oid].tasks.append(t.tid)
+            objects[oid].add_task(t.tid)
         return True
 
     # ---- clients and refs ---------------------------------------------------------
@@ -508,8 +623,8 @@ class Scheduler:
         for oid in held:
             obj = self.objects.get(oid)
             if obj is not None:
-                obj.holders.discard(cid)
-                obj.waiters.discard(cid)
+                obj.drop_holder(cid)
+                obj.drop_waiter(cid)
                 self._maybe_free(obj)
         for a in list(self.actors.values()):
             if (
@@ -527,13 +642,13 @@ class Scheduler:
             if delta > 0:
                 if obj is None:
                     continue  # already freed: a stale ref; nothing to keep
-                obj.holders.add(cid)
+                obj.add_holder(cid)
                 held.add(oid)
             else:
                 held.discard(oid)
                 if obj is not None:
-                    obj.holders.discard(cid)
-                    obj.waiters.discard(cid)
+                    obj.drop_holder(cid)
+                    obj.drop_waiter(cid)
                     self._maybe_free(obj)
 
     def _obj(self, oid):
@@ -544,7 +659,7 @@ class Scheduler:
 
     def _hold(self, cid, oid):
         obj = self._obj(oid)
-        obj.holders.add(cid)
+        obj.add_holder(cid)
         self.clients.setdefault(cid, set()).add(oid)
         return obj
 
@@ -624,7 +739,7 @@ class Scheduler:
             elif obj.payload is not None:
                 self.out.append(("object", cid, oid, obj.payload))
             else:
-                obj.waiters.add(cid)
+                obj.add_waiter(cid)
 
     def _set_payload(self, obj, payload, force=False):
         if obj.payload is not None and not force:
@@ -632,10 +747,10 @@ class Scheduler:
         obj.payload = payload
         if payload[0] == SHARED:
             obj.size = payload[3]
-        for cid in obj.waiters:
+        for cid in _members(obj.waiters):
             self.out.append(("object", cid, obj.oid, payload))
-        obj.waiters.clear()
-        waiting, obj.tasks = obj.tasks, []
+        obj.waiters = None
+        waiting, obj.tasks = obj.tasks or (), None
         failed = payload[0] == ERROR
         for tid in waiting:
             t = self.tasks.get(tid)
@@ -689,7 +804,7 @@ class Scheduler:
         for oid in spec.deps:
             obj = self.objects[oid]
             if obj.payload is None:
-                obj.tasks.append(t.tid)
+                obj.add_task(t.tid)
                 deps_left += 1
             elif obj.payload[0] == ERROR:
                 self._fail(t, obj.payload)
@@ -757,13 +872,6 @@ class Scheduler:
         ready = self.ready
         if not ready:
             return
-        nodes = [n for n in self.nodes.values() if n.alive]
-        if not nodes:
-            return
-        idle: dict = {}
-        for w in self.workers.values():
-            if w.state == IDLE and w.actor is None:
-                idle.setdefault(w.node, []).append(w)
         skipped = []
         failed_shapes = set()
         scans = 0
@@ -772,15 +880,14 @@ class Scheduler:
             t = self.tasks.get(tid)
             if t is None or t.state != READY:
                 continue
-            opts = t.spec.opts
-            shape = (tuple(sorted(t.res.items())), opts.get("node") if opts else None, t.fid)
+            shape = t.shape
             if shape in failed_shapes:
                 skipped.append(tid)
                 scans += 1
                 continue
             if t.spec.deps and self._deps_gone(t):
                 continue
-            w = self._pick_worker(t, nodes, idle)
+            w = self._pick_worker(t)
             if w is None:
                 if self._pinned_to_dead_node(t):
                     continue
@@ -791,11 +898,10 @@ class Scheduler:
                 continue
             if shape in self.unschedulable:
                 del self.unschedulable[shape]
-            node = self.nodes[w.node]
             if w.state == IDLE:
-                _take(t.res, node.avail)
+                _take(t.res, self.nodes[w.node].avail)
                 w.held = t.res
-                _move(w, BUSY, WORKER_MOVES)
+                self._worker_to(w, BUSY)
             self._dispatch(w, t)
         ready.extendleft(reversed(skipped))
 
@@ -854,9 +960,7 @@ class Scheduler:
             t = self.tasks.get(tid)
             if t is None or t.state != READY:
                 continue
-            opts = t.spec.opts
-            shape = (tuple(sorted(t.res.items())), opts.get("node") if opts else None, t.fid)
-            if shape in expired:
+            if t.shape in expired:
                 why = self._why_unschedulable(t.label, t.res)
                 self._fail(t, system_error_payload(TaskUnschedulableError, (
                     f"{why}, for {timeout:.0f} s; add a node that has it, or ask for less"
@@ -893,70 +997,123 @@ class Scheduler:
         )
         return True
 
-    def _pick_worker(self, t, nodes, idle):
+    def _pick_worker(self, t):
+        """An idle worker for ``t`` (its node's free resources fit), else a busy one it
+        may queue behind (short tasks), else None; asks for workers where slots are free.
+
+        Costs O(1) in the common case whatever the cluster's size: idle workers are
+        indexed by node (tried in round robin), pipeline candidates by queue length.
+        Arguments' nodes are tried first (a large argument is read without a copy)."""
+        res = t.res
         opts = t.spec.opts
         want = opts.get("node") if opts else None
         soft = want is not None and opts.get("soft")
         if soft:  # a preference: kept while that node is alive and has room
             pref = self.nodes.get(want)
-            soft = pref is None or not pref.alive or not fits(t.res, pref.avail)
-        best, best_score = None, None
-        for node in nodes:
-            if want is not None and node.nid != want and not soft:
+            soft = pref is None or not pref.alive or not fits(res, pref.avail)
+        if want is not None and not soft:
+            return self._idle_on(want, res) or self._no_idle_worker(t, want)
+        if t.spec.deps:
+            for nid in self._arg_nodes(t):
+                w = self._idle_on(nid, res)
+                if w is not None:
+                    return w
+        nodes = self.nodes
+        for nid in self.idle:
+            if fits(res, nodes[nid].avail):
+                w = self._idle_on(nid, res)
+                ws = self.idle.get(nid)
+                if ws:  # round robin: this node goes last for the next task
+                    self.idle[nid] = self.idle.pop(nid)
+                return w
+        return self._no_idle_worker(t, None)
+
+    def _idle_on(self, nid, res):
+        """Take an idle task worker on node ``nid`` if its free resources fit ``res``."""
+        ws = self.idle.get(nid)
+        if not ws:
+            return None
+        node = self.nodes[nid]
+        if not node.alive or not fits(res, node.avail):
+            return None
+        return next(iter(ws.values()))
+
+    def _arg_nodes(self, t):
+        """Nodes holding ``t``'s arguments in shared memory, the most bytes first."""
+        held: dict = {}
+        objects = self.objects
+        for oid in t.spec.deps:
+            obj = objects.get(oid)
+            if obj is not None and obj.payload is not None and obj.payload[0] == SHARED:
+                nid = obj.payload[1]
+                held[nid] = held.get(nid, 0) + obj.size + 1
+        return sorted(held, key=held.__getitem__, reverse=True)
+
+    def _no_idle_worker(self, t, only):
+        """No idle worker fits ``t``: start workers where slots are free (on ``only``, or
+        on any live node), and return a busy worker to queue it behind if it is short."""
+        res = t.res
+        for node in [self.nodes.get(only)] if only is not None else self.nodes.values():
+            if node is None or not node.alive or not fits(res, node.avail):
                 continue
-            if not fits(t.res, node.avail):
-                continue
-            ws = idle.get(node.nid)
-            score = node.avail.get("CPU", 0.0) + self._locality(t, node.nid)
-            if ws:
-                if best_score is None or score > best_score:
-                    best, best_score = node, score
-            elif node.spawning < max(1, int(node.avail.get("CPU", 0.0))):
+            if node.spawning < max(1, int(node.avail.get("CPU", 0.0))) and not self.idle.get(
+                node.nid
+            ):
                 node.spawning += 1
                 self.out.append(("spawn", node.nid, None))
-        if best is not None:
-            return idle[best.nid].pop()
-        # No free slot: queue behind a busy worker if this function is known to be
-        # short and so is everything already queued there.
         if not self._fast(t.fid):
             return None
-        best = None
-        for w in self.workers.values():
-            if (
-                w.state == BUSY
-                and w.actor is None
-                and not w.blocked
-                and len(w.tasks) < PIPELINE_DEPTH
-                and w.held == t.res
-                and (want is None or soft or w.node == want)
-                and all(self._fast(self.tasks[x].fid) for x in w.tasks if x in self.tasks)
-            ):
-                if best is None or len(w.tasks) < len(best.tasks):
-                    best = w
-        return best
+        for bucket in self.pipe:
+            for w in bucket.values():
+                if w.held == res and (only is None or w.node == only):
+                    return w
+        return None
+
+    def _worker_to(self, w, new: str) -> None:
+        """Move a worker to ``new`` (checked), keeping the idle index in step."""
+        old = w.state
+        _move(w, new, WORKER_MOVES)
+        if w.actor is not None:
+            return
+        if old == IDLE:
+            ws = self.idle.get(w.node)
+            if ws is not None:
+                ws.pop(w.wid, None)
+                if not ws:
+                    del self.idle[w.node]
+        if new == IDLE:
+            self.idle.setdefault(w.node, {})[w.wid] = w
+        self._repipe(w)
+
+    def _repipe(self, w) -> None:
+        """File ``w`` under its queue length if a short task may queue behind it."""
+        n = len(w.tasks)
+        ok = (
+            w.state == BUSY and w.actor is None and not w.blocked and w.slow == 0
+            and 0 < n < PIPELINE_DEPTH
+        )  # fmt: skip
+        new = n if ok else -1
+        if new == w.bucket:
+            return
+        if w.bucket >= 0:
+            self.pipe[w.bucket].pop(w.wid, None)
+        if new >= 0:
+            self.pipe[new][w.wid] = w
+        w.bucket = new
 
     def _fast(self, fid):
         st = self.fn_stats.get(fid)
         return st is not None and st[0] >= 3 and st[1] / st[0] <= FAST_TASK_SECONDS
-
-    def _locality(self, t, nid):
-        score = 0.0
-        for oid in t.spec.deps:
-            obj = self.objects.get(oid)
-            if (
-                obj is not None
-                and obj.payload is not None
-                and obj.payload[0] == SHARED
-                and obj.payload[1] == nid
-            ):
-                score += 1 + obj.size / 1e6
-        return score
 
     def _dispatch(self, w, t):
         _task_move(t, RUNNING)
         t.worker = w.wid
         t.node = w.node
         w.tasks.append(t.tid)
+        if w.actor is None:
+            t.slow = not self._fast(t.fid)
+            w.slow += t.slow
+            self._repipe(w)
         deps = {}
         for oid in t.spec.deps:
             deps[oid] = self.objects[oid].payload
@@ -1020,14 +1177,22 @@ class Scheduler:
         try:
             w.tasks.remove(tid)
         except ValueError:
-            pass
-        if w.actor is None and not w.tasks and w.state == BUSY:
+            return
+        if w.actor is not None:
+            return
+        t = self.tasks.get(tid)
+        if t is not None and t.slow:
+            t.slow = False
+            w.slow -= 1
+        if not w.tasks and w.state == BUSY:
             if not w.blocked:  # a blocked worker gave its slot back already
                 _give(w.held or {}, self.nodes[w.node].avail)
             w.held = None
             w.blocked = False  # an idle worker waits in no get
-            _move(w, IDLE, WORKER_MOVES)
+            w.slow = 0
+            self._worker_to(w, IDLE)
             w.idle_since = self.now
+        self._repipe(w)
 
     def _store_results(self, t, results):
         for oid, payload, contained in results:
@@ -1062,7 +1227,7 @@ class Scheduler:
 
     def _push_owner(self, t, obj, payload):
         # The submitter most likely gets its result: send it without being asked.
-        if t.owner in obj.holders and t.owner not in obj.waiters:
+        if _has(obj.holders, t.owner) and not _has(obj.waiters, t.owner):
             self.out.append(("object", t.owner, obj.oid, payload))
 
     def _release(self, t):
@@ -1098,6 +1263,7 @@ class Scheduler:
         node = self.nodes.get(w.node)
         if w.held and node is not None:
             (_give if blocked else _take)(w.held, node.avail)
+        self._repipe(w)
         if blocked:
             self._dirty = True
 
@@ -1297,7 +1463,7 @@ class Scheduler:
             extra = task_workers - int(node.total.get("CPU", 0))
             for w in idle[: max(0, extra)]:
                 if now - w.idle_since >= after:
-                    _move(w, RETIRING, WORKER_MOVES)
+                    self._worker_to(w, RETIRING)
                     self.out.append(("kill", node.nid, w.wid))
 
     # ---- views ---------------------------------------------------------------------

@@ -356,6 +356,21 @@ class ClusterPlay(RuleBasedStateMachine):
             )
 
     @invariant()
+    def indexes_match_the_workers(self):
+        """The placement indexes (idle workers per node, pipeline candidates by queue
+        length) say exactly what scanning every worker would."""
+        s = self.s
+        idle = {
+            (w.node, w.wid) for w in s.workers.values() if w.state == "IDLE" and w.actor is None
+        }
+        assert idle == {(n, wid) for n, ws in s.idle.items() for wid in ws}
+        assert all(ws for ws in s.idle.values()), "an empty entry left in the idle index"
+        for depth, bucket in enumerate(s.pipe):
+            for wid, w in bucket.items():
+                assert s.workers.get(wid) is w and len(w.tasks) == depth and w.bucket == depth
+                assert w.state == "BUSY" and not w.blocked and w.slow == 0
+
+    @invariant()
     def nothing_referenced_is_freed(self):
         objects = self.s.objects
         for oid in self.held:
