@@ -157,7 +157,7 @@ def init(
         client_mod.install(client)
         _state.update(client=client, cluster=cluster)
         try:
-            client.query("wait_nodes", expect, timeout=60)
+            _wait_for_nodes(client, expect, started=cluster is not None)
             local = client.query("local_node", client_mod.host_id())
         except BaseException:
             shutdown()
@@ -173,6 +173,24 @@ def init(
         ctx.address_info["node_id"] = local["node_id"].hex() if local else None
         _state["ctx"] = ctx
         return ctx
+
+
+JOIN_SECONDS = 120.0  # how long kit.init waits for its nodes to join (KIT_JOIN_TIMEOUT)
+
+
+def _wait_for_nodes(client, expect, started):
+    """Return once ``expect`` nodes are alive; else raise saying how many joined."""
+    timeout = float(os.environ.get("KIT_JOIN_TIMEOUT") or JOIN_SECONDS)
+    try:
+        client.query("wait_nodes", expect, timeout=timeout)
+    except GetTimeoutError:
+        alive = sum(1 for n in client.query("nodes") if n["alive"])
+        what = "started" if started else "expected"
+        raise KitError(
+            f"only {alive} of the {expect} nodes {what} joined within {timeout:.0f} s; "
+            f"the machine may be too loaded to start that many (ask for fewer nodes, or "
+            f"set KIT_JOIN_TIMEOUT to wait longer)"
+        ) from None
 
 
 def _resolve_address(address, token, encrypt):

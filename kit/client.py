@@ -122,6 +122,7 @@ class Client:
         self.fetch_lock = threading.Lock()
         self.xch = None  # session with this node's agent (transfer)
         self.peer_chs: dict = {}  # node id -> session with that node's agent
+        self.peer_addresses: dict = {}  # node id -> its transfer address (from the head)
         self.blocked_depth = 0
         self._ledger = None  # this node's shared-memory ledger, opened on first write
         self.lock = threading.Lock()
@@ -399,7 +400,10 @@ class Client:
                 except KitError:
                     raise _AgentGone() from None
             req = next(self.req_counter)
-            self.xch.send(Kind.FETCH, ("get", req, name, size, nid))
+            address = self._peer_address(nid)
+            if address is None:
+                raise ObjectLostError(f"object {name} lives on a node that left the cluster")
+            self.xch.send(Kind.FETCH, ("get", req, name, size, nid, address))
             body = self._await_reply(self.xch, lambda b: b[1] == req, nid, name)
             _, _, local, err = body
             if err:
@@ -445,9 +449,17 @@ class Client:
             timeout=self.head_timeout,
         )
 
+    def _peer_address(self, nid):
+        """Where node ``nid`` serves its objects (asked of the head once, then kept)."""
+        addr = self.peer_addresses.get(nid)
+        if addr is None:
+            addr = self.query("peer", nid, timeout=self.head_timeout)
+            if addr is not None:
+                self.peer_addresses[nid] = addr
+        return addr
+
     def _pull(self, nid, name, size):
-        peers = self.query("peers")
-        addr = peers.get(nid)
+        addr = self._peer_address(nid)
         if addr is None:
             raise ObjectLostError(f"object {name} lives on a node that left the cluster")
         with self.fetch_lock:

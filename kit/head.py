@@ -337,7 +337,6 @@ class Head:
         )
         sched.nodes[nid].spawning = info.get("prestart", 0)
         self.send(rid, Kind.WELCOME, {"cluster": self.cluster_id})
-        self._broadcast_peers()
         self._answer_node_waiters()
 
     def _join_client(self, rid, role, cid, info):
@@ -371,14 +370,13 @@ class Head:
             },
         )
 
-    def _broadcast_peers(self):
-        peers = {
-            nid: i.get("transfer")
-            for nid, i in self.node_info.items()
-            if self.sched.nodes[nid].alive
-        }
-        for nid in peers:
-            self.to_node(nid, Kind.NODE_CMD, ("peers", peers))
+    def _tell_nodes_gone(self, gone):
+        """Every live node learns that ``gone`` died (its pulls from it fail at once).
+        Joins tell nobody: a node's address is looked up when an object is pulled from
+        it, so registering N nodes costs O(N) messages, not O(N^2)."""
+        for nid, node in self.sched.nodes.items():
+            if node.alive:
+                self.to_node(nid, Kind.NODE_CMD, ("peer_gone", gone))
 
     def node_died(self, nid, cause):
         """Declare a node dead and fence it: its agent's and workers' sessions are
@@ -391,7 +389,7 @@ class Head:
         for wid in workers:
             self.client_gone(wid)
         self.forget(nid)
-        self._broadcast_peers()
+        self._tell_nodes_gone(nid)
 
     def _local_node(self, host):
         for nid, info in self.node_info.items():
@@ -451,12 +449,10 @@ class Head:
         sched = self.sched
         if what == "nodes":
             ans = self._nodes()
-        elif what == "peers":
-            ans = {
-                nid: i.get("transfer")
-                for nid, i in self.node_info.items()
-                if sched.nodes[nid].alive
-            }
+        elif what == "peer":  # where to pull a node's objects from (None: it is gone)
+            node = sched.nodes.get(args)
+            info = self.node_info.get(args) or {}
+            ans = info.get("transfer") if node is not None and node.alive else None
         elif what == "wait_nodes":
             self.waiting_nodes.append((cid, req, args))
             self._answer_node_waiters()

@@ -1,6 +1,6 @@
 """A node agent: starts and supervises one machine's workers and keeps its object store.
 
-    head ── NODE_CMD spawn/kill/free/spill/peers ──▶ agent ── fork ──▶ zygote ──▶ workers
+    head ── NODE_CMD spawn/kill/free/peer_gone ──▶ agent ── fork ──▶ zygote ──▶ workers
     head ◀── NODE_EVENT worker_exit/copied ──────── agent ◀── exit status ── zygote
     head ◀──▶ HEARTBEAT (every second, both ways)
     workers, drivers ── FETCH ──▶ transfer socket (kit.transfer) ◀──▶ other agents
@@ -142,6 +142,25 @@ class NodeAgent:
             "transfer": self.transfer.address,
             "encrypt": self.encrypt,
         }
+
+    def join_patiently(self):
+        """Join, trying again while the head is slow to answer (hundreds of nodes joining
+        at once): a join that is slow is retried, not lost, for KIT_JOIN_TIMEOUT seconds.
+        A refusal (wrong token, another version) is final at once."""
+        from .errors import AuthenticationError
+
+        deadline = time.monotonic() + float(os.environ.get("KIT_JOIN_TIMEOUT") or 120.0)
+        wait = 5.0
+        while True:
+            try:
+                self.join(timeout=wait)
+                return
+            except AuthenticationError:
+                raise
+            except KitError:
+                if time.monotonic() + wait > deadline:
+                    raise
+                wait = min(wait * 1.5, 20.0)
 
     def serve(self):
         signal.signal(signal.SIGTERM, lambda *a: self._stop_flag())
@@ -325,8 +344,8 @@ class NodeAgent:
                     object_store.unlink(name)
                     if size:
                         self.ledger.release(size)
-        elif op == "peers":
-            self.transfer.set_peers(arg)
+        elif op == "peer_gone":
+            self.transfer.peer_gone(arg)
 
     def _copied(self, name, local, size):
         self.send(Kind.NODE_EVENT, ("copied", (name, local, size)))
@@ -360,7 +379,7 @@ def main(cfg, ready=None):
         die_with_parent(signal.SIGTERM)
     agent = NodeAgent(cfg)
     try:
-        agent.join()
+        agent.join_patiently()
         if ready is not None:
             ready(agent)
         agent.serve()

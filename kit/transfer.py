@@ -62,7 +62,8 @@ class Transfer:
         self.poller = poller
         poller.register(self.sock, zmq.POLLIN)
         self.on_copied = on_copied
-        self.peers: dict = {}  # node id -> transfer address
+        self.peers: dict = {}  # node id -> transfer address, as requesters told us
+        self.gone: set = set()  # nodes the head said died
         self.dialers: dict = {}  # node id -> Dialer to that node's transfer socket
         self.waiting: dict = {}  # node id -> [(kind, body)] to send once its session is ready
         self.pulls: dict = {}  # name -> Pull
@@ -90,13 +91,13 @@ class Transfer:
             if now - pull.progress > STALL:
                 self._finish(pull, f"its node sent nothing for {STALL:.0f} s")
 
-    def set_peers(self, peers) -> None:
-        """The head's list of live nodes: pulls from nodes not in it fail."""
-        self.peers = dict(peers)
-        for nid in [n for n in self.dialers if n not in self.peers]:
-            self._drop_dialer(nid)
+    def peer_gone(self, nid) -> None:
+        """The head says node ``nid`` died: pulls from it fail now, not after a stall."""
+        self.gone.add(nid)
+        self.peers.pop(nid, None)
+        self._drop_dialer(nid)
         for pull in list(self.pulls.values()):
-            if pull.peer not in self.peers:
+            if pull.peer == nid:
                 self._finish(pull, "the node holding it died")
 
     # ---- serving -----------------------------------------------------------------
@@ -142,8 +143,11 @@ class Transfer:
             data = None
         self._reply(rid, ("data", req, offset, data is not None), [data] if data else [])
 
-    def fetch(self, rid, req, name, size, owner):
-        """A process here asks for an object of ``owner``: its local name once copied."""
+    def fetch(self, rid, req, name, size, owner, address=None):
+        """A process here asks for an object of ``owner`` (whose transfer socket is at
+        ``address``, which the requester looked up): its local name once copied."""
+        if address and owner not in self.gone:
+            self.peers[owner] = address
         local = self.prefix + name.rsplit("_", 1)[-1]
         if (
             owner == self.nid
