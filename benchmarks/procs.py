@@ -123,3 +123,96 @@ def memory_mib(procs):
         counted += 1
     mib = 1024.0 * 1024.0
     return rss / mib, pss / mib, counted
+
+
+# Ray's per-node helpers are named like its workers ("ray::..."), but are daemons.
+RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def roles(found, head_pid=None, agent_pids=()):
+    """Split a running engine's processes into driver, head, daemons and workers.
+
+    ``found`` is what ``engine_processes`` returned in the driver. kit: the head
+    is ``head_pid``, the daemons are the node agents (``agent_pids``) and their
+    children (the zygotes), the workers are the rest. Ray (``head_pid`` None):
+    the head is ``gcs_server``; workers and actors are the ``ray::`` processes
+    but its agents; the daemons are the rest (raylets, agents, monitors,
+    dashboard). Returns ``{role: [Process]}``.
+    """
+    me = os.getpid()
+    agents = set(agent_pids)
+    out = {"driver": [], "head": [], "daemons": [], "workers": []}
+    for proc in found:
+        if proc.pid == me:
+            role = "driver"
+        elif head_pid is not None:
+            ppid = _safe(proc.ppid)
+            if proc.pid == head_pid:
+                role = "head"
+            elif proc.pid in agents or ppid in agents:
+                role = "daemons"
+            else:
+                role = "workers"
+        else:
+            cmd = " ".join(_safe(proc.cmdline, []) or [])
+            if "gcs_server" in cmd:
+                role = "head"
+            elif cmd.startswith("ray::") and not cmd.startswith(RAY_AGENTS):
+                role = "workers"
+            else:
+                role = "daemons"
+        out[role].append(proc)
+    return out
+
+
+def cpu_seconds(procs):
+    """Summed user + system CPU seconds of ``procs`` (those still alive)."""
+    total = 0.0
+    for proc in procs:
+        times = _safe(proc.cpu_times)
+        if times is not None:
+            total += times.user + times.system
+    return total
+
+
+def rss_mib(procs):
+    """Summed RSS (MiB) of ``procs``: cheap enough to sample often."""
+    total = 0
+    for proc in procs:
+        mem = _safe(proc.memory_info)
+        if mem is not None:
+            total += mem.rss
+    return total / (1024.0 * 1024.0)
+
+
+class PeakRSS:
+    """Samples the summed RSS of groups of processes in a thread; keeps each peak.
+
+    peak = PeakRSS({"head": [p], "driver": [me]}, interval=0.5)
+    ...                         # the measured work
+    peak.stop()                 # -> {"head": MiB, "driver": MiB}
+    """
+
+    def __init__(self, groups, interval=0.5):
+        import threading
+
+        self.groups, self.interval = groups, interval
+        self.peaks = dict.fromkeys(groups, 0.0)
+        self._done = threading.Event()
+        self.sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def sample(self):
+        for name, group in self.groups.items():
+            self.peaks[name] = max(self.peaks[name], rss_mib(group))
+
+    def _run(self):
+        while not self._done.wait(self.interval):
+            self.sample()
+
+    def stop(self):
+        self._done.set()
+        self._thread.join()
+        self.sample()
+        return dict(self.peaks)

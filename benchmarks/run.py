@@ -172,10 +172,11 @@ def probe(name, timeout):
     return None, tail[-1] if tail else f"probe exited with {info['returncode']}"
 
 
-def measure(engine, workload, rep, short, timeout):
-    """One workload process; returns a flat record for the JSON file."""
+def measure(engine, workload, rep, short, timeout, script=WORKER):
+    """One workload process (``script ENGINE WORKLOAD [--short]``); returns a flat
+    record for the JSON file: the merged result lines it printed, and how it ended."""
     args = [engine, workload] + (["--short"] if short else [])
-    records, info = run_worker(args, timeout)
+    records, info = run_worker(args, timeout, script=script)
     record = {"engine": engine, "workload": workload, "rep": rep, "status": "error"}
     for rec in records:
         record.update(rec)

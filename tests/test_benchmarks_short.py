@@ -88,3 +88,26 @@ def test_faces_benchmark_short(tmp_path):
     for face in ("joblib", "executor", "pool", "asyncio"):
         assert f"| {face} |" in text
     assert text.count("x |") == 8  # 2 workloads x 4 faces, each with a ratio
+
+
+@pytest.mark.cluster  # --short runs kit only
+@pytest.mark.timeout(120)
+def test_scale_short(tmp_path):
+    """benchmarks/scale.py --short: nodes, a queue and actors at tiny sizes, every one ok."""
+    out_json = tmp_path / "scale.json"
+    text = short_run("scale.py", tmp_path / "scale.md", 100, "--json", str(out_json))
+    runs = json.loads(out_json.read_text())["runs"]
+    assert [(r["workload"], r["status"]) for r in runs] == [
+        (name, "ok")
+        for name in ("roundtrip", "nodes_1", "nodes_4", "nodes_8", "queued_3000", "actors_20")
+    ], runs
+    nodes_4 = next(r for r in runs if r["workload"] == "nodes_4")
+    assert nodes_4["processes"]["head"] == 1 and nodes_4["processes"]["daemons"] == 8, nodes_4
+    for row in (
+        "| `roundtrip` | median |",
+        "head CPU per task",
+        "driver peak RSS",
+        "PSS per actor",
+    ):
+        assert row in text, text
+    assert "Notes:" not in text
