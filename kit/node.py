@@ -20,7 +20,9 @@ has already written off. A local cluster's agent (one ``kit.init`` started)
 exits with the head instead; an agent started with ``kit start --address`` keeps
 trying to join for ``rejoin_grace`` seconds, then exits.
 
-Objects of this node are files ``kit_<cluster>_<tag>_*`` in shared memory.
+Objects of this node are files ``kit_<cluster>_<tag>_*`` in shared memory; freed
+ones that no process maps wait in its pool, ``kit_<cluster>_<tag>_pool/``, for
+writers to reuse their pages (``kit.page_pool``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import zmq
 from . import object_store
 from .errors import KitError
 from .ledger import HIGH, LOW, Ledger
+from .page_pool import Pool
 from .protocol import KIT_VERSION, PY_VERSION, Kind
 from .session import SESSION_UNKNOWN, Channel
 from .spawner import Zygote, die_with_parent
@@ -80,6 +83,7 @@ class NodeAgent:
             os.environ.get("KIT_REJOIN_GRACE") or cfg.get("rejoin_grace") or REJOIN_GRACE
         )
         self.ledger = None  # this node's shared-memory ledger (kit.ledger)
+        self.pool = None  # freed object files kept for writers to reuse (kit.page_pool)
         self.spilled = 0  # objects spilled to disk so far
         self.oom_killed = {}  # pid -> why the memory monitor killed it
         self.last_memory_check = 0.0
@@ -128,6 +132,7 @@ class NodeAgent:
         if self.ledger is not None:
             self.ledger.close()
         self.ledger = Ledger.create(object_store.path_of(self.prefix + "ledger"))
+        self.pool = Pool(object_store.path_of(self.prefix + "pool"), self.ledger, self.store_limit)
         self.transfer.start(self.cluster, self.prefix, self.nid, self.ledger, self.store_limit)
         self.worker_cfg = {
             "address": cfg["address"],
@@ -245,11 +250,14 @@ class NodeAgent:
         return False
 
     def check_store(self):
-        """Above the high-water mark, spill the oldest objects until below the low one,
-        so writers find room (a writer that finds none goes to disk itself)."""
+        """Unlink pool files no writer took for a while; above the high-water mark, drain
+        the pool, then spill the oldest objects until below the low one, so writers find
+        room (a writer that finds none goes to disk itself)."""
+        self.pool.trim(time.monotonic())
         limit = self.store_limit
         if not limit or self.ledger.used() <= HIGH * limit:
             return
+        self.pool.drain()
         mine = []
         for name in os.listdir(object_store.SHM_DIR):
             if name.startswith(self.prefix) and len(name) == len(self.prefix) + 24:
@@ -340,10 +348,10 @@ class NodeAgent:
         elif op == "free":
             for name in arg:
                 if name.startswith(self.prefix):
-                    size = object_store.shm_size(name)
+                    # Into the pool if no process maps it, else unlinked; the ledger is
+                    # told. Then whatever is left of it (spilled copies).
+                    self.pool.free(object_store.path_of(name))
                     object_store.unlink(name)
-                    if size:
-                        self.ledger.release(size)
         elif op == "peer_gone":
             self.transfer.peer_gone(arg)
 

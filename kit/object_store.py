@@ -5,19 +5,24 @@ Layout of a file::
     b"KIT5" | n_buffers u32 | meta_len u64 | (offset u64, length u64) * n | meta | buffers
 
 Buffers start on 64-byte boundaries, so numpy arrays rebuilt over them are
-aligned. The writer creates the file once (``O_EXCL``); readers map it read-only
-and rebuild the value with ``pickle.loads(meta, buffers=...)`` without copying,
-so a numpy array read back is a read-only view of the shared pages. The node
-agent unlinks the file when the head says no reference is left; mappings that
-readers still hold stay valid until they are dropped (POSIX semantics).
+aligned. The writer takes a recycled file of about the right size from the node's
+pool (``kit.page_pool``: its pages are allocated already, so writing runs at memory
+speed) or creates a new one (``O_EXCL``); readers map it read-only and rebuild the
+value with ``pickle.loads(meta, buffers=...)`` without copying, so a numpy array
+read back is a read-only view of the shared pages. A reader holds a shared
+``flock`` on the file for as long as its mapping lives. When the head says no
+reference is left, the node agent recycles the file into the pool if it can take
+the exclusive lock (no process maps it), and unlinks it otherwise: mappings that
+readers still hold stay valid and unchanged until they are dropped.
 
-Over its limit, a node's store spills: the head picks the oldest objects and
-the node agent moves them to the spill folder on disk (``paths.spill_dir()``:
+Over its limit, a node's store spills: the node agent drains its pool, then moves
+the oldest objects to the spill folder on disk (``paths.spill_dir()``:
 this uid's own, mode 0700). Readers look in shared memory first and then on
 disk, so a spilled object comes back on demand. A value larger than the whole
 store is written to disk directly.
 
-Every object file is made with ``O_EXCL`` and mode 0600, and readers check the
+Every object file is made with ``O_EXCL`` and mode 0600 (or comes from the
+node's pool, a 0700 directory of this uid), and readers check the
 file they opened (``fstat`` on its descriptor: a regular file, owned by this
 uid, not writable by group or others, no second hard link) before anything is
 unpickled.
@@ -25,14 +30,15 @@ unpickled.
 under the name of an object that was spilled or freed, and unpickling it would
 run their code. Such a file raises ``UntrustedObjectError`` naming it and why.
 
-Names are ``kit_<cluster>_<node>_<object>``: everything a cluster leaves
-behind can be found and removed by its prefix (``sweep``); sweeping removes
-only this uid's files.
+Names are ``kit_<cluster>_<node>_<object>`` (the node's pool is the directory
+``kit_<cluster>_<node>_pool``): everything a cluster leaves behind can be found
+and removed by its prefix (``sweep``); sweeping removes only this uid's files.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import glob
 import mmap
 import os
@@ -42,7 +48,7 @@ import sys
 
 import psutil
 
-from . import paths
+from . import page_pool, paths
 from .errors import UnsafePathError, UntrustedObjectError
 
 SHM_DIR = "/dev/shm"
@@ -137,10 +143,12 @@ def write(name: str, meta: bytes, buffers, to_disk: bool = False, ledger=None, l
     """Write one object; return its size in bytes.
 
     ``to_disk`` writes it straight to the spill folder (a value larger than
-    the whole store). With a node's ``ledger`` (``kit.ledger``) the size is reserved
-    under ``limit`` first, and an object that does not fit is written to the spill
-    folder instead: shared memory never holds more than the limit. When shared
-    memory itself is full the object spills too.
+    the whole store). With a node's ``ledger`` (``kit.ledger``) the object first
+    takes a file of about its size from the node's pool (``kit.page_pool``: pages
+    already allocated, counted in the ledger already), else its size is reserved
+    under ``limit`` (draining the pool if that makes room), and an object that does
+    not fit is written to the spill folder instead: shared memory never holds more
+    than the limit. When shared memory itself is full the object spills too.
 
     Raises:
         ObjectStoreFullError: neither shared memory nor the spill folder has room.
@@ -160,12 +168,17 @@ def write(name: str, meta: bytes, buffers, to_disk: bool = False, ledger=None, l
     header = bytearray(_HEAD.pack(_MAGIC, len(buffers), len(meta)))
     for off, b in zip(offsets, buffers):
         header += _ENTRY.pack(off, b.nbytes)
-    reserved = False
+    reserved, fd = False, None
     if not to_disk and ledger is not None and limit:
-        reserved = ledger.reserve(total, limit)
+        pool = page_pool.dir_of(name, SHM_DIR)
+        fd = page_pool.take(pool, total, path_of(name), ledger, limit)
+        reserved = fd is not None or ledger.reserve(total, limit)
+        if not reserved and page_pool.drain(pool, ledger, keep=limit - total):
+            reserved = ledger.reserve(total, limit)  # the pool gave its pages back
         to_disk = not reserved
     folder = paths.spill_dir() if to_disk else SHM_DIR
-    fd = _create_private(os.path.join(folder, name), os.O_RDWR)
+    if fd is None:
+        fd = _create_private(os.path.join(folder, name), os.O_RDWR)
     try:
         os.ftruncate(fd, total)
         os.pwrite(fd, bytes(header) + meta, 0)
@@ -208,16 +221,45 @@ def shm_size(name: str) -> int:
 def read(name: str):
     """Map an object read-only; return ``(meta bytes, [memoryview buffers])``.
 
+    The mapping of a file in shared memory holds a shared lock on it until the last
+    view of it is dropped: the node agent does not recycle a file someone maps.
+
     Raises:
         FileNotFoundError: the object is in neither shared memory nor the spill folder.
         UntrustedObjectError: the file under its name is not kit's; nothing was unpickled.
     """
-    fd, st = _open_existing(name)
+    path = path_of(name)
     try:
+        fd, st = _open_checked(path)
+    except FileNotFoundError:
+        fd, st = _open_checked(spill_path(name))
+    else:
+        if not _hold(fd, path, st):  # freed (or spilled) as it was opened
+            os.close(fd)
+            fd, st = _open_checked(spill_path(name))
+    try:
+        # mmap keeps a duplicate of fd until the map is gone, and with it the shared lock.
         mm = mmap.mmap(fd, st.st_size, flags=_MAP_FLAGS, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
     return parse(memoryview(mm), name)
+
+
+def _hold(fd: int, path: str, st) -> bool:
+    """Take a shared lock on an object file in shared memory, so it is not recycled
+    while mapped (``kit.page_pool``); False if it is no longer the object's file.
+
+    The lock lives with the open file (``flock``), so with the descriptor ``mmap``
+    duplicates. It is refused while the node agent holds the exclusive one (recycling
+    the file right now); once it is held, the name must still lead to this very file,
+    else the agent recycled or spilled it between the open and the lock.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        now = os.lstat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
 
 
 def parse(view, name="object"):
@@ -296,13 +338,16 @@ def is_spilled(name: str) -> bool:
 
 
 def unlink(name: str) -> None:
-    """Remove an object's files; one another user planted under its name stays (EPERM)."""
+    """Remove an object's files (or a node's pool directory, by its name); one another
+    user planted under its name stays (EPERM)."""
     spilled = spill_path(name)
     for path in (path_of(name), spilled, spilled + ".part"):
         try:
             os.unlink(path)
         except (FileNotFoundError, PermissionError):
             pass
+        except IsADirectoryError:
+            page_pool.remove(path)  # a node's pool (sweep)
 
 
 def _names():

@@ -20,7 +20,7 @@ import time
 
 import zmq
 
-from . import object_store, paths
+from . import object_store, page_pool, paths
 from .protocol import Kind, secure
 from .session import Dialer, Sessions
 
@@ -162,22 +162,10 @@ class Transfer:
                 why = "the node holding it is not known (it left the cluster)"
                 self._reply(rid, ("got", req, None, why))
                 return
-            # The copy goes to shared memory if the ledger has room, else to disk.
-            in_memory = self.ledger is None or self.ledger.reserve(size, self.limit)
-            final = part = object_store.path_of(local)
             try:
-                if not in_memory:
-                    final = os.path.join(paths.spill_dir(), local)
-                part = final + ".part"
-                try:
-                    os.unlink(part)  # a stale part of ours; never write into someone else's
-                except FileNotFoundError:
-                    pass
-                fd = os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+                fd, final, in_memory = self._local_copy(local, size)
             except OSError as e:
-                if in_memory and self.ledger is not None:
-                    self.ledger.release(size)
-                self._reply(rid, ("got", req, None, f"cannot make the local copy {part}: {e}"))
+                self._reply(rid, ("got", req, None, f"cannot make the local copy of {local}: {e}"))
                 return
             pull = self.pulls[name] = Pull(name, local, size, owner)
             pull.fd, pull.final, pull.in_memory = fd, final, in_memory
@@ -185,6 +173,43 @@ class Transfer:
             for _ in range(IN_FLIGHT):
                 self._request_chunk(pull)
         pull.waiters.append((rid, req))
+
+    def _local_copy(self, local, size):
+        """Open the file a pull writes, ``<final>.part``: ``(fd, final, in shared memory)``.
+
+        A file from the node's pool first (its pages are there already, and counted in
+        the ledger: ``kit.page_pool``), else a new one in shared memory if the ledger has
+        room (draining the pool if that makes it), else a new one in the spill folder.
+
+        Raises:
+            OSError: the file could not be made (nothing is left reserved).
+        """
+        ledger, limit = self.ledger, self.limit
+        final = object_store.path_of(local)
+        if ledger is not None and limit:
+            pool = page_pool.dir_of(local, object_store.SHM_DIR)
+            fd = page_pool.take(pool, size, final + ".part", ledger, limit)
+            if fd is not None:
+                return fd, final, True
+            in_memory = ledger.reserve(size, limit)
+            if not in_memory and page_pool.drain(pool, ledger, keep=limit - size):
+                in_memory = ledger.reserve(size, limit)
+        else:
+            in_memory = ledger is None or ledger.reserve(size, limit)
+        try:
+            if not in_memory:
+                final = os.path.join(paths.spill_dir(), local)
+            part = final + ".part"
+            try:
+                os.unlink(part)  # a stale part of ours; never write into someone else's
+            except FileNotFoundError:
+                pass
+            fd = os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            if in_memory and ledger is not None:
+                ledger.release(size)
+            raise
+        return fd, final, in_memory
 
     # ---- pulling -----------------------------------------------------------------
 
