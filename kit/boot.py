@@ -48,6 +48,7 @@ def node_config(cfg, address, cluster, tag):
         "cwd": cfg.get("cwd"),
         "daemon": cfg.get("daemon", False),
         "encrypt": bool(cfg.get("encrypt")),
+        "preload": cfg.get("preload"),  # None: the zygote's default (kit.spawner)
     }
 
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from . import object_store, paths
+from . import object_store, paths, spawner
 from .errors import KitError
 
 
@@ -92,6 +92,7 @@ def start_local(
         "sys_path": driver_paths(),
         "cwd": os.getcwd(),
         "encrypt": encrypt,
+        "preload": spawner.driver_preload(),  # what the workers import before forking
     }
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(

@@ -54,7 +54,7 @@ class Forgotten(Exception):
 class NodeAgent:
     def __init__(self, cfg):
         self.cfg = cfg
-        self.zygote = Zygote()  # before any zmq context exists here
+        self.zygote = Zygote(cfg.get("preload"))  # before any zmq context exists here
         self.nid = cfg["node_id"]
         self.tag = cfg["tag"]
         self.ctx = zmq.Context()

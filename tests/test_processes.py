@@ -10,6 +10,8 @@ import psutil
 import pytest
 from helpers import wait_until
 
+import kit
+
 pytestmark = pytest.mark.cluster
 
 
@@ -57,3 +59,27 @@ print(kit.get(ok.remote(), timeout=30))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "crashed:" in out.stdout and "exited with code 3" in out.stdout, out.stderr
     assert "still serving" in out.stdout
+
+
+def test_fresh_workers_have_numpy_when_the_driver_uses_it(fresh):
+    """The zygote preloads numpy for a driver that imported it: a fresh worker's first
+    task finds it loaded (kit/spawner.py: preload). A driver without numpy does not make
+    every worker pay for it."""
+    import numpy  # noqa: F401  (the driver uses numpy)
+
+    fresh(num_cpus=2)
+
+    @kit.remote
+    def loaded():
+        return "numpy" in sys.modules
+
+    assert kit.get([loaded.remote() for _ in range(2)]) == [True, True]
+    code = (
+        "import sys, kit\n"
+        "kit.init(num_cpus=1)\n"
+        "f = kit.remote(lambda: 'numpy' in sys.modules)\n"
+        "print(kit.get(f.remote()), 'numpy' in sys.modules)\n"
+        "kit.shutdown()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr
