@@ -111,3 +111,13 @@ def test_scale_short(tmp_path):
     ):
         assert row in text, text
     assert "Notes:" not in text
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(120)
+def test_objects_short(tmp_path):
+    """benchmarks/objects.py --short: put bandwidth and a put read by 4 fresh workers."""
+    text = short_run("objects.py", tmp_path / "objects-short.md", 100)
+    for row in ("put_4_fresh_readers", "first_put", "repeated_put"):
+        assert f"| {row} | " in text and (" s |" in text or " GB/s |" in text), text
+    assert "error" not in text and "Notes:" not in text, text
