@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py [--short] [--engines kit,ray] [--workloads nodes_10,...]
                                [--json PATH] [--md PATH] [--min-free-gib G]
+    python benchmarks/scale.py --render benchmarks/results/scale.json   # the table again
 
     runner ── run.measure: `scale_workloads.py ENGINE WORKLOAD`, fresh process, timeout ──▶ child
     child: start the engine, measure; progress lines while it works, then the result
@@ -191,8 +192,11 @@ def render(raw):
                 if i == 0 and rec is not None and rec["status"] == "partial":
                     row.append(status_text(rec))  # how far it got, not a rate
                 elif rec is not None and rec.get(key) is not None and rec["status"] != "error":
-                    values[engine] = rec[key]
-                    row.append(fmt_value(rec[key], unit))
+                    if rec["status"] == "ok":  # only finished runs are compared
+                        values[engine] = rec[key]
+                        row.append(fmt_value(rec[key], unit))
+                    else:
+                        row.append(fmt_value(rec[key], unit) + " (unfinished)")
                 elif i == 0:
                     row.append(status_text(rec))
                 else:
@@ -209,7 +213,9 @@ def render(raw):
         "The head is kit's head process and Ray's `gcs_server`; the control plane is the "
         "head plus the node daemons (kit: agents and zygotes; Ray: raylets, their agents, "
         "monitors, dashboard); the driver is the measuring process. CPU per task is the "
-        "processes' user + system CPU time during the timed tasks over the number of tasks.",
+        "processes' user + system CPU time during the timed tasks over the number of tasks. "
+        "A run that did not finish shows how far it got, and figures it had measured by "
+        "then as *unfinished* (not compared).",
         "",
         "Workloads:",
     ]
@@ -219,7 +225,7 @@ def render(raw):
         where = f"{rec['engine']} {rec['workload']}"
         if rec["status"] == "partial":
             notes.append(f"{where}: reached {rec['reached']}")
-        if rec["status"] not in ("ok", "n/a", "skipped") and rec.get("progress"):
+        if rec["status"] in ("timeout", "error") and rec.get("progress"):
             notes.append(f"{where}: last progress: {rec['progress']}")
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
@@ -249,7 +255,11 @@ def parse_args(argv):
         default=4.0,
         help="stop adding nodes or actors below this much available memory (default 4)",
     )
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="run nothing: re-render a saved JSON file"
+    )
     args = parser.parse_args(argv)
+    md_given = args.md
     names = [p.name for p in plans(args.short)]
     args.engines = run._choices(
         args.engines or ("kit" if args.short else "kit,ray"), ENGINES, parser
@@ -257,15 +267,18 @@ def parse_args(argv):
     args.workloads = run._choices(args.workloads or ",".join(names), names, parser)
     stem = "scale-short" if args.short else "scale"
     args.json = args.json or run.RESULTS / f"{stem}.json"
-    args.md = args.md or args.json.with_suffix(".md")
+    args.md = md_given or (args.render or args.json).with_suffix(".md")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    raw = run_all(args)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(raw, indent=1) + "\n")
+    if args.render:
+        raw = json.loads(args.render.read_text())
+    else:
+        raw = run_all(args)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(raw, indent=1) + "\n")
     run.write_table(render(raw), args.md, "scale", args.short)
     kit_bad = [r for r in raw["runs"] if r["engine"] == "kit" and r["status"] != "ok"]
     ray_bad = [r for r in raw["runs"] if r["status"] == "error"]
