@@ -406,6 +406,8 @@ def put(value) -> ObjectRef:
     if isinstance(value, ObjectRef):
         raise TypeError("kit.put() of an ObjectRef is not allowed; pass the ref itself")
     payload, contained = serialization.to_payload(value, client.store_name(), client.node_id)
+    if contained:
+        client.escape(contained)
     ref = ObjectRef(object_id(client.new_id()), _announce=False)  # the PUT announces the hold
     client.put_payload(ref._id, payload, contained)
     return ref
@@ -433,7 +435,13 @@ def cancel(ref, *, force=False, recursive=True):
 
 def _cancel_task(task_id, *, force=False, recursive=True):
     """``cancel`` by task id, for callers that hold no ref to the task's results."""
-    _current_client().send(Kind.CANCEL, (task_id, bool(force), bool(recursive)))
+    client = _current_client()
+    direct = client.direct
+    if direct is not None and direct.cancel(task_id, bool(force)):
+        if recursive:  # the tasks it submitted went through the head, which knows them
+            client.send(Kind.CANCEL, (task_id, False, True))
+        return
+    client.send(Kind.CANCEL, (task_id, bool(force), bool(recursive)))
 
 
 def kill(actor, *, no_restart=True):

@@ -123,6 +123,12 @@ class Client:
         self.xch = None  # session with this node's agent (transfer)
         self.peer_chs: dict = {}  # node id -> session with that node's agent
         self.peer_addresses: dict = {}  # node id -> its transfer address (from the head)
+        self.extra_sockets: dict = {}  # socket -> handler: the io thread polls these too
+        # Direct results this driver holds (kit.lease): "pending" (running), "local" (here
+        # only), "expect" (its ref escaped while it ran: the head waits for it),
+        # "dropped" / "expect-dropped" (the same, no ref left here)
+        self.local: dict = {}
+        self.direct = None
         self.blocked_depth = 0
         self._ledger = None  # this node's shared-memory ledger, opened on first write
         self.lock = threading.Lock()
@@ -156,6 +162,10 @@ class Client:
             self.node_id, self.node_tag = local["node_id"], local["tag"]
             self.store_limit = local.get("store_limit", 0)
             self.transfer = local.get("transfer")
+        if role == "driver" and os.environ.get("KIT_DIRECT", "1") != "0":
+            from .lease import Direct
+
+            self.direct = Direct(self)
         self.thread = threading.Thread(target=self._io_loop, name="kit-io", daemon=True)
         self.thread.start()
 
@@ -236,9 +246,23 @@ class Client:
         self.refs.pop(oid, None)
         self.values.pop(oid, None)
         self.subscribed.discard(oid)
+        state = self.local.get(oid)
+        if state is not None:  # a direct result the head does not hold (kit.lease)
+            if state == "local":
+                del self.local[oid]
+            elif state == "pending":
+                self.local[oid] = "dropped"
+            elif state == "expect":  # the head waits for it: it gets it, then our drop
+                self.local[oid] = "expect-dropped"
+            return
         if not self.closed:
             self.ref_events.append((oid, -1))
             self._nudge()
+
+    def watch(self, sock, handler) -> None:
+        """Have the io thread call ``handler()`` whenever ``sock`` can be read."""
+        self.extra_sockets[sock] = handler
+        self._nudge()
 
     def add_log(self, line) -> None:
         """Queue a line of a task's output for the drivers (sent within FLUSH_DELAY)."""
@@ -256,6 +280,20 @@ class Client:
                 pass
 
     # ---- objects -----------------------------------------------------------------
+
+    def escape(self, oids) -> None:
+        """Refs of direct results (kit.lease) are about to reach other processes: hand
+        those results to the head first (a PUT; without a payload while they still
+        run, the result fills it later), so they are ordinary objects from then on."""
+        local = self.local
+        for oid in oids:
+            state = local.get(oid)
+            if state == "local":
+                del local[oid]
+                self.send(Kind.PUT, [(oid, self.values[oid], ())])
+            elif state == "pending":
+                local[oid] = "expect"
+                self.send(Kind.PUT, [(oid, None, ())])
 
     def put_payload(self, oid, payload, contained):
         """Send a PUT for an object whose ObjectRef the caller already made."""
@@ -280,7 +318,7 @@ class Client:
             waiter = _Waiter(num - have)
             for o in missing:
                 self.waiters.setdefault(o, []).append(waiter)
-            need = [o for o in missing if o not in self.subscribed]
+            need = [o for o in missing if o not in self.subscribed and o not in self.local]
             self.subscribed.update(need)
         if need:
             self.send(Kind.SUBSCRIBE, need)
@@ -329,7 +367,7 @@ class Client:
             payload = self.values.get(oid)
             if payload is None:
                 self.futures.setdefault(oid, []).append((fut, ref))
-                need = oid not in self.subscribed
+                need = oid not in self.subscribed and oid not in self.local
                 self.subscribed.add(oid)
             else:
                 need = False
@@ -483,7 +521,11 @@ class Client:
     # ---- queries -----------------------------------------------------------------
 
     def query(self, what, args=None, timeout=30.0):
-        """Ask the head something (nodes, status, events...) and wait for the answer."""
+        """Ask the head something (nodes, status, events...) and wait for the answer.
+
+        What this driver's direct tasks did is sent first, so the answer includes it."""
+        if self.direct is not None:
+            self.direct.flush_records()
         return self.request(Kind.QUERY, lambda req: (req, what, args), timeout, what)
 
     def request(self, kind, make_body, timeout=30.0, what="the request"):
@@ -506,6 +548,7 @@ class Client:
         poller = zmq.Poller()
         poller.register(rx, zmq.POLLIN)
         poller.register(wake, zmq.POLLIN)
+        polled: set = set()  # extra sockets (direct path) registered now
         driver = self.role == "driver"
         next_beat = time.monotonic() + BEAT
         pending_since = None  # when ref changes or output began to wait
@@ -530,6 +573,9 @@ class Client:
                     )
                     return
                 timeout = min(next_beat - now, 0.5)
+            if self.direct is not None and self.direct.busy():
+                self.direct.tick(now)
+                timeout = 0.02 if timeout is None else min(timeout, 0.02)
             if self.ref_events or self.logs:
                 pending_since = pending_since or now
                 wait = pending_since + FLUSH_DELAY - now
@@ -540,6 +586,7 @@ class Client:
                     timeout = wait if timeout is None else min(timeout, wait)
             else:
                 pending_since = None  # sent along with a caller's message meanwhile
+            polled = self._poll_extra(poller, polled)
             try:
                 events = dict(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
             except zmq.ZMQError:
@@ -554,6 +601,29 @@ class Client:
             if rx in events:
                 self.heard = time.monotonic()
                 self._receive(rx)
+            if len(events) > (wake in events) + (rx in events):
+                self._extra_events(events)
+
+    def _poll_extra(self, poller, polled):
+        """Keep the poller's extra sockets (the direct path's) as they are now."""
+        want = set(self.extra_sockets)
+        if self.direct is not None:
+            want.update(self.direct.sockets())
+        for sock in polled - want:
+            poller.unregister(sock)
+        for sock in want - polled:
+            poller.register(sock, zmq.POLLIN)
+        return want
+
+    def _extra_events(self, events):
+        try:
+            for sock, handler in list(self.extra_sockets.items()):
+                if sock in events:
+                    handler()
+            if self.direct is not None:
+                self.direct.on_ready(events)
+        except Exception as e:
+            _err(f"kit: error on the direct path: {e!r}")
 
     def _receive(self, rx):
         for _ in range(256):
@@ -594,6 +664,8 @@ class Client:
             logs.deliver(body)
         elif kind == Kind.SHUTDOWN:
             self._die(body or "the cluster shut down")
+        elif kind == Kind.LEASE and self.direct is not None:
+            self.direct.on_lease(body)
         elif self.on_message is not None:
             self.on_message(kind, body)
 
@@ -636,6 +708,8 @@ class Client:
             self.xch.close()
         for ch in self.peer_chs.values():
             ch.close()
+        if self.direct is not None:
+            self.direct.close()
         self.ctx.term()
         for fd in (self._wake_r, self._wake_w):
             try:

@@ -52,8 +52,8 @@ _CLIENT = {
 }  # fmt: skip
 # What each role may send; anything else from it is dropped (and counted).
 ALLOWED = {
-    "driver": _CLIENT,
-    "worker": _CLIENT | {Kind.DONE, Kind.BLOCKED, Kind.LOG},
+    "driver": _CLIENT | {Kind.LEASE, Kind.RECORDS},
+    "worker": _CLIENT | {Kind.DONE, Kind.BLOCKED, Kind.LOG, Kind.PUBLISH},
     "node": {Kind.NODE_EVENT, Kind.HEARTBEAT},
 }
 
@@ -170,12 +170,8 @@ class Head:
                 batches["free"].setdefault(act[1], []).append(act[2])
             elif op == "event":
                 events.append(act[1])
-            elif op == "cancel":
-                self.to_client(act[1], Kind.CANCEL, (act[2],))
-            elif op == "warn":  # a word to a driver, shown as kit's own output
-                self.to_client(act[1], Kind.LOG, [(None, "kit", 0, "head", "stderr", act[2])])
-            else:  # spawn, kill, spill: node commands
-                self.to_node(act[1], Kind.NODE_CMD, (op, act[2]))
+            else:
+                self._send_action(op, act)
         for wid, items in batches["dispatch"].items():
             self.to_client(wid, Kind.TASKS, items)
         for cid, items in batches["object"].items():
@@ -188,6 +184,17 @@ class Head:
                 seq += 1
                 self.events.append((seq, *e))
             self.event_seq = seq
+
+    def _send_action(self, op, act):
+        """An action sent as it comes (not batched per destination)."""
+        if op == "cancel":
+            self.to_client(act[1], Kind.CANCEL, (act[2],))
+        elif op == "lease":  # the direct path: grants, losses, denials (kit.lease)
+            self.to_client(act[1], Kind.LEASE, act[2])
+        elif op == "warn":  # a word to a driver, shown as kit's own output
+            self.to_client(act[1], Kind.LOG, [(None, "kit", 0, "head", "stderr", act[2])])
+        else:  # spawn, kill: node commands
+            self.to_node(act[1], Kind.NODE_CMD, (op, act[2]))
 
     # ---- receiving ---------------------------------------------------------------
 
@@ -240,6 +247,9 @@ class Head:
             Kind.HEARTBEAT: self._heartbeat,
             Kind.NODE_EVENT: lambda i, cid, body: self._node_event(cid, body),
             Kind.SHUTDOWN: self._goodbye,
+            Kind.LEASE: self._lease,
+            Kind.RECORDS: lambda i, cid, body: sched.direct_records(cid, body),
+            Kind.PUBLISH: self._publish,
         }
 
     def _submit(self, ident, cid, specs):
@@ -259,6 +269,19 @@ class Head:
     def _log(self, ident, cid, lines):
         for driver in self.log_to:
             self.to_client(driver, Kind.LOG, lines)
+
+    def _lease(self, ident, cid, body):
+        op = body[0]
+        if op == "want":
+            self.sched.want_lease(cid, body[1], body[2], body[3])
+        elif op == "return":
+            self.sched.return_lease(cid, body[1])
+        elif op == "kill":
+            self.sched.kill_leased(cid, body[1])
+
+    def _publish(self, ident, cid, items):
+        for owner, spec, results in items:
+            self.sched.publish(owner, spec, results)
 
     def _heartbeat(self, ident, cid, body):
         if cid in self.node_seen:
@@ -355,7 +378,7 @@ class Head:
         self.rids_of.setdefault(cid, []).append(rid)
         sched.add_client(cid)
         if role == "worker":
-            sched.add_worker(cid, info["node"], info["pid"], info.get("actor"))
+            sched.add_worker(cid, info["node"], info["pid"], info.get("actor"), info.get("direct"))
         else:
             self.client_seen[cid] = time.time()
             if info.get("log_to_driver", True):
@@ -446,6 +469,7 @@ class Head:
         self.waiting_nodes = keep
 
     def _query(self, cid, req, what, args):
+        self.flush()  # what came before the query (a driver's records) is in its answer
         sched = self.sched
         if what == "nodes":
             ans = self._nodes()

@@ -66,6 +66,17 @@ class Kind:
     MULTI = 24  # C -> H: [(kind, body), ...] several messages in one frame
     CHALLENGE = 25  # H -> C: (nonce,): the handshake's second message
     AUTH = 26  # C -> H: None, signed with the session key: the handshake's proof
+    # The direct path (kit.lease): a driver leases workers and talks to them itself.
+    LEASE = 27  # C -> H: ("want", req, res, n) | ("return", wid) | ("kill", wid)
+    #             H -> C: ("grant", req, wid, address, node) | ("lost", wid, cause)
+    #                     | ("deny", req, why)
+    DTASKS = 28  # D -> W: (result address, [(spec, fblob or None)])
+    DDONE = 29  # W -> D: [(task id, results, started, finished, retry)]
+    DCANCEL = 30  # D -> W: (task id,)
+    RECORDS = 31  # D -> H: [(task id, label, worker, fid, submitted, started, finished,
+    #               state)]: finished None when sent to a worker, else its end state
+    PUBLISH = 32  # W -> H: [(owner, spec, results)]: a direct result the head must keep
+    DLOG = 33  # W -> D: [LogLine]: a direct task's output, before its DDONE
 
 
 def secure(sock, token, server: bool, enabled: bool) -> None:

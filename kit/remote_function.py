@@ -82,6 +82,8 @@ def encode_args(client, args, kwargs, label):
         )
     except SerializationError as e:
         raise SerializationError(_culprit(args, kwargs, label, e)) from e
+    if deps or contained:
+        client.escape(deps + list(contained))  # direct results they name go to the head
     keep = None
     if payload[0] == serialization.SHARED:
         oid = object_id(client.new_id())
@@ -205,7 +207,12 @@ class RemoteFunction:
             opts=placement(opts),
         )
         logs.claim(tid)
-        client.send(Kind.SUBMIT, [tuple(spec)])
+        raw = tuple(spec)
+        direct = client.direct
+        if direct is not None and direct.takes(raw, keep):
+            direct.submit(raw, self._blob, keep)  # straight to a leased worker (kit.lease)
+        else:
+            client.send(Kind.SUBMIT, [raw])
         del keep
         return returned(refs)
 

@@ -164,18 +164,22 @@ def _res_key(res) -> tuple:
     return tuple(sorted(res.items()))
 
 
+def _shared_res(res) -> dict:
+    """The one kept resource dict equal to ``res`` (every task asking the same shares it)."""
+    key = ("res", _res_key(res))
+    kept = _SHARED.get(key)
+    if kept is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            return dict(res)
+        kept = _SHARED[key] = dict(res)
+    return kept
+
+
 def _compact(raw) -> TaskSpec:
     """Name a spec's fields, sharing its resource dict, function id and label with every
     other task that has the same ones (as it arrived, each spec had its own)."""
-    key = _shared(_res_key(raw[7]))
-    res = _SHARED.get(("res", key))
-    if res is None:
-        res = (
-            dict(raw[7])
-            if len(_SHARED) >= _SHARED_MAX
-            else _SHARED.setdefault(("res", key), dict(raw[7]))
-        )
     fid = raw[2] if raw[2] is None else _shared(raw[2])
+    res = _shared_res(raw[7])
     return tuple.__new__(
         TaskSpec, (*raw[:2], fid, *raw[3:7], res, *raw[8:10], sys.intern(raw[10]), *raw[11:])
     )
@@ -269,9 +273,12 @@ class Worker:
         "idle_since",
         "slow",
         "bucket",
+        "lease",
+        "address",
+        "direct",
     )
 
-    def __init__(self, wid, node, pid, actor=None):
+    def __init__(self, wid, node, pid, actor=None, address=None):
         self.wid = wid
         self.node = node
         self.pid = pid
@@ -284,6 +291,9 @@ class Worker:
         self.idle_since = 0.0
         self.slow = 0  # queued tasks not known to be short (none: it may take more)
         self.bucket = -1  # its pipeline bucket (queue length), or -1: not a candidate
+        self.lease = None  # the driver it is leased to (kit.lease), or None
+        self.address = address  # where a driver that leases it sends tasks
+        self.direct = 0  # its driver's tasks on it now, as the driver's records say
 
 
 class Node:
@@ -398,6 +408,11 @@ class Scheduler:
         # with 1 node or 500: idle task workers per node (insertion order: round robin),
         # and busy workers that may take one more short task, by queue length.
         self.idle: dict = {}  # node id -> {worker id: Worker}
+        self.leases: dict = {}  # driver id -> {worker ids leased to it} (kit.lease)
+        self.lease_wants: deque = deque()  # [driver, req, res, count]: waiting for workers
+        # (client, oid) -> [+1 | -1, ...]: ref changes about objects the head did not know
+        # yet (a direct result, or a ref in it, reaches its driver before the head)
+        self.early: dict = {}
         self.pipe: list = [{} for _ in range(PIPELINE_DEPTH)]  # [queue length] -> {wid: w}
         self.may_grow = False  # an autoscaler may add nodes: unschedulable work waits
 
@@ -407,12 +422,12 @@ class Scheduler:
         self.nodes[nid] = Node(nid, resources, info or {})
         self._dirty = True
 
-    def add_worker(self, wid, nid, pid, actor_id=None):
+    def add_worker(self, wid, nid, pid, actor_id=None, address=None):
         node = self.nodes.get(nid)
         if node is None or not node.alive:
             self.out.append(("kill", nid, wid))
             return
-        w = Worker(wid, nid, pid, actor_id)
+        w = Worker(wid, nid, pid, actor_id, address)
         self.workers[wid] = w
         node.workers.add(wid)
         if actor_id is None:
@@ -441,6 +456,10 @@ class Scheduler:
             if w.held is not None and not was_blocked:
                 _give(w.held, node.avail)
         w.held = None
+        if w.lease is not None:
+            self.leases.get(w.lease, set()).discard(wid)
+            self.out.append(("lease", w.lease, ("lost", wid, cause, oom)))
+            w.lease = None
         if w.actor is not None:
             self._actor_lost(self.actors.get(w.actor), cause)
         else:
@@ -619,6 +638,11 @@ class Scheduler:
         self.clients.setdefault(cid, set())
 
     def client_gone(self, cid):
+        for wid in self.leases.pop(cid, ()):  # its leased workers may run its tasks still
+            w = self.workers.get(wid)
+            if w is not None:
+                self.out.append(("kill", w.node, wid))
+        self.lease_wants = deque(x for x in self.lease_wants if x[0] != cid)
         held = self.clients.pop(cid, set())
         for oid in held:
             obj = self.objects.get(oid)
@@ -639,17 +663,17 @@ class Scheduler:
         held = self.clients.setdefault(cid, set())
         for oid, delta in events:
             obj = self.objects.get(oid)
+            if obj is None:  # freed (a stale ref), or not known yet: see ``publish``
+                self._early(cid, oid, delta)
+                continue
             if delta > 0:
-                if obj is None:
-                    continue  # already freed: a stale ref; nothing to keep
                 obj.add_holder(cid)
                 held.add(oid)
             else:
                 held.discard(oid)
-                if obj is not None:
-                    obj.drop_holder(cid)
-                    obj.drop_waiter(cid)
-                    self._maybe_free(obj)
+                obj.drop_holder(cid)
+                obj.drop_waiter(cid)
+                self._maybe_free(obj)
 
     def _obj(self, oid):
         obj = self.objects.get(oid)
@@ -696,7 +720,13 @@ class Scheduler:
     # ---- objects ------------------------------------------------------------------
 
     def put(self, cid, oid, payload, contained=()):
+        """A client stores an object; ``payload`` None: it will (a direct result still
+        running, whose ref escaped: kit.lease), and holds it meanwhile."""
         obj = self._hold(cid, oid)
+        if payload is None:
+            return
+        if obj.payload is not None:
+            return  # published by its worker already
         obj.contained = tuple(contained)
         for inner in obj.contained:
             self._pin(inner)
@@ -871,6 +901,8 @@ class Scheduler:
             self._place_pending_actors()
         ready = self.ready
         if not ready:
+            if self.lease_wants:
+                self._grant_leases()
             return
         skipped = []
         failed_shapes = set()
@@ -904,6 +936,8 @@ class Scheduler:
                 self._worker_to(w, BUSY)
             self._dispatch(w, t)
         ready.extendleft(reversed(skipped))
+        if self.lease_wants:
+            self._grant_leases()
 
     def _place_pending_actors(self):
         waiting, self._pending_actors = self._pending_actors, []
@@ -1053,6 +1087,17 @@ class Scheduler:
         """No idle worker fits ``t``: start workers where slots are free (on ``only``, or
         on any live node), and return a busy worker to queue it behind if it is short."""
         res = t.res
+        self._spawn_where_free(res, only)
+        if not self._fast(t.fid):
+            return None
+        for bucket in self.pipe:
+            for w in bucket.values():
+                if w.held == res and (only is None or w.node == only):
+                    return w
+        return None
+
+    def _spawn_where_free(self, res, only):
+        """Start task workers on nodes (``only``, or any live one) with slots free for ``res``."""
         for node in [self.nodes.get(only)] if only is not None else self.nodes.values():
             if node is None or not node.alive or not fits(res, node.avail):
                 continue
@@ -1061,13 +1106,6 @@ class Scheduler:
             ):
                 node.spawning += 1
                 self.out.append(("spawn", node.nid, None))
-        if not self._fast(t.fid):
-            return None
-        for bucket in self.pipe:
-            for w in bucket.values():
-                if w.held == res and (only is None or w.node == only):
-                    return w
-        return None
 
     def _worker_to(self, w, new: str) -> None:
         """Move a worker to ``new`` (checked), keeping the idle index in step."""
@@ -1311,6 +1349,136 @@ class Scheduler:
                 self._unpin(oid)
         return True
 
+    # ---- the direct path: leases, records, published results (kit.lease) ----------
+
+    def want_lease(self, cid, req, res, count):
+        """A driver asks for up to ``count`` workers for tasks needing ``res``."""
+        res = _shared_res(res)
+        if not self._feasible(res, None):
+            why = self._why_unschedulable("its tasks", res)
+            self.out.append(("lease", cid, ("deny", req, why)))
+            return
+        self.lease_wants.append([cid, req, res, count])
+        self._dirty = True
+
+    def _grant_leases(self):
+        """Give idle workers to drivers that asked (after queued tasks had their turn)."""
+        wants = self.lease_wants
+        nodes = self.nodes
+        while wants:
+            want = wants[0]
+            cid, req, res, count = want
+            w = None
+            for nid in self.idle:
+                if fits(res, nodes[nid].avail):
+                    w = self._idle_on(nid, res)
+                    if self.idle.get(nid):
+                        self.idle[nid] = self.idle.pop(nid)
+                    break
+            if w is None:
+                self._spawn_where_free(res, None)
+                return
+            _take(res, nodes[w.node].avail)
+            w.held = res
+            self._worker_to(w, BUSY)
+            w.lease = cid
+            self.leases.setdefault(cid, set()).add(w.wid)
+            self.out.append(("lease", cid, ("grant", req, w.wid, w.address, w.node)))
+            want[3] = count - 1
+            if want[3] <= 0:
+                wants.popleft()
+
+    def return_lease(self, cid, wid):
+        """A driver gives a worker back: it is idle again."""
+        w = self.workers.get(wid)
+        if w is None or w.lease != cid:
+            return
+        self.leases.get(cid, set()).discard(wid)
+        w.lease = None
+        w.direct = 0
+        if w.state == BUSY and not w.tasks:
+            if not w.blocked:
+                _give(w.held or {}, self.nodes[w.node].avail)
+            w.held = None
+            w.blocked = False
+            self._worker_to(w, IDLE)
+            w.idle_since = self.now
+        self._dirty = True
+
+    def kill_leased(self, cid, wid):
+        """``kit.cancel(force=True)`` of a task running on a worker leased to ``cid``."""
+        w = self.workers.get(wid)
+        if w is not None and w.lease == cid:
+            self.out.append(("kill", w.node, wid))
+
+    def direct_records(self, cid, records):
+        """What a driver's direct tasks did, reported in batches: a task sent to a worker
+        (``finished`` None: queued and running events), or ended (events, counts, stats)."""
+        out, counts, stats = self.out, self.counts, self.fn_stats
+        for tid, label, wid, fid, submitted, started, finished, state in records:
+            w = self.workers.get(wid)
+            nid = w.node if w is not None else None
+            if finished is None:
+                out.append(("event", TaskEvent(tid, label, "queued", submitted, None, None)))
+                out.append(("event", TaskEvent(tid, label, "running", started, wid, nid)))
+                counts["submitted"] += 1
+                if w is not None:
+                    w.direct += 1
+                continue
+            if w is not None and w.direct > 0:
+                w.direct -= 1
+            out.append(("event", TaskEvent(tid, label, state, finished, wid, nid, started)))
+            failed = state != "finished"
+            counts["failed" if failed else "finished"] += 1
+            node = self.nodes.get(nid)
+            if node is not None:
+                if failed:
+                    node.failed += 1
+                else:
+                    node.done += 1
+            st = stats.setdefault(fid, [0, 0.0])
+            st[0] += 1
+            st[1] += max(0.0, finished - started)
+
+    def publish(self, owner, spec, results):
+        """A worker hands over a direct task's results that the head must keep (large, or
+        holding refs): they are ``owner``'s, as if the task had run on the head's path."""
+        spec = TaskSpec.of(spec)
+        if owner not in self.clients:  # its driver is gone: nobody will read them
+            for _, payload, _ in results:
+                if payload[0] == SHARED:
+                    self.out.append(("free", payload[1], payload[2]))
+            return
+        kept = []
+        for oid, payload, contained in results:
+            known = self.objects.get(oid)
+            if known is not None and known.payload is not None:
+                continue
+            obj = self._hold(owner, oid)
+            obj.contained = tuple(contained)
+            for inner in obj.contained:
+                self._pin(inner)
+            self._set_payload(obj, payload)
+            kept.append(oid)
+        # what the owner did before this came: dropped a result, took or dropped a ref
+        # inside one (its worker made those before publishing: the head knows them now)
+        early = self.early
+        for oid, _, contained in results:
+            for x in (oid, *contained):
+                events = early.pop((owner, x), None)
+                if events:
+                    self.refs(owner, [(x, d) for d in events])
+        live = [oid for oid in kept if oid in self.objects]
+        if live and spec.retries != 0 and owner in self.clients:
+            self.lineage.record(spec, owner, spec.retries, live)
+
+    def _early(self, cid, oid, delta):
+        early = self.early
+        early.setdefault((cid, oid), []).append(delta)
+        if len(early) > 100_000:  # bounded: the oldest are forgotten
+            for key in list(early)[:10_000]:
+                del early[key]
+
     # ---- actors --------------------------------------------------------------------
 
     def _place_actor(self, actor):
@@ -1482,8 +1650,9 @@ class Scheduler:
             for wid in n.workers:
                 w = self.workers.get(wid)
                 if w is not None and w.actor is None:
-                    running += 1 if w.tasks else 0
-                    queued += max(0, len(w.tasks) - 1)
+                    k = len(w.tasks) + w.direct  # its tasks from the head and a leaseholder
+                    running += 1 if k else 0
+                    queued += max(0, k - 1)
             out.append(
                 {
                     "node_id": n.nid,

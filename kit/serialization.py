@@ -201,6 +201,12 @@ def _try_dumps(exc):
         return None
 
 
+def error_name(payload) -> str:
+    """The class name of the error an ERROR payload holds (``TaskCancelledError``...)."""
+    info = payload[1]
+    return info[1] if info[0] == "sys" else info[2]
+
+
 def error_from_info(info) -> BaseException:
     if info[0] == "sys":
         cls = _SYSTEM.get(info[1], KitError)

@@ -28,6 +28,7 @@ import time
 from . import client as client_mod
 from . import context, serialization
 from .errors import ObjectLostError, SerializationError, TaskCancelledError
+from .inbox import Inbox
 from .protocol import Kind
 from .records import ACTOR_CALL, ACTOR_CREATE, Dep, LogLine, TaskDone, TaskSpec
 
@@ -85,15 +86,29 @@ class Worker:
         self.loop = None
         self.pending_done = []
         self.done_lock = threading.Lock()
+        self.inbox = None
+        self.direct_of: dict = {}  # direct task id -> its driver's result address
+        info = {"node": cfg["node_id"], "actor": actor_id}
+        if actor_id is None:  # task workers can be leased: drivers send tasks here
+            import zmq
+
+            ip = (cfg.get("transfer") or "tcp://127.0.0.1:0").replace("tcp://", "").rsplit(":")[0]
+            self.inbox = Inbox(
+                zmq.Context(), cfg["token"], bool(cfg.get("encrypt")), ip,
+                self._direct_task, self._cancel,
+            )  # fmt: skip
+            info["direct"] = self.inbox.address
         self.client = client_mod.Client(
             cfg["address"],
             cfg["token"],
             "worker",
             cid=wid,
-            info={"node": cfg["node_id"], "actor": actor_id},
+            info=info,
             on_message=self.on_message,
             encrypt=bool(cfg.get("encrypt")),
         )
+        if self.inbox is not None:
+            self.client.watch(self.inbox.sock, self.inbox.on_readable)
         self.client.node_id = cfg["node_id"]
         self.client.node_tag = cfg["tag"]
         self.client.store_limit = cfg.get("store_limit", 0)
@@ -113,17 +128,29 @@ class Worker:
             for item in body:
                 self.q.put(item)
         elif kind == Kind.CANCEL:
-            tid = body[0]
-            self.cancelled.add(tid)
-            if self.current == tid:
-                signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+            self._cancel(body[0])
+
+    def _cancel(self, tid):
+        self.cancelled.add(tid)
+        if self.current == tid:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
+    def _direct_task(self, spec, blob, owner, address):
+        """A leasing driver sent a task (the io thread): run it like the head's."""
+        self.direct_of[spec[0]] = address  # where its output goes while it runs
+        self.q.put((spec, blob, {}, (owner, address)))
 
     def log(self, stream, text):
         ctx = context.current_task()
         if ctx is None and self.current is not None:
             ctx = self.current_ctx  # a thread the task started: it is the task's output
         tid, label = ctx if ctx else (None, "worker")
-        self.client.add_log(tuple(LogLine(tid, label, os.getpid(), self.node_hex, stream, text)))
+        line = tuple(LogLine(tid, label, os.getpid(), self.node_hex, stream, text))
+        address = self.direct_of.get(tid) if tid is not None else None
+        if address is not None:  # a direct task: its driver gets it straight away
+            self.inbox.log(address, self.wid, line)
+        else:
+            self.client.add_log(line)
 
     # ---- running -----------------------------------------------------------------
 
@@ -138,7 +165,7 @@ class Worker:
             self.run_item(item)
             if q.empty():
                 self._flush_done()
-            elif len(self.pending_done) >= 64:
+            elif len(self.pending_done) >= 64 or (self.inbox and self.inbox.pending() >= 64):
                 self._flush_done()
 
     def _on_cancel_signal(self, signum, frame):
@@ -146,6 +173,10 @@ class Worker:
             raise TaskCancelledError("the task was cancelled")
 
     def _flush_done(self):
+        if self.inbox is not None and self.inbox.done:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self.inbox.flush(self.client, self.wid)
         with self.done_lock:
             batch, self.pending_done = self.pending_done, []
         if batch:
@@ -173,16 +204,20 @@ class Worker:
         return fn
 
     def run_item(self, item):
-        raw, blob, deps = item
+        raw, blob, deps = item[:3]
+        direct = item[3] if len(item) > 3 else None  # (owner, result address): kit.lease
         spec = TaskSpec.of(raw)
         tid = spec.tid
         started = time.time()
         if tid in self.cancelled:
-            self._finish(
-                tid,
-                self._error_results(spec, TaskCancelledError(f"task {spec.label} was cancelled")),
-                started,
+            self.cancelled.discard(tid)
+            error = self._error_results(
+                spec, TaskCancelledError(f"task {spec.label} was cancelled")
             )
+            if direct is not None:
+                self.inbox.finish(*direct, raw, (tid, error, started, time.time(), False))
+            else:
+                self._finish(tid, error, started)
             return
         kind = spec.kind
         if kind == ACTOR_CALL and self.pool is not None:
@@ -201,7 +236,11 @@ class Worker:
             self.current = None
             self.current_ctx = None
             self.cancelled.discard(tid)
-        self._finish(tid, results, started, retry)
+        if direct is not None:
+            self.inbox.finish(*direct, raw, (tid, results, started, time.time(), retry))
+            self.direct_of.pop(tid, None)
+        else:
+            self._finish(tid, results, started, retry)
 
     def _is_async(self, spec):
         fn = getattr(type(self.instance), spec.method, None)

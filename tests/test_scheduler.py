@@ -477,3 +477,23 @@ def test_a_result_holding_a_ref_keeps_it_when_the_drop_comes_after():
     assert s.objects[x].payload == ok() and s.objects[x].pins == 1
     s.refs(DRIVER, [(oid(b"outer"), -1)])  # the result goes: so does what it held
     assert x not in s.objects
+
+
+def test_a_direct_result_holding_a_ref_keeps_it_when_the_driver_is_first():
+    """The direct path: the driver gets a result holding a ref straight from the worker,
+    takes the inner ref and drops the result before the head has seen the worker's
+    submit of the inner task or its publish (they travel on another connection). The
+    early ref changes wait for the publish: the inner object stays the driver's."""
+    s = setup()
+    w = next(iter(s.workers))
+    x, outer = oid(b"inner"), oid(b"outer")
+    s.refs(DRIVER, [(x, 1), (outer, -1)])  # both objects unknown to the head yet
+    s.submit(w, spec(b"inner"))
+    s.schedule()
+    s.task_done(s.tasks[b"inner"].worker, b"inner", [(x, ok(), ())], 1, 2)
+    s.publish(DRIVER, spec(b"outer"), [(outer, ok(), (x,))])
+    s.refs(w, [(x, -1)])  # the worker's own ref goes after its publish
+    assert outer not in s.objects  # the driver had dropped it
+    assert DRIVER in s.objects[x].holders and s.objects[x].payload == ok()
+    s.refs(DRIVER, [(x, -1)])
+    assert x not in s.objects

@@ -33,7 +33,6 @@ from hypothesis.stateful import (
 from kit.records import (
     ACTOR_CALL,
     ACTOR_CREATE,
-    ERROR,
     INLINE,
     TaskSpec,
     object_id,
@@ -72,6 +71,7 @@ class ClusterPlay(RuleBasedStateMachine):
         self.call_order = {}  # (actor id, worker id) -> call task ids in dispatch order
         self.actor_kind = {}  # task id -> kind
         self.worker_holds = {}  # worker id -> object ids it holds refs to (inner tasks)
+        self.leased = {}  # worker id -> the driver it is leased to (kit.lease)
         self.add_node(2)
 
     def _id(self, prefix):
@@ -95,6 +95,12 @@ class ClusterPlay(RuleBasedStateMachine):
                     self.call_order.setdefault((spec.actor, act[1]), []).append(spec.tid)
             elif op == "kill":
                 self.kills.append(act[2])
+            elif op == "lease":
+                body = act[2]
+                if body[0] == "grant":
+                    self.leased[body[2]] = act[1]
+                elif body[0] == "lost":
+                    self.leased.pop(body[1], None)
             elif op == "event":
                 tid, state = act[1][0], act[1][2]
                 if state == "queued":
@@ -278,6 +284,19 @@ class ClusterPlay(RuleBasedStateMachine):
         self.s.worker_blocked(data.draw(st.sampled_from(busy)), blocked)
         self._pump()
 
+    @rule(n=st.integers(1, 3), cpus=st.sampled_from([1.0, 2.0, 8.0]))
+    def driver_wants_leases(self, n, cpus):
+        """The direct path: the driver asks for workers (8 CPUs: denied, no node fits)."""
+        self.s.want_lease(DRIVER, self._id(b"q"), {"CPU": cpus}, n)
+        self._pump()
+
+    @precondition(lambda self: self.leased)
+    @rule(data=st.data())
+    def driver_returns_a_lease(self, data):
+        wid = data.draw(st.sampled_from(sorted(self.leased)))
+        self.s.return_lease(self.leased.pop(wid), wid)
+        self._pump()
+
     @rule()
     def unschedulable_time_passes(self):
         """Work no live node could run has waited long enough: it fails."""
@@ -401,24 +420,7 @@ class ClusterPlay(RuleBasedStateMachine):
             return
         self.add_node(4)
         for _ in range(400):
-            progressed = False
-            if self.kills:
-                self.deliver_kills()
-                progressed = True
-            while self.spawns:
-                nid, actor = self.spawns.pop()
-                self.s.add_worker(self._id(b"w"), nid, 1, actor)
-                progressed = True
-            for wid, tids in list(self.running.items()):
-                while tids:
-                    tid = tids.pop(0)
-                    t = self.s.tasks.get(tid)
-                    returns = t.spec.returns if t is not None else (object_id(tid),)
-                    self.s.task_done(wid, tid, [(o, (INLINE, b"r"), ()) for o in returns], 1, 2)
-                    progressed = True
-            self.s._dirty = True
-            self._pump()
-            if not progressed and not self.kills and not self.spawns:
+            if not self._drain_step():
                 break
         for tid in self.submitted:
             if self.actor_kind.get(tid) == ACTOR_CREATE and tid in self.s.tasks:
@@ -431,12 +433,34 @@ class ClusterPlay(RuleBasedStateMachine):
             if obj.payload is None and task_of(obj.oid) not in self.s.tasks:
                 raise AssertionError(f"object {obj.oid!r} is alive and will never be ready")
         for oid in self.held:
-            obj = self.s.objects[oid]
-            if task_of(oid) in self.s.tasks:
-                continue  # an actor's creation result, alive with the actor
-            assert obj.payload is not None, f"held object {oid!r} never got a value"
-            if obj.payload[0] == ERROR:
-                continue
+            if task_of(oid) not in self.s.tasks:  # else: an actor's creation result
+                assert self.s.objects[oid].payload is not None, f"{oid!r} never got a value"
+
+    def _drain_step(self) -> bool:
+        """Return leases, deliver kills, start workers, finish what runs; True if anything
+        happened."""
+        progressed = False
+        for wid, owner in list(self.leased.items()):  # the driver is done with them
+            self.s.return_lease(owner, wid)
+            del self.leased[wid]
+            progressed = True
+        if self.kills:
+            self.deliver_kills()
+            progressed = True
+        while self.spawns:
+            nid, actor = self.spawns.pop()
+            self.s.add_worker(self._id(b"w"), nid, 1, actor)
+            progressed = True
+        for wid, tids in list(self.running.items()):
+            while tids:
+                tid = tids.pop(0)
+                t = self.s.tasks.get(tid)
+                returns = t.spec.returns if t is not None else (object_id(tid),)
+                self.s.task_done(wid, tid, [(o, (INLINE, b"r"), ()) for o in returns], 1, 2)
+                progressed = True
+        self.s._dirty = True
+        self._pump()
+        return progressed or bool(self.kills or self.spawns)
 
 
 TestClusterPlay = ClusterPlay.TestCase

@@ -1,0 +1,520 @@
+"""The direct path: a driver leases workers from the head and sends them tasks itself.
+
+    driver ── LEASE want(res, n) ──▶ head: an idle worker, marked leased to the driver
+    driver ◀── LEASE grant(worker, address) ── head
+    driver ── DTASKS (its result address, [spec, function once]) ──▶ worker
+    driver ◀── DDONE [results] ── worker            (2 hops, not 4: the head is not crossed)
+    driver ── RECORDS (batched, every 20 ms) ──▶ head: events, counts, function stats
+    worker ── PUBLISH (large results, results holding refs) ──▶ head, before DDONE
+    driver ── LEASE return(worker) ──▶ head, once the lane has been idle IDLE_RETURN s
+
+A task goes direct when it is a plain task submitted by a driver, with no ref among
+its arguments and no placement option (those need the head's object directory or
+its placement, and take the head's path). Its result stays in the driver ("local")
+until its ref escapes (passed to a task or put): then the driver hands it to the head
+(a PUT, or, while it is still running, a PUT without a payload that the result fills
+later), so every other part of kit sees an ordinary object.
+
+Faults hold on this path as on the head's: a worker that dies under a lease is
+reported by the head ("lost"); its tasks run again (within ``max_retries``) or fail
+with ``WorkerCrashedError``. A driver that dies has its leased workers killed by
+the head. A worker's large results are published to the head with their task's
+spec, so a node's death rebuilds them from lineage as usual.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import threading
+import time
+from collections import deque
+
+import zmq
+
+from . import logs
+from .errors import OutOfMemoryError, TaskCancelledError, WorkerCrashedError
+from .protocol import Kind
+from .records import ERROR, SHARED
+from .serialization import error_name, system_error_payload
+from .session import Dialer, Sessions
+
+IDLE_RETURN = 0.2  # seconds a lease may sit idle before it goes back to the head
+RECORD_EVERY = 0.02  # seconds between batches of records to the head
+FAST = 0.002  # a function whose mean run is shorter is pipelined on its worker
+DEPTH = 8  # tasks in flight on one leased worker, for fast functions
+MAX_LEASES = 64  # per lane
+MAX_QUEUED = 100_000  # tasks waiting in a driver for a worker: .remote() waits past this
+
+
+class Entry:
+    """A direct task the driver holds until its results come back."""
+
+    __slots__ = ("spec", "blob", "keep", "submitted", "retries", "started", "cancelled")
+
+    def __init__(self, spec, blob, keep, now):
+        self.spec = spec  # the plain tuple (kit.records.TaskSpec's fields)
+        self.blob = blob
+        self.keep = keep  # the ref to its shared-memory arguments, while it runs
+        self.submitted = now
+        self.retries = spec[8]
+        self.started = None
+        self.cancelled = False  # force-cancelled: its worker is being killed
+
+
+class Lease:
+    """A worker leased to this driver."""
+
+    __slots__ = ("wid", "node", "dialer", "inflight", "fids", "lock", "idle_since")
+
+    def __init__(self, wid, node, dialer):
+        self.wid = wid
+        self.node = node
+        self.dialer = dialer
+        self.inflight: dict = {}  # task id -> Entry, in the order sent
+        self.fids: set = set()  # functions it has
+        self.lock = threading.Lock()  # sends come from callers and from the io thread
+        self.idle_since = time.monotonic()
+
+
+class Lane:
+    """Direct tasks that need the same resources, and the workers leased for them."""
+
+    __slots__ = ("res", "queue", "leases", "asked")
+
+    def __init__(self, res):
+        self.res = res
+        self.queue: deque = deque()  # Entries not yet sent
+        self.leases: dict = {}  # worker id -> Lease
+        self.asked = 0  # leases asked of the head, not granted yet
+
+
+class Direct:
+    """One driver's direct path (see the module docstring). Callers submit; the io
+    thread handles grants, results and timers (``sockets``/``on_ready``/``tick``)."""
+
+    def __init__(self, client):
+        self.client = client
+        self.lanes: dict = {}  # resource key -> Lane
+        self.by_task: dict = {}  # task id -> (Lane, Lease or None) while it is not done
+        self.pending_grants: dict = {}  # request id -> Lane
+        self.req = itertools.count(1)
+        self.lock = threading.RLock()
+        self.room = threading.Condition(self.lock)  # back-pressure: see MAX_QUEUED
+        self.queued = 0  # entries waiting in lanes
+        self.records: list = []
+        self.last_records = time.monotonic()
+        self.stats: dict = {}  # function id -> [runs, seconds]
+        self.denied: set = set()  # resource keys no node can run: the head's path
+        self.server = None  # ROUTER where workers send results (made on first use)
+        self.address = None
+        self.sessions = Sessions(client.token)
+
+    # ---- who goes direct -------------------------------------------------------
+
+    def takes(self, spec, keep) -> bool:
+        """A plain task of a driver, no ref in its arguments, no placement option."""
+        if spec[1] != 0 or spec[4] or spec[13]:
+            return False
+        contained = spec[5]
+        if contained and (keep is None or tuple(contained) != (keep._id,)):
+            return False
+        return _key(spec[7]) not in self.denied
+
+    def submit(self, spec, blob, keep) -> None:
+        """Queue a direct task and send what leased workers have room for."""
+        entry = Entry(spec, blob, keep, time.time())
+        client = self.client
+        for oid in spec[6]:
+            client.local[oid] = "pending"
+        with self.lock:
+            while self.queued >= MAX_QUEUED:  # a huge batch streams, it does not pile up
+                if client.dead_reason:
+                    raise client.dead()
+                self.room.wait(0.5)
+            lane = self._lane(spec[7])
+            lane.queue.append(entry)
+            self.queued += 1
+            self.by_task[spec[0]] = (lane, None)
+            self._pump(lane)
+
+    def _lane(self, res):
+        key = _key(res)
+        lane = self.lanes.get(key)
+        if lane is None:
+            lane = self.lanes[key] = Lane(res)
+        return lane
+
+    # ---- sending -----------------------------------------------------------------
+
+    def _depth(self, fid) -> int:
+        st = self.stats.get(fid)
+        return DEPTH if st and st[0] >= 3 and st[1] / st[0] <= FAST else 1
+
+    def _pump(self, lane):
+        """Send queued tasks to leases with room; ask for more leases if they are short."""
+        queue = lane.queue
+        if not queue:
+            return
+        ready = [le for le in lane.leases.values() if le.dialer.ready]
+        for lease in sorted(ready, key=lambda le: len(le.inflight)):
+            if not queue:
+                break
+            depth = self._depth(queue[0].spec[2])
+            room = depth - len(lease.inflight)
+            if room <= 0:
+                continue
+            batch = []
+            while queue and room > 0:
+                entry = queue.popleft()
+                self.queued -= 1
+                fid = entry.spec[2]
+                blob = None
+                if fid not in lease.fids:
+                    lease.fids.add(fid)
+                    blob = entry.blob
+                lease.inflight[entry.spec[0]] = entry
+                self.by_task[entry.spec[0]] = (lane, lease)
+                batch.append((entry.spec, blob))
+                entry.started = time.time()
+                # "running" from the moment it is sent, as on the head's path
+                self.records.append((entry.spec[0], entry.spec[10], lease.wid, fid,
+                                     entry.submitted, entry.started, None, None))  # fmt: skip
+                room -= 1
+            with lease.lock:
+                lease.dialer.send(Kind.DTASKS, (self._server_address(), batch))
+            if self.queued < MAX_QUEUED:
+                self.room.notify_all()
+        want = (
+            min(MAX_LEASES, len(queue))
+            - lane.asked
+            - sum(1 for le in lane.leases.values() if not le.dialer.ready)
+        )
+        if queue and want > 0 and len(lane.leases) + lane.asked < MAX_LEASES:
+            req = next(self.req)
+            self.pending_grants[req] = lane
+            lane.asked += want
+            self.client.send(Kind.LEASE, ("want", req, lane.res, want))
+
+    # ---- the io thread -----------------------------------------------------------
+
+    def sockets(self):
+        """Sockets the io thread polls for the direct path."""
+        out = []
+        if self.server is not None:
+            out.append(self.server)
+        with self.lock:
+            for lane in self.lanes.values():
+                for lease in lane.leases.values():
+                    if not lease.dialer.ready:
+                        out.append(lease.dialer.sock)
+        return out
+
+    def on_ready(self, events) -> None:
+        if self.server is not None and self.server in events:
+            self._results()
+        with self.lock:
+            for lane in list(self.lanes.values()):
+                for lease in list(lane.leases.values()):
+                    d = lease.dialer
+                    if not d.ready and d.sock in events:
+                        self._handshake(lane, lease)
+
+    def _handshake(self, lane, lease):
+        d = lease.dialer
+        while not d.ready and d.failed is None:
+            try:
+                frames = d.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            d.on_frames(frames)
+        if d.failed is not None:
+            self._lost(lane, lease, f"its worker refused the connection ({d.failed})")
+            return
+        self._pump(lane)
+
+    def on_lease(self, body) -> None:
+        """The head's answer about leases (on the io thread)."""
+        op = body[0]
+        with self.lock:
+            if op == "grant":
+                _, req, wid, address, node = body
+                lane = self.pending_grants.get(req)
+                if lane is None or address is None:
+                    self.client.send(Kind.LEASE, ("return", wid))
+                    return
+                lane.asked = max(0, lane.asked - 1)
+                if lane.asked == 0:
+                    self.pending_grants.pop(req, None)
+                who = ("peer", "driver", self.client.cid, None)
+                dialer = Dialer(
+                    self.client.ctx, address, self.client.token, who,
+                    encrypt=self.client.encrypt, unbounded=True,
+                )  # fmt: skip
+                lane.leases[wid] = Lease(wid, node, dialer)
+                self.client._nudge()  # the io thread polls the new dialer
+            elif op == "lost":
+                _, wid, cause, oom = body
+                for lane in self.lanes.values():
+                    lease = lane.leases.get(wid)
+                    if lease is not None:
+                        self._lost(lane, lease, cause, oom)
+            elif op == "deny":
+                _, req, why = body
+                lane = self.pending_grants.pop(req, None)
+                if lane is not None:
+                    self._to_head_path(lane, why)
+
+    def _lost(self, lane, lease, cause, oom=False):
+        """A leased worker died (or refused us): its tasks run again or fail, in order
+        (killed by the memory monitor: fail at once, as on the head's path)."""
+        lane.leases.pop(lease.wid, None)
+        lease.dialer.close()
+        again = []
+        for entry in lease.inflight.values():
+            label = entry.spec[10]
+            if entry.cancelled:
+                self._fail(entry, system_error_payload(
+                    TaskCancelledError, f"task {label} was cancelled"))  # fmt: skip
+            elif oom:
+                self._fail(entry, system_error_payload(
+                    OutOfMemoryError, f"the worker running {label} was {cause}"))  # fmt: skip
+            elif entry.retries != 0:
+                if entry.retries > 0:
+                    entry.retries -= 1
+                again.append(entry)
+            else:
+                runs = entry.spec[8] - entry.retries + 1
+                self._fail(entry, system_error_payload(WorkerCrashedError, (
+                    f"the worker running {label} died ({cause}) and its retries ran out (it "
+                    f"ran {runs} times); raise max_retries or find why it dies"
+                )))  # fmt: skip
+        lease.inflight = {}
+        lane.queue.extendleft(reversed(again))
+        self.queued += len(again)
+        for entry in again:
+            self.by_task[entry.spec[0]] = (lane, None)
+        self._pump(lane)
+
+    def _to_head_path(self, lane, why):
+        """No node could run this lane's tasks: the head's path says so and waits."""
+        key = _key(lane.res)
+        self.denied.add(key)
+        self.lanes.pop(key, None)
+        queue, lane.queue = lane.queue, deque()
+        self.queued -= len(queue)
+        self.room.notify_all()
+        for entry in queue:
+            self.by_task.pop(entry.spec[0], None)
+            for oid in entry.spec[6]:
+                self.client.local.pop(oid, None)
+            self.client.register_function(entry.spec[2], entry.blob)
+            self.client.send(Kind.SUBMIT, [entry.spec])
+
+    def _results(self):
+        """Results from workers (checked, signed with each connection's key)."""
+        server, sessions = self.server, self.sessions
+        while True:
+            try:
+                frames = server.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            got = sessions.receive(frames[0], frames[1:])
+            while sessions.replies:
+                rid, reply = sessions.replies.pop()
+                server.send_multipart([rid, *reply])
+            if got is None:
+                continue
+            session, kind, body, _ = got
+            if kind == Kind.AUTH:
+                server.send_multipart(sessions.pack(session.rid, Kind.WELCOME, {}))
+            elif kind == Kind.DDONE:
+                self._done(body)
+            elif kind == Kind.DLOG:
+                logs.deliver(body)
+
+    def _done(self, reports):
+        client = self.client
+        store, settle = [], []
+        with self.lock:
+            touched = set()
+            for tid, results, started, finished, retry in reports:
+                lane, lease = self.by_task.get(tid, (None, None))
+                if lease is None:
+                    continue  # cancelled, or a late report of a lease that was lost
+                entry = lease.inflight.pop(tid, None)
+                if entry is None:
+                    continue
+                lease.idle_since = time.monotonic()
+                touched.add(lane)
+                errors = [p for _, p, _ in results if p[0] == ERROR]
+                failed = bool(errors)
+                if failed and retry and entry.retries != 0:
+                    if entry.retries > 0:
+                        entry.retries -= 1
+                    lane.queue.appendleft(entry)
+                    self.queued += 1
+                    self.by_task[tid] = (lane, None)
+                    continue
+                del self.by_task[tid]
+                fid = entry.spec[2]
+                st = self.stats.setdefault(fid, [0, 0.0])
+                st[0] += 1
+                st[1] += max(0.0, finished - started)
+                state = "failed" if failed else "finished"
+                if failed and error_name(errors[0]) == "TaskCancelledError":
+                    state = "cancelled"
+                self.records.append((tid, entry.spec[10], lease.wid, fid, entry.submitted,
+                                     started, finished, state))  # fmt: skip
+                for oid, payload, contained in results:
+                    store.append((oid, payload))
+                    settle.append((oid, payload[0] == SHARED or bool(contained), payload))
+            for lane in touched:
+                self._pump(lane)
+        if store:
+            client._store(store)  # first: a ref that escapes from now on finds its value
+        with self.lock:
+            for oid, published, payload in settle:
+                self._settle(oid, published, payload)
+        self._maybe_records()
+
+    def _settle(self, oid, published, payload):
+        """Where a direct result lives now: the driver alone, or the head too."""
+        client = self.client
+        state = client.local.get(oid)
+        if state in ("expect", "expect-dropped"):  # its ref escaped while it ran
+            client.local.pop(oid, None)
+            if not published:  # the head waits for its value (its worker sent it if not)
+                client.send(Kind.PUT, [(oid, payload, ())])
+            if state == "expect-dropped":  # then our hold goes, in that order
+                client.ref_events.append((oid, -1))
+                client._nudge()
+        elif state == "dropped":  # nobody holds it any more
+            client.local.pop(oid, None)
+            if published:
+                client.ref_events.append((oid, -1))
+                client._nudge()
+        elif published:
+            client.local.pop(oid, None)  # the head holds it for this driver: refs count
+        else:
+            client.local[oid] = "local"
+
+    def _fail(self, entry, payload):
+        """Fail a direct task here, without a worker (its value first, then its state)."""
+        tid = entry.spec[0]
+        self.by_task.pop(tid, None)
+        now = time.time()
+        if entry.started is None:  # it never reached a worker: queued, then failed
+            self.records.append((tid, entry.spec[10], None, entry.spec[2], entry.submitted,
+                                 now, None, None))  # fmt: skip
+        state = "cancelled" if error_name(payload) == "TaskCancelledError" else "failed"
+        self.records.append((tid, entry.spec[10], None, entry.spec[2], entry.submitted,
+                             entry.started or now, now, state))  # fmt: skip
+        self.client._store([(oid, payload) for oid in entry.spec[6]])
+        for oid in entry.spec[6]:
+            self._settle(oid, False, payload)
+
+    def tick(self, now) -> None:
+        """Timers: return leases idle too long, send records."""
+        with self.lock:
+            mono = time.monotonic()
+            for lane in self.lanes.values():
+                if lane.queue:
+                    continue
+                for wid, lease in list(lane.leases.items()):
+                    if not lease.inflight and mono - lease.idle_since > IDLE_RETURN:
+                        del lane.leases[wid]
+                        lease.dialer.close()
+                        self.client.send(Kind.LEASE, ("return", wid))
+        self._maybe_records(force=True)
+
+    def busy(self) -> bool:
+        """Something waits on a timer (a lease to return, records to send)."""
+        return bool(self.records) or any(lane.leases for lane in self.lanes.values())
+
+    def flush_records(self) -> None:
+        """Send the records now (a query follows: its answer must include them)."""
+        self._maybe_records(force=True)
+
+    def _maybe_records(self, force=False):
+        now = time.monotonic()
+        if self.records and (force or now - self.last_records > RECORD_EVERY):
+            with self.lock:
+                batch, self.records = self.records, []
+            self.last_records = now
+            self.client.send(Kind.RECORDS, batch)
+
+    # ---- cancel ------------------------------------------------------------------
+
+    def cancel(self, tid, force) -> bool:
+        """Cancel a direct task: dropped if still queued here, interrupted (or its worker
+        killed, ``force``) if running. False if ``tid`` is not a direct task."""
+        with self.lock:
+            lane, lease = self.by_task.get(tid, (None, None))
+            if lane is None:
+                return False
+            if lease is None:
+                for entry in lane.queue:
+                    if entry.spec[0] == tid:
+                        lane.queue.remove(entry)
+                        self.queued -= 1
+                        label = entry.spec[10]
+                        self._fail(entry, system_error_payload(
+                            TaskCancelledError, f"task {label} was cancelled"))  # fmt: skip
+                        break
+                return True
+            if force:
+                entry = lease.inflight.get(tid)
+                if entry is not None:
+                    entry.cancelled = True
+                self.client.send(Kind.LEASE, ("kill", lease.wid))
+            else:
+                with lease.lock:
+                    lease.dialer.send(Kind.DCANCEL, (tid,))
+            return True
+
+    # ---- where workers answer ----------------------------------------------------
+
+    def _server_address(self):
+        if self.server is None:
+            ctx = self.client.ctx
+            sock = ctx.socket(zmq.ROUTER)
+            from .protocol import secure
+
+            secure(sock, self.client.token, True, self.client.encrypt)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+            sock.setsockopt(zmq.RCVHWM, 0)
+            ip = _reachable_ip(self.client.address)
+            port = sock.bind_to_random_port(f"tcp://{ip}")
+            self.address = f"tcp://{ip}:{port}"
+            self.server = sock
+            self.client._nudge()  # the io thread polls the new socket
+        return self.address
+
+    def close(self):
+        with self.lock:
+            for lane in self.lanes.values():
+                for lease in lane.leases.values():
+                    lease.dialer.close()
+            self.lanes.clear()
+        if self.server is not None:
+            self.server.close(0)
+
+
+def _key(res) -> tuple:
+    return tuple(sorted(res.items()))
+
+
+def _reachable_ip(head_address: str) -> str:
+    """This host's address as the head's network sees it (loopback for a local head)."""
+    host = head_address.replace("tcp://", "").rsplit(":", 1)[0]
+    if host.startswith("127.") or host == "localhost":
+        return "127.0.0.1"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((host, 9))
+            return s.getsockname()[0]
+    except OSError:
+        return os.environ.get("KIT_NODE_IP", "127.0.0.1")
