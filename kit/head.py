@@ -276,8 +276,8 @@ class Head:
             self.sched.want_lease(cid, body[1], body[2], body[3])
         elif op == "return":
             self.sched.return_lease(cid, body[1])
-        elif op == "kill":
-            self.sched.kill_leased(cid, body[1])
+        elif op == "cancel":
+            self.sched.cancel_leased(cid, body[1], body[2], body[3])
 
     def _publish(self, ident, cid, items):
         for owner, spec, results in items:

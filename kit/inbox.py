@@ -1,12 +1,13 @@
 """A worker's door for the direct path (``kit.lease``): tasks in, results out.
 
-    driver ── DTASKS, DCANCEL ──▶ ROUTER (this worker; polled by its io thread)
-                                      └──▶ the worker's queue ──▶ main thread runs it
+    driver ── DTASKS ──▶ ROUTER (this worker; read by its main thread between tasks)
+    driver ── LEASE cancel ──▶ head ── CANCEL ──▶ the worker's io thread (while it runs)
     driver's result ROUTER ◀── DLOG, DDONE ── a session per driver (any thread, locked)
     head ◀── PUBLISH ── results the head must keep (large ones, ones holding refs),
                         on the worker's own connection, before the DDONE
 
-The ROUTER belongs to the io thread (it receives and answers handshakes); the
+The ROUTER belongs to the main thread (it receives tasks and answers handshakes
+when it has nothing to run, so a task reaches it without a thread in between); the
 connections to drivers are used under a lock (results from the main thread, output
 from whatever thread of the task prints), so a task's output reaches its driver
 before its result, on one connection. A result is
@@ -29,7 +30,7 @@ from .session import Channel, Sessions
 class Inbox:
     """The direct path's end in a worker (see the module docstring)."""
 
-    def __init__(self, ctx, token, encrypt: bool, ip: str, on_task, on_cancel):
+    def __init__(self, ctx, token, encrypt: bool, ip: str, on_task):
         self.ctx, self.token, self.encrypt = ctx, token, encrypt
         self.sock = ctx.socket(zmq.ROUTER)
         secure(self.sock, token, True, encrypt)
@@ -40,13 +41,22 @@ class Inbox:
         self.address = f"tcp://{ip}:{port}"
         self.sessions = Sessions(token)
         self.on_task = on_task  # (spec, blob, owner id, result address): queue it
-        self.on_cancel = on_cancel  # (task id)
+        self.poller = zmq.Poller()
+        self.poller.register(self.sock, zmq.POLLIN)
         self.outs: dict = {}  # result address -> Channel
         self.out_lock = threading.Lock()
         self.done: dict = {}  # (owner, result address) -> [(spec, TaskDone)] to send
 
+    def wait(self, wake_fd) -> None:
+        """The main thread: sleep until a driver sends something or ``wake_fd`` is readable."""
+        self.poller.register(wake_fd, zmq.POLLIN)
+        try:
+            self.poller.poll()
+        finally:
+            self.poller.unregister(wake_fd)
+
     def on_readable(self) -> None:
-        """The io thread: read what drivers sent (tasks, cancels, handshakes)."""
+        """The main thread: read what drivers sent (tasks, handshakes), without waiting."""
         sock, sessions = self.sock, self.sessions
         while True:
             try:
@@ -67,8 +77,6 @@ class Inbox:
                 address, batch = body
                 for spec, blob in batch:
                     self.on_task(spec, blob, owner, address)
-            elif kind == Kind.DCANCEL:
-                self.on_cancel(body[0])
 
     def finish(self, owner, address, spec, done) -> None:
         """The main thread: a direct task ended; its report waits for ``flush``."""

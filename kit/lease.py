@@ -468,10 +468,9 @@ class Direct:
                 entry = lease.inflight.get(tid)
                 if entry is not None:
                     entry.cancelled = True
-                self.client.send(Kind.LEASE, ("kill", lease.wid))
-            else:
-                with lease.lock:
-                    lease.dialer.send(Kind.DCANCEL, (tid,))
+            # through the head: the worker's main thread is busy with the task, its io
+            # thread listens to the head
+            self.client.send(Kind.LEASE, ("cancel", lease.wid, tid, force))
             return True
 
     # ---- where workers answer ----------------------------------------------------

@@ -72,7 +72,7 @@ class Kind:
     #                     | ("deny", req, why)
     DTASKS = 28  # D -> W: (result address, [(spec, fblob or None)])
     DDONE = 29  # W -> D: [(task id, results, started, finished, retry)]
-    DCANCEL = 30  # D -> W: (task id,)
+    # 30: unused (a direct task's cancel goes through the head: LEASE "cancel")
     RECORDS = 31  # D -> H: [(task id, label, worker, fid, submitted, started, finished,
     #               state)]: finished None when sent to a worker, else its end state
     PUBLISH = 32  # W -> H: [(owner, spec, results)]: a direct result the head must keep

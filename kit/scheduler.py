@@ -1405,11 +1405,12 @@ class Scheduler:
             w.idle_since = self.now
         self._dirty = True
 
-    def kill_leased(self, cid, wid):
-        """``kit.cancel(force=True)`` of a task running on a worker leased to ``cid``."""
+    def cancel_leased(self, cid, wid, tid, force):
+        """``kit.cancel`` of a direct task sent to a worker leased to ``cid``: interrupt it
+        (or, ``force``, kill its worker)."""
         w = self.workers.get(wid)
         if w is not None and w.lease == cid:
-            self.out.append(("kill", w.node, wid))
+            self.out.append(("kill", w.node, wid) if force else ("cancel", wid, tid))
 
     def direct_records(self, cid, records):
         """What a driver's direct tasks did, reported in batches: a task sent to a worker

@@ -2,6 +2,8 @@
 
     head ── TASKS ──▶ io thread ──▶ queue ──▶ main thread: run, pickle results
     head ◀── DONE (batched while more tasks wait) ◀── main thread
+    driver ── DTASKS ──▶ inbox (read by the main thread when it has nothing to run)
+    driver ◀── DDONE ◀── main thread                        (kit.inbox: the direct path)
 
 Forked from its node's zygote with kit already imported. Functions arrive once
 (the head sends a function's pickle the first time this worker runs it) and are
@@ -16,6 +18,7 @@ methods on an event loop.
 
 from __future__ import annotations
 
+import collections
 import inspect
 import os
 import pickle
@@ -88,6 +91,11 @@ class Worker:
         self.done_lock = threading.Lock()
         self.inbox = None
         self.direct_of: dict = {}  # direct task id -> its driver's result address
+        self.direct_items: collections.deque = collections.deque()  # read from the inbox
+        self.waiting = False  # the main thread waits for work: TASKS must wake it
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         info = {"node": cfg["node_id"], "actor": actor_id}
         if actor_id is None:  # task workers can be leased: drivers send tasks here
             import zmq
@@ -95,7 +103,7 @@ class Worker:
             ip = (cfg.get("transfer") or "tcp://127.0.0.1:0").replace("tcp://", "").rsplit(":")[0]
             self.inbox = Inbox(
                 zmq.Context(), cfg["token"], bool(cfg.get("encrypt")), ip,
-                self._direct_task, self._cancel,
+                self._direct_task
             )  # fmt: skip
             info["direct"] = self.inbox.address
         self.client = client_mod.Client(
@@ -107,8 +115,6 @@ class Worker:
             on_message=self.on_message,
             encrypt=bool(cfg.get("encrypt")),
         )
-        if self.inbox is not None:
-            self.client.watch(self.inbox.sock, self.inbox.on_readable)
         self.client.node_id = cfg["node_id"]
         self.client.node_tag = cfg["tag"]
         self.client.store_limit = cfg.get("store_limit", 0)
@@ -127,6 +133,11 @@ class Worker:
         if kind == Kind.TASKS:
             for item in body:
                 self.q.put(item)
+            if self.waiting:  # the main thread sleeps in _next's poll
+                try:
+                    os.write(self._wake_w, b"\0")
+                except OSError:  # the pipe is full: it wakes anyway
+                    pass
         elif kind == Kind.CANCEL:
             self._cancel(body[0])
 
@@ -136,9 +147,9 @@ class Worker:
             signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
 
     def _direct_task(self, spec, blob, owner, address):
-        """A leasing driver sent a task (the io thread): run it like the head's."""
+        """A leasing driver sent a task (read by the main thread): run it like the head's."""
         self.direct_of[spec[0]] = address  # where its output goes while it runs
-        self.q.put((spec, blob, {}, (owner, address)))
+        self.direct_items.append((spec, blob, {}, (owner, address)))
 
     def log(self, stream, text):
         ctx = context.current_task()
@@ -157,16 +168,43 @@ class Worker:
     def serve(self):
         signal.signal(signal.SIGUSR1, self._on_cancel_signal)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        q = self.q
         while True:
-            item = q.get()
+            item = self._next()
             if item is None:
                 return
             self.run_item(item)
-            if q.empty():
+            if len(self.pending_done) >= 64 or (self.inbox and self.inbox.pending() >= 64):
                 self._flush_done()
-            elif len(self.pending_done) >= 64 or (self.inbox and self.inbox.pending() >= 64):
-                self._flush_done()
+
+    def _next(self):
+        """The next task, from the head (the io thread's queue) or from a leaseholder (the
+        inbox, read here: no thread in between). Results go out before this waits."""
+        q, inbox, items = self.q, self.inbox, self.direct_items
+        while True:
+            if items:
+                return items.popleft()
+            try:
+                return q.get_nowait()
+            except queue.Empty:
+                pass
+            if inbox is not None:
+                inbox.on_readable()
+                if items:
+                    continue
+            self._flush_done()
+            if inbox is None:
+                return q.get()
+            self.waiting = True  # set before looking: a TASKS put after it writes the pipe
+            try:
+                if q.empty():
+                    inbox.wait(self._wake_r)
+            finally:
+                self.waiting = False
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except OSError:
+                pass
 
     def _on_cancel_signal(self, signum, frame):
         if self.current is not None and self.current in self.cancelled:
