@@ -326,7 +326,16 @@ class Client:
         if blocked:
             self._set_blocked(True)
         try:
-            if not waiter.event.wait(timeout):
+            direct, local = self.direct, self.local
+            here = (
+                direct is not None
+                and direct.server is not None
+                and threading.current_thread() is not self.thread
+                and any(local.get(o) is not None for o in missing)
+            )
+            if here:  # direct results among them: read them on this thread (kit.lease)
+                direct.read_until(waiter.event.is_set, timeout)
+            if not waiter.event.wait(0 if here else timeout):
                 if self.dead_reason:
                     raise self.dead()
                 raise GetTimeoutError(

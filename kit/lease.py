@@ -92,7 +92,14 @@ class Lane:
 
 class Direct:
     """One driver's direct path (see the module docstring). Callers submit; the io
-    thread handles grants, results and timers (``sockets``/``on_ready``/``tick``)."""
+    thread handles grants, results and timers (``sockets``/``on_ready``/``tick``).
+
+    The result socket has one reader at a time, whoever holds ``baton``: the io thread,
+    or a thread waiting in ``kit.get`` for direct results (``read_until``), which then
+    reads them itself, without a handoff between threads. The io thread polls the
+    socket's file descriptor, not the socket, so it never touches the socket without
+    the baton; when it finds the baton taken it stops polling (``missed``) until the
+    reader lets go and wakes it."""
 
     def __init__(self, client):
         self.client = client
@@ -108,6 +115,9 @@ class Direct:
         self.stats: dict = {}  # function id -> [runs, seconds]
         self.denied: set = set()  # resource keys no node can run: the head's path
         self.server = None  # ROUTER where workers send results (made on first use)
+        self.server_fd = None
+        self.baton = threading.Lock()  # who reads ``server`` now
+        self.missed = False  # the io thread found the baton taken: wake it on release
         self.address = None
         self.sessions = Sessions(client.token)
 
@@ -202,8 +212,8 @@ class Direct:
     def sockets(self):
         """Sockets the io thread polls for the direct path."""
         out = []
-        if self.server is not None:
-            out.append(self.server)
+        if self.server_fd is not None and not self.missed:
+            out.append(self.server_fd)
         with self.lock:
             for lane in self.lanes.values():
                 for lease in lane.leases.values():
@@ -212,8 +222,8 @@ class Direct:
         return out
 
     def on_ready(self, events) -> None:
-        if self.server is not None and self.server in events:
-            self._results()
+        if self.server_fd is not None and self.server_fd in events:
+            self._read_on_io_thread()
         with self.lock:
             for lane in list(self.lanes.values()):
                 for lease in list(lane.leases.values()):
@@ -311,6 +321,50 @@ class Direct:
                 self.client.local.pop(oid, None)
             self.client.register_function(entry.spec[2], entry.blob)
             self.client.send(Kind.SUBMIT, [entry.spec])
+
+    def _read_on_io_thread(self):
+        baton = self.baton
+        if not baton.acquire(blocking=False):
+            self.missed = True  # the reader wakes us when it lets go
+            if not baton.acquire(blocking=False):
+                return
+            self.missed = False
+        try:
+            self._results()
+        finally:
+            baton.release()
+
+    def read_until(self, done, timeout) -> bool:
+        """Read results on this thread until ``done()`` (a ``kit.get`` waiting for direct
+        results); False if ``timeout`` (seconds, None: no limit) passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        baton, client = self.baton, self.client
+        while not baton.acquire(timeout=0.05):  # another thread reads: it may be for us
+            if done() or client.dead_reason:
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+        try:
+            self.missed = True  # the io thread stops polling the socket meanwhile
+            client._nudge()
+            server = self.server
+            while not done() and not client.dead_reason:
+                self._results()
+                if done():
+                    break
+                wait = 0.05  # short: a lost lease or a cancel comes by the io thread
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    wait = min(wait, left)
+                server.poll(wait * 1000)
+            return True
+        finally:
+            baton.release()
+            if self.missed:
+                self.missed = False
+                client._nudge()
 
     def _results(self):
         """Results from workers (checked, signed with each connection's key)."""
@@ -488,6 +542,7 @@ class Direct:
             ip = _reachable_ip(self.client.address)
             port = sock.bind_to_random_port(f"tcp://{ip}")
             self.address = f"tcp://{ip}:{port}"
+            self.server_fd = sock.getsockopt(zmq.FD)
             self.server = sock
             self.client._nudge()  # the io thread polls the new socket
         return self.address
