@@ -154,6 +154,8 @@ def init(
             if cluster is not None:
                 cluster.stop()
             raise
+        if cluster is not None:
+            client.head_pid = cluster.proc.pid  # watched as a process (Client._head_dead)
         client_mod.install(client)
         _state.update(client=client, cluster=cluster)
         try:

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from . import paths
+from . import paths, process
 from .errors import UnsafePathError
 from .paths import state_dir
 
@@ -116,7 +116,7 @@ def cmd_start(args) -> int:
     paths.spill_dir()  # the node agent's spilled objects
     cpus = args.num_cpus if args.num_cpus is not None else (os.cpu_count() or 1)
     if args.head:
-        if read_state() is not None and _alive(read_state().get("pid")):
+        if read_state() is not None and process.alive(read_state().get("pid")):
             print("kit: a head is already running on this host; `kit stop` first", file=sys.stderr)
             return 1
         ip = args.node_ip_address or default_ip()
@@ -185,7 +185,7 @@ def cmd_start(args) -> int:
     # The node joins (hello, welcome) right after its ready line; check that it did.
     time.sleep(0.2)
     deadline = time.time() + 10
-    while time.time() < deadline and _alive(info["pid"]):
+    while time.time() < deadline and process.alive(info["pid"]):
         with open(log) as f:
             text = f.read()
         if "AuthenticationError" in text or "no answer" in text:
@@ -194,7 +194,7 @@ def cmd_start(args) -> int:
         if "joined" in text:
             break
         time.sleep(0.1)
-    if not _alive(info["pid"]):
+    if not process.alive(info["pid"]):
         with open(log) as f:
             lines = f.read().strip().splitlines()
         print(
@@ -207,22 +207,6 @@ def cmd_start(args) -> int:
     )
     print(f"kit node {info['node_id']} joined the cluster at {args.address}.")
     return 0
-
-
-def _alive(pid) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return True
 
 
 def cmd_stop(args) -> int:
@@ -243,13 +227,13 @@ def cmd_stop(args) -> int:
         pid = st.get("pid")
         if st.get("cluster"):
             clusters.append(st["cluster"])
-        if _alive(pid):
+        if process.alive(pid):
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
             deadline = time.time() + 5
-            while _alive(pid) and time.time() < deadline:
+            while process.alive(pid) and time.time() < deadline:
                 time.sleep(0.05)
             try:
                 os.killpg(pid, signal.SIGKILL)

@@ -27,7 +27,7 @@ from collections import deque
 
 import zmq
 
-from . import logs, object_ref, object_store, serialization
+from . import logs, object_ref, object_store, process, serialization
 from .errors import GetTimeoutError, HeadDiedError, KitError, ObjectLostError
 from .ledger import Ledger
 from .protocol import KIT_VERSION, PY_VERSION, Kind
@@ -134,6 +134,7 @@ class Client:
         self.lock = threading.Lock()
         self.vlock = threading.Lock()
         self.head_timeout = float(os.environ.get("KIT_HEAD_TIMEOUT") or HEAD_TIMEOUT)
+        self.head_pid = None  # the head's process, when this driver started it (kit.init)
         self.heard = time.monotonic()
         # The io thread sleeps until a message arrives or this pipe says something waits
         # to be sent: an idle process costs no CPU (it used to wake 20 times a second).
@@ -571,16 +572,10 @@ class Client:
                         self.send(Kind.HEARTBEAT, None)
                     except (KitError, zmq.ZMQError):
                         pass
-                if now - self.heard > self.head_timeout:
-                    # The head sends drivers a heartbeat every second: silence means it
-                    # died (or the network to it did).
-                    self._die(
-                        f"the head at {self.address} stopped answering: nothing from it for "
-                        f"{self.head_timeout:.0f} s (it died, or the network to it is down); "
-                        f"start the cluster again and call kit.init() again",
-                        HeadDiedError,
-                    )
-                    return
+                    why = self._head_gone(now - self.heard)
+                    if why:
+                        self._die(why, HeadDiedError)
+                        return
                 timeout = min(next_beat - now, 0.5)
             if self.direct is not None and self.direct.busy():
                 self.direct.tick(now)
@@ -677,6 +672,24 @@ class Client:
             self.direct.on_lease(body)
         elif self.on_message is not None:
             self.on_message(kind, body)
+
+    def _head_gone(self, silent):
+        """Why the head is taken for dead, or None. The head sends drivers a heartbeat
+        every second: silence means it died (or the network to it did). A head this
+        driver started is watched as a process too: dead when it exits, busy (not dead)
+        while it runs, even silent."""
+        state = process.state(self.head_pid) if self.head_pid else None
+        again = "start the cluster again and call kit.init() again"
+        if state == process.GONE:
+            return f"the head (pid {self.head_pid}) exited; {again}"
+        if silent <= self.head_timeout:
+            return None
+        if state == process.RUNNING and silent <= process.BUSY_TIMEOUT:
+            return None
+        return (
+            f"the head at {self.address} stopped answering: nothing from it for "
+            f"{silent:.0f} s (it died, or the network to it is down); {again}"
+        )
 
     def _die(self, reason, error=KitError):
         """Fail every wait of this client with ``error(reason)``: the connection is over."""

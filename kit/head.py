@@ -37,7 +37,7 @@ from collections import deque
 
 import zmq
 
-from . import protocol
+from . import process, protocol
 from .protocol import KIT_VERSION, PY_VERSION, Kind
 from .scheduler import Scheduler, _members
 from .session import Sessions
@@ -108,6 +108,7 @@ class Head:
         self.stopping = False
         self.started = time.time()
         self.children = children or {}  # pid -> node id: this host's node agents
+        self.backlog = False  # the last turn left messages unread (a heartbeat among them?)
         self.handlers = self._handlers()
 
     def request_stop(self):
@@ -547,12 +548,19 @@ class Head:
                     f"the head heard nothing from this driver for {self.client_timeout:.0f} "
                     f"s and released what it held; call kit.init() again",
                 )
+        pid_of = {nid: pid for pid, nid in self.children.items()}
         for nid, seen in list(self.node_seen.items()):
             node = self.sched.nodes.get(nid)
             if node is None or not node.alive:
                 continue
-            if now - seen > self.node_timeout:
-                self.node_died(nid, f"stopped answering for {self.node_timeout:.0f} s")
+            silent = now - seen
+            if silent <= self.node_timeout:
+                continue
+            if silent <= process.BUSY_TIMEOUT and (
+                self.backlog or process.state(pid_of.get(nid)) == process.RUNNING
+            ):
+                continue  # busy, not dead: unread messages here, or an agent still running
+            self.node_died(nid, f"stopped answering for {silent:.0f} s")
 
     def serve(self):
         sock = self.sock
@@ -584,10 +592,12 @@ class Head:
                 self._reap_children()
                 self.flush()
             if sock in ready:
+                self.backlog = True
                 for _ in range(DRAIN):
                     try:
                         frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
                     except zmq.Again:
+                        self.backlog = False
                         break
                     try:
                         self.handle(frames[0], frames[1:])

@@ -14,6 +14,7 @@ import threading
 _routes: dict = {}
 _lock = threading.Lock()
 _capturing = threading.local()
+_sink = None  # where lines no route claims go instead of stdout (set_sink), or None
 
 
 def route(task_id: bytes, handler) -> None:
@@ -76,9 +77,28 @@ def unroute(task_id: bytes) -> None:
         _routes.pop(task_id, None)
 
 
+def set_sink(handler) -> None:
+    """Send every line no route claims to ``handler(line)`` instead of stdout and stderr.
+
+    ``line`` is the tuple ``(task id, label, pid, node, stream, text)``; None restores
+    stdout. The dashboard keeps workers' recent lines this way.
+
+    Example:
+        >>> lines = []
+        >>> set_sink(lines.append)
+        >>> deliver([(None, "f", 7, "ab12", "stdout", "hi")])
+        >>> lines[0][-1], set_sink(None)
+        ('hi', None)
+    """
+    global _sink
+    _sink = handler
+
+
 def deliver(batch) -> None:
     """Called by the client's io thread with ``[(task id, label, pid, node, stream, text)]``."""
-    for tid, label, pid, node, stream, text in batch:
+    sink = _sink
+    for item in batch:
+        tid, label, pid, node, stream, text = item
         handler = _routes.get(tid)
         if handler is not None:
             try:
@@ -86,6 +106,9 @@ def deliver(batch) -> None:
                 continue
             except Exception:
                 pass
+        if sink is not None:
+            sink(item)
+            continue
         out = sys.stderr if stream == "stderr" else sys.stdout
         prefix = "kit: " if tid is None and label == "kit" else f"({label} pid={pid}, node={node}) "
         try:

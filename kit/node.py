@@ -33,7 +33,7 @@ import time
 
 import zmq
 
-from . import object_store
+from . import object_store, process
 from .errors import KitError
 from .ledger import HIGH, LOW, Ledger
 from .page_pool import Pool
@@ -89,6 +89,7 @@ class NodeAgent:
         self.last_memory_check = 0.0
         self.heard = time.monotonic()
         self.joins = 0
+        self.parent = os.getppid()  # a local cluster's head (the agent dies with it)
 
     def send(self, kind, body):
         self.head.send(kind, body)
@@ -225,9 +226,18 @@ class NodeAgent:
         self.send(Kind.HEARTBEAT, {"store_used": self.ledger.used(), "spilled": self.spilled})
         self.transfer.tick(now)
         silent = time.monotonic() - self.heard
-        if silent > self.head_timeout:
+        if silent > self.head_timeout and not self._head_busy(silent):
             raise Forgotten(f"nothing from the head for {silent:.0f} s")
         return now
+
+    def _head_busy(self, silent) -> bool:
+        """A local cluster's head that is silent but still running is busy, not dead."""
+        return (
+            not self.cfg.get("daemon")
+            and silent <= process.BUSY_TIMEOUT
+            and os.getppid() == self.parent
+            and process.state(self.parent) == process.RUNNING
+        )
 
     def rejoin(self, why) -> bool:
         """Clear this node (workers, objects) and join as a new node; False to exit."""

@@ -2,8 +2,10 @@
 
     python scripts/liveness.py [--runs 5] [--partition 25] [--short]
 
-- head: a driver waits in ``kit.get`` on a local cluster; the head is SIGKILLed; the
-  time until ``get`` raises ``HeadDiedError`` (default ``KIT_HEAD_TIMEOUT``: 10 s).
+- head: a driver waits in ``kit.get`` on a local cluster; the head is SIGKILLed (the
+  driver watches a head it started as a process: seen at once), or SIGSTOPped (alive
+  but silent, as a hung machine is: ``KIT_HEAD_TIMEOUT``, 8 s by default); the time
+  until ``get`` raises ``HeadDiedError``.
 - hung node: a node (its agent and workers) is stopped with SIGSTOP, alive but silent
   as a hung machine is; the time until the head declares it dead, and whether its
   running task ran again elsewhere (default node timeout: 10 s).
@@ -42,12 +44,14 @@ ref = nap.remote()
 deadline = time.time() + 30
 while time.time() < deadline and not any(e["state"] == "running" for e in kit.events()[1]):
     time.sleep(0.01)
-os.kill(head, signal.SIGKILL)
+os.kill(head, getattr(signal, os.environ["HOW"]))
 t = time.monotonic()
 try:
     kit.get(ref)
 except kit.HeadDiedError:
     print(time.monotonic() - t)
+finally:
+    os.kill(head, signal.SIGKILL)
 """
 
 HUNG_NODE = r"""
@@ -222,12 +226,15 @@ def main(argv=None):
     runs = 1 if args.short else args.runs
     head_env = {"KIT_HEAD_TIMEOUT": "2"} if args.short else {}
     node_env = {"KIT_NODE_TIMEOUT": "2"} if args.short else {}
-    head = [float(run_code(HEAD, head_env)[0]) for _ in range(runs)]
+    head = [float(run_code(HEAD, {**head_env, "HOW": "SIGKILL"})[0]) for _ in range(runs)]
+    stopped = [float(run_code(HEAD, {**head_env, "HOW": "SIGSTOP"})[0]) for _ in range(runs)]
     hung = [run_code(HUNG_NODE, node_env) for _ in range(runs)]
     declared = [float(h[0]) for h in hung]
     out = {
         "head_died_noticed_s": {"median": round(statistics.median(head), 2),
                                 "max": round(max(head), 2)},
+        "head_stopped_noticed_s": {"median": round(statistics.median(stopped), 2),
+                                   "max": round(max(stopped), 2)},
         "hung_node_declared_s": {"median": round(statistics.median(declared), 2),
                                  "max": round(max(declared), 2)},
         "hung_node_task_ran_elsewhere": all(h[1] == "True" for h in hung),

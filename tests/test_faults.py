@@ -133,6 +133,7 @@ def test_liveness_short():
     r = _script("liveness.py", "--short")
     assert r["hung_node_task_ran_elsewhere"]
     assert r["head_died_noticed_s"]["max"] > 0 and r["hung_node_declared_s"]["max"] > 0
+    assert r["head_stopped_noticed_s"]["max"] >= 2  # silence: the timeout, not at once
 
 
 @pytest.mark.kernel  # it restarts Jupyter kernels too
