@@ -38,6 +38,7 @@ from collections import deque
 import zmq
 
 from . import process, protocol
+from .dashboard.probe import Probe
 from .protocol import KIT_VERSION, PY_VERSION, Kind
 from .scheduler import Scheduler, _members
 from .session import Sessions
@@ -109,6 +110,7 @@ class Head:
         self.started = time.time()
         self.children = children or {}  # pid -> node id: this host's node agents
         self.backlog = False  # the last turn left messages unread (a heartbeat among them?)
+        self.probe = Probe(self)  # what the dashboard reads (kit/dashboard/probe.py)
         self.handlers = self._handlers()
 
     def request_stop(self):
@@ -185,6 +187,7 @@ class Head:
                 seq += 1
                 self.events.append((seq, *e))
             self.event_seq = seq
+            self.probe.events(events)
 
     def _send_action(self, op, act):
         """An action sent as it comes (not batched per destination)."""
@@ -340,6 +343,19 @@ class Head:
     def _join_node(self, rid, nid, info):
         sched = self.sched
         if nid in sched.nodes:
+            known = self.node_info.get(nid) or {}
+            if sched.nodes[nid].alive and (known.get("host"), known.get("pid")) == (
+                info.get("host"),
+                info.get("pid"),
+            ):  # the same agent trying again (its first join was slow to be answered)
+                old = self.node_rid.get(nid)
+                if old is not None and old != rid:
+                    self.sessions.drop(old)
+                self.node_rid[nid] = rid
+                self.rids_of[nid] = [rid]
+                self.node_seen[nid] = time.time()
+                self.send(rid, Kind.WELCOME, {"cluster": self.cluster_id})
+                return
             why = "was declared dead" if not sched.nodes[nid].alive else "is already joined"
             self._refuse(rid, f"node {nid.hex()} {why}; it must join as a new node")
             return
@@ -507,6 +523,8 @@ class Head:
                 "cluster": self.cluster_id,
                 "uptime": time.time() - self.started,
             }
+        elif what == "dashboard":  # workers, actors, drivers, failures after args
+            ans = self.probe.answer(args)
         elif what == "object_info":
             obj = sched.objects.get(args)
             ans = (

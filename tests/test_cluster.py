@@ -554,3 +554,40 @@ def test_vanished_driver_releases_what_it_held(tmp_path):
         )
     finally:
         _kit(["stop"], env, check=False)
+
+
+def test_a_join_tried_again_is_the_same_node(fresh):
+    """An agent whose join the head answered late tries again with a new session: the
+    head takes it as the same node (same host and pid), drops the first session, and
+    the cluster still has one node for it (the retry used to be refused as "already
+    joined", and the agent exited: 16 of 500 nodes lost on a loaded machine). Another
+    process claiming a live node's id is refused."""
+    import zmq
+
+    from kit.client import host_id
+    from kit.errors import AuthenticationError
+    from kit.protocol import KIT_VERSION, PY_VERSION
+    from kit.session import Channel
+
+    fresh(num_cpus=1)
+    client = kit.api._state["client"]
+    nid = os.urandom(8)
+    info = {
+        "kit": KIT_VERSION, "python": PY_VERSION, "resources": {"CPU": 1.0},
+        "host": host_id(), "pid": os.getpid(), "tag": "extra", "address": "127.0.0.1",
+        "prestart": 0,
+    }  # fmt: skip
+    ctx = zmq.Context()
+    token, address = client.token, client.address
+    first = Channel(ctx, address, token, ("node", "node", nid, info))
+    again = Channel(ctx, address, token, ("node", "node", nid, info))
+    try:
+        assert again.welcome["cluster"] == first.welcome["cluster"]
+        ours = [n for n in kit.nodes() if n["NodeID"] == nid.hex()]
+        assert len(ours) == 1 and ours[0]["alive"] and len(kit.nodes()) == 2
+        with pytest.raises(AuthenticationError, match="already joined"):
+            Channel(ctx, address, token, ("node", "node", nid, dict(info, pid=1)), timeout=10)
+    finally:
+        first.close()
+        again.close()
+        ctx.term()
