@@ -17,6 +17,7 @@ from .api import available_resources as available_resources
 from .api import cancel as cancel
 from .api import cluster_resources as cluster_resources
 from .api import cluster_status as cluster_status
+from .api import dashboard_url as dashboard_url
 from .api import events as events
 from .api import get as get
 from .api import get_actor as get_actor

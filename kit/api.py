@@ -54,7 +54,8 @@ class ClusterContext:
             cpus = cluster_resources().get("CPU", 0)
         except KitError:
             return f"ClusterContext({self.address}, shut down)"
-        return f"ClusterContext({self.address}, nodes={n}, CPU={cpus:g})"
+        dash = f", dashboard={self.dashboard_url}" if self.dashboard_url else ""
+        return f"ClusterContext({self.address}, nodes={n}, CPU={cpus:g}{dash})"
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         show = frontend.hook("display")
@@ -81,6 +82,9 @@ def init(
     token=None,
     num_nodes=1,
     encrypt=None,
+    include_dashboard=None,
+    dashboard_host="127.0.0.1",
+    dashboard_port=None,
     _redis_password=None,
     **_ignored,
 ):
@@ -99,6 +103,10 @@ def init(
         num_nodes: node agents to start on this machine (to try multi-node).
         encrypt: encrypt every connection with CurveZMQ (also ``KIT_ENCRYPT=1``);
             must match how the cluster was started.
+        include_dashboard: serve the cluster's dashboard (default: yes, unless
+            ``KIT_DASHBOARD=0``); its link is ``ctx.dashboard_url``.
+        dashboard_host: the address the dashboard listens on (loopback by default).
+        dashboard_port: its port (default 8265, or the next free one; 0: any).
 
     Returns:
         A ``ClusterContext`` (a context manager that shuts down on exit).
@@ -138,6 +146,11 @@ def init(
                 num_gpus=num_gpus or 0,
                 object_store_memory=object_store_memory,
                 encrypt=encrypt,
+                dashboard={
+                    "dashboard": include_dashboard is not False,
+                    "dashboard_host": dashboard_host,
+                    "dashboard_port": dashboard_port,
+                },
             )
             address, token = cluster.address, cluster.token
             expect = num_nodes
@@ -148,7 +161,7 @@ def init(
             address = "tcp://" + address
         try:
             client = client_mod.Client(
-                address, token, "driver", info={"log_to_driver": log_to_driver}, encrypt=encrypt
+                address, token, "driver", info=_driver_info(log_to_driver), encrypt=encrypt
             )
         except BaseException:
             if cluster is not None:
@@ -173,8 +186,59 @@ def init(
             address.replace("tcp://", ""), token, client.cluster, cluster is not None
         )
         ctx.address_info["node_id"] = local["node_id"].hex() if local else None
+        url = cluster.dashboard if cluster is not None else _head_dashboard(client)
+        if url:
+            ctx.dashboard_url = dashboard_link(url, token)
+            ctx.address_info["webui_url"] = url
         _state["ctx"] = ctx
         return ctx
+
+
+def _driver_info(log_to_driver) -> dict:
+    """What a driver tells the head about itself (shown on the dashboard's Drivers page)."""
+    import sys
+
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    name = os.path.basename(main) if main else ("notebook" if "ipykernel" in sys.modules else "")
+    return {"log_to_driver": log_to_driver, "name": name}
+
+
+def _head_dashboard(client):
+    """The dashboard's URL as the head knows it (a cluster started elsewhere), or None."""
+    try:
+        return client.query("dashboard", None, timeout=10.0).get("url")
+    except (KitError, AttributeError):
+        return None
+
+
+def dashboard_link(url, token, panel="") -> str:
+    from .dashboard.auth import link
+
+    return link(url, token, panel)
+
+
+def dashboard_url(panel: str = "") -> str | None:
+    """The link to the cluster's dashboard (with its view token), or None if it has none.
+
+    Args:
+        panel: show one panel alone: ``overview``, ``stream``, ``tasks``, ``actors``,
+            ``workers`` or ``drivers`` (default: the whole page).
+
+    The link carries a *view token*, derived from the cluster's token: it opens the
+    dashboard (read-only) and nothing else.
+
+    Example:
+        >>> import kit
+        >>> _ = kit.init(num_cpus=1)
+        >>> kit.dashboard_url().startswith("http://127.0.0.1:")
+        True
+        >>> kit.shutdown()
+    """
+    ctx = _state["ctx"]
+    if ctx is None:
+        raise KitError("kit is not initialized: call kit.init() first")
+    url = ctx.address_info.get("webui_url")
+    return dashboard_link(url, ctx.token, panel) if url else None
 
 
 JOIN_SECONDS = 120.0  # how long kit.init waits for its nodes to join (KIT_JOIN_TIMEOUT)

@@ -65,6 +65,7 @@ def run(cfg, watch_fd=None, ready=None):
     for ncfg in node_configs(cfg, local, cluster):
         pid = fork_child("kit.node:main", (ncfg,), deathsig=signal.SIGTERM)
         children[pid] = ncfg["node_id"]
+    dashboard, dashboard_pid = _start_dashboard(cfg, local)
     from .head import Head
 
     bind = f"tcp://{cfg.get('bind', '127.0.0.1')}:{cfg.get('port', 0)}"
@@ -78,13 +79,15 @@ def run(cfg, watch_fd=None, ready=None):
         encrypt=bool(cfg.get("encrypt")),
         also_bind=local,
     )
+    head.probe.url = dashboard
     signal.signal(signal.SIGTERM, lambda *a: head.request_stop())
     if ready is not None:
-        ready({"address": head.address, "cluster": cluster, "pid": os.getpid()})
+        info = {"address": head.address, "cluster": cluster, "pid": os.getpid()}
+        ready(dict(info, dashboard=dashboard))
     try:
         head.serve()
     finally:
-        for pid in children:
+        for pid in [*children, *([dashboard_pid] if dashboard_pid else [])]:
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
@@ -97,6 +100,26 @@ def run(cfg, watch_fd=None, ready=None):
             os.unlink(local[len("ipc://") :])
         except OSError:
             pass
+
+
+def _start_dashboard(cfg, head):
+    """Bind the dashboard's port and fork it (unless told not to): ``(url, pid)``, or Nones.
+
+    A port that cannot be bound does not stop the cluster: it starts without one and
+    says why on stderr."""
+    if not cfg.get("dashboard", True) or os.environ.get("KIT_DASHBOARD", "1") == "0":
+        return None, None
+    from .dashboard import launch
+
+    host = cfg.get("dashboard_host") or "127.0.0.1"
+    port = cfg.get("dashboard_port")
+    try:
+        sock = launch.bind(host, launch.DEFAULT_PORT if port is None else int(port))
+    except OSError as e:
+        sys.stderr.write(f"kit: no dashboard: {e}\n")
+        return None, None
+    url = launch.url_of(sock, host, cfg.get("node_ip", "127.0.0.1"))
+    return url, launch.start(cfg, head, sock)
 
 
 def _ready_line(info):

@@ -3,7 +3,8 @@
     kit demo                          tasks, a graph and an actor on a local cluster
     kit start --head [options]        a head and a node agent on this host, as daemons
     kit start --address HOST:PORT     a node agent joining that head
-    kit status [--address A]          the cluster's nodes and their counts
+    kit status [--address A]          the cluster's nodes and their counts, the dashboard
+    kit dashboard [PANEL] [--print]   open the dashboard of the head started here
     kit stop                          stop every kit daemon started on this host
 
 Daemons write what ``kit stop`` and ``kit.init(address="auto")`` need to
@@ -132,6 +133,9 @@ def cmd_start(args) -> int:
             "num_nodes": 1,
             "node_timeout": args.node_timeout,
             "encrypt": args.encrypt,
+            "dashboard": not args.no_dashboard,
+            "dashboard_host": args.dashboard_host,
+            "dashboard_port": args.dashboard_port,
         }
         info = _spawn("--daemon-head", cfg, os.path.join(state_dir(), "head.log"))
         address = info["address"].replace("tcp://", "")
@@ -143,9 +147,12 @@ def cmd_start(args) -> int:
                 "pid": info["pid"],
                 "cluster": info["cluster"],
                 "encrypt": args.encrypt,
+                "dashboard": info.get("dashboard"),
             },
         )
         print(f"kit head started at {address} (cluster {info['cluster']}).")
+        if info.get("dashboard"):
+            print(f"Its dashboard: {info['dashboard']} (`kit dashboard` opens it)")
         print("To add another machine to this cluster, run there:")
         enc, enc_py = (" --encrypt", ", encrypt=True") if args.encrypt else ("", "")
         print(f"  KIT_TOKEN={token} kit start --address {address}{enc}")
@@ -267,8 +274,42 @@ def cmd_status(args) -> int:
     )
     try:
         print(status_table(kit.nodes()))
+        link = kit.dashboard_url()
+        print(f"dashboard: {link}" if link else "dashboard: none (the head runs without one)")
     finally:
         kit.shutdown()
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    """Open the dashboard of the cluster started here (or print its link)."""
+    from .dashboard.auth import link
+
+    st = read_state()
+    if st is None or not process.alive(st.get("pid")):
+        print(
+            "kit: no head runs on this host: `kit start --head` first (a cluster that "
+            "kit.init() started shows its link in its context: ctx.dashboard_url)",
+            file=sys.stderr,
+        )
+        return 1
+    if not st.get("dashboard"):
+        print("kit: this head runs without a dashboard (started with --no-dashboard)")
+        return 1
+    url = link(st["dashboard"], st["token"], args.panel or "")
+    if args.print:
+        print(url)
+        return 0
+    # The link goes to the browser through a private file, not its command line (where
+    # other local users would read the token), as Jupyter does.
+    page = os.path.join(state_dir(), "dashboard.html")
+    fd = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f'<meta http-equiv="refresh" content="0;url={url}">\n')
+    import webbrowser
+
+    if not webbrowser.open("file://" + page):
+        print(f"kit: no browser found here; open {st['dashboard']} (`kit dashboard --print`)")
     return 0
 
 
@@ -337,6 +378,18 @@ def main(argv=None) -> int:
         action="store_true",
         help="encrypt every connection with CurveZMQ (for untrusted networks)",
     )
+    s.add_argument("--no-dashboard", action="store_true", help="serve no dashboard")
+    s.add_argument(
+        "--dashboard-host",
+        default="127.0.0.1",
+        help="address the dashboard listens on (default loopback; 0.0.0.0: every interface)",
+    )
+    s.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=8265,
+        help="the dashboard's port (default 8265, or the next free one)",
+    )
     s.set_defaults(fn=cmd_start)
     t = sub.add_parser("status", help="show the cluster's nodes")
     t.add_argument("--address")
@@ -344,6 +397,10 @@ def main(argv=None) -> int:
     t.add_argument("--token-file")
     t.add_argument("--encrypt", action="store_true")
     t.set_defaults(fn=cmd_status)
+    db = sub.add_parser("dashboard", help="open the dashboard of the head started here")
+    db.add_argument("panel", nargs="?", help="one panel: overview, stream, tasks, actors...")
+    db.add_argument("--print", action="store_true", help="print the link instead")
+    db.set_defaults(fn=cmd_dashboard)
     st = sub.add_parser("stop", help="stop the kit daemons started on this host")
     st.set_defaults(fn=cmd_stop)
     args = p.parse_args(argv)

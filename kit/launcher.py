@@ -23,11 +23,12 @@ from .errors import KitError
 
 
 class LocalCluster:
-    def __init__(self, proc, address, cluster, token):
+    def __init__(self, proc, address, cluster, token, dashboard=None):
         self.proc = proc
         self.address = address
         self.cluster = cluster
         self.token = token
+        self.dashboard = dashboard  # the dashboard's URL (without a token), or None
 
     def stop(self, timeout: float = 5.0):
         proc = self.proc
@@ -70,6 +71,7 @@ def start_local(
     token=None,
     timeout: float = 30.0,
     encrypt: bool = False,
+    dashboard: dict | None = None,
 ) -> LocalCluster:
     """Start a head and ``num_nodes`` node agents on loopback; return once the head serves.
 
@@ -93,6 +95,7 @@ def start_local(
         "cwd": os.getcwd(),
         "encrypt": encrypt,
         "preload": spawner.driver_preload(),  # what the workers import before forking
+        **(dashboard or {}),  # dashboard, dashboard_host, dashboard_port (kit/dashboard)
     }
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
@@ -131,4 +134,4 @@ def start_local(
             "check that pyzmq and cloudpickle are installed"
         )
     info = json.loads(line)
-    return LocalCluster(proc, info["address"], info["cluster"], token)
+    return LocalCluster(proc, info["address"], info["cluster"], token, info.get("dashboard"))

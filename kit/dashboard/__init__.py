@@ -1,0 +1,22 @@
+"""The cluster dashboard: a web page (port 8265) that watches a cluster, read-only.
+
+    head process (kit/head.py)                   dashboard process (forked by kit/boot.py)
+    ──────────────────────────                   ─────────────────────────────────────────
+    Scheduler, events deque  ◀── QUERY ───────── collector.py: a driver connection that
+    probe.py: the "dashboard"     nodes,            reads nodes, events(since) and the
+      query (workers, actors,     events,           "dashboard" query 4 times a second,
+      drivers, failures kept      dashboard         folds them into model.py (pure)
+      as they happen)        ─── LOG lines ────▶    and machine figures (procstats.py)
+                                                 server.py (tornado): /  /ws  /metrics
+                                                   /timeline.json  /api/stack/<worker>
+                                                   token checked on every request (auth.py)
+                                                        │ websocket push, 4 times a second
+                                                        ▼
+                                                 browser: static/ (plain HTML and JS)
+
+The dashboard runs in its own process, so the head's loop only answers a few
+queries a second. ``launch.py`` binds its port in the head's process before
+anything else (8265, or the next free one), so ``kit.init()`` knows the URL at
+once, and forks the dashboard, which dies with the head. Nothing here imports
+tornado until the dashboard process starts: the head imports only ``probe``.
+"""
