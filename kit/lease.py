@@ -43,7 +43,8 @@ from .session import Dialer, Sessions
 IDLE_RETURN = 0.2  # seconds a lease may sit idle before it goes back to the head
 RECORD_EVERY = 0.02  # seconds between batches of records to the head
 FAST = 0.002  # a function whose mean run is shorter is pipelined on its worker
-DEPTH = 8  # tasks in flight on one leased worker, for fast functions
+DEPTH = 64  # at most this many tasks in flight on one leased worker (fast functions)
+QUEUED_WORK = 0.01  # seconds of a fast function's runs queued on one worker at most
 MAX_LEASES = 64  # per lane
 MAX_QUEUED = 100_000  # tasks waiting in a driver for a worker: .remote() waits past this
 
@@ -160,7 +161,14 @@ class Direct:
 
     def _depth(self, fid) -> int:
         st = self.stats.get(fid)
-        return DEPTH if st and st[0] >= 3 and st[1] / st[0] <= FAST else 1
+        if not st or st[0] < 3:
+            return 1
+        mean = st[1] / st[0]
+        if mean > FAST:
+            return 1
+        # deep enough that batches pay for their messages, shallow enough that a worker
+        # holds ~10 ms of work: 64 no-op tasks, 10 of 1 ms
+        return max(2, min(DEPTH, int(QUEUED_WORK / max(mean, 1e-6))))
 
     def _pump(self, lane):
         """Send queued tasks to leases with room; ask for more leases if they are short."""
