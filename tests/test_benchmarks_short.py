@@ -121,3 +121,13 @@ def test_objects_short(tmp_path):
     for row in ("put_4_fresh_readers", "first_put", "repeated_put"):
         assert f"| {row} | " in text and (" s |" in text or " GB/s |" in text), text
     assert "error" not in text and "Notes:" not in text, text
+
+
+@pytest.mark.cluster  # --short: the dashboard off, then read by a websocket client
+@pytest.mark.timeout(120)
+def test_dashboard_benchmark_short(tmp_path):
+    text = short_run("dashboard.py", tmp_path / "dashboard.md", 100)
+    for row in ("| direct | off |", "| direct | socket |", "| head | off |", "| head | socket |"):
+        assert row in text
+    records = json.loads((tmp_path / "dashboard.json").read_text())
+    assert all(r["frames"] >= 2 for r in records if r["mode"] == "socket")

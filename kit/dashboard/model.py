@@ -155,8 +155,8 @@ class Model:
     def _trim(self, now):
         tasks = self.tasks
         extra = len(tasks) - self.keep
-        looked = 0
-        while extra > 0 and looked < len(tasks):
+        looked, size = 0, len(tasks)
+        while extra > 0 and looked < size:
             tid, row = tasks.popitem(last=False)
             looked += 1
             if row[STATE] in LIVE:  # still live: keep it (it moves to the end, as changed)
