@@ -19,6 +19,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 
 import backends
+import kit
 
 from . import render
 from .cells import CellUsageError, Session, plan_cell
@@ -77,14 +78,15 @@ class KitMagics(Magics):
         "action",
         nargs="?",
         default="status",
-        choices=["start", "connect", "status", "monitor", "stop"],
+        choices=["start", "connect", "status", "monitor", "dashboard", "stop"],
         help="what to do (default: status)",
     )
     @argument(
         "address",
         nargs="?",
         help="for connect: HOST:PORT (kit), ray://HOST:PORT, ray:auto, ray:local, "
-        "tcp://HOST:PORT (Dask) or dask:local",
+        "tcp://HOST:PORT (Dask) or dask:local; for dashboard: a panel (overview, stream, "
+        "tasks, actors, workers, drivers)",
     )
     @argument(
         "--nodes",
@@ -105,6 +107,8 @@ class KitMagics(Magics):
             %cluster connect tcp://10.0.0.5:8786       # or dask:local --nodes 2
             %cluster status
             %cluster monitor
+            %cluster dashboard            # the cluster's dashboard in this cell
+            %cluster dashboard stream     # one panel: overview, stream, tasks, actors...
             %cluster stop
         """
         if _wants_help(line):
@@ -184,6 +188,25 @@ class KitMagics(Magics):
         from IPython.display import display
 
         display(ClusterMonitor())
+
+    def _cluster_dashboard(self, args):
+        from IPython.display import display
+
+        b = backends.current()
+        if not b.alive() or b.name != "kit":
+            print("kit: no kit cluster is running here; %cluster start first")
+            return
+        panel = args.address or ""
+        if panel and panel not in render.DASHBOARD_PANELS:
+            raise UsageError(
+                f"%cluster dashboard: no panel {panel!r}; "
+                f"choose one of {', '.join(render.DASHBOARD_PANELS)}"
+            )
+        link = kit.dashboard_url(panel)
+        if link is None:
+            print("kit: this cluster runs without a dashboard (include_dashboard=False)")
+            return
+        display(render.dashboard_bundle(link, kit.dashboard_url(), panel), raw=True)
 
     def _cluster_stop(self, args):
         b = backends.current()

@@ -177,3 +177,39 @@ def remote_error_lines(
         f"{cause_type} raised remotely {where}",
         clean_traceback(traceback_str).rstrip(),
     ]
+
+
+#: The dashboard's panels, as ``%cluster dashboard PANEL`` and ``?panel=`` name them.
+DASHBOARD_PANELS = ("overview", "stream", "tasks", "actors", "workers", "drivers")
+#: The output type the JupyterLab extension (labextension/) renders as buttons that
+#: open the panels as tabs; other front ends show the HTML beside it.
+DASHBOARD_MIME = "application/vnd.kit.dashboard+json"
+
+
+def dashboard_bundle(link: str, page: str, panel: str = "", height: int = 480) -> dict:
+    """The output of ``%cluster dashboard``: the page in a frame, a link, and the data the
+    JupyterLab extension uses to open panels as tabs beside the notebook.
+
+    Args:
+        link: the URL shown in the frame (with its view token and panel).
+        page: the whole page's URL (with its view token), for the extension.
+        panel: the panel shown, or "" for the whole page.
+        height: the frame's height in pixels.
+
+    Example:
+        >>> b = dashboard_bundle("http://h:1/?token=v&panel=tasks", "http://h:1/?token=v", "tasks")
+        >>> sorted(b)[:1], "iframe" in b["text/html"]
+        (['application/vnd.kit.dashboard+json'], True)
+    """
+    src = html.escape(link, quote=True)
+    what = f"the {panel} panel" if panel else "the dashboard"
+    return {
+        "text/plain": f"kit dashboard: {link}",
+        "text/html": (
+            f'<div class="kit-dashboard"><div><a href="{src}" target="_blank" '
+            f'rel="noopener noreferrer">Open {what} in a browser tab</a></div>'
+            f'<iframe src="{src}" style="width:100%;height:{int(height)}px;border:1px solid '
+            f'#e5e7eb" title="kit dashboard"></iframe></div>'
+        ),
+        DASHBOARD_MIME: {"url": page, "panel": panel, "panels": list(DASHBOARD_PANELS)},
+    }

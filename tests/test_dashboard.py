@@ -104,6 +104,7 @@ def test_every_endpoint_refuses_without_the_token(dash):
 @pytest.mark.timeout(90)
 def test_figures_match_the_runtime_and_metrics_parse(dash):
     ctx, base, view = dash
+    state(base, view)  # the first page starts the dashboard: output printed later is kept
 
     @kit.remote
     def nap(i):
@@ -258,3 +259,26 @@ def test_next_free_port_and_no_dashboard(fresh):
         assert ctx.dashboard_url is None and kit.dashboard_url() is None
     finally:
         taken.close()
+
+
+@pytest.mark.timeout(60)
+def test_cluster_dashboard_magic_shows_the_panel_in_the_cell(fresh):
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+    from IPython.utils.capture import capture_output
+
+    sh = start_ipython() or get_ipython()
+    sh.run_line_magic("load_ext", "kit")
+    fresh(num_cpus=1, dashboard_port=0)
+    with capture_output() as cap:
+        sh.run_cell("%cluster dashboard tasks")
+    (out,) = cap.outputs
+    data = out.data
+    link = kit.dashboard_url("tasks")
+    assert f'src="{link.replace("&", "&amp;")}"' in data["text/html"]
+    mime = data["application/vnd.kit.dashboard+json"]
+    assert mime == {"url": kit.dashboard_url(), "panel": "tasks", "panels": mime["panels"]}
+    assert fetch(link)[0] == 200
+    with capture_output() as cap:
+        sh.run_cell("%cluster dashboard nonsense")
+    assert "no panel 'nonsense'" in cap.stderr + cap.stdout

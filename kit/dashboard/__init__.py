@@ -15,8 +15,11 @@
                                                  browser: static/ (plain HTML and JS)
 
 The dashboard runs in its own process, so the head's loop only answers a few
-queries a second. ``launch.py`` binds its port in the head's process before
-anything else (8265, or the next free one), so ``kit.init()`` knows the URL at
-once, and forks the dashboard, which dies with the head. Nothing here imports
-tornado until the dashboard process starts: the head imports only ``probe``.
+queries a second, and only while a page is open. ``launch.py`` binds its port in
+the head's process before anything else (8265, or the next free one), so
+``kit.init()`` knows the URL at once, and forks the dashboard, which dies with the
+head. Until the first page comes that process is a sleeping fork of the head's that
+has imported nothing (``launch.run``); then it imports tornado, connects and reads
+the head's event log from its start (the last 100,000 events). Output that tasks
+printed before then is not kept. The head itself imports only ``probe``.
 """

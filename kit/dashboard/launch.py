@@ -14,6 +14,8 @@ and dies with the head (``PR_SET_PDEATHSIG``).
 from __future__ import annotations
 
 import errno
+import os
+import select
 import signal
 import socket
 
@@ -85,6 +87,27 @@ def start(cfg: dict, head: str, sock: socket.socket) -> int:
         "encrypt": bool(cfg.get("encrypt")),
         "port": sock.getsockname()[1],
     }
-    pid = fork_child("kit.dashboard.server:main", (dcfg, sock.fileno()), deathsig=signal.SIGTERM)
+    pid = fork_child("kit.dashboard.launch:run", (dcfg, sock.fileno()), deathsig=signal.SIGTERM)
     sock.close()
     return pid
+
+
+def run(cfg: dict, fd: int) -> None:
+    """The dashboard process: wait for the first page, then serve (``server.main``).
+
+    Nothing is imported or connected before someone opens the dashboard: until then
+    it is a sleeping fork of the head's process, its pages shared with it, costing no
+    CPU and little memory (the cluster's start-up does not wait for a web server).
+    """
+    os.dup2(2, 1)  # stdout may be the pipe kit.init reads the head's address from
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    try:
+        os.nice(5)  # the head and the workers first
+    except OSError:
+        pass
+    select.select([fd], [], [])
+    from .server import main
+
+    main(cfg, fd)

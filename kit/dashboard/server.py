@@ -284,15 +284,8 @@ async def serve(board: Board, sock: socket.socket) -> None:
 
 
 def main(cfg: dict, fd: int) -> None:
-    """The dashboard process (forked by ``kit.dashboard.launch.start``): serve on ``fd``."""
-    os.dup2(2, 1)  # stdout may be the pipe kit.init reads the head's address from
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    try:
-        os.nice(5)  # the head and the workers first
-    except OSError:
-        pass
+    """Serve on the listening socket ``fd`` (``kit.dashboard.launch.run`` calls this when
+    the first page comes)."""
     os.environ["KIT_DIRECT"] = "0"  # it never submits: no lease machinery
     sock = socket.socket(fileno=fd)
     from ..client import Client, host_id
