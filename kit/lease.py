@@ -278,6 +278,8 @@ class Direct:
                     lease = lane.leases.get(wid)
                     if lease is not None:
                         self._lost(lane, lease, cause, oom)
+            elif op == "reclaim":  # the head's path has work waiting for workers
+                self._return_idle(0.0)
             elif op == "deny":
                 _, req, why = body
                 lane = self.pending_grants.pop(req, None)
@@ -480,16 +482,20 @@ class Direct:
     def tick(self, now) -> None:
         """Timers: return leases idle too long, send records."""
         with self.lock:
-            mono = time.monotonic()
-            for lane in self.lanes.values():
-                if lane.queue:
-                    continue
-                for wid, lease in list(lane.leases.items()):
-                    if not lease.inflight and mono - lease.idle_since > IDLE_RETURN:
-                        del lane.leases[wid]
-                        lease.dialer.close()
-                        self.client.send(Kind.LEASE, ("return", wid))
+            self._return_idle(IDLE_RETURN)
         self._maybe_records(force=True)
+
+    def _return_idle(self, idle_for):
+        """Give back leases with nothing in flight, idle ``idle_for`` seconds (lock held)."""
+        mono = time.monotonic()
+        for lane in self.lanes.values():
+            if lane.queue:
+                continue
+            for wid, lease in list(lane.leases.items()):
+                if not lease.inflight and mono - lease.idle_since >= idle_for:
+                    del lane.leases[wid]
+                    lease.dialer.close()
+                    self.client.send(Kind.LEASE, ("return", wid))
 
     def busy(self) -> bool:
         """Something waits on a timer (a lease to return, records to send)."""

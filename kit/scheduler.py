@@ -100,6 +100,7 @@ def _task_move(t, new: str) -> None:
     _move(t, new, CREATE_MOVES if t.spec.kind == ACTOR_CREATE else TASK_MOVES)
 
 
+RECLAIM_EVERY = 0.05  # seconds between two asks to one driver to give leases back
 PIPELINE_DEPTH = 8  # tasks queued on one worker when tasks are known to be short
 FAST_TASK_SECONDS = 0.002  # "short": a function's mean run time below this
 
@@ -413,6 +414,7 @@ class Scheduler:
         # (client, oid) -> [+1 | -1, ...]: ref changes about objects the head did not know
         # yet (a direct result, or a ref in it, reaches its driver before the head)
         self.early: dict = {}
+        self.reclaimed: dict = {}  # driver id -> when it was last asked to give leases back
         self.pipe: list = [{} for _ in range(PIPELINE_DEPTH)]  # [queue length] -> {wid: w}
         self.may_grow = False  # an autoscaler may add nodes: unschedulable work waits
 
@@ -638,6 +640,7 @@ class Scheduler:
         self.clients.setdefault(cid, set())
 
     def client_gone(self, cid):
+        self.reclaimed.pop(cid, None)
         for wid in self.leases.pop(cid, ()):  # its leased workers may run its tasks still
             w = self.workers.get(wid)
             if w is not None:
@@ -936,6 +939,8 @@ class Scheduler:
                 self._worker_to(w, BUSY)
             self._dispatch(w, t)
         ready.extendleft(reversed(skipped))
+        if skipped and self.leases:
+            self._reclaim()
         if self.lease_wants:
             self._grant_leases()
 
@@ -945,6 +950,8 @@ class Scheduler:
             a = self.actors.get(aid)
             if a is not None and a.state in (A_PENDING, A_RESTARTING) and a.node is None:
                 self._place_actor(a)
+        if self._pending_actors and self.leases:
+            self._reclaim()
 
     def _check_feasible(self, shape, t):
         """``t`` found no worker: if no live node could ever run it, say so."""
@@ -1387,6 +1394,15 @@ class Scheduler:
             want[3] = count - 1
             if want[3] <= 0:
                 wants.popleft()
+
+    def _reclaim(self):
+        """Work on the head's path waits while drivers hold leased workers: ask them to
+        give back the ones they are not using (at most every RECLAIM_EVERY s each)."""
+        now, asked = self.now, self.reclaimed
+        for cid, wids in self.leases.items():
+            if wids and now - asked.get(cid, -1e9) >= RECLAIM_EVERY:
+                asked[cid] = now
+                self.out.append(("lease", cid, ("reclaim",)))
 
     def return_lease(self, cid, wid):
         """A driver gives a worker back: it is idle again."""
