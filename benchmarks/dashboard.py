@@ -9,7 +9,7 @@ modes interleaved so that drift on the machine hits all alike:
     off       kit.init(include_dashboard=False): no dashboard process at all
     idle      the dashboard runs, nobody looks at it
     browser   the dashboard open in headless Chromium (Playwright) on the task
-              stream, updated 4 times a second while the tasks run
+              stream, updated twice a second while the tasks run
     socket    (``--short``, or no Chromium) a websocket client reading every frame
 
 Paths: ``direct`` (plain tasks, as most programs submit them: the driver leases

@@ -4,13 +4,13 @@
     ──────────────────────────                   ─────────────────────────────────────────
     Scheduler, events deque  ◀── QUERY ───────── collector.py: a driver connection that
     probe.py: the "dashboard"     nodes,            reads nodes, events(since) and the
-      query (workers, actors,     events,           "dashboard" query 4 times a second,
+      query (workers, actors,     events,           "dashboard" query twice a second,
       drivers, failures kept      dashboard         folds them into model.py (pure)
       as they happen)        ─── LOG lines ────▶    and machine figures (procstats.py)
                                                  server.py (tornado): /  /ws  /metrics
                                                    /timeline.json  /api/stack/<worker>
                                                    token checked on every request (auth.py)
-                                                        │ websocket push, 4 times a second
+                                                        │ websocket push, twice a second
                                                         ▼
                                                  browser: static/ (plain HTML and JS)
 

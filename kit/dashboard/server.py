@@ -2,7 +2,8 @@
 
     browser ── GET /?token=T ──▶ Page: sets the cookie, serves static/index.html
             ── GET /static/* ──▶ Static (the page's own JS and CSS)
-            ── WS  /ws ────────▶ Push: a full frame, then what changed, 4 times a second
+            ── WS  /ws ────────▶ Push: a full frame, then what changed, twice a second
+                                 (task rows and bars only to a page showing them)
             ── GET /api/state ─▶ everything, as JSON (for scripts and tests)
             ── GET /api/stack/<worker id> ─▶ py-spy dump of a worker on this machine
             ── GET /timeline.json ─▶ Chrome trace of the task stream (Perfetto)
@@ -35,7 +36,8 @@ from .collector import Collector
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
-TICK = 0.25  # seconds between pushes to the pages
+TICK = 0.5  # seconds between pushes to the pages
+PANELS = ("overview", "stream", "tasks", "actors", "workers", "drivers")
 FORBIDDEN = b"403 Forbidden\n"
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -187,6 +189,7 @@ class Push(tornado.websocket.WebSocketHandler):
         self.sent: dict = {}
         self.rows = 0
         self.bars = 0
+        self.panel = None  # the panel the page shows (None: not said, send everything)
 
     def set_default_headers(self):
         self.clear_header("Server")
@@ -207,23 +210,35 @@ class Push(tornado.websocket.WebSocketHandler):
         self.board.pages.discard(self)
 
     def on_message(self, message):
-        pass  # read-only: nothing a page says has an effect
+        """A page says which panel it shows: only that panel's rows or bars are sent to it.
+        Nothing a page says has any other effect (the dashboard is read-only)."""
+        try:
+            panel = json.loads(message).get("panel")
+        except (ValueError, AttributeError):
+            return
+        if panel in PANELS and panel != self.panel:
+            self.panel = panel
+            self.rows = self.bars = 0  # it shows them again: send what is kept
+            self.sent.pop("functions", None)
 
     def push(self):
         b = self.board
         c = b.collector
         frame: dict = {"t": b.viewed}
+        panel = self.panel
         for k, v in b.view.items():
             if self.sent.get(k) != v:
                 frame[k] = self.sent[k] = v
-        rows = c.rows_since(self.rows)
-        if rows:
-            frame["rows"] = rows
-            self.rows = max(self.rows, rows[-1][9])
-        bars = c.bars_since(self.bars)
-        if bars:
-            frame["bars"] = bars
-            self.bars = bars[-1][0]
+        if panel in (None, "tasks"):
+            rows = c.rows_since(self.rows)
+            if rows:
+                frame["rows"] = rows
+                self.rows = max(self.rows, rows[-1][9])
+        if panel in (None, "stream"):
+            bars = c.bars_since(self.bars)
+            if bars:
+                frame["bars"] = bars
+                self.bars = bars[-1][0]
         frame["window"] = c.model.window  # sent every tick: running bars grow with "t"
         self.write_message(json.dumps(frame, separators=(",", ":")))
 

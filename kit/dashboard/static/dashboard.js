@@ -56,6 +56,7 @@ function showPanel(name) {
   for (const p of PANELS) document.getElementById(p).classList.toggle("active", p === name);
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.panel === name);
   state.panel = name;
+  tellPanel();
   if (name === "stream") drawStream();
   if (name === "tasks") renderTasks();
 }
@@ -255,10 +256,13 @@ function apply(frame) {
   if (frame.window) state.window = frame.window;
   for (const k of ["overview", "functions", "workers", "actors", "drivers"]) if (frame[k] !== undefined) state.view[k] = frame[k];
   if (frame.rows) {
+    if (frame.rows.length && frame.rows[0][9] <= (state.lastRow || 0)) state.rows.clear();
+    state.lastRow = frame.rows[frame.rows.length - 1][9];
     for (const r of frame.rows) { state.rows.delete(r[0]); state.rows.set(r[0], r); }
     while (state.rows.size > 5000) state.rows.delete(state.rows.keys().next().value);
   }
   if (frame.bars) {
+    if (frame.bars.length && state.bars.length && frame.bars[0][0] <= state.bars[state.bars.length - 1][0]) state.bars = [];
     for (const b of frame.bars) state.bars.push(b);
     const oldest = state.t - state.window;
     let i = 0;
@@ -276,11 +280,16 @@ function apply(frame) {
   document.body.dataset.frames = state.frames;
 }
 
+function tellPanel() {  // the server sends task rows and bars only to the panel showing them
+  if (state.ws && state.ws.readyState === 1) state.ws.send(JSON.stringify({panel: state.panel}));
+}
+
 function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   const base = location.pathname.replace(/[^/]*$/, "");
   const ws = new WebSocket(withToken(proto + "//" + location.host + base + "ws"));
-  ws.onopen = () => { state.connected = true; $("#status").textContent = "live"; $("#status").className = "status on"; };
+  state.ws = ws;
+  ws.onopen = () => { tellPanel(); state.connected = true; $("#status").textContent = "live"; $("#status").className = "status on"; };
   ws.onmessage = (ev) => apply(JSON.parse(ev.data));
   ws.onclose = () => {
     state.connected = false;
