@@ -1664,18 +1664,22 @@ class Scheduler:
         out = []
         for n in self.nodes.values():
             running = queued = 0
+            avail = dict(n.avail)
             for wid in n.workers:
                 w = self.workers.get(wid)
                 if w is not None and w.actor is None:
                     k = len(w.tasks) + w.direct  # its tasks from the head and a leaseholder
                     running += 1 if k else 0
                     queued += max(0, k - 1)
+                    if w.lease is not None and not k and w.held:  # leased, running nothing
+                        for r, v in w.held.items():
+                            avail[r] = avail.get(r, 0.0) + v
             out.append(
                 {
                     "node_id": n.nid,
                     "alive": n.alive,
                     "resources": dict(n.total),
-                    "available": dict(n.avail),
+                    "available": avail,  # a lease running nothing is not busy
                     "workers": len(n.workers),
                     "running": running,
                     "queued": queued,

@@ -522,3 +522,19 @@ def test_head_path_work_reclaims_idle_leases():
     s.schedule()
     (dispatch,) = actions(s, "dispatch")
     assert dispatch[1] == wid and dispatch[2][0].tid == b"reader"
+
+
+def test_a_lease_running_nothing_is_not_busy_in_the_snapshot():
+    """A worker leased to a driver holds its slot, but the views (nodes(), widgets, the
+    dashboard) show it busy only while the driver's records say a task runs on it."""
+    s = setup(cpus=1, workers=1)
+    s.want_lease(DRIVER, 1, {"CPU": 1.0}, 1)
+    s.schedule()
+    wid = actions(s, "lease")[0][2][2]
+    assert s.nodes[NODE].avail["CPU"] == 0.0  # the scheduler's own accounting
+    assert s.snapshot()[0]["available"]["CPU"] == 1.0
+    s.direct_records(DRIVER, [(b"t1", "f", wid, b"f", 1.0, 1.0, None, None)])
+    (snap,) = s.snapshot()
+    assert snap["available"]["CPU"] == 0.0 and snap["running"] == 1
+    s.direct_records(DRIVER, [(b"t1", "f", wid, b"f", 1.0, 1.0, 2.0, "finished")])
+    assert s.snapshot()[0]["available"]["CPU"] == 1.0
