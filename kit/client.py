@@ -93,14 +93,13 @@ class Client:
         on_message=None,
         hello_timeout: float = 10.0,
         encrypt: bool = False,
-        ctx=None,
     ):
         self.address = address
         self.token = token
         self.encrypt = encrypt
         self.role = role
         self.cid = cid or os.urandom(8)
-        self.ctx = ctx or zmq.Context()  # a worker shares its own with its inbox
+        self.ctx = zmq.Context()
         self.refs: dict = {}
         self.ref_events: deque = deque()
         self.values: dict = {}

@@ -41,7 +41,6 @@ from .serialization import error_name, system_error_payload
 from .session import Dialer, Sessions
 
 IDLE_RETURN = 0.2  # seconds a lease may sit idle before it goes back to the head
-RECLAIM_FOR = 0.5  # seconds after the head asked for workers back: return them once idle
 RECORD_EVERY = 0.02  # seconds between batches of records to the head
 FAST = 0.002  # a function whose mean run is shorter is pipelined on its worker
 DEPTH = 64  # at most this many tasks in flight on one leased worker (fast functions)
@@ -120,7 +119,6 @@ class Direct:
         self.server_fd = None
         self.baton = threading.Lock()  # who reads ``server`` now
         self.missed = False  # the io thread found the baton taken: wake it on release
-        self.reclaim_until = 0.0  # the head wants workers back: return leases once idle
         self.address = None
         self.sessions = Sessions(client.token)
 
@@ -281,7 +279,6 @@ class Direct:
                     if lease is not None:
                         self._lost(lane, lease, cause, oom)
             elif op == "reclaim":  # the head's path has work waiting for workers
-                self.reclaim_until = time.monotonic() + RECLAIM_FOR
                 self._return_idle(0.0)
             elif op == "deny":
                 _, req, why = body
@@ -439,8 +436,6 @@ class Direct:
                     settle.append((oid, payload[0] == SHARED or bool(contained), payload))
             for lane in touched:
                 self._pump(lane)
-            if self.reclaim_until and time.monotonic() < self.reclaim_until:
-                self._return_idle(0.0)  # the ones this made idle, now rather than later
         if store:
             client._store(store)  # first: a ref that escapes from now on finds its value
         with self.lock:

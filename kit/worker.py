@@ -97,13 +97,12 @@ class Worker:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         info = {"node": cfg["node_id"], "actor": actor_id}
-        import zmq
-
-        ctx = zmq.Context()  # one for the head's connection and the inbox: fewer threads
         if actor_id is None:  # task workers can be leased: drivers send tasks here
+            import zmq
+
             ip = (cfg.get("transfer") or "tcp://127.0.0.1:0").replace("tcp://", "").rsplit(":")[0]
             self.inbox = Inbox(
-                ctx, cfg["token"], bool(cfg.get("encrypt")), ip,
+                zmq.Context(), cfg["token"], bool(cfg.get("encrypt")), ip,
                 self._direct_task
             )  # fmt: skip
             info["direct"] = self.inbox.address
@@ -115,7 +114,6 @@ class Worker:
             info=info,
             on_message=self.on_message,
             encrypt=bool(cfg.get("encrypt")),
-            ctx=ctx,
         )
         self.client.node_id = cfg["node_id"]
         self.client.node_tag = cfg["tag"]
@@ -480,8 +478,6 @@ def main(cfg, wid, actor_id=None):
         w.serve()
     finally:
         try:
-            if w.inbox is not None:
-                w.inbox.close()  # first: the context they share ends with the client
             w.client.close(notify=False)
         except Exception:
             pass
