@@ -56,6 +56,25 @@ def wait_until(predicate, timeout=10.0, message="the condition", interval=INTERV
         time.sleep(interval)
 
 
+def stays_true(predicate, seconds, message="the condition", interval=INTERVAL):
+    """Check that ``predicate`` stays true for ``seconds``: a negative test's window (a
+    timeout passes and nothing goes wrong), ended early by the first false value.
+
+    Raises:
+        AssertionError: naming ``message``, as soon as the predicate is false.
+
+    Example:
+        >>> stays_true(lambda: True, 0.05, "a constant")
+    """
+    __tracebackhide__ = True
+    try:
+        wait_until(lambda: not predicate(), seconds, message, interval)
+    except AssertionError:
+        return  # it held for the whole window
+    what = message() if callable(message) else message
+    raise AssertionError(f"{what} stopped holding within {seconds} s")
+
+
 def latest_event():
     """The sequence number of kit's last task event: pass it as ``since`` to see only newer ones."""
     import kit

@@ -109,7 +109,7 @@ def test_figures_match_the_runtime_and_metrics_parse(dash):
     @kit.remote
     def nap(i):
         print("nap", i)
-        time.sleep(0.01)
+        time.sleep(0.01)  # tasks that last: the dashboard sees them running
         return i
 
     @kit.remote

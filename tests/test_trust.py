@@ -15,7 +15,7 @@ import time
 
 import pytest
 import zmq
-from helpers import wait_until
+from helpers import stays_true, wait_until
 
 import kit
 from kit.protocol import Kind, Signer
@@ -25,18 +25,20 @@ pytestmark = pytest.mark.cluster
 
 TOKEN = "trust-test-token-0123456789abcdef"
 ADDRESS = "127.0.0.1:6396"
+NODE_TIMEOUT = 4  # seconds of silence before the daemon declares a node dead
 
 
 @pytest.fixture
 def daemon_cluster(tmp_path):
-    """A `kit start --head` cluster whose nodes are declared dead after 4 s of silence
-    (short, and still safe on a busy 2-core machine)."""
+    """A `kit start --head` cluster whose nodes are declared dead after NODE_TIMEOUT s of
+    silence (short, and still safe on a busy 2-core machine)."""
     if kit.is_initialized():
         kit.shutdown()  # the module's local cluster: this test connects to the daemon
     env = dict(os.environ, KIT_STATE_DIR=str(tmp_path / "state"))
     out = subprocess.run(
         [sys.executable, "-m", "kit.cli", "start", "--head", "--port", "6396", "--num-cpus",
-         "2", "--token", TOKEN, "--node-ip-address", "127.0.0.1", "--node-timeout", "4"],
+         "2", "--token", TOKEN, "--node-ip-address", "127.0.0.1", "--node-timeout",
+         str(NODE_TIMEOUT)],
         capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
@@ -87,7 +89,13 @@ def test_stolen_ids_take_nothing_over(daemon_cluster):
         return 1
 
     wait_until(lambda: kit.get(one.remote(), timeout=10) == 1, 10, "a result")
-    time.sleep(4.5)  # the behaviour under test: a node timeout passes after the attack
+    # a node the attack had cut off would be declared dead within a node timeout of it
+    stays_true(
+        lambda: [n["Alive"] for n in kit.nodes()] == [True],
+        NODE_TIMEOUT + 0.5,
+        "the node alive after the attack",
+        interval=0.25,
+    )
     assert [n["Alive"] for n in kit.nodes()] == [True]
     assert kit.get(one.remote(), timeout=10) == 1
     assert kit.api._current_client().query("status")["dropped"] > 0

@@ -95,7 +95,7 @@ def test_dashboard_page_follows_tasks_nodes_and_an_actor(fresh, tmp_path):
 
         @kit.remote
         def nap(i):
-            time.sleep(0.05)
+            time.sleep(0.05)  # tasks that last: the page sees them running
             return i
 
         @kit.remote
@@ -173,7 +173,7 @@ LAB_CELLS = [
     "%cluster dashboard",
     "from helpers import wait_until\n"
     "wait_until(lambda: os.path.exists('tab-open'), 120, 'the test to open the tab')\n"
-    "@kit.remote\ndef nap(i):\n    time.sleep(0.1)\n    return i\n"
+    "@kit.remote\ndef nap(i):\n    time.sleep(0.1)  # running while the tab looks\n    return i\n"
     "refs = [nap.remote(i) for i in range(80)]\nprint('SUM', sum(kit.get(refs, timeout=120)))\n"
     "print('RUNTIME', {n['tag']: n['done'] for n in kit.nodes()})",
     "wait_until(lambda: os.path.exists('tab-read'), 120, 'the test to read the tab')\n"
