@@ -283,9 +283,12 @@ class Head:
         elif op == "cancel":
             self.sched.cancel_leased(cid, body[1], body[2], body[3])
 
-    def _publish(self, ident, cid, items):
+    def _publish(self, ident, cid, body):
+        req, items = body
         for owner, spec, results in items:
             self.sched.publish(owner, spec, results)
+        self.flush()  # their objects exist now: then the worker tells the driver
+        self.to_client(cid, Kind.REPLY, (req, None))
 
     def _heartbeat(self, ident, cid, body):
         if cid in self.node_seen:

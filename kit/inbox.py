@@ -3,7 +3,7 @@
     driver ── DTASKS ──▶ ROUTER (this worker; read by its main thread between tasks)
     driver ── LEASE cancel ──▶ head ── CANCEL ──▶ the worker's io thread (while it runs)
     driver's result ROUTER ◀── DLOG, DDONE ── a session per driver (any thread, locked)
-    head ◀── PUBLISH ── results the head must keep (large ones, ones holding refs),
+    head ◀──▶ PUBLISH, REPLY ── results the head must keep (large ones, ones holding refs),
                         on the worker's own connection, before the DDONE
 
 The ROUTER belongs to the main thread (it receives tasks and answers handshakes
@@ -30,7 +30,7 @@ from .session import Channel, Sessions
 class Inbox:
     """The direct path's end in a worker (see the module docstring)."""
 
-    def __init__(self, ctx, token, encrypt: bool, ip: str, on_task):
+    def __init__(self, ctx, token, encrypt: bool, ip: str, on_task, wake_fd):
         self.ctx, self.token, self.encrypt = ctx, token, encrypt
         self.sock = ctx.socket(zmq.ROUTER)
         secure(self.sock, token, True, encrypt)
@@ -41,38 +41,21 @@ class Inbox:
         self.address = f"tcp://{ip}:{port}"
         self.sessions = Sessions(token)
         self.on_task = on_task  # (spec, blob, owner id, result address): queue it
-        self.poller = zmq.Poller()
+        self.poller = zmq.Poller()  # this socket, and ``wake_fd``: the head sent tasks
         self.poller.register(self.sock, zmq.POLLIN)
+        self.poller.register(wake_fd, zmq.POLLIN)
         self.outs: dict = {}  # result address -> Channel
         self.out_lock = threading.Lock()
         self.done: dict = {}  # (owner, result address) -> [(spec, TaskDone)] to send
 
-    def wait(self, wake_fd) -> None:
-        """The main thread: sleep until a driver sends something or ``wake_fd`` is readable."""
-        self.poller.register(wake_fd, zmq.POLLIN)
-        try:
-            self.poller.poll()
-        finally:
-            self.poller.unregister(wake_fd)
+    def wait(self) -> None:
+        """The main thread: sleep until a driver sends something or the wake fd is readable."""
+        self.poller.poll()
 
     def on_readable(self) -> None:
         """The main thread: read what drivers sent (tasks, handshakes), without waiting."""
-        sock, sessions = self.sock, self.sessions
-        while True:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            got = sessions.receive(frames[0], frames[1:])
-            while sessions.replies:
-                rid, reply = sessions.replies.pop()
-                sock.send_multipart([rid, *reply])
-            if got is None:
-                continue
-            session, kind, body, _ = got
-            if kind == Kind.AUTH:
-                sock.send_multipart(sessions.pack(session.rid, Kind.WELCOME, {}))
-            elif kind == Kind.DTASKS:
+        for session, kind, body, _ in self.sessions.serve(self.sock):
+            if kind == Kind.DTASKS:
                 owner = session.who[2]
                 address, batch = body
                 for spec, blob in batch:
@@ -95,8 +78,9 @@ class Inbox:
                 keep = [r for r in d[1] if r[1][0] == SHARED or r[2]]
                 if keep:
                     publish.append((owner, spec, keep))
-            if publish:
-                client.send(Kind.PUBLISH, publish)
+            if publish:  # the head has them before the driver hears of them (and of refs
+                # inside them, made by this worker: it must know those first too)
+                client.request(Kind.PUBLISH, lambda req, p=publish: (req, p), 30.0, "publish")
             self._send(address, wid, Kind.DDONE, [d for _, d in items])
             for _, d in items:
                 for _, _, contained in d[1]:

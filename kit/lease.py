@@ -378,22 +378,8 @@ class Direct:
 
     def _results(self):
         """Results from workers (checked, signed with each connection's key)."""
-        server, sessions = self.server, self.sessions
-        while True:
-            try:
-                frames = server.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            got = sessions.receive(frames[0], frames[1:])
-            while sessions.replies:
-                rid, reply = sessions.replies.pop()
-                server.send_multipart([rid, *reply])
-            if got is None:
-                continue
-            session, kind, body, _ = got
-            if kind == Kind.AUTH:
-                server.send_multipart(sessions.pack(session.rid, Kind.WELCOME, {}))
-            elif kind == Kind.DDONE:
+        for _, kind, body, _ in self.sessions.serve(self.server):
+            if kind == Kind.DDONE:
                 self._done(body)
             elif kind == Kind.DLOG:
                 logs.deliver(body)

@@ -1,4 +1,4 @@
-"""What state a process on this machine is in, from ``/proc`` (no signal sent).
+"""What state a process on this machine is in (psutil; no signal sent).
 
 kit tells a dead peer from a busy one by this where it can: a node agent the head
 started, or a head the driver started, that is silent but still running is busy (a
@@ -9,6 +9,8 @@ treated as silent; one that exited is dead at once.
 from __future__ import annotations
 
 import os
+
+import psutil
 
 GONE, STOPPED, RUNNING = "gone", "stopped", "running"
 # How long a silent peer that is still running here counts as busy, not dead
@@ -26,20 +28,14 @@ def state(pid) -> str:
     if not pid:
         return GONE
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
         return GONE
-    except PermissionError:
-        pass  # another user's process: it exists
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            # "pid (comm) S ...": comm may hold spaces and parentheses
-            letter = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return RUNNING  # no /proc (not Linux): it exists
-    if letter in ("Z", "X", "x"):
+    except psutil.AccessDenied:  # another user's process: it exists
+        return RUNNING
+    if status in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
         return GONE
-    if letter in ("T", "t"):
+    if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
         return STOPPED
     return RUNNING
 

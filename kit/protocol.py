@@ -75,7 +75,8 @@ class Kind:
     # 30: unused (a direct task's cancel goes through the head: LEASE "cancel")
     RECORDS = 31  # D -> H: [(task id, label, worker, fid, submitted, started, finished,
     #               state)]: finished None when sent to a worker, else its end state
-    PUBLISH = 32  # W -> H: [(owner, spec, results)]: a direct result the head must keep
+    PUBLISH = 32  # W -> H: (req, [(owner, spec, results)]): direct results the head must keep
+    # (answered with a REPLY once they are in: only then does the worker send the DDONE)
     DLOG = 33  # W -> D: [LogLine]: a direct task's output, before its DDONE
 
 

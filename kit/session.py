@@ -161,6 +161,34 @@ class Sessions:
         """The frames of a message to the session ``rid`` (routing id first)."""
         return [rid, *self.by_rid[rid].signer.pack(kind, body, buffers)]
 
+    def serve(self, sock):
+        """Read what waits on the ROUTER ``sock``, without blocking: answer handshakes
+        (welcoming each new session) and yield the checked messages of sessions,
+        ``(session, kind, body, buffers)``.
+
+        Example:
+            >>> for session, kind, body, _ in sessions.serve(router):  # doctest: +SKIP
+            ...     handle(session.who, kind, body)
+        """
+        import zmq
+
+        replies = self.replies
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            got = self.receive(frames[0], frames[1:])
+            while replies:
+                rid, reply = replies.pop()
+                sock.send_multipart([rid, *reply])
+            if got is None:
+                continue
+            if got[1] == Kind.AUTH:
+                sock.send_multipart(self.pack(got[0].rid, Kind.WELCOME, {}))
+                continue
+            yield got
+
 
 class Dialer:
     """The client side of the handshake, one frame at a time (for event loops).

@@ -103,29 +103,11 @@ class Transfer:
     # ---- serving -----------------------------------------------------------------
 
     def on_request(self):
-        sessions = self.sessions
-        while True:
-            try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            got = sessions.receive(frames[0], frames[1:])
-            self._send_replies()
-            if got is None:
-                continue
-            session, kind, body, _ = got
-            if kind == Kind.AUTH:
-                self.sock.send_multipart(sessions.pack(session.rid, Kind.WELCOME, {}))
-            elif kind == Kind.FETCH and body[0] == "chunk":
+        for session, kind, body, _ in self.sessions.serve(self.sock):
+            if kind == Kind.FETCH and body[0] == "chunk":
                 self._chunk(session.rid, *body[1:])
             elif kind == Kind.FETCH and body[0] == "get":
                 self.fetch(session.rid, *body[1:])
-
-    def _send_replies(self):
-        replies = self.sessions.replies
-        while replies:
-            rid, frames = replies.pop()
-            self.sock.send_multipart([rid, *frames])
 
     def _reply(self, rid, body, buffers=()):
         if rid in self.sessions.by_rid:

@@ -103,7 +103,7 @@ class Worker:
             ip = (cfg.get("transfer") or "tcp://127.0.0.1:0").replace("tcp://", "").rsplit(":")[0]
             self.inbox = Inbox(
                 zmq.Context(), cfg["token"], bool(cfg.get("encrypt")), ip,
-                self._direct_task
+                self._direct_task, self._wake_r
             )  # fmt: skip
             info["direct"] = self.inbox.address
         self.client = client_mod.Client(
@@ -197,7 +197,7 @@ class Worker:
             self.waiting = True  # set before looking: a TASKS put after it writes the pipe
             try:
                 if q.empty():
-                    inbox.wait(self._wake_r)
+                    inbox.wait()
             finally:
                 self.waiting = False
             try:
