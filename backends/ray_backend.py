@@ -193,10 +193,7 @@ class RayBackend(Backend):
             try:
                 ray.init(ignore_reinit_error=True, **kw)
             except Exception as e:  # no answer, or Ray Client without ray[client]
-                try:
-                    ray.shutdown()  # a half-made connection would be taken as the
-                except Exception:  # notebook's own by the next connect
-                    pass
+                _forget_half_connection(ray)
                 where = kw.get("address") or "a local cluster"
                 lines = str(e).strip().splitlines() or [""]
                 said = lines[-1].strip()  # a server's traceback: its last line
@@ -412,3 +409,22 @@ class RayBackend(Backend):
                 exc.pid,
             )
         return remote_info(exc) or OTHER
+
+
+def _forget_half_connection(ray) -> None:
+    """After a failed ``ray.init``: undo what it made, or the next connect is refused.
+
+    A Ray Client connect that fails mid-way (its server did not start) keeps its client
+    worker: ``ray.shutdown()`` alone leaves it, and the next ``ray.init("ray://...")``
+    says "ray client is already connected".
+    """
+    try:
+        ray.shutdown()
+    except Exception:
+        pass
+    try:
+        from ray.util.client import ray as client_ray
+
+        client_ray.disconnect()
+    except Exception:
+        pass
