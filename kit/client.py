@@ -143,6 +143,7 @@ class Client:
         os.set_blocking(self._wake_w, False)
         self._nudged = False
         info = dict(info or {})
+        self.log_to_driver = info.get("log_to_driver", True)  # print what tasks print
         info.update(kit=KIT_VERSION, python=PY_VERSION, pid=os.getpid(), host=host_id())
         # Two connections, each with its own session: rx (the head's messages, read by
         # the io thread) and tx (what callers send, under self.lock).

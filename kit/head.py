@@ -53,7 +53,7 @@ _CLIENT = {
 }  # fmt: skip
 # What each role may send; anything else from it is dropped (and counted).
 ALLOWED = {
-    "driver": _CLIENT | {Kind.LEASE, Kind.RECORDS},
+    "driver": _CLIENT | {Kind.LEASE, Kind.RECORDS, Kind.LOG},
     "worker": _CLIENT | {Kind.DONE, Kind.BLOCKED, Kind.LOG, Kind.PUBLISH},
     "node": {Kind.NODE_EVENT, Kind.HEARTBEAT},
 }
@@ -271,8 +271,10 @@ class Head:
             self.sched.put(cid, oid, payload, contained)
 
     def _log(self, ident, cid, lines):
+        """A worker's output (a driver's: its direct tasks', which it has printed itself)."""
         for driver in self.log_to:
-            self.to_client(driver, Kind.LOG, lines)
+            if driver != cid:
+                self.to_client(driver, Kind.LOG, lines)
 
     def _lease(self, ident, cid, body):
         op = body[0]

@@ -4,7 +4,9 @@
     driver ◀── LEASE grant(worker, address) ── head
     driver ── DTASKS (its result address, [spec, function once]) ──▶ worker
     driver ◀── DDONE [results] ── worker            (2 hops, not 4: the head is not crossed)
-    driver ── RECORDS (batched, every 20 ms) ──▶ head: events, counts, function stats
+    driver ── RECORDS (batched, every 20 ms) ──▶ head: events, counts, function stats,
+                                                  a failed task's traceback
+    driver ── LOG (a leased worker's output, sent by DLOG) ──▶ head ──▶ the other drivers
     worker ── PUBLISH (large results, results holding refs) ──▶ head, before DDONE
     driver ── LEASE return(worker) ──▶ head, once the lane has been idle IDLE_RETURN s
 
@@ -37,7 +39,7 @@ from . import logs
 from .errors import OutOfMemoryError, TaskCancelledError, WorkerCrashedError
 from .protocol import Kind
 from .records import ERROR, SHARED
-from .serialization import error_name, system_error_payload
+from .serialization import error_name, error_text, system_error_payload
 from .session import Dialer, Sessions
 
 IDLE_RETURN = 0.2  # seconds a lease may sit idle before it goes back to the head
@@ -198,7 +200,7 @@ class Direct:
                 entry.started = time.time()
                 # "running" from the moment it is sent, as on the head's path
                 self.records.append((entry.spec[0], entry.spec[10], lease.wid, fid,
-                                     entry.submitted, entry.started, None, None))  # fmt: skip
+                                     entry.submitted, entry.started, None, None, None))  # fmt: skip
                 room -= 1
             with lease.lock:
                 lease.dialer.send(Kind.DTASKS, (self._server_address(), batch))
@@ -381,8 +383,10 @@ class Direct:
         for _, kind, body, _ in self.sessions.serve(self.server):
             if kind == Kind.DDONE:
                 self._done(body)
-            elif kind == Kind.DLOG:
-                logs.deliver(body)
+            elif kind == Kind.DLOG:  # printed here (if asked), and by every other driver
+                if self.client.log_to_driver:
+                    logs.deliver(body)
+                self.client.send(Kind.LOG, body)
 
     def _done(self, reports):
         client = self.client
@@ -412,11 +416,12 @@ class Direct:
                 st = self.stats.setdefault(fid, [0, 0.0])
                 st[0] += 1
                 st[1] += max(0.0, finished - started)
-                state = "failed" if failed else "finished"
-                if failed and error_name(errors[0]) == "TaskCancelledError":
-                    state = "cancelled"
+                state, text = "finished", None
+                if failed:
+                    state = _failed_state(errors[0])
+                    text = error_text(errors[0])
                 self.records.append((tid, entry.spec[10], lease.wid, fid, entry.submitted,
-                                     started, finished, state))  # fmt: skip
+                                     started, finished, state, text))  # fmt: skip
                 for oid, payload, contained in results:
                     store.append((oid, payload))
                     settle.append((oid, payload[0] == SHARED or bool(contained), payload))
@@ -457,10 +462,10 @@ class Direct:
         now = time.time()
         if entry.started is None:  # it never reached a worker: queued, then failed
             self.records.append((tid, entry.spec[10], None, entry.spec[2], entry.submitted,
-                                 now, None, None))  # fmt: skip
-        state = "cancelled" if error_name(payload) == "TaskCancelledError" else "failed"
+                                 now, None, None, None))  # fmt: skip
         self.records.append((tid, entry.spec[10], None, entry.spec[2], entry.submitted,
-                             entry.started or now, now, state))  # fmt: skip
+                             entry.started or now, now, _failed_state(payload),
+                             error_text(payload)))  # fmt: skip
         self.client._store([(oid, payload) for oid in entry.spec[6]])
         for oid in entry.spec[6]:
             self._settle(oid, False, payload)
@@ -572,3 +577,8 @@ def _reachable_ip(head_address: str) -> str:
             return s.getsockname()[0]
     except OSError:
         return os.environ.get("KIT_NODE_IP", "127.0.0.1")
+
+
+def _failed_state(payload) -> str:
+    """The end state of a task whose result is the ERROR ``payload``."""
+    return "cancelled" if error_name(payload) == "TaskCancelledError" else "failed"

@@ -52,7 +52,8 @@ class Kind:
     TASKS = 10  # H -> W: [(spec, fblob or None, dep payloads), ...]
     DONE = 11  # W -> H: [(task id, results, timing), ...]
     CANCEL = 12  # C -> H: (task id, force, recursive) ; H -> W: (task id,)
-    LOG = 13  # W -> H -> C: [(task id, label, pid, node, stream, text), ...]
+    LOG = 13  # W -> H -> C: [(task id, label, pid, node, stream, text), ...]; D -> H: the
+    #          output of its direct tasks, for the other drivers
     QUERY = 14  # C -> H: (req id, what, args) ; H -> C: (req id, answer)
     REPLY = 15  # H -> C: (req id, answer)
     BLOCKED = 16  # W -> H: (blocked: bool)
@@ -74,7 +75,8 @@ class Kind:
     DDONE = 29  # W -> D: [(task id, results, started, finished, retry)]
     # 30: unused (a direct task's cancel goes through the head: LEASE "cancel")
     RECORDS = 31  # D -> H: [(task id, label, worker, fid, submitted, started, finished,
-    #               state)]: finished None when sent to a worker, else its end state
+    #               state, error)]: finished None when sent to a worker, else its end
+    #               state; error: a failed task's traceback text, else None
     PUBLISH = 32  # W -> H: (req, [(owner, spec, results)]): direct results the head must keep
     # (answered with a REPLY once they are in: only then does the worker send the DDONE)
     DLOG = 33  # W -> D: [LogLine]: a direct task's output, before its DDONE

@@ -100,6 +100,7 @@ def _task_move(t, new: str) -> None:
     _move(t, new, CREATE_MOVES if t.spec.kind == ACTOR_CREATE else TASK_MOVES)
 
 
+DIRECT_ERRORS = 1000  # direct tasks' tracebacks kept until the dashboard's probe takes them
 RECLAIM_EVERY = 0.05  # seconds between two asks to one driver to give leases back
 PIPELINE_DEPTH = 8  # tasks queued on one worker when tasks are known to be short
 FAST_TASK_SECONDS = 0.002  # "short": a function's mean run time below this
@@ -414,6 +415,7 @@ class Scheduler:
         # (client, oid) -> [+1 | -1, ...]: ref changes about objects the head did not know
         # yet (a direct result, or a ref in it, reaches its driver before the head)
         self.early: dict = {}
+        self.direct_errors: dict = {}  # task id -> traceback text of a failed direct task
         self.reclaimed: dict = {}  # driver id -> when it was last asked to give leases back
         self.pipe: list = [{} for _ in range(PIPELINE_DEPTH)]  # [queue length] -> {wid: w}
         self.may_grow = False  # an autoscaler may add nodes: unschedulable work waits
@@ -1432,7 +1434,7 @@ class Scheduler:
         """What a driver's direct tasks did, reported in batches: a task sent to a worker
         (``finished`` None: queued and running events), or ended (events, counts, stats)."""
         out, counts, stats = self.out, self.counts, self.fn_stats
-        for tid, label, wid, fid, submitted, started, finished, state in records:
+        for tid, label, wid, fid, submitted, started, finished, state, error in records:
             w = self.workers.get(wid)
             nid = w.node if w is not None else None
             if finished is None:
@@ -1447,6 +1449,11 @@ class Scheduler:
             out.append(("event", TaskEvent(tid, label, state, finished, wid, nid, started)))
             failed = state != "finished"
             counts["failed" if failed else "finished"] += 1
+            if error is not None:  # for the dashboard (its probe takes it at the event)
+                errors = self.direct_errors
+                errors[tid] = error
+                if len(errors) > DIRECT_ERRORS:
+                    del errors[next(iter(errors))]
             node = self.nodes.get(nid)
             if node is not None:
                 if failed:

@@ -201,6 +201,25 @@ def _try_dumps(exc):
         return None
 
 
+ERROR_TEXT = 8000  # characters of a traceback kept by error_text
+
+
+def error_text(payload) -> str:
+    """The traceback (or kit's message) that an ERROR payload holds, for people to read.
+
+    Example:
+        >>> error_text((2, ("sys", "WorkerCrashedError", "the worker died")))
+        'WorkerCrashedError: the worker died'
+    """
+    info = payload[1]
+    if info[0] == "sys":
+        text = f"{info[1]}: {info[2]}"
+    else:
+        _, _, type_name, msg, tb, *_ = info
+        text = tb or f"{type_name}: {msg}"
+    return text[-ERROR_TEXT:]
+
+
 def error_name(payload) -> str:
     """The class name of the error an ERROR payload holds (``TaskCancelledError``...)."""
     info = payload[1]

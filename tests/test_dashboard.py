@@ -132,27 +132,39 @@ def test_figures_match_the_runtime_and_metrics_parse(dash):
     bad = boom.remote(kit.put(7))  # a ref argument: the head's path, which keeps errors
     with pytest.raises(ValueError):
         kit.get(bad)
+    with pytest.raises(ValueError):  # the direct path: its driver sends the traceback
+        kit.get(boom.remote(8))
 
     def settled():
         st = state(base, view)
         runtime = {n["tag"]: (n["done"], n["failed"]) for n in kit.nodes()}
         page = {n["tag"]: (n["done"], n["failed"]) for n in st["overview"]["nodes"]}
-        return st if page == runtime and sum(d for d, _ in runtime.values()) >= 66 else None
+        failed = sum(f for _, f in runtime.values())
+        return st if page == runtime and failed == 2 and len(_failed(st)) == 2 else None
 
     st = wait_until(settled, 20, "the dashboard's per-node counts to equal kit.nodes()")
     fns = {f[0]: f[1:] for f in st["functions"]}
-    assert fns["nap"][:3] == [60, 0, 60] and fns["boom"][3] == 1
-    (failed,) = [r for r in st["rows"] if r[2] == "failed"]
-    assert failed[1] == "boom" and "ValueError: boom 7" in failed[10]
+    assert fns["nap"][:3] == [60, 0, 60] and fns["boom"][3] == 2
+    failed = _failed(st)
+    assert [r[1] for r in failed] == ["boom", "boom"]
+    assert sorted(r[10].splitlines()[-1] for r in failed) == [
+        "ValueError: boom 7",
+        "ValueError: boom 8",
+    ]
     (actor,) = st["actors"]
     assert (actor["class"], actor["state"], actor["calls"]) == ("Counter", "ALIVE", 5)
     (me,) = [d for d in st["drivers"] if d["pid"] == os.getpid()]
-    assert me["submitted"] >= 67 and me["failed"] == 1
+    assert me["submitted"] >= 68 and me["failed"] == 2
     actor_worker = next(w for w in st["workers"] if w["actor"] == actor["id"])
     wait_until(
         lambda: any("count 5" in line[2] for w in state(base, view)["workers"]
                     if w["id"] == actor_worker["id"] for line in w["logs"]),
         10, "the actor's output among its worker's recent lines",
+    )  # fmt: skip
+    wait_until(  # printed by direct tasks: their driver passes it on to the head
+        lambda: any("nap 59" in line[2] for w in state(base, view)["workers"]
+                    for line in w["logs"]),
+        10, "a direct task's output among its worker's recent lines",
     )  # fmt: skip
     # /metrics: Prometheus' own parser reads it, and its counts are the runtime's
     _, _, text = fetch(f"{base}/metrics?token={view}")
@@ -178,6 +190,11 @@ def test_figures_match_the_runtime_and_metrics_parse(dash):
     assert "Thread" in stack["stack"] or "py-spy could not" in stack["stack"]
 
 
+def _failed(st) -> list:
+    """The failed rows of the tasks table that carry their traceback."""
+    return [r for r in st["rows"] if r[2] == "failed" and r[10]]
+
+
 @pytest.mark.timeout(150)
 def test_a_kit_start_head_cluster_shows_two_drivers_work(tmp_path):
     env = dict(os.environ, KIT_STATE_DIR=str(tmp_path / "state"))
@@ -199,7 +216,7 @@ def test_a_kit_start_head_cluster_shows_two_drivers_work(tmp_path):
         f"import sys, time, kit\nsys.path.insert(0, {TESTS!r})\n"
         "kit.init(address='auto', log_to_driver=False)\n"
         "label = sys.argv[1]\n"
-        "def work(i):\n    return i\n"
+        "def work(i):\n    print('said by', label, i)\n    return i\n"
         "work.__name__ = work.__qualname__ = label  # each driver's own function name\n"
         "g = kit.remote(work)\n"
         "print(sum(kit.get([g.remote(i) for i in range(int(sys.argv[2]))])), flush=True)\n"
@@ -215,6 +232,7 @@ def test_a_kit_start_head_cluster_shows_two_drivers_work(tmp_path):
         link = kit_cli("dashboard", "--print").stdout.strip()
         assert link == auth.link(head["dashboard"], head["token"])
         base, view = link.split("/?token=")
+        state(base, view)  # someone watches: output printed from now on is kept
         for label, n in (("alpha_job", 40), ("beta_job", 25)):
             p = subprocess.Popen(
                 [sys.executable, "-c", driver, label, str(n)],
@@ -231,14 +249,22 @@ def test_a_kit_start_head_cluster_shows_two_drivers_work(tmp_path):
             return ok and work.get("beta_job") == [25, 25, 0] and ds
 
         wait_until(both, 20, "both drivers and what each submitted on the dashboard")
+        # what their tasks print reaches the dashboard, not the drivers (log_to_driver=False)
+        wait_until(
+            lambda: {"alpha_job", "beta_job"} <= {
+                line[2].split()[-2] for w in state(base, view)["workers"]
+                for line in w["logs"] if "said by" in line[2]},
+            10, "the tasks' output on the dashboard",
+        )  # fmt: skip
         status = kit_cli("status").stdout
         assert f"dashboard: {link}" in status
+        for p in procs:
+            p.stdin.close()
+            assert p.stdout.read() == ""  # nothing printed by the tasks
+            p.wait(20)
     finally:
         for p in procs:
-            try:
-                p.stdin.close()
-                p.wait(20)
-            except Exception:
+            if p.poll() is None:
                 p.kill()
         kit_cli("stop", check=False)
 

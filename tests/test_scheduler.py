@@ -533,8 +533,8 @@ def test_a_lease_running_nothing_is_not_busy_in_the_snapshot():
     wid = actions(s, "lease")[0][2][2]
     assert s.nodes[NODE].avail["CPU"] == 0.0  # the scheduler's own accounting
     assert s.snapshot()[0]["available"]["CPU"] == 1.0
-    s.direct_records(DRIVER, [(b"t1", "f", wid, b"f", 1.0, 1.0, None, None)])
+    s.direct_records(DRIVER, [(b"t1", "f", wid, b"f", 1.0, 1.0, None, None, None)])
     (snap,) = s.snapshot()
     assert snap["available"]["CPU"] == 0.0 and snap["running"] == 1
-    s.direct_records(DRIVER, [(b"t1", "f", wid, b"f", 1.0, 1.0, 2.0, "finished")])
+    s.direct_records(DRIVER, [(b"t1", "f", wid, b"f", 1.0, 1.0, 2.0, "finished", None)])
     assert s.snapshot()[0]["available"]["CPU"] == 1.0

@@ -16,26 +16,10 @@ import time
 from collections import deque
 
 from ..records import ERROR, object_id
+from ..serialization import error_text
 
 FAILURES = 1000  # failed tasks' errors kept for the dashboard
 ACTORS = 2000  # actors listed at most (live ones first)
-ERROR_TEXT = 8000  # characters of a traceback kept
-
-
-def error_text(payload) -> str:
-    """The traceback (or kit's message) that an ERROR payload holds, for people to read.
-
-    Example:
-        >>> error_text((2, ("sys", "WorkerCrashedError", "the worker died")))
-        'WorkerCrashedError: the worker died'
-    """
-    info = payload[1]
-    if info[0] == "sys":
-        text = f"{info[1]}: {info[2]}"
-    else:
-        _, _, type_name, msg, tb, *_ = info
-        text = tb or f"{type_name}: {msg}"
-    return text[-ERROR_TEXT:]
 
 
 class Probe:
@@ -61,12 +45,16 @@ class Probe:
                 self._keep(e)
 
     def _keep(self, e) -> None:
-        obj = self.head.sched.objects.get(object_id(e[0], 0))
-        payload = obj.payload if obj is not None else None
-        if payload is None or payload[0] != ERROR:
-            return
+        sched = self.head.sched
+        text = sched.direct_errors.pop(e[0], None)  # a direct task's: its driver sent it
+        if text is None:
+            obj = sched.objects.get(object_id(e[0], 0))
+            payload = obj.payload if obj is not None else None
+            if payload is None or payload[0] != ERROR:
+                return
+            text = error_text(payload)
         self.failure_seq += 1
-        self.failures.append((self.failure_seq, e[0], e[1], error_text(payload)))
+        self.failures.append((self.failure_seq, e[0], e[1], text))
 
     def answer(self, since) -> dict:
         """The dashboard query's answer: workers, actors, drivers, failures after ``since``."""
