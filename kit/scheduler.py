@@ -100,6 +100,7 @@ def _task_move(t, new: str) -> None:
     _move(t, new, CREATE_MOVES if t.spec.kind == ACTOR_CREATE else TASK_MOVES)
 
 
+DEAD_ACTORS_KEPT = 1000  # dead actors remembered (why they died), the oldest forgotten
 DIRECT_ERRORS = 1000  # direct tasks' tracebacks kept until the dashboard's probe takes them
 RECLAIM_EVERY = 0.05  # seconds between two asks to one driver to give leases back
 PIPELINE_DEPTH = 8  # tasks queued on one worker when tasks are known to be short
@@ -402,6 +403,7 @@ class Scheduler:
         self.now = 0.0  # set by the head before each event (time is injected)
         self._pending_actors: list = []
         self.actor_of: dict = {}  # creation result oid -> actor id (handles hold it)
+        self.dead_actors: deque = deque()  # actor ids in the order they died (see _bury)
         self.copies: dict = {}  # shared-memory name -> [(node id, copy name, size)]
         self.lineage = LineageTable()  # how to make lost objects again
         self.children: dict = {}  # task id -> ids of the tasks it submitted (to cancel)
@@ -860,6 +862,22 @@ class Scheduler:
             if o is not None and o.payload is None and not (o.pins or o.holders):
                 del self.objects[oid]
 
+    def _bury(self, actor):
+        """A dead actor is kept (its calls say why it died; views list it) among the last
+        DEAD_ACTORS_KEPT dead ones; older ones are forgotten, or a notebook that makes
+        actors all day would grow the head without end."""
+        dead = self.dead_actors
+        dead.append(actor.aid)
+        while len(dead) > DEAD_ACTORS_KEPT:
+            old = self.actors.get(dead.popleft())
+            if old is None or old.state != A_DEAD:
+                continue
+            del self.actors[old.aid]
+            if old.name is not None:
+                key = (old.create.spec.opts.get("namespace"), old.name)
+                if self.names.get(key) == old.aid:
+                    del self.names[key]
+
     def _new_actor(self, t, cid) -> bool:
         """Record the actor ``t`` creates; False (and ``t`` failed) if its name is taken."""
         spec = t.spec
@@ -878,6 +896,7 @@ class Scheduler:
             )
             self._fail(t, system_error_payload(ActorDiedError, why))
             _move(actor, A_DEAD, ACTOR_MOVES)
+            self._bury(actor)
             return False
         self.names[key] = aid
         return True
@@ -1604,6 +1623,7 @@ class Scheduler:
             return
         _move(actor, A_DEAD, ACTOR_MOVES)
         actor.cause = cause
+        self._bury(actor)
         node = self.nodes.get(actor.node)
         if node is not None:
             _give(actor.res, node.avail)

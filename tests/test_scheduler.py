@@ -255,6 +255,27 @@ def test_dropping_every_handle_kills_actor():
     assert s.actors[aid].state == "DEAD"
 
 
+def test_dead_actors_are_remembered_then_forgotten_oldest_first(monkeypatch):
+    monkeypatch.setattr("kit.scheduler.DEAD_ACTORS_KEPT", 3)
+    s = setup()
+    aids = [b"dead%d" % i for i in range(5)]
+    for i, aid in enumerate(aids):
+        opts = {"meta": "A", "handle": {}, "name": f"a{i}"}
+        s.submit(DRIVER, spec(aid, kind=ACTOR_CREATE, actor=aid, res={}, opts=opts))
+        s.kill_actor(aid, "killed by kit.kill")
+    assert [a for a in aids if a in s.actors] == aids[2:]  # the last 3 dead ones
+    assert [k[1] for k in s.names] == ["a2", "a3", "a4"]
+    s.submit(DRIVER, spec(b"call", kind=ACTOR_CALL, actor=aids[4], method="m", fid=None, res={}))
+    assert "killed by kit.kill" in s.objects[oid(b"call")].payload[1][2]  # still says why
+    live = b"live"  # a live actor is never forgotten
+    s.submit(DRIVER, spec(live, kind=ACTOR_CREATE, actor=live, res={}, opts={"handle": {}}))
+    for i in range(5, 10):
+        aid = b"dead%d" % i
+        s.submit(DRIVER, spec(aid, kind=ACTOR_CREATE, actor=aid, res={}, opts={"handle": {}}))
+        s.kill_actor(aid, "gone")
+    assert live in s.actors and len(s.actors) == 4
+
+
 def test_fast_tasks_pipeline_but_not_behind_slow_ones():
     s = setup(cpus=1, workers=1)
     w = next(iter(s.workers))
