@@ -34,8 +34,10 @@ from .api import wait as wait
 from .completion import as_completed as as_completed
 from .errors import ActorDiedError as ActorDiedError
 from .errors import AuthenticationError as AuthenticationError
+from .errors import ClusterFileError as ClusterFileError
 from .errors import GetTimeoutError as GetTimeoutError
 from .errors import HeadDiedError as HeadDiedError
+from .errors import HostError as HostError
 from .errors import KitError as KitError
 from .errors import NodeDiedError as NodeDiedError
 from .errors import ObjectLostError as ObjectLostError
@@ -51,6 +53,7 @@ from .object_ref import ObjectRef as ObjectRef
 from .pool import Pool as Pool
 from .protocol import KIT_VERSION
 from .scheduling import NodeAffinitySchedulingStrategy as NodeAffinitySchedulingStrategy
+from .up import Cluster as Cluster
 
 
 def dask_scheduler(dsk, keys, **kwargs):

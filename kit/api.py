@@ -273,12 +273,32 @@ def _resolve_address(address, token, encrypt):
     if st is not None and st["address"].split(":")[-1] == address.split(":")[-1]:
         token = token or st["token"]
         encrypt = encrypt or st.get("encrypt", False)
+    token = token or _cluster_file_token(address)
     if not token:
         raise KitError(
             f"connecting to {address} needs the cluster's token: pass token=..., "
             f"or set KIT_TOKEN (`kit start --head` printed it)"
         )
     return address, token, encrypt
+
+
+def _cluster_file_token(address):
+    """The token of a cluster ``kit up`` started at ``address`` (its state file here), or None."""
+    import glob
+    import json
+
+    from .paths import state_dir
+
+    want = address.replace("tcp://", "")
+    for path in glob.glob(os.path.join(state_dir(create=False), "clusters", "*.json")):
+        try:
+            with open(path) as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if st.get("address") == want:
+            return st.get("token")
+    return None
 
 
 def shutdown() -> None:
@@ -561,30 +581,30 @@ def nodes():
         >>> len(kit.nodes())
         1
     """
-    out = []
-    for n in _current_client().query("nodes"):
-        out.append(
-            {
-                "NodeID": n["node_id"].hex(),
-                "Alive": n["alive"],
-                "NodeManagerAddress": n.get("address"),
-                "Resources": n["resources"],
-                "alive": n["alive"],
-                "node_id": n["node_id"].hex(),
-                "address": n.get("address"),
-                "resources": n["resources"],
-                "available": n["available"],
-                "running": n["running"],
-                "queued": n["queued"],
-                "done": n["done"],
-                "failed": n["failed"],
-                "store_used": n["store_used"],
-                "store_limit": n.get("store_limit", 0),
-                "tag": n.get("tag"),
-                "pid": n.get("pid"),
-            }
-        )
-    return out
+    return [_node_dict(n) for n in _current_client().query("nodes")]
+
+
+def _node_dict(n) -> dict:
+    """A node as ``nodes()`` shows it (Ray's keys, and kit's own), from the head's snapshot."""
+    return {
+        "NodeID": n["node_id"].hex(),
+        "Alive": n["alive"],
+        "NodeManagerAddress": n.get("address"),
+        "Resources": n["resources"],
+        "alive": n["alive"],
+        "node_id": n["node_id"].hex(),
+        "address": n.get("address"),
+        "resources": n["resources"],
+        "available": n["available"],
+        "running": n["running"],
+        "queued": n["queued"],
+        "done": n["done"],
+        "failed": n["failed"],
+        "store_used": n["store_used"],
+        "store_limit": n.get("store_limit", 0),
+        "tag": n.get("tag"),
+        "pid": n.get("pid"),
+    }
 
 
 def _sum_resources(key):

@@ -1,6 +1,8 @@
 """The ``kit`` command.
 
     kit demo                          tasks, a graph and an actor on a local cluster
+    kit up|down|status cluster.yaml   a cluster of machines over ssh (kit/up.py)
+    kit exec cluster.yaml -- CMD      a command on its head (--host H, --all)
     kit start --head [options]        a head and a node agent on this host, as daemons
     kit start --address HOST:PORT     a node agent joining that head
     kit status [--address A]          the cluster's nodes and their counts, the dashboard
@@ -26,7 +28,7 @@ import sys
 import time
 
 from . import paths, process
-from .errors import UnsafePathError
+from .errors import KitError
 from .paths import state_dir
 
 
@@ -87,10 +89,13 @@ def _spawn(mode, cfg, log):
 
 
 def _token(args):
-    """The token from --token, --token-file or KIT_TOKEN (in that order), or None."""
+    """The token from --token, --token-file (``-``: the first line of stdin) or KIT_TOKEN
+    (in that order), or None."""
     if getattr(args, "token", None):
         return args.token
     path = getattr(args, "token_file", None)
+    if path == "-":
+        return sys.stdin.readline().strip() or None
     if path:
         try:
             with open(path) as f:
@@ -112,69 +117,113 @@ def _resources(text):
 
 
 def cmd_start(args) -> int:
+    try:
+        if args.head:
+            info = start_head(args)
+        else:
+            info = start_node(args)
+    except StartError as e:
+        print(f"kit: {e}", file=sys.stderr)
+        return e.code
+    if not args.head:
+        print(f"kit node {info['node_id']} joined the cluster at {args.address}.")
+        return 0
+    address, token = info["address"], info["token"]
+    print(f"kit head started at {address} (cluster {info['cluster']}).")
+    if info.get("dashboard"):
+        print(f"Its dashboard: {info['dashboard']} (`kit dashboard` opens it)")
+    print("To add another machine to this cluster, run there:")
+    enc, enc_py = (" --encrypt", ", encrypt=True") if args.encrypt else ("", "")
+    print(f"  KIT_TOKEN={token} kit start --address {address}{enc}")
+    print("To connect from Python:")
+    print(f'  kit.init(address="{address}", token="{token}"{enc_py})')
+    print(
+        "The token is kept in "
+        + os.path.join(state_dir(), "head.json")
+        + " (readable only by you). Stop with `kit stop`."
+    )
+    return 0
+
+
+class StartError(KitError):
+    """``kit start`` could not start what it was asked to (``code``: the exit status)."""
+
+    def __init__(self, message, code=1):
+        super().__init__(message)
+        self.code = code
+
+
+def _prepare_dirs():
     state_dir()  # each made 0700, or checked: the token,
     paths.runtime_dir()  # a head's ipc socket,
     paths.spill_dir()  # the node agent's spilled objects
+
+
+def start_head(args) -> dict:
+    """Start a head and its node as daemons (``kit start --head``); what head.json holds.
+
+    ``args`` are ``kit start``'s parsed options; ``args.autoscale`` (set by ``kit up`` on
+    the head's host, never a flag) has the head fork an autoscaler (``kit/autoscaler.py``).
+
+    Raises:
+        StartError: a head already runs here, or it did not start.
+    """
+    _prepare_dirs()
     cpus = args.num_cpus if args.num_cpus is not None else (os.cpu_count() or 1)
-    if args.head:
-        if read_state() is not None and process.alive(read_state().get("pid")):
-            print("kit: a head is already running on this host; `kit stop` first", file=sys.stderr)
-            return 1
-        ip = args.node_ip_address or default_ip()
-        token = _token(args) or secrets.token_hex(16)
-        cfg = {
-            "token": token,
-            "num_cpus": cpus,
-            "resources": _resources(args.resources),
-            "object_store_memory": args.object_store_memory,
-            "bind": ip,
-            "port": args.port,
-            "node_ip": ip,
-            "num_nodes": 1,
-            "node_timeout": args.node_timeout,
-            "encrypt": args.encrypt,
-            "dashboard": not args.no_dashboard,
-            "dashboard_host": args.dashboard_host,
-            "dashboard_port": args.dashboard_port,
-        }
-        info = _spawn("--daemon-head", cfg, os.path.join(state_dir(), "head.log"))
-        address = info["address"].replace("tcp://", "")
-        _write_private(
-            os.path.join(state_dir(), "head.json"),
-            {
-                "address": address,
-                "token": token,
-                "pid": info["pid"],
-                "cluster": info["cluster"],
-                "encrypt": args.encrypt,
-                "dashboard": info.get("dashboard"),
-            },
-        )
-        print(f"kit head started at {address} (cluster {info['cluster']}).")
-        if info.get("dashboard"):
-            print(f"Its dashboard: {info['dashboard']} (`kit dashboard` opens it)")
-        print("To add another machine to this cluster, run there:")
-        enc, enc_py = (" --encrypt", ", encrypt=True") if args.encrypt else ("", "")
-        print(f"  KIT_TOKEN={token} kit start --address {address}{enc}")
-        print("To connect from Python:")
-        print(f'  kit.init(address="{address}", token="{token}"{enc_py})')
-        print(
-            "The token is kept in "
-            + os.path.join(state_dir(), "head.json")
-            + " (readable only by you). Stop with `kit stop`."
-        )
-        return 0
+    st = read_state()
+    if st is not None and process.alive(st.get("pid")):
+        raise StartError("a head is already running on this host; `kit stop` first")
+    ip = args.node_ip_address or default_ip()
+    token = _token(args) or secrets.token_hex(16)
+    cfg = {
+        "token": token,
+        "num_cpus": cpus,
+        "resources": _resources(args.resources),
+        "object_store_memory": args.object_store_memory,
+        "bind": ip,
+        "port": args.port,
+        "node_ip": ip,
+        "num_nodes": 1,
+        "node_timeout": args.node_timeout,
+        "encrypt": args.encrypt,
+        "dashboard": not args.no_dashboard,
+        "dashboard_host": args.dashboard_host,
+        "dashboard_port": args.dashboard_port,
+        "autoscale": getattr(args, "autoscale", None),
+    }
+    info = _spawn("--daemon-head", cfg, os.path.join(state_dir(), "head.log"))
+    state = {
+        "address": info["address"].replace("tcp://", ""),
+        "token": token,
+        "pid": info["pid"],
+        "cluster": info["cluster"],
+        "encrypt": args.encrypt,
+        "dashboard": info.get("dashboard"),
+    }
+    _write_private(os.path.join(state_dir(), "head.json"), state)
+    return state
+
+
+def start_node(args) -> dict:
+    """Start a node agent joining ``args.address`` as a daemon (``kit start --address``).
+
+    Returns:
+        ``{"pid", "address", "node_id", "tag"}`` (what its state file holds).
+
+    Raises:
+        StartError: no address or token, or the node did not join (the reason, one line).
+    """
+    _prepare_dirs()
+    cpus = args.num_cpus if args.num_cpus is not None else (os.cpu_count() or 1)
     if not args.address:
-        print("kit: give --head, or --address HOST:PORT of a head", file=sys.stderr)
-        return 2
+        raise StartError("give --head, or --address HOST:PORT of a head", 2)
     token = _token(args)
     if not token:
-        print(
-            "kit: joining needs the cluster's token (printed by kit start --head): set "
+        raise StartError(
+            "joining needs the cluster's token (printed by kit start --head): set "
             "KIT_TOKEN, or give --token-file",
-            file=sys.stderr,
+            2,
         )
-        return 2
     ip = args.node_ip_address or default_ip()
     cfg = {
         "token": token,
@@ -184,44 +233,57 @@ def cmd_start(args) -> int:
         "node_ip": ip,
         "address": "tcp://" + args.address.replace("tcp://", ""),
         "cluster": None,
-        "tag": "h" + secrets.token_hex(3),
+        "tag": getattr(args, "tag", None) or "h" + secrets.token_hex(3),
         "encrypt": args.encrypt,
     }
     log = os.path.join(state_dir(), f"node-{cfg['tag']}.log")
     info = _spawn("--daemon-node", cfg, log)
     # The node joins (hello, welcome) right after its ready line; check that it did.
-    time.sleep(0.2)
     deadline = time.time() + 10
     while time.time() < deadline and process.alive(info["pid"]):
         with open(log) as f:
             text = f.read()
         if "AuthenticationError" in text or "no answer" in text:
-            print("kit: " + text.strip().splitlines()[-1], file=sys.stderr)
-            return 1
+            raise StartError(text.strip().splitlines()[-1])
         if "joined" in text:
             break
-        time.sleep(0.1)
+        time.sleep(0.1)  # polling the node's log for its join
     if not process.alive(info["pid"]):
         with open(log) as f:
             lines = f.read().strip().splitlines()
-        print(
-            "kit: the node did not join: " + (lines[-1] if lines else "no output"), file=sys.stderr
-        )
-        return 1
-    _write_private(
-        os.path.join(state_dir(), f"node-{cfg['tag']}.json"),
-        {"pid": info["pid"], "address": args.address, "node_id": info["node_id"]},
-    )
-    print(f"kit node {info['node_id']} joined the cluster at {args.address}.")
-    return 0
+        raise StartError("the node did not join: " + (lines[-1] if lines else "no output"))
+    state = {
+        "pid": info["pid"],
+        "address": args.address,
+        "node_id": info["node_id"],
+        "tag": cfg["tag"],
+    }
+    _write_private(os.path.join(state_dir(), f"node-{cfg['tag']}.json"), state)
+    return state
 
 
 def cmd_stop(args) -> int:
+    stopped = stop_all()
+    print(f"kit: stopped {stopped} daemon(s)" if stopped else "kit: nothing was running")
+    return 0
+
+
+def stop_all(tags=None) -> int:
+    """Stop the kit daemons started with this state directory (``tags``: only those nodes);
+    sweep their shared memory; return how many were running.
+
+    Example:
+        >>> stop_all()  # doctest: +SKIP
+        2
+    """
     folder = state_dir(create=False)
-    files = glob.glob(os.path.join(folder, "node-*.json"))
-    head = os.path.join(folder, "head.json")
-    if os.path.exists(head):
-        files.append(head)
+    if tags is None:
+        files = glob.glob(os.path.join(folder, "node-*.json"))
+        head = os.path.join(folder, "head.json")
+        if os.path.exists(head):
+            files.append(head)
+    else:
+        files = [os.path.join(folder, f"node-{t}.json") for t in tags]
     stopped = 0
     clusters = []
     for path in files:
@@ -229,7 +291,8 @@ def cmd_stop(args) -> int:
             with open(path) as f:
                 st = json.load(f)
         except (OSError, ValueError):
-            os.unlink(path)
+            if os.path.exists(path):
+                os.unlink(path)
             continue
         pid = st.get("pid")
         if st.get("cluster"):
@@ -241,7 +304,7 @@ def cmd_stop(args) -> int:
                 pass
             deadline = time.time() + 5
             while process.alive(pid) and time.time() < deadline:
-                time.sleep(0.05)
+                time.sleep(0.05)  # polling for the daemon to exit
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -253,11 +316,12 @@ def cmd_stop(args) -> int:
     for c in clusters:
         object_store.sweep(f"kit_{c}_")
     object_store.sweep_dead_clusters()
-    print(f"kit: stopped {stopped} daemon(s)" if stopped else "kit: nothing was running")
-    return 0
+    return stopped
 
 
 def cmd_status(args) -> int:
+    if args.cluster_file:
+        return _from_up("cmd_status")(args)
     import kit
 
     st = read_state()
@@ -339,14 +403,19 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    """Entry point of the ``kit`` console script.
+def _from_up(name):
+    """A command of ``kit/up.py`` (imported when it runs: PyYAML only then)."""
 
-    Example:
-        $ kit start --head --num-cpus 2
-        $ kit status
-        $ kit stop
-    """
+    def run(args):
+        from . import up
+
+        return getattr(up, name)(args)
+
+    return run
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``kit`` command's argument parser (``kit up`` uses it to start daemons)."""
     p = argparse.ArgumentParser(prog="kit", description="kit: notebook-first cluster runtime")
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="run a short demo on a local cluster")
@@ -392,6 +461,7 @@ def main(argv=None) -> int:
     )
     s.set_defaults(fn=cmd_start)
     t = sub.add_parser("status", help="show the cluster's nodes")
+    t.add_argument("cluster_file", nargs="?", help="a cluster file: each host's state, then")
     t.add_argument("--address")
     t.add_argument("--token")
     t.add_argument("--token-file")
@@ -403,10 +473,36 @@ def main(argv=None) -> int:
     db.set_defaults(fn=cmd_dashboard)
     st = sub.add_parser("stop", help="stop the kit daemons started on this host")
     st.set_defaults(fn=cmd_stop)
-    args = p.parse_args(argv)
+    u = sub.add_parser("up", help="start (or repair) the cluster a cluster file describes")
+    u.add_argument("cluster_file")
+    u.add_argument("--restart", action="store_true", help="restart what runs already")
+    u.add_argument("--no-setup", action="store_true", help="skip the files and setup steps")
+    u.set_defaults(fn=_from_up("cmd_up"))
+    dn = sub.add_parser("down", help="stop every kit process of a cluster file, on every host")
+    dn.add_argument("cluster_file")
+    dn.set_defaults(fn=_from_up("cmd_down"))
+    ex = sub.add_parser("exec", help="run a command on the hosts of a cluster file")
+    ex.add_argument("cluster_file")
+    ex.add_argument("--host", help="only this host (default: the head)")
+    ex.add_argument("--all", action="store_true", help="every host of the file")
+    ex.add_argument("command", nargs=argparse.REMAINDER, help="after --: the command")
+    ex.set_defaults(fn=_from_up("cmd_exec"))
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``kit`` console script.
+
+    Example:
+        $ kit start --head --num-cpus 2
+        $ kit up cluster.yaml
+        $ kit status
+        $ kit stop
+    """
+    args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except UnsafePathError as e:
+    except KitError as e:
         print(f"kit: {e}", file=sys.stderr)
         return 1
 

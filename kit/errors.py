@@ -27,6 +27,8 @@ __all__ = [
     "UnsafePathError",
     "OutOfMemoryError",
     "SerializationError",
+    "ClusterFileError",
+    "HostError",
     "RaySystemError",
 ]
 
@@ -214,6 +216,23 @@ class UntrustedObjectError(UnsafePathError):
 
 class SerializationError(KitError, TypeError):
     """A value could not be pickled or unpickled; the message names which one."""
+
+
+class ClusterFileError(KitError, ValueError):
+    """A cluster file (``kit up cluster.yaml``) is wrong: an unknown key, a missing host,
+    a value of the wrong kind. Raised before anything starts; the message names the file,
+    the key and the fix. Also a ``ValueError``."""
+
+
+class HostError(KitError):
+    """A host of a cluster file could not be used: unreachable, the key refused, a setup
+    command failed, kit not installed there. One line naming the host and why; raised by
+    ``kit up`` before the cluster starts, or when a step on that host fails."""
+
+    def __init__(self, host: str, why: str):
+        super().__init__(f"host {host}: {why}")
+        self.host = host
+        self.why = why
 
 
 RaySystemError = KitError

@@ -160,6 +160,9 @@ class Lab:
     # ---- ssh -----------------------------------------------------------------------
 
     def _keygen(self, path):
+        for old in (path, path + ".pub"):
+            if os.path.exists(old):
+                os.unlink(old)
         subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kit-test", "-f", path],
             check=True, capture_output=True, timeout=30,
@@ -211,7 +214,6 @@ class Lab:
             "UserKnownHostsFile": self.known_hosts,
             "StrictHostKeyChecking": "yes",
             "IdentitiesOnly": "yes",
-            "BatchMode": "yes",
             "ConnectTimeout": "5",
         }
 
