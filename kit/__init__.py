@@ -43,6 +43,7 @@ from .errors import NodeDiedError as NodeDiedError
 from .errors import ObjectLostError as ObjectLostError
 from .errors import ObjectStoreFullError as ObjectStoreFullError
 from .errors import OutOfMemoryError as OutOfMemoryError
+from .errors import RuntimeEnvSetupError as RuntimeEnvSetupError
 from .errors import SerializationError as SerializationError
 from .errors import TaskCancelledError as TaskCancelledError
 from .errors import TaskError as TaskError
@@ -53,6 +54,8 @@ from .object_ref import ObjectRef as ObjectRef
 from .pool import Pool as Pool
 from .protocol import KIT_VERSION
 from .scheduling import NodeAffinitySchedulingStrategy as NodeAffinitySchedulingStrategy
+from .sync import SyncedPath as SyncedPath
+from .sync import sync as sync
 from .up import Cluster as Cluster
 
 

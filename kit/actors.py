@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 
-from . import logs
+from . import codeship, logs, runtime_env
 from .options import ACTOR_DEFAULTS, check, resources_of
 from .options import num_returns as check_num_returns
 from .protocol import Kind
@@ -71,6 +71,7 @@ class ActorClass:
         self._opts.update(check("actor", options or {}))
         self._blob = None
         self._fid = None
+        self._shipped: list = []
         self.__name__ = cls.__name__
         self.__qualname__ = getattr(cls, "__qualname__", cls.__name__)
         self.__doc__ = cls.__doc__
@@ -106,8 +107,10 @@ class ActorClass:
             except ValueError:
                 pass
         client = _client()
-        if self._blob is None:
-            self._blob, self._fid = function_blob(self._cls, self.__name__)
+        if self._blob is None or (self._shipped and not codeship.fresh(self._shipped)):
+            shipped: list = []
+            self._blob, self._fid = function_blob(self._cls, self.__name__, shipped)
+            self._shipped = shipped
         if self._fid not in client.fids:
             client.register_function(self._fid, self._blob)
         payload, deps, contained, keep = encode_args(client, args, kwargs, self.__name__)
@@ -127,6 +130,9 @@ class ActorClass:
             "node": node,
             "handle": self._meta,
         }
+        env = runtime_env.for_task(opts.get("runtime_env"))
+        if env is not None:
+            spec_opts["env"] = env
         spec = TaskSpec.new(
             tid,
             f"{self.__name__}.__init__",

@@ -11,7 +11,9 @@ import threading
 import time
 
 from . import client as client_mod
-from . import context, frontend, serialization
+from . import codeship, context, frontend, serialization
+from . import runtime_env as runtime_env_mod
+from . import sync as sync_mod
 from .actors import ActorClass, ActorHandle
 from .errors import GetTimeoutError, KitError, ObjectLostError
 from .object_ref import ObjectRef
@@ -85,6 +87,7 @@ def init(
     include_dashboard=None,
     dashboard_host="127.0.0.1",
     dashboard_port=None,
+    runtime_env=None,
     _redis_password=None,
     **_ignored,
 ):
@@ -107,6 +110,10 @@ def init(
             ``KIT_DASHBOARD=0``); its link is ``ctx.dashboard_url``.
         dashboard_host: the address the dashboard listens on (loopback by default).
         dashboard_port: its port (default 8265, or the next free one; 0: any).
+        runtime_env: the code and environment every task and actor of this driver
+            runs in, with Ray's keys (``working_dir``, ``py_modules``, ``env_vars``,
+            ``pip``; see ``kit.runtime_env``). Without it, the local modules a task
+            refers to are shipped anyway (``kit.codeship``).
 
     Returns:
         A ``ClusterContext`` (a context manager that shuts down on exit).
@@ -122,6 +129,7 @@ def init(
         2.0
         >>> kit.shutdown()
     """
+    runtime_env_mod.check("runtime_env", runtime_env)
     with _lock:
         if _state["client"] is not None:
             if ignore_reinit_error:
@@ -191,6 +199,12 @@ def init(
             ctx.dashboard_url = dashboard_link(url, token)
             ctx.address_info["webui_url"] = url
         _state["ctx"] = ctx
+        codeship.enable(True)
+        try:
+            runtime_env_mod.set_job(runtime_env)
+        except BaseException:
+            shutdown()
+            raise
         return ctx
 
 
@@ -314,6 +328,9 @@ def shutdown() -> None:
     with _lock:
         client, cluster = _state["client"], _state["cluster"]
         _state.update(client=None, cluster=None, ctx=None)
+        runtime_env_mod.forget()
+        codeship.enable(False)
+        sync_mod.forget()
         client_mod.uninstall()
         if client is not None:
             if cluster is not None:

@@ -29,6 +29,7 @@ __all__ = [
     "SerializationError",
     "ClusterFileError",
     "HostError",
+    "RuntimeEnvSetupError",
     "RaySystemError",
 ]
 
@@ -236,3 +237,10 @@ class HostError(KitError):
 
 
 RaySystemError = KitError
+
+
+class RuntimeEnvSetupError(KitError):
+    """A task's or actor's ``runtime_env`` could not be set up on its node: a package
+    could not be installed, a shipped folder could not be fetched. The message names the
+    node and what failed, with the installer's last lines. Other environments' tasks are
+    not affected (Ray's name)."""

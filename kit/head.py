@@ -197,8 +197,8 @@ class Head:
             self.to_client(act[1], Kind.LEASE, act[2])
         elif op == "warn":  # a word to a driver, shown as kit's own output
             self.to_client(act[1], Kind.LOG, [(None, "kit", 0, "head", "stderr", act[2])])
-        else:  # spawn, kill: node commands
-            self.to_node(act[1], Kind.NODE_CMD, (op, act[2]))
+        else:  # spawn, kill: node commands (a spawn in a runtime_env: (actor, env))
+            self.to_node(act[1], Kind.NODE_CMD, (op, act[2] if len(act) == 3 else act[2:]))
 
     # ---- receiving ---------------------------------------------------------------
 
@@ -400,7 +400,10 @@ class Head:
         self.rids_of.setdefault(cid, []).append(rid)
         sched.add_client(cid)
         if role == "worker":
-            sched.add_worker(cid, info["node"], info["pid"], info.get("actor"), info.get("direct"))
+            sched.add_worker(
+                cid, info["node"], info["pid"], info.get("actor"), info.get("direct"),
+                info.get("env"),
+            )  # fmt: skip
         else:
             self.client_seen[cid] = time.time()
             if info.get("log_to_driver", True):
@@ -453,10 +456,11 @@ class Head:
         if event == "worker_exit":
             wid, cause, oom = args[:3]
             actor = args[3] if len(args) > 3 else None
+            env = args[4] if len(args) > 4 else None  # the key of its runtime_env
             if wid in self.sched.workers:
                 self.sched.worker_died(wid, cause, oom)
             else:  # it died before it joined: its spawn is over
-                self.sched.spawn_failed(nid, actor, cause)
+                self.sched.spawn_failed(nid, actor, cause, env)
             self.client_gone(wid)
         elif event == "copied":
             self.sched.add_copy(nid, *args)

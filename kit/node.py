@@ -68,6 +68,7 @@ class NodeAgent:
         self.store_limit = cfg.get("object_store_memory") or object_store.default_limit()
         self.workers = {}  # wid -> pid (None until the zygote says it started)
         self.actor_of = {}  # wid -> the actor it was started for (None: a task worker)
+        self.env_of = {}  # wid -> the key of the runtime_env it was started for, if any
         self.tags = {}  # pid -> wid
         self.stopping = False
         self.cluster = None
@@ -94,11 +95,16 @@ class NodeAgent:
     def send(self, kind, body):
         self.head.send(kind, body)
 
-    def spawn(self, actor_id=None):
+    def spawn(self, actor_id=None, env=None):
+        """Start a worker (for an actor; in a runtime_env, which it sets up itself)."""
         wid = os.urandom(8)
         self.workers[wid] = None
         self.actor_of[wid] = actor_id
-        self.zygote.fork(wid, "kit.worker:main", self.worker_cfg, wid, actor_id)
+        if env is not None:
+            self.env_of[wid] = env["key"]
+            self.zygote.fork(wid, "kit.worker:main", self.worker_cfg, wid, actor_id, env)
+        else:
+            self.zygote.fork(wid, "kit.worker:main", self.worker_cfg, wid, actor_id)
 
     def join(self, timeout=10.0):
         """Prove the token to the head and join as this node; learn the cluster's id."""
@@ -288,6 +294,7 @@ class NodeAgent:
             self.zygote.kill(pid)
         self.workers.clear()
         self.actor_of.clear()
+        self.env_of.clear()
         self.tags.clear()
 
     def check_memory(self):
@@ -336,11 +343,14 @@ class NodeAgent:
             _, wid, pid, cause = ev
             known = self.workers.pop(wid, False) is not False
             actor = self.actor_of.pop(wid, None)
+            env = self.env_of.pop(wid, None)
             self.tags.pop(pid, None)
             oom = self.oom_killed.pop(pid, None)
             if known and not self.stopping:
                 why = oom or cause
-                self.send(Kind.NODE_EVENT, ("worker_exit", (wid, why, oom is not None, actor)))
+                self.send(
+                    Kind.NODE_EVENT, ("worker_exit", (wid, why, oom is not None, actor, env))
+                )
 
     def on_command(self, kind, body):
         if kind == Kind.SHUTDOWN:
@@ -349,8 +359,8 @@ class NodeAgent:
         if kind != Kind.NODE_CMD:
             return
         op, arg = body
-        if op == "spawn":
-            self.spawn(arg)
+        if op == "spawn":  # arg: an actor id or None, or (actor id, runtime_env)
+            self.spawn(*arg) if isinstance(arg, tuple) else self.spawn(arg)
         elif op == "kill":
             pid = self.workers.get(arg)
             if pid:

@@ -20,7 +20,7 @@ option, the value and what is allowed.
     get_if_exists                 a bool; True needs a name
     scheduling_strategy           "DEFAULT", "SPREAD" or a NodeAffinitySchedulingStrategy
     node                          a node id (bytes) or its hex (kit's own option)
-    runtime_env                   a dict (accepted, not applied)
+    runtime_env                   None or a dict of Ray's keys (kit.runtime_env.check)
     placement_group               "default" (kit has no placement groups)
 
 bool counts as an int, as it does in Python and in Ray. NaN and infinity are
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 
+from . import runtime_env
 from .records import MAX_RETURNS
 
 TASK_DEFAULTS = {
@@ -219,11 +220,6 @@ def _strategy(name, value):
     _node_id(f"{name}.node_id", value.node_id)
 
 
-def _dict(name, value):
-    if value is not None and not isinstance(value, dict):
-        raise _bad_type(name, value, "None or a dict")
-
-
 def _placement_group(name, value):
     if value not in (None, "default"):
         raise _bad_value(
@@ -238,7 +234,7 @@ _COMMON = {
     "resources": _resources,
     "scheduling_strategy": _strategy,
     "node": _node_id,
-    "runtime_env": _dict,
+    "runtime_env": runtime_env.check,
 }
 _RULES = {
     "task": {

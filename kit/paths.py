@@ -2,6 +2,8 @@
 
     runtime dir  <tmp>/kit-<uid>                         local clusters' ipc sockets
     spill dir    $KIT_SPILL_DIR, else <tmp>/kit-<uid>/spill       spilled objects
+    cache dir    $KIT_CACHE_DIR, else <tmp>/kit-<uid>/cache       shipped code, environments,
+                                                                  synced data (kit.env_cache)
     state dir    $KIT_STATE_DIR, else ~/.kit             daemons' address and token (cli)
 
 ``<tmp>`` is ``tempfile.gettempdir()`` (``$TMPDIR``, else ``/tmp``). Not
@@ -62,6 +64,21 @@ def spill_dir(create: bool = True) -> str:
     if create:
         private_dir(path, _TMP_FIX)
     return path
+
+
+def cache_dir() -> str:
+    """Where a node keeps what was shipped to it (code, environments, synced data): made
+    and checked (0700: what is there is run).
+
+    Raises:
+        UnsafePathError: it exists and is not this uid's private directory.
+    """
+    custom = os.environ.get("KIT_CACHE_DIR")
+    if custom:
+        path = os.path.abspath(custom)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return private_dir(path, "point KIT_CACHE_DIR at a directory of your own")
+    return private_dir(os.path.join(_temp_base(True), "cache"), _TMP_FIX)
 
 
 def state_dir(create: bool = True) -> str:

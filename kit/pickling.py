@@ -7,6 +7,9 @@ kit keeps the real name (``/path/script.py``, ``<ipython-input-3-...>``), so a
 task's traceback shows the lines of the notebook cell or script that raised.
 
     dumps(obj, protocol=5, buffer_callback=None)   like cloudpickle.dumps
+
+Functions, classes and modules of the driver's local modules are pickled as "import
+this from that module, as shipped" (``kit.codeship``), so workers elsewhere get them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import types
 from collections import ChainMap
 
 import cloudpickle
+
+from . import codeship
 
 _PLACEHOLDER = "<dynamic-code>"
 _code_reduce = getattr(getattr(cloudpickle, "cloudpickle", None), "_code_reduce", None)
@@ -31,6 +36,12 @@ def _reduce_code(code):
 
 
 class _Pickler(cloudpickle.Pickler):
+    def reducer_override(self, obj):
+        shipped = codeship.reduce(obj)
+        if shipped is not None:
+            return shipped
+        return super().reducer_override(obj)
+
     if _code_reduce is not None:
         dispatch_table = ChainMap(
             {types.CodeType: _reduce_code},
@@ -38,8 +49,11 @@ class _Pickler(cloudpickle.Pickler):
         )
 
 
-def dumps(obj, protocol=5, buffer_callback=None) -> bytes:
+def dumps(obj, protocol=5, buffer_callback=None, shipped=None) -> bytes:
     """Pickle ``obj`` with cloudpickle; functions keep their file name.
+
+    ``shipped``, a list, gets the entries of the local modules the pickle refers to
+    (``kit.codeship``): the caller checks them before it uses the pickle again.
 
     Example:
         >>> import pickle
@@ -47,6 +61,16 @@ def dumps(obj, protocol=5, buffer_callback=None) -> bytes:
         >>> f.__code__.co_filename != "<dynamic-code>"
         True
     """
-    with io.BytesIO() as f:
-        _Pickler(f, protocol=protocol, buffer_callback=buffer_callback).dump(obj)
-        return f.getvalue()
+    if not codeship.in_use():
+        with io.BytesIO() as f:
+            _Pickler(f, protocol=protocol, buffer_callback=buffer_callback).dump(obj)
+            return f.getvalue()
+    token = codeship.begin()
+    try:
+        with io.BytesIO() as f:
+            _Pickler(f, protocol=protocol, buffer_callback=buffer_callback).dump(obj)
+            return f.getvalue()
+    finally:
+        used = codeship.end(token)
+        if shipped is not None:
+            shipped.extend(used)

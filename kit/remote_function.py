@@ -14,7 +14,7 @@ import functools
 import hashlib
 import pickle
 
-from . import context, logs, pickling, serialization
+from . import codeship, context, logs, pickling, runtime_env, serialization
 from .errors import SerializationError
 from .object_ref import ObjectRef
 from .options import TASK_DEFAULTS, check, resources_of
@@ -37,6 +37,17 @@ def placement(opts):
     return out
 
 
+def with_env(spec_opts, env):
+    """A spec's options with its packed runtime_env, if it has one (kit.runtime_env):
+    such a task takes the head's path, where workers are matched by environment."""
+    packed = runtime_env.for_task(env)
+    if packed is None:
+        return spec_opts
+    out = dict(spec_opts or {})
+    out["env"] = packed
+    return out
+
+
 def node_option(opts):
     """The node a task is pinned to, from ``node=`` or a NodeAffinitySchedulingStrategy."""
     node = opts.get("node")
@@ -48,9 +59,10 @@ def node_option(opts):
     return bytes.fromhex(node) if isinstance(node, str) else node
 
 
-def function_blob(fn, label):
+def function_blob(fn, label, shipped=None):
+    """``(blob, fid)`` of a function or class; ``shipped`` gets the local modules it names."""
     try:
-        blob = pickling.dumps(fn, protocol=5)
+        blob = pickling.dumps(fn, protocol=5, shipped=shipped)
     except Exception as e:
         raise SerializationError(
             f"the function {label} cannot be pickled: {type(e).__name__}: {e}; it probably "
@@ -152,6 +164,7 @@ class RemoteFunction:
         self._opts.update(check("task", options or {}))
         self._blob = None
         self._fid = None
+        self._shipped: list = []  # local modules its blob names (kit.codeship)
         self._label = self._opts.get("name") or getattr(fn, "__name__", repr(fn))
         self._res = resources_of(self._opts)
         functools.update_wrapper(self, fn)
@@ -173,8 +186,10 @@ class RemoteFunction:
         return new
 
     def _ensure_blob(self):
-        if self._blob is None:
-            self._blob, self._fid = function_blob(self._fn, self._label)
+        if self._blob is None or (self._shipped and not codeship.fresh(self._shipped)):
+            shipped: list = []
+            self._blob, self._fid = function_blob(self._fn, self._label, shipped)
+            self._shipped = shipped
         return self._fid
 
     def remote(self, *args, **kwargs):
@@ -204,7 +219,7 @@ class RemoteFunction:
             res=self._res,
             retries=int(opts["max_retries"]),
             retry_exc=retry,
-            opts=placement(opts),
+            opts=with_env(placement(opts), opts.get("runtime_env")),
         )
         logs.claim(tid)
         raw = tuple(spec)

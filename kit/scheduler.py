@@ -10,7 +10,8 @@ Actions (tuples in ``self.out``):
     ("dispatch", worker_id, (spec, fid, dep_payloads))  run a task on a worker
     ("object",   client_id, oid, payload)                 an object a client waits for
     ("free",     node_id, name)                          unlink a shared-memory object
-    ("spawn",    node_id, actor_id or None)              start a worker (for an actor)
+    ("spawn",    node_id, actor_id or None[, env])       start a worker (for an actor; in a
+                                                         runtime_env: the packed env)
     ("kill",     node_id, worker_id)                     kill a worker process
     ("cancel",   worker_id, task_id)                     interrupt a running task
     ("event",    record)                                 a task state change, for widgets
@@ -279,9 +280,10 @@ class Worker:
         "lease",
         "address",
         "direct",
+        "env",
     )
 
-    def __init__(self, wid, node, pid, actor=None, address=None):
+    def __init__(self, wid, node, pid, actor=None, address=None, env=None):
         self.wid = wid
         self.node = node
         self.pid = pid
@@ -297,6 +299,7 @@ class Worker:
         self.lease = None  # the driver it is leased to (kit.lease), or None
         self.address = address  # where a driver that leases it sends tasks
         self.direct = 0  # its driver's tasks on it now, as the driver's records say
+        self.env = env  # the key of the runtime_env it runs (None: the base environment)
 
 
 class Node:
@@ -412,6 +415,10 @@ class Scheduler:
         # with 1 node or 500: idle task workers per node (insertion order: round robin),
         # and busy workers that may take one more short task, by queue length.
         self.idle: dict = {}  # node id -> {worker id: Worker}
+        # Workers started for a runtime_env run only its tasks (kit.runtime_env): their
+        # own index, and the spawns asked for, per environment.
+        self.idle_env: dict = {}  # env key -> {node id: {worker id: Worker}}
+        self.env_spawning: dict = {}  # (node id, env key) -> workers asked for
         self.leases: dict = {}  # driver id -> {worker ids leased to it} (kit.lease)
         self.lease_wants: deque = deque()  # [driver, req, res, count]: waiting for workers
         # (client, oid) -> [+1 | -1, ...]: ref changes about objects the head did not know
@@ -421,6 +428,7 @@ class Scheduler:
         self.reclaimed: dict = {}  # driver id -> when it was last asked to give leases back
         self.pipe: list = [{} for _ in range(PIPELINE_DEPTH)]  # [queue length] -> {wid: w}
         self.may_grow = False  # an autoscaler may add nodes: unschedulable work waits
+        self.draining: set = set()  # nodes an autoscaler empties: no new work unless pinned
 
     # ---- nodes and workers ---------------------------------------------------------
 
@@ -428,17 +436,29 @@ class Scheduler:
         self.nodes[nid] = Node(nid, resources, info or {})
         self._dirty = True
 
-    def add_worker(self, wid, nid, pid, actor_id=None, address=None):
+    def drain(self, nid, on: bool = True) -> None:
+        """Place no new work on node ``nid`` (unless pinned there), or again (``on`` False):
+        an autoscaler empties a node this way before it removes it (``kit/scaling.py``)."""
+        if on and nid in self.nodes:
+            self.draining.add(nid)
+        else:
+            self.draining.discard(nid)
+        self._dirty = True
+
+    def add_worker(self, wid, nid, pid, actor_id=None, address=None, env=None):
         node = self.nodes.get(nid)
         if node is None or not node.alive:
             self.out.append(("kill", nid, wid))
             return
-        w = Worker(wid, nid, pid, actor_id, address)
+        w = Worker(wid, nid, pid, actor_id, address, env)
         self.workers[wid] = w
         node.workers.add(wid)
         if actor_id is None:
-            node.spawning = max(0, node.spawning - 1)
-            self.idle.setdefault(nid, {})[wid] = w
+            if env is None:
+                node.spawning = max(0, node.spawning - 1)
+            else:
+                self._env_spawned(nid, env)
+            self._idle_index(w).setdefault(nid, {})[wid] = w
             self._dirty = True
             return
         actor = self.actors.get(actor_id)
@@ -498,13 +518,15 @@ class Scheduler:
         self.workers.pop(wid, None)
         self._dirty = True
 
-    def spawn_failed(self, nid, actor_id, cause: str):
+    def spawn_failed(self, nid, actor_id, cause: str, env=None):
         """A worker the scheduler asked for died before it joined (killed, or crashed
         while starting): the node may start another (an actor's start is retried or
         the actor dies, by the same rules as a crash)."""
         node = self.nodes.get(nid)
         if actor_id is None:
-            if node is not None:
+            if env is not None:
+                self._env_spawned(nid, env)
+            elif node is not None:
                 node.spawning = max(0, node.spawning - 1)
             self._dirty = True
             return
@@ -1068,6 +1090,8 @@ class Scheduler:
         Arguments' nodes are tried first (a large argument is read without a copy)."""
         res = t.res
         opts = t.spec.opts
+        if opts and "env" in opts:
+            return self._pick_env_worker(t, opts)
         want = opts.get("node") if opts else None
         soft = want is not None and opts.get("soft")
         if soft:  # a preference: kept while that node is alive and has room
@@ -1077,18 +1101,59 @@ class Scheduler:
             return self._idle_on(want, res) or self._no_idle_worker(t, want)
         if t.spec.deps:
             for nid in self._arg_nodes(t):
-                w = self._idle_on(nid, res)
+                w = self._idle_on(nid, res) if nid not in self.draining else None
                 if w is not None:
                     return w
         nodes = self.nodes
         for nid in self.idle:
-            if fits(res, nodes[nid].avail):
+            if nid not in self.draining and fits(res, nodes[nid].avail):
                 w = self._idle_on(nid, res)
                 ws = self.idle.get(nid)
                 if ws:  # round robin: this node goes last for the next task
                     self.idle[nid] = self.idle.pop(nid)
                 return w
         return self._no_idle_worker(t, None)
+
+    def _pick_env_worker(self, t, opts):
+        """An idle worker of ``t``'s runtime_env on a node where it fits, else a busy one
+        to queue behind (short tasks); else asks for one where the resources are free."""
+        env = opts["env"]
+        key = env["key"]
+        res = t.res
+        want = opts.get("node") if not opts.get("soft") else None
+        nodes = self.nodes
+        for nid, ws in self.idle_env.get(key, {}).items():
+            node = nodes[nid]
+            if ws and node.alive and (want is None or nid == want) and fits(res, node.avail):
+                return next(iter(ws.values()))
+        for node in [nodes.get(want)] if want is not None else nodes.values():
+            if node is None or not node.alive or not fits(res, node.avail):
+                continue
+            asked = self.env_spawning.get((node.nid, key), 0)
+            if asked < max(1, int(node.avail.get("CPU", 0.0))):
+                self.env_spawning[(node.nid, key)] = asked + 1
+                self.out.append(("spawn", node.nid, None, env))
+                break
+        if self._fast(t.fid):
+            for bucket in self.pipe:
+                for w in bucket.values():
+                    if w.env == key and w.held == res and (want is None or w.node == want):
+                        return w
+        return None
+
+    def _env_spawned(self, nid, key) -> None:
+        """A worker asked for in environment ``key`` on ``nid`` joined, or never will."""
+        left = self.env_spawning.get((nid, key), 0) - 1
+        if left > 0:
+            self.env_spawning[(nid, key)] = left
+        else:
+            self.env_spawning.pop((nid, key), None)
+
+    def _idle_index(self, w) -> dict:
+        """The index of idle task workers ``w`` belongs in: {node id: {worker id: Worker}}."""
+        if w.env is None:
+            return self.idle
+        return self.idle_env.setdefault(w.env, {})
 
     def _idle_on(self, nid, res):
         """Take an idle task worker on node ``nid`` if its free resources fit ``res``."""
@@ -1120,7 +1185,7 @@ class Scheduler:
             return None
         for bucket in self.pipe:
             for w in bucket.values():
-                if w.held == res and (only is None or w.node == only):
+                if w.held == res and w.env is None and (only is None or w.node == only):
                     return w
         return None
 
@@ -1128,6 +1193,8 @@ class Scheduler:
         """Start task workers on nodes (``only``, or any live one) with slots free for ``res``."""
         for node in [self.nodes.get(only)] if only is not None else self.nodes.values():
             if node is None or not node.alive or not fits(res, node.avail):
+                continue
+            if only is None and node.nid in self.draining:
                 continue
             if node.spawning < max(1, int(node.avail.get("CPU", 0.0))) and not self.idle.get(
                 node.nid
@@ -1141,14 +1208,15 @@ class Scheduler:
         _move(w, new, WORKER_MOVES)
         if w.actor is not None:
             return
+        index = self._idle_index(w)
         if old == IDLE:
-            ws = self.idle.get(w.node)
+            ws = index.get(w.node)
             if ws is not None:
                 ws.pop(w.wid, None)
                 if not ws:
-                    del self.idle[w.node]
+                    del index[w.node]
         if new == IDLE:
-            self.idle.setdefault(w.node, {})[w.wid] = w
+            index.setdefault(w.node, {})[w.wid] = w
         self._repipe(w)
 
     def _repipe(self, w) -> None:
@@ -1398,7 +1466,7 @@ class Scheduler:
             cid, req, res, count = want
             w = None
             for nid in self.idle:
-                if fits(res, nodes[nid].avail):
+                if nid not in self.draining and fits(res, nodes[nid].avail):
                     w = self._idle_on(nid, res)
                     if self.idle.get(nid):
                         self.idle[nid] = self.idle.pop(nid)
@@ -1537,6 +1605,8 @@ class Scheduler:
         for node in self.nodes.values():
             if not node.alive or (want is not None and node.nid != want):
                 continue
+            if want is None and node.nid in self.draining:
+                continue
             if fits(actor.res, node.avail):
                 if best is None or node.avail.get("CPU", 0) > best.avail.get("CPU", 0):
                     best = node
@@ -1555,7 +1625,12 @@ class Scheduler:
         self.unschedulable.pop(("actor", actor.aid), None)
         _take(actor.res, best.avail)
         actor.node = best.nid
-        self.out.append(("spawn", best.nid, actor.aid))
+        self.out.append(self._actor_spawn(best.nid, actor))
+
+    def _actor_spawn(self, nid, actor) -> tuple:
+        """The spawn action of ``actor``'s worker (in its runtime_env, if it has one)."""
+        env = actor.create.spec.opts.get("env")
+        return ("spawn", nid, actor.aid, env) if env else ("spawn", nid, actor.aid)
 
     def _pump_actor(self, actor):
         if actor.worker is None or actor.state == A_DEAD:
@@ -1610,7 +1685,7 @@ class Scheduler:
                 _task_move(c, READY)
             node = self.nodes.get(actor.node)
             if node is not None and node.alive:
-                self.out.append(("spawn", actor.node, actor.aid))
+                self.out.append(self._actor_spawn(actor.node, actor))
             else:
                 actor.node = None
                 self._place_actor(actor)

@@ -30,6 +30,7 @@ from .errors import (
     ObjectLostError,
     ObjectStoreFullError,
     OutOfMemoryError,
+    RuntimeEnvSetupError,
     SerializationError,
     TaskCancelledError,
     TaskError,
@@ -154,6 +155,7 @@ _SYSTEM = {
         ObjectStoreFullError,
         GetTimeoutError,
         SerializationError,
+        RuntimeEnvSetupError,
         KitError,
     )
 }
@@ -237,4 +239,8 @@ def error_from_info(info) -> BaseException:
             cause = pickle.loads(blob)
         except Exception:
             cause = None
+    if isinstance(cause, ImportError) and getattr(cause, "name", None):
+        from .codeship import explain
+
+        msg = f"{msg}; {explain(cause.name)}"  # the fix, as this process knows it
     return TaskError.build(cause, type_name, msg, tb, function, node_id, pid)

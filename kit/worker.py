@@ -11,6 +11,11 @@ cached by id. What a task prints goes to the driver, line by line, labelled
 with the function, pid and node. ``kit.cancel`` interrupts the running task by
 signalling the main thread (so ``time.sleep`` is interrupted too).
 
+A worker started for a ``runtime_env`` sets it up first (kit.env_cache: fetch and
+unpack what was shipped, install pip packages once per node) and runs only that
+environment's tasks; if the setup fails, every task it is given fails with the
+``RuntimeEnvSetupError``, and it exits once it has nothing queued.
+
 An actor worker runs its creation task first and then the calls, in order,
 one at a time; with ``max_concurrency > 1`` on a thread pool; ``async def``
 methods on an event loop.
@@ -73,8 +78,10 @@ class LogStream:
 
 
 class Worker:
-    def __init__(self, cfg, wid, actor_id):
+    def __init__(self, cfg, wid, actor_id, env=None):
         self.cfg = cfg
+        self.env = env  # the packed runtime_env it was started for (kit.runtime_env)
+        self.env_error = None  # why that environment could not be set up
         self.wid = wid
         self.actor_id = actor_id
         self.node_tag = cfg["tag"]
@@ -96,8 +103,8 @@ class Worker:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        info = {"node": cfg["node_id"], "actor": actor_id}
-        if actor_id is None:  # task workers can be leased: drivers send tasks here
+        info = {"node": cfg["node_id"], "actor": actor_id, "env": env["key"] if env else None}
+        if actor_id is None and env is None:  # base task workers can be leased
             import zmq
 
             ip = (cfg.get("transfer") or "tcp://127.0.0.1:0").replace("tcp://", "").rsplit(":")[0]
@@ -165,10 +172,36 @@ class Worker:
 
     # ---- running -----------------------------------------------------------------
 
+    def setup_env(self):
+        """Set up the runtime_env this worker was started for; a failure is kept, and
+        given to every task it is sent."""
+        if self.env is None:
+            return
+        from . import env_cache, runtime_env
+
+        runtime_env.set_worker_env(self.env)
+        try:
+            env_cache.apply(self.env, self._where())
+        except Exception as e:
+            if not isinstance(e, env_cache.RuntimeEnvSetupError):
+                e = env_cache.RuntimeEnvSetupError(
+                    f"the runtime_env could not be set up on node {self._where()}: "
+                    f"{type(e).__name__}: {e}"
+                )
+            self.env_error = e
+
+    def _where(self) -> str:
+        """This worker's node, for messages: its id and address."""
+        ip = (self.cfg.get("transfer") or "").replace("tcp://", "").rsplit(":", 1)[0]
+        return f"{self.node_hex[:8]} ({ip})" if ip else self.node_hex[:8]
+
     def serve(self):
         signal.signal(signal.SIGUSR1, self._on_cancel_signal)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         while True:
+            if self.env_error is not None and self.q.empty() and not self.direct_items:
+                self._flush_done()
+                return  # a broken environment's worker: the next task tries again
             item = self._next()
             if item is None:
                 return
@@ -257,6 +290,9 @@ class Worker:
             else:
                 self._finish(tid, error, started)
             return
+        if self.env_error is not None:
+            self._finish(tid, self._error_results(spec, self.env_error), started)
+            return
         kind = spec.kind
         if kind == ACTOR_CALL and self.pool is not None:
             self.pool.submit(self._run_threaded, spec, deps, started)
@@ -328,6 +364,8 @@ class Worker:
                 raise SerializationError(f"function of {spec.label} never arrived")
             try:
                 fn = self.functions[fid] = pickle.loads(blob)
+            except ImportError as e:
+                raise self._import_error(e, f"the function {spec.label}") from e
             except Exception as e:
                 raise SerializationError(
                     f"the function {spec.label} could not be unpickled on the worker: "
@@ -343,6 +381,8 @@ class Worker:
         try:
             args, kwargs = serialization.from_payload(payload)
         except Exception as e:
+            if isinstance(e.__cause__, ImportError):
+                raise self._import_error(e.__cause__, f"the arguments of {spec.label}") from e
             raise SerializationError(
                 f"the arguments of {spec.label} could not be unpickled on the worker: "
                 f"{type(e).__name__}: {e}"
@@ -354,6 +394,14 @@ class Worker:
                 if type(v) is Dep:
                     kwargs[k] = values[v.oid]
         return args, kwargs
+
+    def _import_error(self, e, what):
+        """A module that ``what`` needs is not importable here: say which, and where."""
+        name = getattr(e, "name", None) or ""
+        return ModuleNotFoundError(
+            f"{what} needs module {name!r}, which cannot be imported on node {self._where()}: {e}",
+            name=name,
+        )
 
     def _results(self, spec, value):
         returns = spec.returns
@@ -468,12 +516,13 @@ def use_driver_paths(cfg):
             pass
 
 
-def main(cfg, wid, actor_id=None):
-    """Entry point of a forked worker process."""
+def main(cfg, wid, actor_id=None, env=None):
+    """Entry point of a forked worker process (``env``: the runtime_env it runs)."""
     use_driver_paths(cfg)
-    w = Worker(cfg, wid, actor_id)
+    w = Worker(cfg, wid, actor_id, env)
     sys.stdout = LogStream(w, "stdout")
     sys.stderr = LogStream(w, "stderr")
+    w.setup_env()
     try:
         w.serve()
     finally:
