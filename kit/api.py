@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import time
 
@@ -64,6 +65,15 @@ class ClusterContext:
         if show is None:
             return {"text/plain": repr(self)}
         return show(self, include=include, exclude=exclude)
+
+    def _ipython_display_(self):
+        show = frontend.hook("show")
+        if show is not None:
+            show(self)
+            return
+        from IPython.display import display
+
+        display(self._repr_mimebundle_(), raw=True)
 
 
 def is_initialized() -> bool:
@@ -325,6 +335,17 @@ def shutdown() -> None:
         >>> kit.is_initialized()
         False
     """
+    notify = frontend.registered("shutdown") if _state["client"] is not None else None
+    if notify is not None:  # the notebook's views read the last counts, then show the end
+        try:
+            notify(_stop)
+            return
+        except Exception as e:  # a broken view must not keep the cluster up
+            print(f"kit: the notebook's views failed to stop cleanly: {e!r}", file=sys.stderr)
+    _stop()
+
+
+def _stop() -> None:
     with _lock:
         client, cluster = _state["client"], _state["cluster"]
         _state.update(client=None, cluster=None, ctx=None)
@@ -354,7 +375,15 @@ def _client():
     if c is None:
         with _lock:
             if _state["client"] is None:
-                init()
+                ctx = init()
+                cpus = cluster_resources().get("CPU", 0)
+                print(
+                    f"kit: started a local cluster ({cpus:g} CPUs) for this call, since none "
+                    f"was running; kit.shutdown() stops it",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                del ctx
             c = _state["client"]
     return c
 

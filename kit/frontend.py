@@ -3,6 +3,7 @@
     widgets ── register("display", ...), register("progress", ...) ──▶ frontend
     magics  ── register("ipython_extension", ...) ─────────────────────▶ frontend
     kit.api ── hook("progress") ──▶ the registered function, or None
+    kit.api ── registered("shutdown") ──▶ the function, only if its package was imported
 
 The runtime (``kit``) knows these hook names and nothing of the packages that
 fill them. A package fills a hook when it is imported; when the runtime needs a
@@ -13,8 +14,11 @@ does without: plain-text reprs, no progress display.
 
 Hooks:
     display(context) -> dict         a notebook's mime bundle for ``kit.init()``'s context
+    show(context)                    display the context in a notebook (``_ipython_display_``)
     progress(refs, label) -> cm      a context manager showing progress while ``get`` waits
     ipython_extension(shell)         what ``%load_ext kit`` does
+    shutdown(stop)                   ``kit.shutdown()``: the views read the cluster once
+                                     more, call ``stop()``, then show that it stopped
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import threading
 from typing import Callable, Optional
 
 GROUP = "kit.frontend"
-HOOKS = ("display", "progress", "ipython_extension")
+HOOKS = ("display", "show", "progress", "ipython_extension", "shutdown")
 
 _hooks: dict = {}
 _lock = threading.Lock()
@@ -55,6 +59,19 @@ def hook(name: str) -> Optional[Callable]:
         _load_entry_points()
         fn = _hooks.get(name)
     return fn
+
+
+def registered(name: str) -> Optional[Callable]:
+    """The function registered for ``name``, without loading any frontend (None if none is).
+
+    For hooks that matter only once a frontend is in use (nothing to tell otherwise).
+
+    Example:
+        >>> import kit.frontend as frontend
+        >>> frontend.registered("shutdown") is None or callable(frontend.registered("shutdown"))
+        True
+    """
+    return _hooks.get(name)
 
 
 def _load_entry_points() -> None:

@@ -439,11 +439,21 @@ class Session:
     # ---- the two ways to run ------------------------------------------------------------
 
     def run_blocking(self, plan: CellPlan, **task_opts):
-        """Run the cell and wait; return its value (a list for ``--map``)."""
+        """Run the cell and wait; return its value (a list for ``--map``).
+
+        A ``--map`` cell shows a status line (items done, running, failed) while it waits.
+        """
         job = self.submit(plan, output.QueueSink(), **task_opts)
+        line = None
+        if plan.map is not None:
+            line = output.batch_line(self.shell, plan.label, [t.refs[0] for t in job.tasks])
         job.start()
-        job.wait_here()
-        results = job.results()
+        try:
+            job.wait_here()
+            results = job.results()
+        finally:
+            if line is not None:
+                line.finish(cancelled=job.cancelled)
         ns = self.shell.user_ns
         if plan.map is None:
             value, outs = results[0]

@@ -14,7 +14,10 @@ cell runs at that moment, so each cell keeps its own destination:
 
 The Output widget and the status line are displayed by the cell itself, so
 they belong to that cell's output area; later changes travel as widget
-updates, which the front end applies wherever the widget is shown.
+updates, which the front end applies wherever the widget is shown. They are
+displayed under a display id with a static copy (``widgets.display``); when the
+tasks end, the final line and what the tasks printed are written there, so a
+saved or exported notebook shows them instead of a widget's repr.
 """
 
 from __future__ import annotations
@@ -117,6 +120,38 @@ def merge_outputs(outputs: list, items) -> list:
     return outputs
 
 
+def static_html(line_html: str, outputs) -> str:
+    """A status line and what the tasks printed, as static HTML (a notebook's saved copy).
+
+    Example:
+        >>> static_html("<b>done</b>", [{"output_type": "stream", "name": "stdout",
+        ...                              "text": "a < b\\n"}])
+        '<div class="kit-remote"><div><b>done</b></div><pre>a &lt; b\\n</pre></div>'
+    """
+    import html
+
+    parts = [f'<div class="kit-remote"><div>{line_html}</div>']
+    for o in outputs:
+        if o.get("output_type") == "stream":
+            colour = ' style="color:#c62828"' if o.get("name") == "stderr" else ""
+            parts.append(f"<pre{colour}>{html.escape(o.get('text', ''))}</pre>")
+        elif "text/plain" in o.get("data", {}):
+            parts.append(f"<pre>{html.escape(o['data']['text/plain'])}</pre>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def static_text(line_text: str, outputs) -> str:
+    """The plain-text form of ``static_html``: the line, then the printed text."""
+    body = "".join(
+        o.get("text", "")
+        if o.get("output_type") == "stream"
+        else o.get("data", {}).get("text/plain", "") + "\n"
+        for o in outputs
+    )
+    return line_text + ("\n" + body.rstrip("\n") if body.strip() else "")
+
+
 class WidgetView:
     """A status line over an Output area, displayed in the cell that submitted the job.
 
@@ -131,16 +166,19 @@ class WidgetView:
         self.line = None
         self.out = ipywidgets.Output()
         self.sink = BufferSink()
+        self.box = None
+        self.display_id = None
 
     def show(self, refs) -> None:
         """Display the status line (following the tasks of ``refs``) over the output area."""
         import ipywidgets
-        from IPython.display import display
 
         from widgets import StatusLine
+        from widgets import display as shown
 
         self.line = StatusLine(refs, label=self.label)
-        display(ipywidgets.VBox([self.line, self.out]))
+        self.box = ipywidgets.VBox([self.line, self.out])
+        self.display_id = shown.show(self.box, self.line.text(), self.line.html())
 
     def flush(self) -> None:
         items = self.sink.take()
@@ -155,7 +193,16 @@ class WidgetView:
         self.out.outputs = tuple(merge_outputs(self.out.outputs, [("stderr", "\n".join(lines))]))
 
     def finish(self) -> None:
-        pass
+        """Write the final line and what the tasks printed into the cell's saved output."""
+        from widgets import display as shown
+
+        outputs = list(self.out.outputs)
+        shown.finish(
+            self.display_id,
+            self.box,
+            static_text(self.line.text(), outputs),
+            static_html(self.line.html(), outputs),
+        )
 
 
 class TextView:
@@ -187,6 +234,40 @@ class TextView:
 
     def finish(self) -> None:
         _print("stdout", self.line.text())
+
+
+class BatchLine:
+    """The status line of a blocking ``--map`` cell: items done, running and failed.
+
+    Shown above the lines the items print while the cell waits (the widgets'
+    updater thread keeps it current); ``finish`` settles it and writes its final
+    text into the cell's saved output.
+    """
+
+    def __init__(self, label: str, refs):
+        from widgets import StatusLine
+        from widgets import display as shown
+
+        self.line = StatusLine(refs, label=label)
+        self.display_id = shown.show(self.line, self.line.text(), self.line.html())
+
+    def finish(self, cancelled: bool = False) -> None:
+        from widgets import display as shown
+
+        self.line.settle()
+        if cancelled:
+            self.line.set("cancelled")
+        shown.finish(self.display_id, self.line, self.line.text(), self.line.html())
+
+
+def batch_line(shell, label: str, refs):
+    """A ``BatchLine`` in a Jupyter kernel with ipywidgets; None elsewhere (lines suffice)."""
+    if getattr(shell, "kernel", None) is None:
+        return None
+    try:
+        return BatchLine(label, refs)
+    except Exception:
+        return None
 
 
 def make_view(shell, label: str):

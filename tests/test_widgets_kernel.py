@@ -22,6 +22,8 @@ def test_widgets_in_a_real_kernel_and_figures_survive_html_export(tmp_path):
         "print('STATUS', s.text())",
         "widgets.plot_timeline()",
         "widgets.plot_node_counts()",
+        "m2 = widgets.ClusterMonitor()\ndisplay(m2)\nkit.get([f.remote(i) for i in range(5)])",
+        "m2.close()",
         "kit.shutdown()\nprint('UP', kit.is_initialized())",
     ]
     nb = nbformat.v4.new_notebook()
@@ -39,14 +41,32 @@ def test_widgets_in_a_real_kernel_and_figures_survive_html_export(tmp_path):
         return "".join(o.get("text", "") for o in outs[i] if o["output_type"] == "stream")
 
     widget_mime = "application/vnd.jupyter.widget-view+json"
-    assert data(0, widget_mime), outs[0]  # what kit.init() returns shows the monitor
-    assert data(0, "text/plain")[0].startswith("kit cluster: 2/2 nodes alive")
+    # what kit.init() returns shows the monitor; kit.shutdown() wrote its final state there
+    assert data(0, widget_mime), outs[0]
+    final = data(0, "text/plain")[0]
+    assert final.startswith("kit cluster: 2 nodes ran 46 tasks, 0 failed (shut down"), final
+    assert "(live" not in final and "snapshot" not in final
+    assert "gone" in data(0, "text/html")[0] and "(live" not in data(0, "text/html")[0]
+    titles = final.splitlines()[1]
+    for line in final.splitlines()[2:]:  # no node is busy, queues nor runs anything
+        state, cpu, queued, running = (
+            line[titles.index(t) :].split()[0] for t in ("state", "CPU", "queued", "running")
+        )
+        assert state == "gone" and cpu.startswith("0/") and queued == running == "0", line
+    # the progress bar's saved copy is its final state, as text and HTML
     assert data(1, widget_mime) and "PROGRESS 40 0 40" in text(1)
+    assert data(1, "text/plain")[0].startswith("[########################] batch: 40/40 done")
+    assert "batch: 40/40 done" in data(1, "text/html")[0]
     assert data(2, widget_mime) and "STATUS one: done on n" in text(2)
     for i in (3, 4):
         png = data(i, "image/png")
         assert png and len(png[0]) > 1000, outs[i]
-    assert "UP False" in text(5)
+    # a closed monitor leaves a table of its last counts in place of the widget
+    assert not data(5, widget_mime), outs[5]
+    closed = data(5, "text/plain")[0]
+    assert "(closed, as of " in closed.splitlines()[0], closed
+    assert "<table" in data(5, "text/html")[0]
+    assert "UP False" in text(7)
     wait_gone(10, "the kernel or its cluster outlived the notebook")
     try:
         from nbconvert import HTMLExporter
@@ -54,3 +74,12 @@ def test_widgets_in_a_real_kernel_and_figures_survive_html_export(tmp_path):
         return
     html, _ = HTMLExporter().from_notebook_node(nb)
     assert html.count("data:image/png;base64") >= 2
+    # nbclient saved the widgets' state: the export embeds it, and it is the final one
+    assert "shut down<\\/span>" in html and "batch: 40\\/40 done" in html  # JSON: \\/
+    # without saved widget state (JupyterLab's default), the export shows the views'
+    # final copies, never a widget's repr
+    nb.metadata.pop("widgets", None)
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert "Box(children=" not in html and "IntProgress(" not in html
+    assert '(<span style="color:#757575">shut down</span>' in html
+    assert "batch: 40/40 done" in html and "closed</span>, as of" in html

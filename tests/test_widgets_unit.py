@@ -3,6 +3,7 @@
 import concurrent.futures
 import doctest
 import io
+import re
 import threading
 import time
 
@@ -88,8 +89,20 @@ def test_monitor_view_dead_gone_and_empty():
     v = widgets.monitor_view([node("n0", "aa" * 8, done=1), node("n1", "bb" * 8, alive=False)])
     assert v.row("n1").state == "dead" and v.row("n1").cpu_busy == 0
     assert v.totals.state == "1/2 alive" and v.totals.cpu_total == 1.0
-    g = widgets.monitor_view(SNAP, status="shut down")
+    g = widgets.monitor_view(SNAP, status="shut down", as_of="15:42:07")
     assert {r.state for r in g.rows} == {"gone"} and g.totals.done == 13
+    # nothing is busy, queued or running on a cluster that shut down; done/failed stay
+    assert (g.totals.cpu_busy, g.totals.queued, g.totals.running) == (0, 0, 0)
+    assert (g.totals.failed, g.totals.state) == (2, "gone")
+    assert (
+        V.header_text(g)
+        == "kit cluster: 3 nodes ran 13 tasks, 2 failed (shut down, as of 15:42:07)"
+    )
+    # a closed monitor keeps its last counts, saying when they were read
+    c = widgets.monitor_view(SNAP, status="closed", as_of="15:42:07")
+    assert c.totals.running == 1 and V.header_text(c).endswith("busy (closed, as of 15:42:07)")
+    html = V.html_table(g)
+    assert html.count("<tr>") == 5 and "shut down" in html and "(live" not in html
     e = widgets.monitor_view(None, status="no cluster")
     assert e.rows == () and e.totals.done == 0 and e.totals.bar_max == 1
     # kit.nodes()-style lower-case keys and no tag work too
@@ -139,6 +152,9 @@ def test_monitor_view_waiting_for_a_node():
     assert "waiting" not in V.header_text(widgets.monitor_view(SNAP, waiting=0))
     gone = widgets.monitor_view(SNAP, status="shut down", waiting=4)
     assert gone.waiting == 0 and "waiting" not in V.header_text(gone)
+    # the totals' done share counts the tasks that wait for a node as not done
+    many = widgets.monitor_view(SNAP, waiting=4349)
+    assert (many.totals.bar_value, many.totals.bar_max) == (15, 18 + 4349)
 
 
 def test_format_bytes_and_duration():
@@ -462,6 +478,7 @@ def test_monitor_values_and_change_detection():
         m._gone("kit.shutdown() was called")
         assert "shut down" in m.header.value and m.values()["n0"]["state"] == "gone"
         assert m.reason == "kit.shutdown() was called"
+        assert m.values()["n0"]["cpu"] == "0/1" and m.values()["total"]["running"] == "0"
     finally:
         m.close()
 
@@ -689,7 +706,7 @@ def test_status_line_follows_events_and_readiness():
         with src.lock:
             src.events_log.append(_ev(4, task, "finished", node="aa" * 8, start=1.0, end=2.0))
         assert line.wait(10) and line.state == "finished"
-        assert line.text().startswith("cell 3: done on n0 in ")
+        assert line.text() == "cell 3: done on n0 in 1.0 s"  # the task's own run time
         assert wait_until(lambda: line not in up.views())
         # readiness alone (no events): a failed result shows as failed
         bad = FakeRef("t2", ValueError("no"))
@@ -718,15 +735,17 @@ def test_status_line_for_a_batch_and_by_task():
     b1, b2, b3 = (r.task_id().hex() for r in refs)
     line = widgets.StatusLine(refs, label="cell", updater=up)
     try:
-        assert line.state == "submitted" and line.text().startswith("cell: 0/3 done (")
+        assert line.state == "submitted" and line.text() == "cell: 0/3 done"  # no timer yet
         with src.lock:
             src.events_log += [
-                _ev(1, b1, "running", node="aa" * 8),
+                _ev(1, b1, "running", node="aa" * 8, end=time.time() - 2.5),
                 _ev(2, b2, "running", node="cc" * 8),
                 _ev(3, b3, "queued"),
             ]
         assert wait_until(lambda: line.node == "n0, n2")
-        assert line.state == "running" and "0/3 done, running on n0, n2" in line.value
+        assert line.state == "running" and "0/3 done, running on n0, n2 (" in line.value
+        timer = re.search(r"running on n0, n2 \((\d+) s\)", line.value)
+        assert timer and int(timer.group(1)) >= 2  # counted from the first task's start
         src.ready_refs = {refs[0]}
         assert wait_until(lambda: line.text().startswith("cell: 1/3 done, running on n0, n2"))
         # the magic says how the others ended: a final state sticks
@@ -770,7 +789,7 @@ def test_public_names_exported_once():
     for name in pkg.__all__:
         assert getattr(pkg, name) is not None
     public = {n for n in dir(pkg) if not n.startswith("_")}
-    modules = {"monitor", "plots", "source", "status", "updater", "view"}  # progress: the function
+    modules = {"display", "monitor", "plots", "source", "status", "updater", "view"}  # progress: fn
     assert public - modules == set(pkg.__all__)
 
 
@@ -781,3 +800,24 @@ def test_docstring_examples(module):
     mod = importlib.import_module(module)
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_updater_final_and_check_tell_views_in_the_callers_thread():
+    src = FakeSource([dict(n) for n in SNAP])
+    up = Updater(src, interval=5.0)  # the thread polls rarely: what is seen comes from the calls
+    m = widgets.ClusterMonitor(updater=up)
+    p = widgets.progress([FakeRef("p1"), FakeRef("p2")], mode="none", updater=up)
+    try:
+        assert m.values()["total"]["done"] == "13"
+        with src.lock:
+            src.snapshot[0] = dict(src.snapshot[0], done=6)  # n2: 5 -> 6
+        up.final()  # the last counts, read now
+        assert m.values()["total"]["done"] == "14"
+        assert not up.check()  # still up: nothing changes
+        src.up = False
+        assert up.check() and not up.running  # gone: every view told at once
+        assert m.view.status == "shut down" and m.values()["total"]["done"] == "14"
+        assert p.closed and p.reason == "kit.shutdown() was called"
+    finally:
+        m.close()
+        up.stop()

@@ -71,5 +71,22 @@ def _show_context(context, include=None, exclude=None):
     return ClusterMonitor()._repr_mimebundle_(include=include, exclude=exclude)
 
 
+def _display_context(context):
+    """``kit.init()``'s context displayed: a monitor that leaves its final state behind."""
+    ClusterMonitor()._ipython_display_()
+
+
+def _on_shutdown(stop):
+    """``kit.shutdown()``: every view reads the cluster once more, then shows that it stopped."""
+    up = default_updater()
+    try:
+        up.final()
+    finally:
+        stop()
+        up.check()
+
+
 _frontend.register("display", _show_context)
+_frontend.register("show", _display_context)
 _frontend.register("progress", progress)
+_frontend.register("shutdown", _on_shutdown)

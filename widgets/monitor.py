@@ -12,24 +12,34 @@ The updater thread calls ``_tick`` with each nodes snapshot and the cluster's
 count of tasks waiting for a node (read in the same poll); ``monitor_view``
 turns it into a tuple of values; when that equals the last one nothing is sent,
 otherwise only the cells that changed are set, inside ``hold_sync()``.
+
+In a notebook the monitor is shown under a display id with a static copy (text and
+an HTML table, ``widgets.display``) beside the widget; when it stops it writes its
+final state there: the cluster shut down (``kit.shutdown()`` reads the counts once
+more first, through the ``shutdown`` hook), or ``close()`` (the widget goes, the
+table of its last counts stays). A saved or exported notebook shows that table.
 """
 
 from __future__ import annotations
 
 import collections
 import re
+import time
 
 import ipywidgets as w
 
+from . import display as shown
 from .updater import default_updater, in_kernel, sync
 from .view import (
     COLUMNS,
+    STATUS_CLOSED,
     STATUS_GONE,
     STATUS_LIVE,
     STATUS_NONE,
     TITLES,
     cell_html,
     header_text,
+    html_table,
     monitor_view,
     row_cells,
     text_table,
@@ -51,7 +61,9 @@ class ClusterMonitor(w.VBox):
     wait for a node (submitted, on no worker yet). A background thread (shared by all
     widgets, see ``Updater``) redraws at most 10 times a second and sends nothing
     when nothing changed; it keeps going while the notebook blocks in ``kit.get``.
-    When the cluster goes away the header says so and updates stop.
+    When the cluster goes away the header says so, the rows keep what each node
+    did and show nothing busy or running, and updates stop. ``close()`` leaves a
+    static table of the last counts in the notebook in place of the widget.
 
     Outside a Jupyter kernel, ``repr()`` and displaying it give a text table
     (and stop its updates, since nothing could show them).
@@ -104,6 +116,8 @@ class ClusterMonitor(w.VBox):
         self.reason = None
         self.polls = self.redraws = self.messages = 0
         self.history = collections.deque(maxlen=2000)
+        self._display_ids: list = []  # where this monitor is shown (widgets.display)
+        self._read_at = time.time()  # when the snapshot shown was read
         src = self._updater.source
         try:
             live = src.alive()
@@ -122,18 +136,23 @@ class ClusterMonitor(w.VBox):
 
     def _tick(self, tick):
         self.polls += 1
+        self._read_at = tick.now
         return self._show(tick.nodes, STATUS_LIVE, tick.now, tick.waiting)
 
     def _gone(self, reason):
         self.reason = reason
         self._show(self._snapshot, STATUS_GONE if self._snapshot is not None else STATUS_NONE, None)
+        for display_id in self._display_ids:
+            shown.finish(display_id, self, self.text(), html_table(self.view))
 
     # ---- drawing -----------------------------------------------------------------
 
     def _show(self, snapshot, status, now, waiting=0):
         if status == STATUS_LIVE:
             self._engine = getattr(self._updater.source, "name", "kit")
-        view = monitor_view(snapshot, status, waiting, self._engine)
+        view = monitor_view(
+            snapshot, status, waiting, self._engine, time.strftime("%H:%M:%S", time.localtime())
+        )
         self._snapshot = snapshot
         if view == self.view:
             return True
@@ -148,7 +167,7 @@ class ClusterMonitor(w.VBox):
             self._order = keys
         colour = {STATUS_LIVE: "#2e7d32"}.get(status, "#c62828")
         head = header_text(view).replace(
-            f"({status})", f'(<span style="color:{colour}">{status}</span>)'
+            f"({status}", f'(<span style="color:{colour}">{status}</span>', 1
         )
         pairs.append(
             (
@@ -230,10 +249,10 @@ class ClusterMonitor(w.VBox):
         return out
 
     def text(self) -> str:
-        """The monitor as a text table: fresh while the cluster is up, else the last view."""
+        """The monitor as a text table: fresh while it watches a cluster, else its last view."""
         src = self._updater.source
         try:
-            if src.alive():
+            if self.view is not None and self.view.status == STATUS_LIVE and src.alive():
                 return text_table(
                     monitor_view(
                         src.nodes(), STATUS_LIVE, src.waiting(), getattr(src, "name", "kit")
@@ -247,6 +266,14 @@ class ClusterMonitor(w.VBox):
     def __repr__(self):
         return self.text()
 
+    def _snapshot_view(self):
+        """The view shown, as a static copy says it: live counts are a snapshot at a time."""
+        view = self.view or monitor_view(None, STATUS_NONE)
+        if view.status != STATUS_LIVE:
+            return view
+        stamp = time.strftime("%H:%M:%S", time.localtime(self._read_at))
+        return view._replace(status="snapshot", as_of=stamp)
+
     def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
         text = self.text()
         if not in_kernel() or self.comm is None:
@@ -254,7 +281,21 @@ class ClusterMonitor(w.VBox):
             return {"text/plain": text}
         data = super()._repr_mimebundle_(**kwargs)
         data["text/plain"] = text
+        data["text/html"] = html_table(self._snapshot_view())
         return data
+
+    def _ipython_display_(self):
+        """Show the monitor under a display id, its final state written there when it stops."""
+        if not in_kernel() or self.comm is None:
+            from IPython.display import display
+
+            display({"text/plain": self.text()}, raw=True)
+            self.close()
+            return
+        view = self._snapshot_view()
+        self._display_ids.append(shown.show(self, text_table(view), html_table(view)))
+        if self.view is not None and self.view.status != STATUS_LIVE:
+            self._gone(self.reason)  # shown after its cluster went: the final state at once
 
     @property
     def live(self) -> bool:
@@ -262,8 +303,19 @@ class ClusterMonitor(w.VBox):
         return self in self._updater.views() and self._updater.running
 
     def close(self):
-        """Stop updating and close every widget of the monitor."""
+        """Stop updating and close every widget of the monitor.
+
+        Where it was shown, a static table of its last counts takes its place (with
+        the time they were read), so the notebook keeps what it last showed.
+        """
         self._updater.remove(self)
+        if self.view is not None and self.view.status == STATUS_LIVE:
+            stamp = time.strftime("%H:%M:%S", time.localtime(self._read_at))
+            self.view = self.view._replace(status=STATUS_CLOSED, as_of=stamp)
+        if self.view is not None:
+            for display_id in self._display_ids:
+                shown.finish(display_id, None, text_table(self.view), html_table(self.view))
+        self._display_ids = []
         for cells in list(self._cells.values()):
             for c in cells.values():
                 c.close()

@@ -10,7 +10,9 @@
 The refs are held only until they are ready (then dropped), so a progress bar
 never keeps a finished result alive. ``kit.get(refs, progress=True)`` uses it as
 ``with widgets.progress(refs): <wait for refs>``; leaving the block draws the
-final state.
+final state. In a notebook the bar is shown with a static copy beside it (text and
+HTML, ``widgets.display``), and its final state is written there when it stops, so
+a saved or exported notebook shows the final bar, not a widget's repr.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import time
 
 import ipywidgets as w
 
+from . import display as shown
 from .source import ref_failed
 from .updater import default_updater, in_kernel, sync
-from .view import progress_view, text_bar
+from .view import progress_html, progress_view, text_bar
 
 TEXT_EVERY = 0.25  # seconds between redraws of the text bar on a terminal
 WINDOW = 5000  # refs checked per poll: the oldest pending ones...
@@ -61,6 +64,9 @@ class Progress:
         self._width = 0
         self._ticks = 0
         self.closed = False
+        self.reason = None  # why it stopped early (the cluster went away), if it did
+        self._display_id = None  # where it is shown (widgets.display)
+        self._finished_shown = False
         if self.mode == "widget":
             self._bar = w.IntProgress(
                 min=0,
@@ -160,12 +166,30 @@ class Progress:
     def _gone(self, reason):
         with self._lock:
             self.closed = True
+            self.reason = reason
             self._pending = []
             self._draw(time.time())
+        self._show_final()
 
     def _finish(self):
         self.closed = True
         self._pending = []
+        self._show_final()
+
+    def _stopped_note(self):
+        if self.done >= self.total:
+            return ""
+        return f" (stopped: {self.reason})" if self.reason else " (stopped)"
+
+    def _show_final(self):
+        """Write the final state into the notebook output, once."""
+        if self._display_id is None or self._finished_shown:
+            return
+        self._finished_shown = True
+        view = self.view or progress_view(self.done, self.failed, self.total, 0.0, self.label)
+        note = self._stopped_note()
+        html = progress_html(view._replace(text=view.text + note))
+        shown.finish(self._display_id, self.widget, repr(self) + note, html)
 
     # ---- public ------------------------------------------------------------------
 
@@ -181,6 +205,7 @@ class Progress:
                 self._pending = []
                 self._draw(time.time())
         self._updater.remove(self)
+        self._show_final()
 
     def __enter__(self):
         return self
@@ -197,7 +222,21 @@ class Progress:
         if self.widget is not None and self.widget.comm is not None:
             data.update(self.widget._repr_mimebundle_(**kwargs))
             data["text/plain"] = repr(self)
+        if self.view is not None:
+            data["text/html"] = progress_html(self.view)
         return data
+
+    def _ipython_display_(self):
+        """Show the bar under a display id; its final state is written there when it stops."""
+        if self.widget is None or self.widget.comm is None:
+            from IPython.display import display
+
+            display({"text/plain": repr(self)}, raw=True)
+            return
+        view = self.view or progress_view(self.done, self.failed, self.total, 0.0, self.label)
+        self._display_id = shown.show(self.widget, repr(self), progress_html(view))
+        if self.closed:
+            self._show_final()
 
 
 def progress(refs, *, label="", display=True, mode=None, file=None, updater=None) -> Progress:
@@ -233,7 +272,5 @@ def progress(refs, *, label="", display=True, mode=None, file=None, updater=None
     """
     p = Progress(refs, label=label, mode=mode, file=file, updater=updater)
     if display and p.widget is not None:
-        from IPython.display import display as show
-
-        show(p.widget)
+        p._ipython_display_()
     return p

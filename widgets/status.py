@@ -33,7 +33,7 @@ _COLOURS = {"finished": "#2e7d32", "failed": "#c62828", "cancelled": "#757575", 
 
 
 class _Task:
-    __slots__ = ("ref", "state", "node_hex", "node")
+    __slots__ = ("ref", "state", "node_hex", "node", "start", "end")
 
     def __init__(self, ref):
         try:
@@ -43,6 +43,8 @@ class _Task:
         self.state = "submitted"
         self.node_hex = None
         self.node = None
+        self.start = None  # when it began running (its events' times), once known
+        self.end = None  # when it ended
 
 
 class StatusLine(w.HTML):
@@ -61,7 +63,10 @@ class StatusLine(w.HTML):
             ``finished`` once all finished, ``failed`` once all ended and one failed.
         node: the tag of the node the task ran on, once known (for a batch:
             the tags, comma-separated).
-        elapsed: seconds from creation to the last change (to the end once done).
+        elapsed: seconds the task (or batch) has run: from when the first one
+            started (its "running" event) to now, or to the last one's end once
+            done; 0 while nothing has started (the time waiting for a worker is
+            not run time).
 
     Example:
         >>> import kit, widgets
@@ -128,8 +133,37 @@ class StatusLine(w.HTML):
             task.state = state
             if node:
                 task.node = node
+            if state in _TERMINAL and task.end is None:
+                task.end = time.time()
             self._aggregate()
             self._draw(time.time())
+        if self.done:
+            self._updater.remove(self)
+
+    def settle(self) -> None:
+        """Read now, in this thread, which tracked tasks have ended, and redraw.
+
+        For callers that have just waited for the tasks (a blocking ``--map``
+        cell): the line shows the end at once instead of at the updater's next poll.
+        """
+        with self._lock:
+            src = self._updater.source
+            pending = [
+                (t, t.ref())
+                for t in self._tasks.values()
+                if t.state not in _TERMINAL and t.ref() is not None
+            ]
+            try:
+                ready = set(src.ready([r for _, r in pending])) if pending else set()
+            except Exception:  # noqa: BLE001 - the cluster went away: the updater says so
+                ready = set()
+            now = time.time()
+            for task, ref in pending:
+                if ref in ready:
+                    task.state = "failed" if ref_failed(src, ref) else "finished"
+                    task.end = task.end or now
+            self._aggregate()
+            self._draw(now)
         if self.done:
             self._updater.remove(self)
 
@@ -166,6 +200,11 @@ class StatusLine(w.HTML):
     def __repr__(self):
         return self.text()
 
+    def html(self) -> str:
+        """The line as HTML (coloured by state), as the widget shows it."""
+        colour = _COLOURS.get(self.state, "#1565c0")
+        return f'<span style="color:{colour}">{html.escape(self.text())}</span>'
+
     def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
         if self.comm is None:
             return {"text/plain": self.text()}
@@ -192,6 +231,11 @@ class StatusLine(w.HTML):
             if task is None or task.state in _TERMINAL:
                 continue
             st = e.get("state")
+            if st == "running" and e.get("time"):
+                task.start = task.start or e["time"]
+            elif st in ("finished", "failed"):
+                task.start = e.get("started") or task.start
+                task.end = e.get("time") or task.end
             if st in ("queued", "running", "finished", "failed") and _rank(st) >= _rank(task.state):
                 task.state = st
                 if e.get("node"):
@@ -249,14 +293,27 @@ class StatusLine(w.HTML):
                 self.state = "lost"
                 self._draw(time.time())
 
+    def _run_time(self, now):
+        tasks = list(self._tasks.values())
+        if not tasks:  # driven by hand: from creation
+            return max(0.0, now - self.started)
+        starts = [t.start for t in tasks if t.start is not None]
+        if not starts:
+            if self.state in _TERMINAL and self.state != "lost":  # ended, no event seen
+                return max(0.0, now - self.started)
+            return None
+        if self.state in _TERMINAL:
+            ends = [t.end for t in tasks if t.end is not None]
+            now = max(ends) if ends else now
+        return max(0.0, now - min(starts))
+
     def _draw(self, now):
-        self.elapsed = max(0.0, now - self.started)
+        self.elapsed = self._run_time(now)
         text = self.text()
         if text == self._text:
             return
         self._text = text
-        colour = _COLOURS.get(self.state, "#1565c0")
-        sync([(self, {"value": f'<span style="color:{colour}">{html.escape(text)}</span>'})])
+        sync([(self, {"value": self.html()})])
 
 
 def _rank(state):

@@ -11,6 +11,12 @@
                                           compares it with the last one and sets only the
                                           widget traits that changed, inside hold_sync()
 
+``kit.shutdown()`` (through the ``shutdown`` hook of ``kit.frontend``) and
+``%cluster stop`` do not wait for the thread to notice: ``final()`` reads the
+cluster once more in the caller's thread just before it stops, and ``check()``
+tells every view at once afterwards, so the cell that stops the cluster shows
+(and records) every view's final state.
+
 The updater holds its views by weak reference; a view leaves when it is closed,
 finished or garbage. The thread stops when no view is left, when ``stop()`` is
 called, or when the cluster goes away (every view is told, then dropped). ipykernel
@@ -134,6 +140,7 @@ class Updater:
         self.polls = 0
         self._views = []  # weakref.ref to views, in the order they came
         self._lock = threading.Lock()
+        self._tick_lock = threading.Lock()  # one poll and its redraws at a time
         self._thread = None
         self._stop = threading.Event()  # set to end the current thread
         self._cursor = None  # last event sequence number read
@@ -202,12 +209,17 @@ class Updater:
                     self._thread = None
                     return
                 rewind, self._rewind = self._rewind, False
-            try:
-                tick = self._poll(views, rewind)
-            except Exception as e:  # noqa: BLE001 - any failure to read means the cluster is gone
-                self._gone(me, _reason(e))
+            with self._tick_lock:
+                try:
+                    tick = self._poll(views, rewind)
+                except Exception as e:  # noqa: BLE001 - a failure to read: the cluster is gone
+                    tick = None
+                    reason = _reason(e)
+                if tick is not None:
+                    self._tick_all(views, tick, stop)
+            if tick is None:
+                self._gone(me, reason)
                 return
-            self._tick_all(views, tick, stop)
             self.polls += 1
             del views, tick  # hold views only by weak reference while waiting
             stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
@@ -252,6 +264,54 @@ class Updater:
             last, events = src.events(since)
             self._cursor = max(self._cursor, last)
         return Tick(time.time(), nodes, events, names, waiting)
+
+    def final(self) -> None:
+        """Read the cluster once more now, in this thread, and redraw every view.
+
+        Called just before the cluster stops, so the views end on its last counts.
+
+        Example:
+            >>> import widgets
+            >>> widgets.Updater().final()   # no views: nothing to read
+        """
+        views = self.views()
+        if not views:
+            return
+        with self._tick_lock:
+            try:
+                tick = self._poll(views, False)
+            except Exception:  # noqa: BLE001 - already gone: check() will say so
+                return
+            self._tick_all(views, tick, threading.Event())
+
+    def check(self, reason=None) -> bool:
+        """If the cluster is gone, tell every view now (in this thread) and stop; True if gone.
+
+        Example:
+            >>> import widgets
+            >>> class Down:
+            ...     def alive(self): return False
+            >>> widgets.Updater(source=Down()).check()
+            True
+        """
+        try:
+            alive = self.source.alive()
+        except Exception:  # noqa: BLE001
+            alive = False
+        if alive:
+            return False
+        with self._tick_lock, self._lock:
+            views = [v for v in (r() for r in self._views) if v is not None]
+            self._views = []
+            self._thread = None
+            self._stop.set()
+            self._cursor = None
+        for v in views:
+            try:
+                v._gone(reason or gone_reason(self._engine))
+            except Exception:  # noqa: BLE001
+                log.exception("widgets: %r failed to show that the cluster is gone", v)
+        return True
 
     def _gone(self, me, reason):
         with self._lock:

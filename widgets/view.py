@@ -51,6 +51,8 @@ TITLES = {
 }
 
 STATUS_LIVE, STATUS_GONE, STATUS_NONE = "live", "shut down", "no cluster"
+#: The monitor stopped updating (closed, or the kernel went away): the counts are its last.
+STATUS_CLOSED = "closed"
 
 
 class NodeRow(NamedTuple):
@@ -102,6 +104,8 @@ class MonitorView(NamedTuple):
         waiting: tasks submitted but not yet on any node's worker
             (``kit.cluster_status()["waiting"]``); 0 unless live.
         engine: the engine's name for the header (``kit``, ``ray``, ``dask``).
+        as_of: when the counts were read (``"15:42:07"``), shown once the view is no
+            longer live; None while live.
     """
 
     rows: tuple
@@ -109,6 +113,7 @@ class MonitorView(NamedTuple):
     status: str
     waiting: int = 0
     engine: str = "kit"
+    as_of: Optional[str] = None
 
     def row(self, name):
         """The row of the node tagged ``name`` (or with that id), else None."""
@@ -122,7 +127,7 @@ def _natural(text):
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text or "")]
 
 
-def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit") -> MonitorView:
+def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit", as_of=None) -> MonitorView:
     """Turn a nodes snapshot (``kit.nodes()``) into the monitor's rows and totals.
 
     Args:
@@ -131,10 +136,14 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit") -> Monit
             ``failed``, ``store_used``, ``store_limit`` and ``tag`` (missing keys
             count as zero or empty).
         status: ``"live"`` while the cluster is up; ``"shut down"`` marks every
-            row ``gone`` and keeps its last counts.
-        waiting: the cluster's count of tasks waiting for a node (kept only
-            while live: nothing waits on a cluster that is gone).
+            row ``gone``, keeps its done and failed counts and shows nothing busy,
+            queued or running (those tasks went with the cluster); ``"closed"``
+            (the monitor stopped watching a cluster that may still run) keeps the
+            last counts as they were, with ``as_of`` saying when.
+        waiting: the cluster's count of tasks waiting for a node (dropped once the
+            cluster is gone: nothing waits on it any more).
         engine: the engine's name (``kit``, ``ray``, ``dask``), shown in the header.
+        as_of: when the snapshot was read (text), shown when not live.
 
     Returns:
         A ``MonitorView``; equal snapshots give equal views.
@@ -153,7 +162,8 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit") -> Monit
         total = float((n.get("resources") or n.get("Resources") or {}).get("CPU", 0.0))
         avail = float((n.get("available") or {}).get("CPU", 0.0)) if alive else total
         state = "alive" if alive else "dead"
-        if status == STATUS_GONE:
+        gone = status == STATUS_GONE
+        if gone:
             state = "gone"
         rows.append(
             NodeRow(
@@ -162,10 +172,10 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit") -> Monit
                 address=str(n.get("address") or n.get("NodeManagerAddress") or ""),
                 node_id=short_id(key),
                 state=state,
-                cpu_busy=max(0.0, total - avail) if alive else 0.0,
+                cpu_busy=max(0.0, total - avail) if alive and not gone else 0.0,
                 cpu_total=total,
-                queued=int(n.get("queued") or 0),
-                running=int(n.get("running") or 0),
+                queued=0 if gone else int(n.get("queued") or 0),
+                running=0 if gone else int(n.get("running") or 0),
                 done=int(n.get("done") or 0),
                 failed=int(n.get("failed") or 0),
                 store_used=int(n.get("store_used") or 0),
@@ -181,12 +191,13 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit") -> Monit
     queued = sum(r.queued for r in rows)
     running = sum(r.running for r in rows)
     failed = sum(r.failed for r in rows)
+    waiting = int(waiting or 0) if status != STATUS_GONE else 0
     totals = NodeRow(
         key="total",
         name="total",
         address="",
         node_id="",
-        state=f"{n_alive}/{len(rows)} alive",
+        state="gone" if status == STATUS_GONE else f"{n_alive}/{len(rows)} alive",
         cpu_busy=sum(r.cpu_busy for r in rows),
         cpu_total=sum(r.cpu_total for r in rows if r.state != "dead"),
         queued=queued,
@@ -196,10 +207,15 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit") -> Monit
         store_used=sum(r.store_used for r in rows),
         store_limit=sum(r.store_limit for r in rows),
         bar_value=done + failed,
-        bar_max=max(1, done + failed + running + queued),
+        bar_max=max(1, done + failed + running + queued + waiting),
     )
     return MonitorView(
-        tuple(rows), totals, status, int(waiting or 0) if status == STATUS_LIVE else 0, engine
+        tuple(rows),
+        totals,
+        status,
+        waiting,
+        engine,
+        None if status in (STATUS_LIVE, STATUS_NONE) else as_of,
     )
 
 
@@ -290,21 +306,30 @@ def header_text(view: MonitorView) -> str:
     """The monitor's one-line summary, e.g. ``kit cluster: 3/3 nodes alive, CPU 2/3 busy (live)``.
 
     Tasks waiting for a node (submitted, on no worker yet) are named when there are any.
+    A cluster that shut down says what its nodes did instead of what is busy.
 
     Example:
-        >>> header_text(monitor_view([], status="shut down"))
-        'kit cluster: 0/0 nodes alive, CPU 0/0 busy (shut down)'
         >>> header_text(monitor_view([], waiting=4))
         'kit cluster: 0/0 nodes alive, CPU 0/0 busy, 4 tasks waiting for a node (live)'
+        >>> header_text(monitor_view([{"NodeID": "aa", "done": 3}], status="shut down",
+        ...                          as_of="15:42:07"))
+        'kit cluster: 1 node ran 3 tasks, 0 failed (shut down, as of 15:42:07)'
     """
     t = view.totals
+    when = f", as of {view.as_of}" if view.as_of else ""
+    if view.status == STATUS_GONE:
+        n = len(view.rows)
+        return (
+            f"{view.engine} cluster: {n} node{'s' if n != 1 else ''} ran {t.done:,} "
+            f"task{'s' if t.done != 1 else ''}, {t.failed:,} failed ({view.status}{when})"
+        )
     alive = sum(1 for r in view.rows if r.state == "alive")
     waiting = ""
     if view.waiting:
-        waiting = f", {view.waiting} task{'s' if view.waiting != 1 else ''} waiting for a node"
+        waiting = f", {view.waiting:,} task{'s' if view.waiting != 1 else ''} waiting for a node"
     return (
         f"{view.engine} cluster: {alive}/{len(view.rows)} nodes alive, "
-        f"CPU {_num(t.cpu_busy)}/{_num(t.cpu_total)} busy{waiting} ({view.status})"
+        f"CPU {_num(t.cpu_busy)}/{_num(t.cpu_total)} busy{waiting} ({view.status}{when})"
     )
 
 
@@ -328,6 +353,47 @@ def text_table(view: MonitorView) -> str:
     for line in lines:
         out.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
     return "\n".join(out)
+
+
+def html_table(view: MonitorView) -> str:
+    """The monitor as a static HTML table: what a saved or exported notebook shows.
+
+    The same header and cells as the widget, with the done share drawn as a plain
+    bar, so a notebook opened without its kernel shows the monitor's last state.
+
+    Example:
+        >>> v = monitor_view([{"NodeID": "ab" * 8, "tag": "n0", "done": 3}], status="shut down")
+        >>> "<table" in html_table(v) and "shut down" in html_table(v)
+        True
+    """
+    cols = [c for c in COLUMNS if c != "bar"]
+    colour = "#2e7d32" if view.status == STATUS_LIVE else "#757575"
+    head = html.escape(header_text(view))
+    status = html.escape(f"({view.status}")
+    head = head.replace(status, f'(<span style="color:{colour}">{html.escape(view.status)}</span>')
+    cell = "padding:1px 8px;text-align:left"
+    out = [
+        f'<div class="kit-monitor-static"><div style="margin:0 0 4px 0"><b>{head}</b></div>',
+        '<table style="border-collapse:collapse;font-size:12px">',
+        "<thead><tr>"
+        + "".join(f'<th style="{cell}">{html.escape(TITLES[c])}</th>' for c in COLUMNS)
+        + "</tr></thead><tbody>",
+    ]
+    for r in (*view.rows, view.totals):
+        text = row_cells(r)
+        tds = []
+        for c in cols:
+            value = cell_html(c, text[c])
+            value = f"<b>{value}</b>" if r.key == "total" else value
+            tds.append(f'<td style="{cell}">{value}</td>')
+        share = min(1.0, r.bar_value / max(1, r.bar_max))
+        tds.append(
+            f'<td style="{cell};min-width:100px"><div style="background:#e0e0e0;height:8px">'
+            f'<div style="background:#66bb6a;height:8px;width:{share * 100:.0f}%"></div></div></td>'
+        )
+        out.append("<tr>" + "".join(tds) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
 
 
 class ProgressView(NamedTuple):
@@ -397,6 +463,23 @@ def text_bar(view: ProgressView, width: int = 24) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "] " + view.text
 
 
+def progress_html(view: ProgressView) -> str:
+    """A progress bar as static HTML (a saved or exported notebook's copy of the widget).
+
+    Example:
+        >>> "3/4 done" in progress_html(progress_view(3, 0, 4, 1.0))
+        True
+    """
+    share = view.done / view.total if view.total else 1.0
+    colour = "#c62828" if view.failed else ("#43a047" if view.done >= view.total else "#1e88e5")
+    return (
+        '<div class="kit-progress-static" style="display:flex;align-items:center;gap:8px">'
+        '<div style="width:40%;background:#e0e0e0;height:10px">'
+        f'<div style="background:{colour};height:10px;width:{share * 100:.0f}%"></div></div>'
+        f"<span>{html.escape(view.text)}</span></div>"
+    )
+
+
 #: The task states a status line shows, in the order a task moves through them.
 TASK_STATES = ("submitted", "queued", "running", "finished", "failed", "cancelled", "lost")
 
@@ -407,8 +490,9 @@ def status_text(state, node=None, elapsed=None, label="", done=0, failed=0, tota
     Args:
         state: one of ``TASK_STATES`` (for a batch: the state of the batch as a whole).
         node: the node's tag or id, when known (for a batch: the tags, e.g. ``"n0, n1"``).
-        elapsed: seconds since submission (rounded down to whole seconds under
-            a minute while the task is pending, so the text changes once a second).
+        elapsed: seconds the task has run, from its start (rounded down to whole
+            seconds under a minute while it runs, so the text changes once a
+            second); None before it starts (no time is shown).
         label: a name for the task, shown first.
         done: for a batch, tasks that ended (finished or failed).
         failed: for a batch, tasks that failed.
