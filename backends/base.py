@@ -81,8 +81,9 @@ def remote_info(exc) -> Failure | None:
 
 
 def task_options(
-    num_returns=1, name=None, num_cpus=None, resources=None, node=None, affinity=None
-) -> dict:
+    num_returns=1, name=None, num_cpus=None, resources=None, node=None, affinity=None,
+    runtime_env=None,
+) -> dict:  # fmt: skip
     """Options for ``.options(...)`` in Ray's names (kit takes the same ones).
 
     ``affinity(node_id, soft=False)`` builds the engine's node affinity strategy.
@@ -100,6 +101,8 @@ def task_options(
         opts["resources"] = resources
     if node:
         opts["scheduling_strategy"] = affinity(node, soft=False)
+    if runtime_env:
+        opts["runtime_env"] = runtime_env
     return opts
 
 
@@ -180,6 +183,7 @@ class Backend:
         resources=None,
         node=None,
         on_output=None,
+        runtime_env=None,
     ) -> list:
         """Run ``fn(*args)`` as one task; refs (futures) among ``args`` arrive as values.
 
@@ -192,6 +196,7 @@ class Backend:
             node: a node id from ``nodes()``: run there or not at all.
             on_output: ``on_output(stream, text)`` gets the task's printed lines,
                 routed before the task is sent, until ``release``.
+            runtime_env: the task's environment, with Ray's keys (kit and Ray).
 
         Returns:
             ``num_returns`` handles, one per value.

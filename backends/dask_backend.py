@@ -291,7 +291,13 @@ class DaskBackend(Backend):
         resources=None,
         node=None,
         on_output=None,
+        runtime_env=None,
     ):
+        if runtime_env:
+            raise BackendError(
+                "Dask has no runtime_env: install the packages on its workers, or use "
+                "client.upload_file for a module; --env works on kit and Ray clusters"
+            )
         label = name or getattr(fn, "__name__", "task")
         key = f"{label}-{uuid.uuid4().hex}"
         kw = {"key": key, "pure": False}

@@ -88,11 +88,13 @@ class KitBackend(Backend):
         resources=None,
         node=None,
         on_output=None,
+        runtime_env=None,
     ):
         kit = _kit()
         opts = task_options(
-            num_returns, name, num_cpus, resources, node, kit.NodeAffinitySchedulingStrategy
-        )
+            num_returns, name, num_cpus, resources, node, kit.NodeAffinitySchedulingStrategy,
+            runtime_env,
+        )  # fmt: skip
         remote = kit.remote(fn).options(**opts)
         if on_output is None:
             refs = remote.remote(*args)

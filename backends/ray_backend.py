@@ -328,12 +328,14 @@ class RayBackend(Backend):
         resources=None,
         node=None,
         on_output=None,
+        runtime_env=None,
     ):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         opts = task_options(
-            num_returns, name, num_cpus, resources, node, NodeAffinitySchedulingStrategy
-        )
+            num_returns, name, num_cpus, resources, node, NodeAffinitySchedulingStrategy,
+            runtime_env,
+        )  # fmt: skip
         opts["max_retries"] = 0  # a cancelled cell must not run again
         key = uuid.uuid4().hex
         self.router.route(key, on_output)

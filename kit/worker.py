@@ -340,6 +340,10 @@ class Worker:
             except TaskCancelledError as e:
                 return self._error_results(spec, e), False
             except (Exception, KeyboardInterrupt) as e:
+                if isinstance(e, ImportError) and getattr(e, "name", None):
+                    named = self._import_error(e, spec.label)  # which node could not
+                    named.__cause__ = e
+                    return self._error_results(spec, named), self._retryable(spec, e)
                 return self._error_results(spec, e), self._retryable(spec, e)
             if spec.kind == ACTOR_CREATE:
                 self._become_actor(value, spec)

@@ -361,9 +361,11 @@ class Session:
     # ---- submitting -------------------------------------------------------------------------
 
     def task_options(
-        self, backend, plan: CellPlan, num_cpus=None, resources=None, node=None
+        self, backend, plan: CellPlan, num_cpus=None, resources=None, node=None, env=None
     ) -> dict:
         opts = {"num_returns": 2 + len(plan.outputs), "name": plan.label}
+        if env:
+            opts["runtime_env"] = env
         if num_cpus is not None:
             opts["num_cpus"] = num_cpus
         if resources:
@@ -397,6 +399,9 @@ class Session:
             "first_line": plan.first_line,
             "values": ship.values,
             "modules": ship.modules,
+            # the module objects too: kit ships the notebook's local modules by content
+            # when it pickles them, and the runner's imports by name then find them
+            "module_objects": [ns[n] for n in ship.modules],
             "args": ship.layout,
             "outputs": plan.outputs,
             "target": plan.map.target if plan.map is not None else None,

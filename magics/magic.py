@@ -78,7 +78,7 @@ class KitMagics(Magics):
         "action",
         nargs="?",
         default="status",
-        choices=["start", "connect", "status", "monitor", "dashboard", "stop"],
+        choices=["start", "connect", "status", "monitor", "dashboard", "sync", "stop"],
         help="what to do (default: status)",
     )
     @argument(
@@ -86,7 +86,7 @@ class KitMagics(Magics):
         nargs="?",
         help="for connect: HOST:PORT (kit), ray://HOST:PORT, ray:auto, ray:local, "
         "tcp://HOST:PORT (Dask) or dask:local; for dashboard: a panel (overview, stream, "
-        "tasks, actors, workers, drivers)",
+        "tasks, actors, workers, drivers); for sync: a local folder",
     )
     @argument(
         "--nodes",
@@ -109,6 +109,7 @@ class KitMagics(Magics):
             %cluster monitor
             %cluster dashboard            # the cluster's dashboard in this cell
             %cluster dashboard stream     # one panel: overview, stream, tasks, actors...
+            data = %cluster sync data/    # copy a folder to every node; the path to read
             %cluster stop
         """
         if _wants_help(line):
@@ -208,6 +209,21 @@ class KitMagics(Magics):
             return
         display(render.dashboard_bundle(link, kit.dashboard_url(), panel), raw=True)
 
+    def _cluster_sync(self, args):
+        if not args.address:
+            raise UsageError("%cluster sync: give a local folder, e.g. data = %cluster sync data/")
+        b = backends.current()
+        if not b.alive() or b.name != "kit":
+            print("kit: no kit cluster is running here; %cluster start first")
+            return None
+        try:
+            path = kit.sync(args.address)
+        except (FileNotFoundError, kit.KitError) as e:
+            raise UsageError(f"%cluster sync: {e}") from None
+        n = sum(1 for node in b.nodes() if node.get("alive"))
+        print(f"kit: {args.address} is on {n} node(s); tasks read it at the path returned")
+        return path
+
     def _cluster_stop(self, args):
         b = backends.current()
         if not b.alive():
@@ -253,6 +269,13 @@ class KitMagics(Magics):
         help="run the cell once per item, in parallel; -o names come back as lists",
     )
     @argument("--name", default=None, help="label of the task (shown in widgets)")
+    @argument(
+        "--env",
+        default=None,
+        metavar="RUNTIME_ENV",
+        help='the cell\'s runtime_env: JSON, e.g. --env \'{"pip": ["requests"]}\', or the '
+        "name of a dict in the notebook",
+    )
     def remote(self, line, cell=None):
         """Run a cell as one task; ``%remote EXPR`` evaluates one expression remotely.
 
@@ -273,6 +296,9 @@ class KitMagics(Magics):
             %%remote --no-block -o model --num-cpus 2
             model = train(data)
 
+            %%remote --env '{"pip": ["tabulate"], "env_vars": {"MODE": "fast"}}'
+            import tabulate
+
             %remote sum(data)
         """
         if cell is None:
@@ -292,16 +318,36 @@ class KitMagics(Magics):
             raise UsageError(
                 f"%%remote: --resources takes a JSON object like '{{\"disk\": 1}}' ({e})"
             ) from None
+        env = self._env(args.env)
         outputs = [n.strip() for n in args.outputs.split(",") if n.strip()]
         try:
             plan = plan_cell(cell, cell_number(self.shell), outputs, args.map, args.name)
-            opts = dict(num_cpus=args.num_cpus, resources=resources, node=args.node)
+            opts = dict(num_cpus=args.num_cpus, resources=resources, node=args.node, env=env)
             if args.no_block:
                 self.session.run_background(plan, **opts)
                 return None
             return self.session.run_blocking(plan, **opts)
         except CellUsageError as e:
             raise UsageError(f"%%remote: {e}") from None
+
+    def _env(self, text):
+        """``--env``: JSON, or the name of a dict in the notebook; checked by kit's rules."""
+        if not text:
+            return None
+        env = self.shell.user_ns.get(text) if text.isidentifier() else None
+        if env is None:
+            try:
+                env = json.loads(text)
+            except ValueError as e:
+                raise UsageError(
+                    f'%%remote: --env takes JSON like \'{{"pip": ["requests"]}}\' or the '
+                    f"name of a dict in the notebook ({e})"
+                ) from None
+        try:
+            kit.remote(num_returns=1)(_noop).options(runtime_env=env)
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"%%remote: --env: {e}") from None
+        return env
 
     def _run_expr(self, line):
         source = line.strip()
@@ -320,3 +366,7 @@ class KitMagics(Magics):
             return self.session.run_blocking(plan)
         except CellUsageError as e:
             raise UsageError(f"%remote: {e}") from None
+
+
+def _noop():
+    """A function to check options against (``KitMagics._env``)."""

@@ -6,112 +6,13 @@ execute request in ``parent_header``; a ``--no-block`` cell displays a widget
 (under its own ``msg_id``) whose Output model then receives the printed text.
 """
 
-import queue
-
 import psutil
 import pytest
-from helpers import TESTS, wait_until
+from helpers import TESTS, Kernel
 
 pytestmark = pytest.mark.kernel
 
 jupyter_client = pytest.importorskip("jupyter_client")
-
-
-class Kernel:
-    """A kernel client that keeps every iopub message it reads."""
-
-    def __init__(self, km, kc):
-        self.km, self.kc = km, kc
-        self.msgs = []
-
-    def _read(self, timeout):
-        try:
-            m = self.kc.get_iopub_msg(timeout=timeout)
-        except queue.Empty:
-            return None
-        self.msgs.append(m)
-        return m
-
-    def submit(self, code):
-        return self.kc.execute(code)
-
-    def finish(self, msg_id, timeout=30):
-        """Read until the cell's kernel goes idle; return the execute reply's content."""
-
-        def idle():
-            m = self._read(0.2)
-            return (
-                m is not None
-                and m["parent_header"].get("msg_id") == msg_id
-                and m["msg_type"] == "status"
-                and m["content"]["execution_state"] == "idle"
-            )
-
-        wait_until(idle, timeout, f"cell {msg_id} to finish", interval=0)  # _read waits
-        while True:
-            reply = self.kc.get_shell_msg(timeout=timeout)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return reply["content"]
-
-    def run(self, code, timeout=30):
-        msg_id = self.submit(code)
-        reply = self.finish(msg_id, timeout)
-        assert reply["status"] == "ok", (code, reply)
-        return msg_id
-
-    def wait_for(self, pred, timeout=10):
-        def seen():
-            if not pred():
-                self._read(0.1)  # one more message, or 0.1 s
-            return pred()
-
-        wait_until(seen, timeout, "the kernel's messages", interval=0)  # _read waits
-
-    def of(self, msg_id, msg_type=None):
-        return [
-            m
-            for m in self.msgs
-            if m["parent_header"].get("msg_id") == msg_id
-            and (msg_type is None or m["msg_type"] == msg_type)
-        ]
-
-    def streams(self, msg_id=None):
-        return "".join(
-            m["content"]["text"]
-            for m in self.msgs
-            if m["msg_type"] == "stream"
-            and (msg_id is None or m["parent_header"].get("msg_id") == msg_id)
-        )
-
-    def widget_state(self, model_id):
-        """The state of a widget model, from its comm_open and later updates."""
-        state = {}
-        for m in self.msgs:
-            c = m["content"]
-            if m["msg_type"] in ("comm_open", "comm_msg") and c.get("comm_id") == model_id:
-                state.update(c.get("data", {}).get("state", {}))
-        return state
-
-    def widget_output_text(self, msg_id):
-        """All text in the Output widgets displayed by cell ``msg_id``."""
-        text = ""
-        for d in self.of(msg_id, "display_data"):
-            view = d["content"]["data"].get("application/vnd.jupyter.widget-view+json")
-            if not view:
-                continue
-            for child in self.widget_state(view["model_id"]).get("children", []):
-                state = self.widget_state(child.replace("IPY_MODEL_", ""))
-                for out in state.get("outputs", []):
-                    text += out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
-        return text
-
-    def widget_status(self, msg_id):
-        for d in self.of(msg_id, "display_data"):
-            view = d["content"]["data"].get("application/vnd.jupyter.widget-view+json")
-            if view:
-                children = self.widget_state(view["model_id"]).get("children", [])
-                return self.widget_state(children[0].replace("IPY_MODEL_", "")).get("value", "")
-        return ""
 
 
 @pytest.fixture(scope="module")
