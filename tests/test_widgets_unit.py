@@ -1,5 +1,6 @@
 """widgets without a cluster: pure views, text forms, plots, and the updater on a fake source."""
 
+import collections
 import concurrent.futures
 import doctest
 import io
@@ -789,7 +790,7 @@ def test_public_names_exported_once():
     for name in pkg.__all__:
         assert getattr(pkg, name) is not None
     public = {n for n in dir(pkg) if not n.startswith("_")}
-    modules = {"display", "monitor", "plots", "source", "status", "updater", "view"}  # progress: fn
+    modules = {"cellmarks", "display", "monitor", "plots", "source", "status", "updater", "view"}
     assert public - modules == set(pkg.__all__)
 
 
@@ -821,3 +822,103 @@ def test_updater_final_and_check_tell_views_in_the_callers_thread():
     finally:
         m.close()
         up.stop()
+
+
+def _chain(n, width=0.25, t0=100.0, worker="w1"):
+    """``n`` tasks one after another on one worker: a linear reduction's events."""
+    return [
+        _ev(
+            i,
+            f"t{i}",
+            "finished",
+            label="add",
+            node="aa" * 8,
+            worker=worker,
+            start=t0 + i * width,
+            end=t0 + (i + 1) * width,
+        )
+        for i in range(n)
+    ]
+
+
+def test_timeline_by_task_is_a_staircase_and_a_tree_is_4_2_1():
+    lanes, t0 = V.timeline_lanes(_chain(7), {"aa" * 8: "n0"}, by="task")
+    assert t0 == 100.0 and len(lanes) == 7  # one lane per task, a step down each time
+    starts = [lane.bars[0].start for lane in lanes]
+    assert starts == sorted(starts) and len(set(starts)) == 7
+    tree = [
+        _ev(
+            i,
+            f"r{i}",
+            "finished",
+            label="add",
+            node="aa" * 8,
+            worker=f"w{i % 4}",
+            start=100.0 + 0.25 * rnd,
+            end=100.25 + 0.25 * rnd,
+        )
+        for i, rnd in enumerate([0, 0, 0, 0, 1, 1, 2])
+    ]
+    lanes, _ = V.timeline_lanes(tree, by="task")
+    rounds = collections.Counter(lane.bars[0].start for lane in lanes)
+    assert [rounds[k] for k in sorted(rounds)] == [4, 2, 1]
+    # by worker: the chain is one lane of seven bars that do not overlap
+    (lane,), _ = V.timeline_lanes(_chain(7), by="worker")
+    assert len(lane.bars) == 7
+    assert all(a.end <= b.start for a, b in zip(lane.bars, lane.bars[1:]))
+    # a shared origin: a later run starts later on the axis
+    lanes, t0 = V.timeline_lanes(_chain(2, t0=105.0), t0=100.0)
+    assert t0 == 100.0 and lanes[0].bars[0].start == 5.0
+
+
+def test_timeline_plots_keep_bars_apart_and_share_an_axis():
+    fig = widgets.plot_timeline(_chain(7), rows="task", title="linear")
+    ax = fig.axes[0]
+    assert len(ax.get_yticks()) == 7
+    edges = [tuple(c) for coll in ax.collections for c in coll.get_edgecolor()]
+    assert edges and all(e == (1.0, 1.0, 1.0, 1.0) for e in edges)  # white: visible boundaries
+    both = widgets.plot_timelines({"linear": _chain(7), "tree": _chain(3)}, rows="task")
+    a, b = both.axes[:2]
+    assert a.get_xlim() == b.get_xlim() and a.get_xlim()[1] >= 7 * 0.25
+    with pytest.raises(ValueError, match="rows="):
+        widgets.plot_timelines({"x": _chain(1)}, rows="lane")
+    dask = [
+        dict(e, label="('random_sample-3f9a2b1c0d4e5f6a7b8c9d0e1f2a3b4c', 0, 1)") for e in _chain(2)
+    ]
+    legend = widgets.plot_timeline(dask).axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["random_sample"]
+
+
+class _EventLog:
+    """A source whose event log the test appends to (for cell marks)."""
+
+    def __init__(self):
+        self.log, self.gen = [], object()
+
+    def alive(self):
+        return True
+
+    def generation(self):
+        return self.gen
+
+    def events(self, since):
+        last = self.log[-1]["seq"] if self.log else 0
+        if since is widgets.source.LATEST:
+            return last, []
+        return last, [e for e in self.log if e["seq"] > since]
+
+
+def test_cell_marks_give_the_tasks_of_one_cell():
+    from widgets.cellmarks import CellMarks
+
+    src, marks = _EventLog(), CellMarks()
+    marks.mark(src)  # cell 1 runs two tasks
+    src.log += _chain(2)
+    src.log = [dict(e, seq=i + 1) for i, e in enumerate(src.log)]
+    marks.mark(src)  # cell 2 runs three more
+    more = [dict(e, seq=10 + i, task_id=f"u{i}") for i, e in enumerate(_chain(3, t0=200.0))]
+    src.log += more
+    marks.mark(src)  # cell 3 (the plot) runs none: the window is cell 2's
+    assert [e["task_id"] for e in marks.window(src)] == ["u0", "u1", "u2"]
+    src.gen = object()  # another cluster: no mark belongs to it, every event kept
+    assert len(marks.window(src)) == 5

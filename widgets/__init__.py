@@ -3,7 +3,8 @@
     ClusterMonitor()      one row per node: alive, CPU busy, queued/running/done/failed, store
     progress(refs)        done/total, failed, rate and time left for a batch of refs
     StatusLine(ref)       one task: queued, running on node X, done or failed, with time
-    plot_timeline()       one lane per worker, one bar per task (matplotlib Figure)
+    plot_timeline()       one bar per task, a lane per worker (or task); one cell's tasks
+    plot_timelines(runs)  several runs on one shared time axis
     plot_node_counts()    tasks done per node (matplotlib Figure)
 
 One background thread (``Updater``) polls the cluster at most 10 times a second and
@@ -23,10 +24,12 @@ Example:
 
 from kit import frontend as _frontend
 
+from . import cellmarks as _cellmarks
 from .monitor import ClusterMonitor as ClusterMonitor
 from .plots import KitFigure as KitFigure
 from .plots import plot_node_counts as plot_node_counts
 from .plots import plot_timeline as plot_timeline
+from .plots import plot_timelines as plot_timelines
 from .progress import Progress as Progress
 from .progress import progress as progress
 from .source import CurrentSource as CurrentSource
@@ -58,6 +61,7 @@ __all__ = [
     "monitor_view",
     "plot_node_counts",
     "plot_timeline",
+    "plot_timelines",
     "progress",
     "progress_view",
     "status_text",
@@ -86,6 +90,7 @@ def _on_shutdown(stop):
         up.check()
 
 
+_cellmarks.watch()
 _frontend.register("display", _show_context)
 _frontend.register("show", _display_context)
 _frontend.register("progress", progress)

@@ -5,7 +5,8 @@ so they work headless (Agg) and in threads. The figure is a ``KitFigure``, which
 has ``_repr_png_``: displayed in a notebook it becomes a PNG in the output (so it
 survives export to HTML) even where ``%matplotlib inline`` never ran.
 
-    events (backend.timeline()) ──▶ timeline_lanes() ──▶ plot_timeline()   one lane per worker
+    events (one cell's, cellmarks) ──▶ timeline_lanes() ──▶ plot_timeline()   a lane per worker
+                                                        plot_timelines()  runs on one axis
     nodes  (backend.nodes())    ─────────────────────▶ plot_node_counts() one bar per node
 
 The data comes from the current backend (``backends.current()``: kit, Ray or Dask)
@@ -21,9 +22,11 @@ from matplotlib.patches import Patch
 
 from backends.base import short_id
 
+from . import cellmarks
 from .view import _natural, timeline_lanes
 
 _FAILED_EDGE = "#c62828"
+MIN_WIDTH = 0.004  # the least width of a bar, as a share of the time axis
 
 
 class KitFigure(Figure):
@@ -65,26 +68,91 @@ def _read_cluster(events, nodes):
             "no cluster: call kit.init() (or %cluster connect) first, or pass the data to plot"
         )
     if events is None:
-        events = b.timeline()
+        events = cellmarks.marks().window(b)
     if nodes is None:
         nodes = b.nodes()
     return events, nodes
 
 
-def plot_timeline(events=None, nodes=None, *, title="Task timeline", width=10.0):
-    """One lane per worker, grouped by node, one bar per task from its start to its end.
+def _draw_lanes(ax, lanes, colour, rows, span):
+    """One bar per task, each with a white edge so back-to-back bars stay apart.
 
-    Bars are coloured by the task's function label and failed tasks get a red
-    edge; the x axis is seconds since the first task started. A linear reduction
-    shows as a staircase of single bars, a tree reduction as ever fewer parallel
-    bars.
+    A task much shorter than the run is drawn ``MIN_WIDTH`` of the axis wide, so it
+    shows as a mark instead of vanishing.
+    """
+    least = MIN_WIDTH * span
+    yticks, ylabels = [], []
+    last_node = None
+    for i, lane in enumerate(lanes):
+        y = len(lanes) - 1 - i  # first lane at the top
+        ax.broken_barh(
+            [(b.start, max(b.end - b.start, least, 1e-4)) for b in lane.bars],
+            (y - 0.4, 0.8),
+            facecolors=[colour[b.label] for b in lane.bars],
+            edgecolors=[_FAILED_EDGE if b.failed else "white" for b in lane.bars],
+            linewidth=1.2,
+        )
+        yticks.append(y)
+        if rows == "task":
+            ylabels.append(f"{lane.bars[0].label} · {lane.node}/{lane.worker[:6]}")
+        else:
+            ylabels.append(f"{lane.node} · {lane.worker[:6]}")
+            if last_node is not None and lane.node != last_node:
+                ax.axhline(y + 0.5, color="#9e9e9e", linewidth=0.8)
+        last_node = lane.node
+    ax.set_yticks(yticks, ylabels, fontsize=8)
+    ax.set_ylim(-0.6, len(lanes) - 0.4)
+    ax.set_ylabel("task · node/worker" if rows == "task" else "node · worker")
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _legend(ax, labels, colour, failed):
+    handles = [Patch(facecolor=colour[label], label=label) for label in labels]
+    if failed:
+        handles.append(Patch(facecolor="white", edgecolor=_FAILED_EDGE, label="failed"))
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=8,
+        frameon=False,
+        title="function",
+    )
+
+
+def _empty(ax):
+    ax.text(
+        0.5,
+        0.5,
+        "no finished tasks yet",
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+        color="#757575",
+    )
+    ax.set_yticks([])
+
+
+def plot_timeline(events=None, nodes=None, *, title="Task timeline", width=10.0, rows="worker"):
+    """One bar per task from its start to its end, in one lane per worker (or per task).
+
+    Bars are coloured by the task's function (Dask keys by their readable names),
+    each has a white edge so back-to-back tasks on one worker stay apart, and
+    failed tasks get a red edge; the x axis is seconds since the first task started.
+
+    With no ``events`` it draws one notebook cell's tasks: those of the cell it
+    runs in, or else of the last cell that ran any (``widgets.cellmarks``); pass
+    ``kit.events(mark)[1]`` for another window.
 
     Args:
-        events: task events as ``kit.timeline()`` returns them (default: read it now).
+        events: task events as ``kit.timeline()`` or ``kit.events(since)`` return them
+            (default: the tasks of the running cell, or of the last cell that ran any).
         nodes: nodes as ``kit.nodes()`` returns them, to name nodes by tag
             (default: read them now when ``events`` is not given).
         title: the figure's title.
         width: figure width in inches.
+        rows: ``"worker"`` (one lane per worker, grouped by node) or ``"task"`` (one
+            lane per task in the order they started: a chain is a staircase).
 
     Returns:
         A ``KitFigure``.
@@ -100,60 +168,59 @@ def plot_timeline(events=None, nodes=None, *, title="Task timeline", width=10.0)
         >>> fig.axes[0].get_xlabel()
         'seconds since the first task started'
     """
-    if events is None:
-        events, nodes = _read_cluster(None, nodes)
-    lanes, _t0 = timeline_lanes(events, _node_names(nodes))
-    fig = KitFigure(figsize=(width, 1.4 + 0.32 * max(1, len(lanes))))
-    ax = fig.add_subplot(1, 1, 1)
-    ax.set_title(title)
-    ax.set_xlabel("seconds since the first task started")
-    if not lanes:
-        ax.text(
-            0.5,
-            0.5,
-            "no finished tasks yet",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-            color="#757575",
-        )
-        ax.set_yticks([])
-        return fig
-    labels = sorted({b.label for lane in lanes for b in lane.bars}, key=_natural)
+    return plot_timelines({title: events}, nodes, width=width, rows=rows)
+
+
+def plot_timelines(runs, nodes=None, *, width=10.0, rows="worker"):
+    """Timelines of several runs one above the other, on one shared time axis.
+
+    Each run is drawn from its own first start, so equal lengths on the page are
+    equal durations: a run that took twice as long is twice as wide.
+
+    Args:
+        runs: ``{title: events}`` (events as ``kit.events(since)[1]`` returns them;
+            None: the default window of ``plot_timeline``).
+        nodes: nodes as ``kit.nodes()`` returns them, to name nodes by tag.
+        width: figure width in inches.
+        rows: ``"worker"`` or ``"task"`` (see ``plot_timeline``).
+
+    Returns:
+        A ``KitFigure`` with one axes per run, sharing the x axis.
+
+    Example:
+        >>> from widgets import plot_timelines
+        >>> ev = lambda t: [{"state": "finished", "started": 0.0, "time": t, "label": "add",
+        ...                  "node": "aa", "worker": "w1"}]
+        >>> fig = plot_timelines({"short": ev(1.0), "long": ev(2.0)})
+        >>> [round(float(ax.get_xlim()[1]), 2) for ax in fig.axes]
+        [2.04, 2.04]
+    """
+    if rows not in ("worker", "task"):
+        raise ValueError(f"rows={rows!r}: use 'worker' (a lane per worker) or 'task'")
+    if any(ev is None for ev in runs.values()):
+        read, nodes = _read_cluster(None, nodes)
+        runs = {t: read if ev is None else ev for t, ev in runs.items()}
+    names = _node_names(nodes)
+    drawn = [(t, timeline_lanes(ev, names, by=rows)[0]) for t, ev in runs.items()]
+    heights = [1.0 + 0.32 * max(1, len(lanes)) for _, lanes in drawn]
+    fig = KitFigure(figsize=(width, 0.4 + sum(heights)))
+    axes = fig.subplots(
+        len(drawn), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": heights}
+    )[:, 0]
+    labels = sorted({b.label for _, lanes in drawn for ln in lanes for b in ln.bars}, key=_natural)
     colour = _colours(labels)
-    yticks, ylabels = [], []
-    last_node = None
-    for i, lane in enumerate(lanes):
-        y = len(lanes) - 1 - i  # first lane at the top
-        ax.broken_barh(
-            [(b.start, max(b.end - b.start, 1e-4)) for b in lane.bars],
-            (y - 0.4, 0.8),
-            facecolors=[colour[b.label] for b in lane.bars],
-            edgecolors=[_FAILED_EDGE if b.failed else "none" for b in lane.bars],
-            linewidth=1.2,
-        )
-        yticks.append(y)
-        ylabels.append(f"{lane.node} · {lane.worker[:6]}")
-        if last_node is not None and lane.node != last_node:
-            ax.axhline(y + 0.5, color="#9e9e9e", linewidth=0.8)
-        last_node = lane.node
-    ax.set_yticks(yticks, ylabels, fontsize=8)
-    ax.set_ylim(-0.6, len(lanes) - 0.4)
-    ax.set_ylabel("node · worker")
-    end = max(b.end for lane in lanes for b in lane.bars)
-    ax.set_xlim(0, end * 1.02 if end > 0 else 1)
-    ax.grid(axis="x", alpha=0.3)
-    handles = [Patch(facecolor=colour[label], label=label) for label in labels]
-    if any(b.failed for lane in lanes for b in lane.bars):
-        handles.append(Patch(facecolor="white", edgecolor=_FAILED_EDGE, label="failed"))
-    ax.legend(
-        handles=handles,
-        loc="upper left",
-        bbox_to_anchor=(1.0, 1.0),
-        fontsize=8,
-        frameon=False,
-        title="function",
-    )
+    end = max([0.0] + [b.end for _, lanes in drawn for ln in lanes for b in ln.bars])
+    for ax, (title, lanes) in zip(axes, drawn):
+        ax.set_title(title)
+        if not lanes:
+            _empty(ax)
+            continue
+        _draw_lanes(ax, lanes, colour, rows, end)
+    axes[-1].set_xlabel("seconds since the first task started")
+    axes[0].set_xlim(0, end * 1.02 if end > 0 else 1)
+    if labels:
+        failed = any(b.failed for _, lanes in drawn for ln in lanes for b in ln.bars)
+        _legend(axes[0], labels, colour, failed)
     return fig
 
 

@@ -553,17 +553,46 @@ class Lane(NamedTuple):
     bars: tuple
 
 
-def timeline_lanes(events, names=None):
-    """Group finished and failed task events into lanes: one per worker, grouped by node.
+_TOKEN = re.compile(r"[-_](?:[0-9a-f]{8,}|[0-9a-f]{8}-[0-9a-f-]{27,})$")
+
+
+def readable_label(label) -> str:
+    """A task's label as people read it: Dask keys lose their tokens and chunk indices.
+
+    Example:
+        >>> readable_label("('random_sample-3f9a2b1c0d4e5f6a7b8c9d0e1f2a3b4c', 0, 1)")
+        'random_sample'
+        >>> readable_label("finalize-hlgfinalizecompute-8a2f1e9c7b6d5a4f3e2d1c0b9a8f7e6d")
+        'finalize-hlgfinalizecompute'
+        >>> readable_label("create_matrix")
+        'create_matrix'
+    """
+    text = str(label or "?").strip()
+    if text.startswith("(") and text.endswith(")"):  # a tuple key: its name comes first
+        text = text[1:-1].split(",")[0].strip().strip("'\"")
+    while True:
+        short = _TOKEN.sub("", text)
+        if short == text or not short:
+            return text
+        text = short
+
+
+def timeline_lanes(events, names=None, by="worker", t0=None):
+    """Group finished and failed task events into lanes: one per worker (or per task).
 
     Args:
         events: dicts as ``kit.timeline()`` returns them; only ``finished`` and
             ``failed`` events with a start time make bars.
         names: optional ``{node id hex: tag}`` to name nodes.
+        by: ``"worker"``: one lane per worker, grouped by node; ``"task"``: one lane
+            per task, in the order the tasks started (a chain of tasks is a staircase,
+            a tree's rounds are 4, then 2, then 1 bars side by side).
+        t0: the time that is 0 on the axis (default: the earliest start), so two
+            runs can be drawn from their own starts on one shared axis.
 
     Returns:
-        ``(lanes, t0)``: lanes ordered by node name then worker, bar times in
-        seconds since ``t0`` (the earliest start).
+        ``(lanes, t0)``: lanes ordered by node name then worker (or by start), bar
+        times in seconds since ``t0``, labels readable (``readable_label``).
 
     Example:
         >>> ev = [{"state": "finished", "started": 10.0, "time": 11.0, "label": "f",
@@ -587,13 +616,21 @@ def timeline_lanes(events, names=None):
                 e.get("worker") or "?",
                 start,
                 end,
-                e.get("label") or "?",
+                readable_label(e.get("label")),
                 e.get("state") == "failed",
             )
         )
     if not spans:
         return [], 0.0
-    t0 = min(s[2] for s in spans)
+    if t0 is None:
+        t0 = min(s[2] for s in spans)
+    if by == "task":
+        spans.sort(key=lambda s: (s[2], s[3]))
+        lanes = [
+            Lane(node, worker, (Bar(start - t0, max(end, start) - t0, label, failed),))
+            for node, worker, start, end, label, failed in spans
+        ]
+        return lanes, t0
     by_lane: dict = {}
     for node, worker, start, end, label, failed in spans:
         by_lane.setdefault((node, worker), []).append(
