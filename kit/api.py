@@ -454,6 +454,7 @@ def get(refs, *, timeout=None, progress=False):
         'hi'
     """
     client = _current_client()
+    codeship.recheck()  # a burst of .remote() calls is over: edits are looked for again
     single, lst = _as_list(refs, "kit.get")
     oids = [r._id for r in lst]
     show_progress = frontend.hook("progress") if progress else None
@@ -507,6 +508,7 @@ def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
         (2, 1)
     """
     client = _current_client()
+    codeship.recheck()
     _, lst = _as_list(refs, "kit.wait")
     if num_returns > len(lst):
         raise ValueError(f"num_returns={num_returns} but only {len(lst)} refs were given")

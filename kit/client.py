@@ -713,6 +713,8 @@ class Client:
             return
         if notify:
             try:
+                if self.direct is not None:
+                    self.direct.release()
                 with self.lock:
                     self._flush_refs()
                     self.tx.send_multipart(self.tx_signer.pack(Kind.SHUTDOWN, None))

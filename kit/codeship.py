@@ -10,10 +10,13 @@
             once, kit.env_cache) goes first on sys.path; if the worker had another
             version of that module loaded, it is dropped from sys.modules first
 
-A module's digest is of its files' content, so an edited file ships again: before each
+A module's digest is of its files' content, so an edited file ships again: before a
 ``.remote()`` the driver looks at the files (one ``stat`` each) of the modules the
-function's pickle named, and pickles it again if one changed; the next task on every
-node imports the new code, whether or not the driver reloaded it (``%autoreload``).
+function's pickle named, and pickles it again if one changed; the next task imports the
+new code on every node, whether or not the driver reloaded it (``%autoreload``). In a
+burst of ``.remote()`` calls the files are looked at once every 2 ms; a ``kit.get`` or
+``kit.wait`` ends the burst (an edit made between a get and the next ``.remote()`` is
+always seen).
 Modules a shipped module imports from other local files ship with it. The first time
 the driver ships a module it says so in one line. ``KIT_SHIP_LOCAL=0`` turns this off
 (then workers import such modules by name, as before).
@@ -31,6 +34,7 @@ import site
 import sys
 import sysconfig
 import threading
+import time
 import types
 from typing import NamedTuple
 
@@ -43,6 +47,8 @@ _roots: dict = {}  # root name -> Root: modules this process ships (the driver's
 _active: dict = {}  # root name -> (entry, folder): shipped modules loaded here from the cache
 _local: dict = {}  # root name -> its path if it is local here, else None
 _announced: set = set()
+CHECK_EVERY = 0.002  # seconds: a module's files are looked at most this often
+_checked: dict = {}  # root name -> when its files were last looked at
 _OWN = {"kit", "magics", "widgets", "backends", "__main__", "__mp_main__"}
 
 
@@ -96,6 +102,41 @@ def _system_dirs() -> tuple:
     return tuple(os.path.realpath(d) + os.sep for d in dirs if d)
 
 
+_elsewhere: dict = {}
+
+
+def _installed_elsewhere() -> tuple:
+    """Installed outside site-packages: ``(names, folders)`` of editable installs (their
+    finders' mappings) and the folders ``.pth`` files add. Cheap: read once."""
+    if not _elsewhere:
+        names: set = set()
+        for name, mod in list(sys.modules.items()):
+            mapping = getattr(mod, "MAPPING", None) if name.startswith("__editable__") else None
+            if isinstance(mapping, dict):
+                names.update(mapping)
+        folders = set()
+        try:
+            sites = site.getsitepackages() + [site.getusersitepackages()]
+        except AttributeError:
+            sites = []
+        for d in sites:
+            try:
+                pths = [f for f in os.listdir(d) if f.endswith(".pth")]
+            except OSError:
+                continue
+            for f in pths:
+                try:
+                    lines = open(os.path.join(d, f), encoding="utf-8").read().splitlines()
+                except OSError:
+                    continue
+                for line in lines:
+                    line = line.strip()
+                    if line and not line.startswith(("#", "import ")):
+                        folders.add(os.path.realpath(os.path.join(d, line)))
+        _elsewhere["names"], _elsewhere["folders"] = names, folders
+    return _elsewhere["names"], _elsewhere["folders"]
+
+
 _installed_names: dict = {}
 
 
@@ -116,7 +157,8 @@ def local_path(root: str):
     """The file or package folder of module ``root`` if it is local here, else None.
 
     Local: imported, from a ``.py`` file outside the standard library, site-packages and
-    this environment's prefix, and not part of an installed distribution.
+    this environment's prefix, and not installed elsewhere (an editable install, a
+    folder a ``.pth`` file adds).
 
     Example:
         >>> local_path("json") is None and local_path("kit") is None
@@ -135,9 +177,12 @@ def local_path(root: str):
         and root not in getattr(sys, "stdlib_module_names", ())
     ):
         real = os.path.realpath(file)
-        if not real.startswith(_system_dirs()) and root not in _installed():
-            path = os.path.dirname(file) if os.path.basename(file) == "__init__.py" else file
-            path = os.path.abspath(path)
+        names, folders = _installed_elsewhere()
+        path = os.path.dirname(file) if os.path.basename(file) == "__init__.py" else file
+        path = os.path.abspath(path)
+        found_in = os.path.dirname(os.path.realpath(path))  # the import path it came from
+        if real.startswith(_system_dirs()) or root in names or found_in in folders:
+            path = None
     _local[root] = path
     return path
 
@@ -209,6 +254,11 @@ def current(root: str, _seen=None):
         r = _roots.get(root)
         return r.entry if r else None
     seen.add(root)
+    now = time.monotonic()
+    r = _roots.get(root)
+    if r is not None and now - _checked.get(root, -1.0) < CHECK_EVERY:
+        return r.entry
+    _checked[root] = now
     with _lock:
         r = _roots.get(root)
         deps = []
@@ -248,6 +298,12 @@ def _announce(root, path, packed):
         )
     except Exception:
         pass
+
+
+def recheck() -> None:
+    """Look at the files again at the next ``.remote()`` (called by ``get`` and ``wait``)."""
+    if _checked:
+        _checked.clear()
 
 
 def fresh(entries) -> bool:

@@ -297,6 +297,8 @@ class Head:
             self.node_seen[cid] = self.sched.now
             if isinstance(body, dict):
                 self.sched.node_store(cid, body.get("store_used", 0), body.get("spilled", 0))
+                if "stats" in body:
+                    self.probe.node_stats(cid, body["stats"])
 
     def _goodbye(self, ident, cid, body):
         """A client disconnects (``body == "cluster"``: and stops the cluster)."""
@@ -434,6 +436,7 @@ class Head:
             return
         workers = [w for w, n in self.worker_node.items() if n == nid]
         self.sched.node_died(nid, cause)
+        self.probe.node_gone(nid)
         for wid in workers:
             self.client_gone(wid)
         self.forget(nid)
@@ -466,6 +469,8 @@ class Head:
             self.sched.add_copy(nid, *args)
         elif event == "bye":
             self.node_died(nid, "was stopped")
+        elif event == "stack":
+            self.probe.stack_read(*args)
 
     def _actor_op(self, cid, body):
         op = body[0]
@@ -482,7 +487,7 @@ class Head:
                 self.to_client(cid, Kind.REPLY, (req, (aid, a.create.spec.opts["handle"])))
 
     def _nodes(self):
-        return self.sched.snapshot()
+        return self.probe.with_stats(self.sched.snapshot())
 
     def _answer_node_waiters(self):
         alive = sum(1 for n in self.sched.nodes.values() if n.alive)
@@ -534,6 +539,10 @@ class Head:
             }
         elif what == "dashboard":  # workers, actors, drivers, failures after args
             ans = self.probe.answer(args)
+        elif what == "stack":  # a worker's Python stack, read by its node's agent
+            if self.probe.ask_stack(cid, req, args):
+                return  # answered when the agent has read it
+            ans = "no such worker (it has ended)"
         elif what == "object_info":
             obj = sched.objects.get(args)
             ans = (
@@ -565,8 +574,9 @@ class Head:
         self.sched.check_unschedulable(now, self.unschedulable_timeout)
         for cid in self.client_seen:
             self.to_client(cid, Kind.HEARTBEAT, None)
+        beat = {"watched": True} if self.probe.watched() else None  # send figures
         for nid in list(self.node_rid):
-            self.to_node(nid, Kind.HEARTBEAT, None)
+            self.to_node(nid, Kind.HEARTBEAT, beat)
         for cid, seen in list(self.client_seen.items()):
             if now - seen > self.client_timeout and self.roles.get(cid) == "driver":
                 # A driver that vanished without a goodbye: release what it held.

@@ -1,8 +1,9 @@
 """A node agent: starts and supervises one machine's workers and keeps its object store.
 
-    head ── NODE_CMD spawn/kill/free/peer_gone ──▶ agent ── fork ──▶ zygote ──▶ workers
-    head ◀── NODE_EVENT worker_exit/copied ──────── agent ◀── exit status ── zygote
-    head ◀──▶ HEARTBEAT (every second, both ways)
+    head ── NODE_CMD spawn/kill/free/peer_gone/stack ─▶ agent ── fork ─▶ zygote ─▶ workers
+    head ◀── NODE_EVENT worker_exit/copied/stack ──── agent ◀── exit status ── zygote
+    head ◀──▶ HEARTBEAT (every second, both ways; while a dashboard watches, the head's
+              says so and the agent's carries machine and process figures)
     workers, drivers ── FETCH ──▶ transfer socket (kit.transfer) ◀──▶ other agents
 
 The agent joins the head first (a wrong token fails at once), forks its zygote
@@ -42,6 +43,7 @@ from .session import SESSION_UNKNOWN, Channel
 from .spawner import Zygote, die_with_parent
 from .transfer import Transfer
 
+WATCHED_FOR = 5.0  # seconds a head's "watched" heartbeat keeps figures coming
 MEMORY_THRESHOLD = 0.95  # fraction of the machine's memory; KIT_MEMORY_THRESHOLD overrides
 HEAD_TIMEOUT = 8.0  # silence from the head this long: it died (KIT_HEAD_TIMEOUT)
 REJOIN_GRACE = 60.0  # a daemon agent tries to join a head again this long (KIT_REJOIN_GRACE)
@@ -91,6 +93,9 @@ class NodeAgent:
         self.heard = time.monotonic()
         self.joins = 0
         self.parent = os.getppid()  # a local cluster's head (the agent dies with it)
+        self.watched_until = 0.0  # a dashboard watches: heartbeats carry figures till then
+        self.stats = None  # kit.dashboard.procstats.Stats, made when first watched
+        self.dumps: list = []  # [(key, kit.dashboard.stacks.Dump)]: stacks being read
 
     def send(self, kind, body):
         self.head.send(kind, body)
@@ -227,14 +232,39 @@ class NodeAgent:
             self.last_memory_check = now
             self.check_memory()
             self.check_store()
+        if self.dumps:
+            self.check_dumps()
         if now - last_beat < 1.0:
             return last_beat
-        self.send(Kind.HEARTBEAT, {"store_used": self.ledger.used(), "spilled": self.spilled})
+        beat = {"store_used": self.ledger.used(), "spilled": self.spilled}
+        if time.monotonic() < self.watched_until:
+            beat["stats"] = self.sample()
+        self.send(Kind.HEARTBEAT, beat)
         self.transfer.tick(now)
         silent = time.monotonic() - self.heard
         if silent > self.head_timeout and not self._head_busy(silent):
             raise Forgotten(f"nothing from the head for {silent:.0f} s")
         return now
+
+    def sample(self) -> dict:
+        """This machine's and this node's kit processes' CPU and memory (for dashboards)."""
+        if self.stats is None:
+            from .dashboard.procstats import Stats
+
+            self.stats = Stats()
+        pids = [os.getpid(), self.zygote.pid, *self.tags]
+        return self.stats.sample(pids)
+
+    def check_dumps(self):
+        """Send the stacks that py-spy has finished reading."""
+        left = []
+        for key, d in self.dumps:
+            text = d.result()
+            if text is None:
+                left.append((key, d))
+            else:
+                self.send(Kind.NODE_EVENT, ("stack", (key, text)))
+        self.dumps = left
 
     def _head_busy(self, silent) -> bool:
         """A local cluster's head that is silent but still running is busy, not dead."""
@@ -348,13 +378,15 @@ class NodeAgent:
             oom = self.oom_killed.pop(pid, None)
             if known and not self.stopping:
                 why = oom or cause
-                self.send(
-                    Kind.NODE_EVENT, ("worker_exit", (wid, why, oom is not None, actor, env))
-                )
+                self.send(Kind.NODE_EVENT, ("worker_exit", (wid, why, oom is not None, actor, env)))
 
     def on_command(self, kind, body):
         if kind == Kind.SHUTDOWN:
             self.stopping = True
+            return
+        if kind == Kind.HEARTBEAT:
+            if body and body.get("watched"):
+                self.watched_until = time.monotonic() + WATCHED_FOR
             return
         if kind != Kind.NODE_CMD:
             return
@@ -374,6 +406,14 @@ class NodeAgent:
                     object_store.unlink(name)
         elif op == "peer_gone":
             self.transfer.peer_gone(arg)
+        elif op == "stack":  # a worker's Python stack, for a dashboard
+            key, pid = arg
+            if pid in self.tags:
+                from .dashboard.stacks import Dump
+
+                self.dumps.append((key, Dump(pid)))
+            else:
+                self.send(Kind.NODE_EVENT, ("stack", (key, f"no worker {pid} on this node")))
 
     def _copied(self, name, local, size):
         self.send(Kind.NODE_EVENT, ("copied", (name, local, size)))

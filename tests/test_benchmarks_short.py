@@ -131,3 +131,12 @@ def test_dashboard_benchmark_short(tmp_path):
         assert row in text
     records = json.loads((tmp_path / "dashboard.json").read_text())
     assert all(r["frames"] >= 2 for r in records if r["mode"] == "socket")
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(200)
+def test_runtime_env_short(tmp_path):
+    text = short_run("runtime_env.py", tmp_path / "runtime_env.md", 180)
+    for row in ("base first", "env_vars first", "working_dir first", "pip first",
+                "pip new_proc", "local_module first after an edit", "no-op tasks/s"):  # fmt: skip
+        assert f"| {row}" in text, row

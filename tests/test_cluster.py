@@ -347,6 +347,26 @@ wait_until(lambda: not alive(), 30, "the head to see the killed node dead")
 print(round(time.time() - t, 2), flush=True)  # reported, not asserted
 """
 
+# What a dashboard on the head's host reads of the other host: the figures its agent
+# sends while asked, and a worker's stack, read there by its agent.
+NETNS_FIGURES = r"""
+import sys, kit
+sys.path.insert(0, {tests!r})
+from helpers import wait_until
+kit.init(address="10.211.0.1:6394", token="{token}")
+client = kit.api._current_client()
+
+def figures():  # as a dashboard asks: agents send their figures while asked
+    workers = client.query("dashboard", 0)["workers"]
+    nodes = client.query("nodes")
+    far = [n for n in nodes if n["address"] == "10.211.0.2" and n["alive"]]
+    mine = [w for w in workers if far and w["node"] == far[0]["node_id"] and w["pid"]]
+    return all(n.get("stats") for n in nodes if n["alive"]) and mine and (far[0], mine)
+
+far, workers = wait_until(figures, 20, "figures from both hosts' agents, a worker on b")
+print(far["stats"]["kit"]["procs"], workers[0]["pid"], flush=True)
+print(client.query("stack", workers[0]["wid"], timeout=30), flush=True)
+"""
 
 # A driver on a host with no node: large results are pulled from their node in chunks,
 # also when they arrive through a future (await, kit.Executor), not only through get.
@@ -461,6 +481,16 @@ def test_two_hosts_in_network_namespaces(tmp_path):
         assert set(counts) == {"10.211.0.1", "10.211.0.2"}
         assert sum(counts.values()) == 10000
         assert min(counts.values()) > 2500, counts
+        out = subprocess.run(
+            ["ip", "netns", "exec", a, sys.executable, "-c",
+             NETNS_FIGURES.format(token=token, tests=TESTS)],
+            capture_output=True, text=True, env=env_a, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        procs, pid = out.stdout.split("\n", 1)[0].split()
+        assert int(procs) >= 3  # the agent, its zygote, a worker at least
+        stack = out.stdout.split("\n", 1)[1]
+        assert f"Process {pid}" in stack and "Thread" in stack, stack  # read on host b
         node_pid = json.loads(next((tmp_path / "b").glob("node-*.json")).read_text())["pid"]
         out = subprocess.run(
             [

@@ -189,6 +189,23 @@ def test_figures_match_the_runtime_and_metrics_parse(dash):
     assert stack["pid"] == actor["pid"]
     assert "Thread" in stack["stack"] or "py-spy could not" in stack["stack"]
 
+    # machine and process figures, sampled by each node's agent while the page watches
+    def figures():
+        st = state(base, view)
+        rows = st["overview"]["nodes"]
+        # the agent, its zygote and its workers
+        procs = [r["procs"] and r["procs"]["procs"] for r in rows]
+        ok = procs == [2 + len(w) for w in _workers_by_node(st)]
+        return ok and all(w["cpu_rss"] and w["cpu_rss"][1] > 0 for w in st["workers"]) and st
+
+    st = wait_until(figures, 10, "every node's and worker's CPU and memory figures")
+    assert [r["machine"]["cpu_count"] for r in st["overview"]["nodes"]] == [os.cpu_count()] * 2
+
+
+def _workers_by_node(st) -> list:
+    """The workers of each node of the dashboard's overview, in its order."""
+    return [[w for w in st["workers"] if w["node"] == r["tag"]] for r in st["overview"]["nodes"]]
+
 
 def _failed(st) -> list:
     """The failed rows of the tasks table that carry their traceback."""

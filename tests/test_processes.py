@@ -83,3 +83,23 @@ def test_fresh_workers_have_numpy_when_the_driver_uses_it(fresh):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr
+
+
+@pytest.mark.timeout(60)
+def test_a_driver_that_leaves_gives_its_workers_back_alive(fresh):
+    """A driver's idle leased workers go back to the head when it shuts down: the next
+    driver finds them warm (they were killed with the driver, and its node had none)."""
+    ctx = fresh(num_cpus=2)
+    code = (
+        "import os, kit\n"
+        f"kit.init(address={ctx.address_info['address']!r}, token={ctx.token!r})\n"
+        "f = kit.remote(lambda i: os.getpid())\n"
+        "print(*sorted(set(kit.get([f.remote(i) for i in range(200)]))))\n"
+        "kit.shutdown()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    used = {int(p) for p in out.stdout.split()}
+    workers = kit.api._current_client().query("dashboard", 0)["workers"]
+    assert used and used <= {w["pid"] for w in workers}  # still there, and still kit's
+    assert all(psutil.pid_exists(p) for p in used)

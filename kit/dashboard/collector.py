@@ -7,7 +7,8 @@
       client.query("dashboard", since)     workers, actors, drivers, new failures
                                            (kit/dashboard/probe.py, in the head)
       client.query("status"), once a second: tasks waiting for a node
-      procstats.Stats, once a second:      machine and process figures of local nodes
+    (each node's machine and process figures come with "nodes": its agent samples
+    them while a dashboard watches, kit/dashboard/procstats.py)
     client's io thread ── LOG lines ──▶ recent lines per worker (kit.logs.set_sink)
 
 ``view()`` turns all of it into JSON-ready sections (ids as hex, nodes by tag);
@@ -23,9 +24,9 @@ from collections import deque
 
 from .. import logs
 from .model import ERROR, NODE, OWNER, TID, WORKER, Model
-from .procstats import Stats
 
 LOG_LINES = 30  # recent output lines kept per worker
+STACK_TIMEOUT = 20.0  # seconds to wait for a worker's stack (py-spy may take 10)
 SLOW_EVERY = 1.0  # seconds between status queries and process samples
 
 
@@ -45,7 +46,7 @@ class Collector:
     Args:
         client: the dashboard's connection to the head (its queries are used).
         host: this machine's host id (``kit.client.host_id()``): nodes with the same
-            host get machine and process figures.
+            host are marked local.
 
     Example:
         >>> c = Collector(client, host_id())  # doctest: +SKIP
@@ -57,12 +58,9 @@ class Collector:
         self.client = client
         self.host = host
         self.model = Model()
-        self.stats = Stats()
         self.nodes: list = []
         self.extra: dict = {"workers": [], "actors": [], "drivers": [], "url": None}
         self.waiting = 0
-        self.machine: dict = {}
-        self.proc: dict = {}  # node id -> figures of its kit processes
         self.failure_seq = 0
         self.last_slow = 0.0
         self.polled = 0.0  # time of the last poll
@@ -95,14 +93,14 @@ class Collector:
         if now - self.last_slow >= SLOW_EVERY:
             self.last_slow = now
             self.waiting = q("status")["waiting"]
-            local = {
-                n["node_id"]: n.get("pid")
-                for n in self.nodes
-                if n["alive"] and n.get("host") == self.host
-            }
-            s = self.stats.sample(local)
-            self.machine, self.proc = s["machine"], s["nodes"]
         self.polled = now
+
+    def stack(self, wid: bytes) -> str:
+        """Worker ``wid``'s Python stack, read by its node's agent (any thread may ask)."""
+        try:
+            return self.client.query("stack", wid, timeout=STACK_TIMEOUT)
+        except Exception as e:  # the head did not answer: say so on the page
+            return f"could not read the stack: {e}"
 
     def _log(self, line) -> None:
         tid, label, pid, node, stream, text = line
@@ -147,8 +145,8 @@ class Collector:
                 "store_used": n["store_used"],
                 "store_limit": n.get("store_limit", 0),
                 "local": local,
-                "machine": self.machine if local else None,
-                "procs": self.proc.get(n["node_id"]),
+                "machine": (n.get("stats") or {}).get("machine"),
+                "procs": (n.get("stats") or {}).get("kit"),
             }
             rows.append(row)
             tot["nodes"] += 1
@@ -172,6 +170,10 @@ class Collector:
         current = self.model.current
         calls = self.model.calls
         local = {n["node_id"] for n in self.nodes if n.get("host") == self.host}
+        figures = {}  # (node id, pid) -> [cpu %, rss]
+        for n in self.nodes:
+            for pid, f in ((n.get("stats") or {}).get("pids") or {}).items():
+                figures[(n["node_id"], pid)] = f
         out = []
         for w in self.extra["workers"]:
             cur = current.get(w["wid"])
@@ -196,6 +198,7 @@ class Collector:
                     "calls": calls.get(w["wid"], 0),
                     "logs": [list(x) for x in lines],
                     "local": w["node"] in local,
+                    "cpu_rss": figures.get((w["node"], w["pid"])),
                 }
             )
         out.sort(key=lambda r: (_natural(r["node"] or ""), r["pid"] or 0))

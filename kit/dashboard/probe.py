@@ -4,6 +4,10 @@
                                        (its object may be freed a moment later)
     Head._query("dashboard", since) ──▶ Probe.answer: workers, actors, drivers,
                                        the failures kept after ``since``, the URL
+    agents' heartbeats (while watched) ──▶ Probe.stats: machine and process figures,
+                                       added to each node in ``nodes``
+    Head._query("stack", worker) ──▶ Probe.ask_stack ── NODE_CMD ──▶ the worker's agent
+                                       ── NODE_EVENT stack ──▶ Probe.stack_read ──▶ REPLY
 
 Runs inside the head's loop, so it only reads the scheduler's state and does
 little: one pass over workers and actors per query (the dashboard asks a few
@@ -12,12 +16,15 @@ times a second), one check per task event. Nothing here changes anything.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 
+from ..protocol import Kind
 from ..records import ERROR, object_id
 from ..serialization import error_text
 
+WATCHED = 5.0  # seconds after a dashboard's query that agents keep sending figures
 FAILURES = 1000  # failed tasks' errors kept for the dashboard
 ACTORS = 2000  # actors listed at most (live ones first)
 
@@ -37,6 +44,49 @@ class Probe:
         self.url = None  # the dashboard's address (kit/boot.py sets it), or None: none runs
         self.failures: deque = deque(maxlen=FAILURES)  # (seq, task id, label, text)
         self.failure_seq = 0
+        self.watched_until = 0.0  # a dashboard asked lately: agents send their figures
+        self.stats: dict = {}  # node id -> its agent's last figures (procstats.Stats)
+        self.stack_keys = itertools.count()
+        self.stack_asks: dict = {}  # key -> (driver, req, node id): stacks being read
+
+    # ---- machine figures and stacks: read by each node's agent -------------------------
+
+    def watched(self) -> bool:
+        """A dashboard asked within WATCHED s (the head's heartbeats tell the agents)."""
+        return time.monotonic() < self.watched_until
+
+    def node_stats(self, nid, stats) -> None:
+        self.stats[nid] = stats
+
+    def with_stats(self, nodes: list) -> list:
+        """``nodes`` (the scheduler's snapshot) with each alive node's last figures."""
+        if self.stats:
+            for n in nodes:
+                n["stats"] = self.stats.get(n["node_id"]) if n["alive"] else None
+        return nodes
+
+    def ask_stack(self, cid, req, wid) -> bool:
+        """Ask the agent of worker ``wid`` for its stack; False if there is no such worker
+        (the answer comes with ``stack_read``)."""
+        w = self.head.sched.workers.get(wid)
+        if w is None or w.pid is None:
+            return False
+        key = next(self.stack_keys)
+        self.stack_asks[key] = (cid, req, w.node)
+        self.head.to_node(w.node, Kind.NODE_CMD, ("stack", (key, w.pid)))
+        return True
+
+    def stack_read(self, key, text) -> None:
+        ask = self.stack_asks.pop(key, None)
+        if ask is not None:
+            self.head.to_client(ask[0], Kind.REPLY, (ask[1], text))
+
+    def node_gone(self, nid) -> None:
+        """A node died: its figures go, its pending stacks are answered."""
+        self.stats.pop(nid, None)
+        for key, (_, _, where) in list(self.stack_asks.items()):
+            if where == nid:
+                self.stack_read(key, "the worker's node died before its stack was read")
 
     def events(self, events) -> None:
         """Called with the task events of one turn: keep the error of each failed task."""
@@ -59,6 +109,7 @@ class Probe:
     def answer(self, since) -> dict:
         """The dashboard query's answer: workers, actors, drivers, failures after ``since``."""
         head = self.head
+        self.watched_until = time.monotonic() + WATCHED
         since = since or 0
         new = max(0, min(len(self.failures), self.failure_seq - since))
         failures = list(self.failures)[len(self.failures) - new :] if new else []

@@ -1,12 +1,13 @@
-"""CPU and memory of this machine and of each local node's kit processes (psutil).
+"""CPU and memory of a machine and of one node's kit processes (psutil), read by its agent.
 
-    Stats.sample({node id: agent pid}) ──▶ {"machine": {...}, "nodes": {node id: {...}}}
+    node agent, each heartbeat while a dashboard watches:
+      Stats.sample(pids) ──▶ {"machine": {...}, "kit": {...}, "pids": {pid: [cpu %, rss]}}
+      ── HEARTBEAT ──▶ head (kept per node, in kit.nodes()) ──▶ dashboard
 
-A node's kit processes are its agent and the agent's descendants (the zygote and
-its workers). The dashboard runs on the head's machine, so it measures the nodes
-that run there; nodes on other machines show no figures. CPU percentages come
-from the difference since the previous sample, so psutil's ``Process`` objects
-are kept between samples (the first sample of a process reads 0).
+A node's kit processes are its agent, its zygote and its workers: the agent names
+them (no scan of the machine's process table). CPU percentages come from the
+difference since the previous sample, so psutil's ``Process`` objects are kept
+between samples (the first sample of a process reads 0).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import psutil
 
 
 class Stats:
-    """Samples machine and per-node process figures; keep one and call ``sample``.
+    """Samples machine and process figures; keep one and call ``sample``.
 
     Example:
         >>> import os
         >>> s = Stats()
-        >>> out = s.sample({b"n": os.getpid()})
-        >>> sorted(out["machine"]), sorted(out["nodes"][b"n"])
-        (['cpu_count', 'cpu_percent', 'mem_total', 'mem_used'], ['cpu_percent', 'procs', 'rss'])
+        >>> out = s.sample([os.getpid()])
+        >>> sorted(out), sorted(out["machine"]), sorted(out["kit"])
+        (['kit', 'machine', 'pids'], ['cpu_count', 'cpu_percent', 'mem_total', 'mem_used'], \
+['cpu_percent', 'procs', 'rss'])
     """
 
     def __init__(self):
@@ -36,8 +38,8 @@ class Stats:
             p.cpu_percent(None)
         return p
 
-    def sample(self, agents: dict) -> dict:
-        """Figures for the machine and for each ``{node id: agent pid}`` given."""
+    def sample(self, pids) -> dict:
+        """Figures for the machine, for the processes ``pids`` together and each."""
         vm = psutil.virtual_memory()
         machine = {
             "cpu_percent": psutil.cpu_percent(None),
@@ -45,28 +47,19 @@ class Stats:
             "mem_used": vm.total - vm.available,
             "mem_total": vm.total,
         }
-        seen = set()
-        nodes = {}
-        for nid, pid in agents.items():
-            if not pid:
-                continue
+        each = {}
+        for pid in pids:
             try:
-                root = self._proc(pid)
-                family = [root, *root.children(recursive=True)]
+                p = self._proc(pid)
+                each[pid] = [p.cpu_percent(None), p.memory_info().rss]
             except psutil.Error:
-                continue
-            cpu = rss = count = 0
-            for p in family:
-                try:
-                    p = self._proc(p.pid)
-                    cpu += p.cpu_percent(None)
-                    rss += p.memory_info().rss
-                    count += 1
-                    seen.add(p.pid)
-                except psutil.Error:
-                    pass
-            nodes[nid] = {"cpu_percent": cpu, "rss": rss, "procs": count}
+                self._procs.pop(pid, None)
         for pid in list(self._procs):
-            if pid not in seen:
+            if pid not in each:
                 del self._procs[pid]
-        return {"machine": machine, "nodes": nodes}
+        kit = {
+            "cpu_percent": sum(c for c, _ in each.values()),
+            "rss": sum(r for _, r in each.values()),
+            "procs": len(each),
+        }
+        return {"machine": machine, "kit": kit, "pids": each}

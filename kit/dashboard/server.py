@@ -5,7 +5,7 @@
             ── WS  /ws ────────▶ Push: a full frame, then what changed, twice a second
                                  (task rows and bars only to a page showing them)
             ── GET /api/state ─▶ everything, as JSON (for scripts and tests)
-            ── GET /api/stack/<worker id> ─▶ py-spy dump of a worker on this machine
+            ── GET /api/stack/<worker id> ─▶ py-spy dump of a worker, read by its node
             ── GET /timeline.json ─▶ Chrome trace of the task stream (Perfetto)
             ── GET /metrics ───▶ Prometheus text (also with "Authorization: Bearer T")
 
@@ -31,7 +31,7 @@ import tornado.httpserver
 import tornado.web
 import tornado.websocket
 
-from . import auth, metrics, stacks, trace
+from . import auth, metrics, trace
 from .collector import Collector
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -149,11 +149,8 @@ class Stack(Base):
         w = next((w for w in b.view.get("workers", ()) if w["id"] == wid), None)
         if w is None:
             raise tornado.web.HTTPError(404)
-        if not w["local"]:
-            text = "this worker runs on another machine; only workers on the head's can be read"
-        else:
-            loop = asyncio.get_running_loop()
-            text = await loop.run_in_executor(None, stacks.dump, w["pid"])
+        loop = asyncio.get_running_loop()
+        text = await loop.run_in_executor(None, b.collector.stack, bytes.fromhex(wid))
         self.send_json({"id": wid, "pid": w["pid"], "stack": text})
 
 

@@ -223,8 +223,10 @@ function renderWorkers(workers) {
     const logs = w.logs.map((l) => l[2]).join("\n");
     return '<tr data-worker="' + esc(w.id) + '"><td>' + esc(w.id.slice(0, 8)) + (w.actor ? " <span class=muted>actor</span>" : "") +
       "</td><td>" + esc(w.node) + "</td><td>" + esc(w.pid) + "</td><td>" + esc(w.state) + "</td><td>" + task +
-      '</td><td class="num">' + w.calls + '</td><td class="logs" title="' + esc(logs) + '">' + esc(last) + "</td><td>" +
-      (w.local ? '<button data-stack="' + esc(w.id) + '">stack</button>' : '<span class="muted">other machine</span>') + "</td></tr>";
+      '</td><td class="num">' + w.calls + '</td><td class="num" data-col="cpu">' + (w.cpu_rss ? w.cpu_rss[0].toFixed(0) + "%" : "—") +
+      '</td><td class="num" data-col="rss">' + (w.cpu_rss ? mib(w.cpu_rss[1]) : "—") +
+      '</td><td class="logs" title="' + esc(logs) + '">' + esc(last) + "</td><td>" +
+      '<button data-stack="' + esc(w.id) + '">stack</button></td></tr>';
   }).join(""));
 }
 
