@@ -713,8 +713,8 @@ class Client:
             return
         if notify:
             try:
-                if self.direct is not None:
-                    self.direct.release()
+                if self.direct is not None:  # the head then knows which leases are idle
+                    self.direct.flush_records()  # (it keeps their workers: Scheduler.client_gone)
                 with self.lock:
                     self._flush_refs()
                     self.tx.send_multipart(self.tx_signer.pack(Kind.SHUTDOWN, None))

@@ -302,17 +302,18 @@ class Head:
 
     def _goodbye(self, ident, cid, body):
         """A client disconnects (``body == "cluster"``: and stops the cluster)."""
-        self.client_gone(cid)
+        self.client_gone(cid, clean=True)
         if body == "cluster":
             self.stopping = True
 
-    def client_gone(self, cid, reason=None):
-        """A driver or worker left: release what it held and forget its sessions."""
+    def client_gone(self, cid, reason=None, clean=False):
+        """A driver or worker left (``clean``: it said goodbye): release what it held and
+        forget its sessions."""
         if reason is not None:
             self.to_client(cid, Kind.SHUTDOWN, reason)
         self.client_seen.pop(cid, None)
         if cid in self.roles:
-            self.sched.client_gone(cid)
+            self.sched.client_gone(cid, clean)
             self.roles.pop(cid, None)
             self.log_to.discard(cid)
         self.worker_node.pop(cid, None)

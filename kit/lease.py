@@ -552,14 +552,6 @@ class Direct:
             self.client._nudge()  # the io thread polls the new socket
         return self.address
 
-    def release(self) -> None:
-        """The driver leaves: what it did is reported, and its idle leases go back to the
-        head, whose workers then stay for the next driver (a lease still held at the
-        goodbye is killed with the tasks it may run)."""
-        self.flush_records()
-        with self.lock:
-            self._return_idle(0.0)
-
     def close(self):
         with self.lock:
             for lane in self.lanes.values():

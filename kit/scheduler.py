@@ -665,13 +665,21 @@ class Scheduler:
     def add_client(self, cid):
         self.clients.setdefault(cid, set())
 
-    def client_gone(self, cid):
+    def client_gone(self, cid, clean=False):
+        """A client left; ``clean``: it said goodbye after sending its records, so a
+        worker leased to it that its records show running nothing goes back to the pool
+        (others may run its tasks still, and are killed)."""
         self.reclaimed.pop(cid, None)
-        for wid in self.leases.pop(cid, ()):  # its leased workers may run its tasks still
-            w = self.workers.get(wid)
-            if w is not None:
-                self.out.append(("kill", w.node, wid))
         self.lease_wants = deque(x for x in self.lease_wants if x[0] != cid)
+        for wid in list(self.leases.get(cid, ())):
+            w = self.workers.get(wid)
+            if w is None:
+                continue
+            if clean and w.direct == 0:
+                self.return_lease(cid, wid)
+            else:
+                self.out.append(("kill", w.node, wid))
+        self.leases.pop(cid, None)
         held = self.clients.pop(cid, set())
         for oid in held:
             obj = self.objects.get(oid)

@@ -559,3 +559,21 @@ def test_a_lease_running_nothing_is_not_busy_in_the_snapshot():
     assert snap["available"]["CPU"] == 0.0 and snap["running"] == 1
     s.direct_records(DRIVER, [(b"t1", "f", wid, b"f", 1.0, 1.0, 2.0, "finished", None)])
     assert s.snapshot()[0]["available"]["CPU"] == 1.0
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_a_driver_leaving_keeps_its_idle_leased_workers_if_it_said_goodbye(clean):
+    """A driver that says goodbye has sent its records first: its leased workers that run
+    nothing of it go back to the pool (the next driver finds them warm); one still running
+    a task of it is killed. A driver that vanished: all its leased workers are killed (its
+    last records may never come)."""
+    s = setup(cpus=2, workers=2)
+    s.want_lease(DRIVER, 1, {"CPU": 1.0}, 2)
+    s.schedule()
+    idle, busy = [a[2][2] for a in actions(s, "lease")]
+    s.direct_records(DRIVER, [(b"t1", "f", busy, b"f", 1.0, 1.0, None, None, None)])
+    s.out.clear()
+    s.client_gone(DRIVER, clean)
+    killed = {a[2] for a in actions(s, "kill")}
+    assert killed == ({busy} if clean else {idle, busy})
+    assert (s.workers[idle].state == IDLE) is clean
