@@ -12,7 +12,7 @@ import threading
 import time
 
 from . import client as client_mod
-from . import codeship, context, frontend, serialization
+from . import codeship, context, frontend, logs, serialization
 from . import runtime_env as runtime_env_mod
 from . import sync as sync_mod
 from .actors import ActorClass, ActorHandle
@@ -195,6 +195,7 @@ def init(
         except BaseException:
             shutdown()
             raise
+        nodes()  # names the nodes in the prefix of lines tasks print (kit.logs)
         if local:
             client.node_id, client.node_tag = local["node_id"], local["tag"]
             client.store_limit = local.get("store_limit", 0)
@@ -629,7 +630,9 @@ def nodes():
         >>> len(kit.nodes())
         1
     """
-    return [_node_dict(n) for n in _current_client().query("nodes")]
+    out = [_node_dict(n) for n in _current_client().query("nodes")]
+    logs.name_nodes({n["node_id"]: n["tag"] for n in out})  # printed lines say n1, not an id
+    return out
 
 
 def _node_dict(n) -> dict:

@@ -54,7 +54,7 @@ class TaskError(KitError):
 
     Attributes: ``cause`` (the user's exception, or None if it could not be
     rebuilt), ``cause_type`` (its class name), ``traceback_str``, ``function``,
-    ``node_id``, ``pid``.
+    ``node_id``, ``pid``, ``node_tag`` (``"n1"``, as the monitor names the node).
     """
 
     def __init__(
@@ -67,6 +67,7 @@ class TaskError(KitError):
         function="",
         node_id="",
         pid=0,
+        node_tag="",
     ):
         super().__init__(message)
         self.cause = cause
@@ -75,9 +76,11 @@ class TaskError(KitError):
         self.function = function
         self.node_id = node_id
         self.pid = pid
+        self.node_tag = node_tag
 
     def __str__(self):
-        head = f"{self.cause_type} in {self.function} (pid {self.pid}, node {self.node_id})"
+        node = getattr(self, "node_tag", "") or self.node_id
+        head = f"{self.cause_type} in {self.function} (pid {self.pid}, node {node})"
         msg = self.args[0] if self.args else ""
         return f"{head}: {msg}" if msg else head
 
@@ -92,11 +95,12 @@ class TaskError(KitError):
                 self.function,
                 self.node_id,
                 self.pid,
+                getattr(self, "node_tag", ""),
             ),
         )
 
     @classmethod
-    def build(cls, cause, cause_type, message, traceback_str, function, node_id, pid):
+    def build(cls, cause, cause_type, message, traceback_str, function, node_id, pid, node_tag=""):
         """Make the error ``get`` raises: also an instance of ``type(cause)`` if possible."""
         kwargs = dict(
             cause=cause,
@@ -105,6 +109,7 @@ class TaskError(KitError):
             function=function,
             node_id=node_id,
             pid=pid,
+            node_tag=node_tag,
         )
         err = None
         if cause is not None and not isinstance(cause, KitError):
@@ -147,8 +152,8 @@ def _dual_instance(base, cause, message, kwargs):
         return None
 
 
-def _rebuild_task_error(message, cause, cause_type, tb, function, node_id, pid):
-    return TaskError.build(cause, cause_type, message, tb, function, node_id, pid)
+def _rebuild_task_error(message, cause, cause_type, tb, function, node_id, pid, node_tag=""):
+    return TaskError.build(cause, cause_type, message, tb, function, node_id, pid, node_tag)
 
 
 class GetTimeoutError(KitError, TimeoutError):

@@ -1,7 +1,8 @@
 """Where the output of tasks goes in the driver.
 
 By default every line a task prints is written to the driver's stdout or
-stderr, prefixed with ``(function pid=..., node=...)``. A front end (the
+stderr, prefixed with ``(function pid=..., node=n1)`` (the node's tag, as
+``kit.nodes()`` and the monitor name it; ``name_nodes`` keeps the names). A front end (the
 ``%%remote`` magic) can route the lines of one task to its own handler, for
 example to print them into the notebook cell that submitted the task.
 """
@@ -15,6 +16,23 @@ _routes: dict = {}
 _lock = threading.Lock()
 _capturing = threading.local()
 _sink = None  # where lines no route claims go instead of stdout (set_sink), or None
+_names: dict = {}  # node id hex -> tag, for the prefix
+
+
+def name_nodes(names: dict) -> None:
+    """Name nodes in the prefix of printed lines: ``{node id hex: tag}`` (kit.nodes() calls it).
+
+    Example:
+        >>> name_nodes({"ab12cd34ef56ab12": "n1"})
+        >>> node_name("ab12cd34ef56ab12"), node_name("ffff0000ffff0000")
+        ('n1', 'ffff0000')
+    """
+    _names.update({k: v for k, v in names.items() if k and v})
+
+
+def node_name(node_hex) -> str:
+    """A node's tag if known, else the first 8 hex digits of its id."""
+    return _names.get(node_hex) or (node_hex or "?")[:8]
 
 
 def route(task_id: bytes, handler) -> None:
@@ -110,7 +128,11 @@ def deliver(batch) -> None:
             sink(item)
             continue
         out = sys.stderr if stream == "stderr" else sys.stdout
-        prefix = "kit: " if tid is None and label == "kit" else f"({label} pid={pid}, node={node}) "
+        prefix = (
+            "kit: "
+            if tid is None and label == "kit"
+            else f"({label} pid={pid}, node={node_name(node)}) "
+        )
         try:
             out.write("".join(prefix + line + "\n" for line in text.splitlines()))
             out.flush()

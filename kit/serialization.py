@@ -17,6 +17,7 @@ can keep those objects alive for as long as the outer value lives.
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 import traceback
@@ -161,8 +162,34 @@ _SYSTEM = {
 }
 
 
-def task_error_payload(exc: BaseException, function: str, node_id: str, pid: int):
-    """Payload for an exception raised by user code in a task."""
+_KIT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback from the user's first frame: kit's own frames above it dropped.
+
+    A task's traceback starts in kit's worker (``_execute`` calling the function);
+    people want to read their own code. An error raised inside kit keeps every frame.
+
+    Example:
+        >>> def f():
+        ...     return 1 / 0
+        >>> try:
+        ...     f()
+        ... except ZeroDivisionError as e:
+        ...     print(user_traceback(e).splitlines()[-1])
+        ZeroDivisionError: division by zero
+    """
+    tb = exc.__traceback__
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_KIT_DIR):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+def task_error_payload(
+    exc: BaseException, function: str, node_id: str, pid: int, node_tag: str = ""
+):
+    """Payload for an exception raised by user code in a task (``node_tag``: ``"n1"``)."""
     if isinstance(exc, TaskError):
         # A failed dependency fetched with get inside a task: pass it on unchanged.
         info = (
@@ -174,16 +201,17 @@ def task_error_payload(exc: BaseException, function: str, node_id: str, pid: int
             exc.function,
             exc.node_id,
             exc.pid,
+            getattr(exc, "node_tag", ""),
         )
         return (ERROR, info)
     if isinstance(exc, KitError) and type(exc).__name__ in _SYSTEM:
         return (ERROR, ("sys", type(exc).__name__, str(exc)))
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = user_traceback(exc)
     try:
         msg = str(exc)
     except Exception:
         msg = f"<{type(exc).__name__} with unprintable message>"
-    info = ("task", _try_dumps(exc), type(exc).__name__, msg, tb, function, node_id, pid)
+    info = ("task", _try_dumps(exc), type(exc).__name__, msg, tb, function, node_id, pid, node_tag)
     return (ERROR, info)
 
 
@@ -232,7 +260,8 @@ def error_from_info(info) -> BaseException:
     if info[0] == "sys":
         cls = _SYSTEM.get(info[1], KitError)
         return cls(info[2])
-    _, blob, type_name, msg, tb, function, node_id, pid = info
+    _, blob, type_name, msg, tb, function, node_id, pid, *rest = info
+    node_tag = rest[0] if rest else ""  # kit before node tags sent 8 fields
     cause = None
     if blob is not None:
         try:
@@ -243,4 +272,4 @@ def error_from_info(info) -> BaseException:
         from .codeship import explain
 
         msg = f"{msg}; {explain(cause.name)}"  # the fix, as this process knows it
-    return TaskError.build(cause, type_name, msg, tb, function, node_id, pid)
+    return TaskError.build(cause, type_name, msg, tb, function, node_id, pid, node_tag)

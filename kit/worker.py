@@ -449,7 +449,9 @@ class Worker:
         return out
 
     def _error_results(self, spec, exc):
-        payload = serialization.task_error_payload(exc, spec.label, self.node_hex, os.getpid())
+        payload = serialization.task_error_payload(
+            exc, spec.label, self.node_hex, os.getpid(), self.node_tag
+        )
         return [(oid, payload, ()) for oid in spec.returns]
 
     def _retryable(self, spec, exc):

@@ -3,6 +3,7 @@
 import asyncio
 import concurrent.futures
 import pickle
+import re
 import time
 
 import pytest
@@ -138,6 +139,13 @@ def test_task_error_is_users_class_with_traceback(cluster):
     assert err.function == "boom" and err.pid > 0 and err.node_id
     assert "raise ValueError(msg)" in err.traceback_str
     assert isinstance(err.__cause__, Exception) and "Traceback" in str(err.__cause__)
+    # the user's frames only (not kit's worker), and the node as the monitor names it
+    assert "kit/worker.py" not in err.traceback_str and "_execute" not in err.traceback_str
+    assert err.traceback_str.splitlines()[1].startswith(f'  File "{__file__}"')
+    tags = {n["NodeID"]: n["tag"] for n in kit.nodes()}
+    assert err.node_tag == tags[err.node_id] and f"node {err.node_tag})" in str(err)
+    again = pickle.loads(pickle.dumps(err))  # the tag travels with the error
+    assert again.node_tag == err.node_tag and str(again) == str(err)
 
 
 def test_dependents_of_failed_task_fail_without_running(cluster):
@@ -265,6 +273,8 @@ def test_print_reaches_driver(cluster, capfd):
 
     wait_until(all_printed, 5, lambda: f"the three lines in the driver's output: {seen}")
     assert "(talk pid=" in "".join(seen)
+    tags = {n["tag"] for n in kit.nodes()}  # lines name their node by tag, as the monitor does
+    assert re.findall(r"\(talk pid=\d+, node=(\S+)\)", "".join(seen))[0] in tags
 
 
 def test_runtime_context(cluster):
