@@ -98,6 +98,7 @@ def init(
     dashboard_host="127.0.0.1",
     dashboard_port=None,
     runtime_env=None,
+    autoscale=None,
     _redis_password=None,
     **_ignored,
 ):
@@ -120,6 +121,10 @@ def init(
             ``KIT_DASHBOARD=0``); its link is ``ctx.dashboard_url``.
         dashboard_host: the address the dashboard listens on (loopback by default).
         dashboard_port: its port (default 8265, or the next free one; 0: any).
+        autoscale: ``(min_nodes, max_nodes)`` (or a dict that also sets ``idle_timeout``
+            and ``wait``, in seconds): the local cluster starts ``min_nodes`` nodes and an
+            autoscaler adds nodes when tasks wait for a slot and removes idle ones
+            (``kit/autoscaler.py``); its decisions are events of state ``"cluster"``.
         runtime_env: the code and environment every task and actor of this driver
             runs in, with Ray's keys (``working_dir``, ``py_modules``, ``env_vars``,
             ``pip``; see ``kit.runtime_env``). Without it, the local modules a task
@@ -157,6 +162,11 @@ def init(
             from .launcher import start_local
 
             cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
+            if autoscale is not None:
+                from .scale_policy import bounds
+
+                autoscale = bounds(autoscale)
+                num_nodes = autoscale["min_nodes"]
             cluster = start_local(
                 cpus,
                 num_nodes=num_nodes,
@@ -169,6 +179,7 @@ def init(
                     "dashboard_host": dashboard_host,
                     "dashboard_port": dashboard_port,
                 },
+                autoscale=autoscale,
             )
             address, token = cluster.address, cluster.token
             expect = num_nodes

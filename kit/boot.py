@@ -10,7 +10,9 @@
 Started by ``kit.init()`` (watching the driver through stdin, so a driver
 killed with SIGKILL takes its cluster with it) and by ``kit start --head``
 (``--daemon-head``: a daemon that stays until ``kit stop``). ``--daemon-node``
-runs a node agent alone, joining a head elsewhere (``kit start --address``).
+runs a node agent alone, joining a head elsewhere (``kit start --address``);
+``--node``, one an autoscaler started on its host (it dies with the autoscaler). A
+cluster with ``autoscale`` in its config has the head fork the autoscaler too.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def run(cfg, watch_fd=None, ready=None):
         pid = fork_child("kit.node:main", (ncfg,), deathsig=signal.SIGTERM)
         children[pid] = ncfg["node_id"]
     dashboard, dashboard_pid = _start_dashboard(cfg, local)
+    scaler_pid = _start_autoscaler(cfg, local, cluster)
     from .head import Head
 
     bind = f"tcp://{cfg.get('bind', '127.0.0.1')}:{cfg.get('port', 0)}"
@@ -87,7 +90,7 @@ def run(cfg, watch_fd=None, ready=None):
     try:
         head.serve()
     finally:
-        for pid in [*children, *([dashboard_pid] if dashboard_pid else [])]:
+        for pid in [*children, *(p for p in (dashboard_pid, scaler_pid) if p)]:
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
@@ -122,6 +125,30 @@ def _start_dashboard(cfg, head):
     return url, launch.start(cfg, head, sock)
 
 
+def _start_autoscaler(cfg, head, cluster):
+    """Fork the autoscaler (``kit/autoscaler.py``) if the cluster has one; its pid, or None.
+
+    Forked before the head's zmq context, like the node agents; it reaches the head over
+    the ipc path, starts local nodes as this cluster's next ones (n1, n2...) and gives the
+    ssh provider's pool the head's address on the network."""
+    auto = cfg.get("autoscale")
+    if not auto:
+        return None
+    from .spawner import fork_child
+
+    keys = ("num_cpus", "num_gpus", "resources", "object_store_memory", "sys_path", "cwd",
+            "encrypt", "preload", "node_ip")  # fmt: skip
+    node = {k: cfg[k] for k in keys if cfg.get(k) is not None}
+    if auto.get("cpus"):
+        node["num_cpus"] = auto["cpus"]
+    acfg = dict(
+        auto, head=head, token=cfg["token"], encrypt=bool(cfg.get("encrypt")), cluster=cluster,
+        node=node, first_tag=cfg.get("num_nodes", 1),
+        address=f"{cfg.get('bind', '127.0.0.1')}:{cfg.get('port', 0)}",
+    )  # fmt: skip
+    return fork_child("kit.autoscaler:main", (acfg,), deathsig=signal.SIGTERM)
+
+
 def _ready_line(info):
     sys.stdout.write(json.dumps(info) + "\n")
     sys.stdout.flush()
@@ -151,6 +178,10 @@ def main():
             _detach(cfg["log"])
 
         run(cfg, watch_fd=None, ready=ready)
+    elif mode == "--node":  # an autoscaler's local node: it dies with the autoscaler
+        from . import node
+
+        node.main(node_config(cfg, cfg["address"], cfg.get("cluster"), cfg["tag"]))
     elif mode == "--daemon-node":
         from . import node
 

@@ -40,6 +40,7 @@ import zmq
 from . import process, protocol
 from .dashboard.probe import Probe
 from .protocol import KIT_VERSION, PY_VERSION, Kind
+from .scaling import Scaling
 from .scheduler import Scheduler, _members
 from .session import Sessions
 
@@ -111,6 +112,7 @@ class Head:
         self.children = children or {}  # pid -> node id: this host's node agents
         self.backlog = False  # the last turn left messages unread (a heartbeat among them?)
         self.probe = Probe(self)  # what the dashboard reads (kit/dashboard/probe.py)
+        self.scaling = Scaling(self)  # what an autoscaler reads and does (kit/scaling.py)
         self.handlers = self._handlers()
 
     def request_stop(self):
@@ -538,6 +540,8 @@ class Head:
                 "cluster": self.cluster_id,
                 "uptime": time.time() - self.started,
             }
+        elif what == "autoscale":  # demand, drain, notes (kit/scaling.py)
+            ans = self.scaling.answer(args)
         elif what == "dashboard":  # workers, actors, drivers, failures after args
             ans = self.probe.answer(args)
         elif what == "stack":  # a worker's Python stack, read by its node's agent

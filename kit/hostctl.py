@@ -22,10 +22,15 @@ import shutil
 import sys
 
 
-def _state(req) -> str:
+def _state(req, create=True) -> str:
+    """This cluster's state folder on this host (made 0700), set as kit's state dir."""
+    from .paths import private_dir
+
     path = os.path.expanduser(req["state_dir"])
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     os.environ["KIT_STATE_DIR"] = path
+    if create:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        private_dir(path, "remove it; kit up makes it again")
     return path
 
 
@@ -48,7 +53,7 @@ def probe(req) -> dict:
     from . import process
     from .protocol import KIT_VERSION, PY_VERSION
 
-    path = _state(req)
+    path = _state(req, create=False)
     head = None
     try:
         with open(os.path.join(path, "head.json")) as f:
@@ -108,7 +113,7 @@ def start_node(req) -> dict:
 def stop(req) -> dict:
     from .cli import stop_all
 
-    path = _state(req)
+    path = _state(req, create=False)
     if not os.path.isdir(path):
         return {"stopped": 0}
     n = stop_all()

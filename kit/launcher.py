@@ -72,8 +72,12 @@ def start_local(
     timeout: float = 30.0,
     encrypt: bool = False,
     dashboard: dict | None = None,
+    autoscale: dict | None = None,
 ) -> LocalCluster:
     """Start a head and ``num_nodes`` node agents on loopback; return once the head serves.
+
+    ``autoscale`` (``min_nodes``, ``max_nodes``, ``idle_timeout``, ``wait``) has the head
+    fork an autoscaler that adds local node agents under load (``kit/autoscaler.py``).
 
     Raises:
         UnsafePathError: kit's runtime or spill directory here is not this uid's own
@@ -96,6 +100,7 @@ def start_local(
         "encrypt": encrypt,
         "preload": spawner.driver_preload(),  # what the workers import before forking
         **(dashboard or {}),  # dashboard, dashboard_host, dashboard_port (kit/dashboard)
+        "autoscale": dict(autoscale, provider="local") if autoscale else None,
     }
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(

@@ -232,7 +232,7 @@ class Cluster:
                 lambda h: self._start_worker(h, found[h], address, token, fresh),
             )
             self._check(started)
-            n, cpus = self._count(address, token)
+            n, cpus = self._count(address, token, 1 + len(spec.workers))
             self.progress(
                 f"cluster {spec.name} is up: {n} node(s), {cpus:g} CPUs; head at {address}"
             )
@@ -268,13 +268,18 @@ class Cluster:
         )  # fmt: skip
         self.progress(f"{h.host}: node {ans['node_id'][:8]} joined")
 
-    def _count(self, address, token):
-        """Alive nodes and CPUs, asked of the head."""
+    def _count(self, address, token, expect):
+        """Alive nodes and CPUs, asked of the head once ``expect`` nodes have joined."""
         from .client import Client
+        from .errors import GetTimeoutError
 
         c = Client("tcp://" + address, token, "driver",
                    info={"log_to_driver": False, "name": "kit up"})  # fmt: skip
         try:
+            try:
+                c.query("wait_nodes", expect, timeout=60)
+            except GetTimeoutError:
+                pass  # said below: fewer nodes than hosts
             nodes = [n for n in c.query("nodes") if n["alive"]]
         finally:
             c.close(notify=True)

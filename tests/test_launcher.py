@@ -201,3 +201,44 @@ def test_python_api_up_and_down(lab, state, tmp_path):
     assert set(stopped) == set(lab.hosts[:2])
     assert c.address is None
     wait_until(lambda: no_kit_left(lab) is True, 15, lambda: f"no kit process: {no_kit_left(lab)}")
+
+
+@kit.remote
+def slow_task(i):
+    time.sleep(0.6)  # long tasks: work waits for slots, so the autoscaler adds hosts
+    return kit.get_runtime_context().get_node_id(), i
+
+
+@pytest.mark.timeout(150)
+def test_ssh_autoscaler_adds_pool_hosts_under_load_and_removes_them_idle(lab, state, tmp_path):
+    auto = {"min_nodes": 1, "max_nodes": 3, "idle_timeout": 1.5, "wait": 0.3,
+            "provider": "ssh", "pool": lab.hosts[1:]}  # fmt: skip
+    path = write_file(lab, tmp_path / "auto.yaml", "auto", workers=[], autoscale=auto)
+    try:
+        up = kit_cli(["up", path], state)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "cluster auto is up: 1 node(s)" in up.stdout
+        for h in lab.hosts[1:]:
+            assert f"{h}: ready" in up.stdout  # the pool is set up, not started
+            assert not lab.kit_processes(h)
+        with kit.init(address=f"{lab.hosts[0]}:6380"):
+            alive = lambda: sorted(n["address"] for n in kit.nodes() if n["Alive"])  # noqa: E731
+            notes = lambda: [e["label"] for e in kit.events(0)[1] if e["state"] == "cluster"]  # noqa: E731
+            refs = [slow_task.remote(i) for i in range(15)]
+            wait_until(lambda: alive() == sorted(lab.hosts), 40,
+                       lambda: f"every pool host added: {alive()}, {notes()}")  # fmt: skip
+            got = kit.get(refs, timeout=60)
+            assert [i for _, i in got] == list(range(15))
+            wait_until(lambda: alive() == [lab.hosts[0]], 30,
+                       lambda: f"the pool hosts removed once idle: {notes()}")  # fmt: skip
+            said = notes()
+        for h in lab.hosts[1:]:
+            assert any(x.startswith(f"added {h}: ") and "tasks waiting" in x for x in said), said
+            assert any(x.startswith(f"removed {h}: idle") for x in said), said
+            wait_until(lambda h=h: not lab.kit_processes(h), 10, f"no kit process on {h}")
+        status = kit_cli(["status", path], state)
+        assert f"autoscaler: removed {lab.hosts[1]}: idle" in status.stdout, status.stdout
+    finally:
+        down = kit_cli(["down", path], state)
+    assert down.returncode == 0, down.stderr
+    wait_until(lambda: no_kit_left(lab) is True, 15, lambda: f"no kit process: {no_kit_left(lab)}")

@@ -9,6 +9,7 @@
     current    per worker: the task it runs now                        (Workers page)
     owners     per submitting client: what it submitted, by label      (Drivers page)
     calls      per worker: tasks it ended                              (actors' calls done)
+    cluster    the autoscaler's decisions (events of state "cluster"), newest last
 
 No clock, thread or socket: ``now`` is passed in, so tests feed events and read
 the result. Every change takes the next number of ``seq``; rows and bars keep
@@ -56,6 +57,7 @@ class Model:
         self.owners: dict = {}  # client id -> {label: [submitted, done, failed]}
         self.calls: dict = {}  # worker id -> tasks it ended
         self.totals = {"submitted": 0, "running": 0, "finished": 0, "failed": 0, "cancelled": 0}
+        self.cluster: deque = deque(maxlen=50)  # (time, text): the autoscaler's decisions
 
     # ---- folding events ------------------------------------------------------------
 
@@ -78,6 +80,9 @@ class Model:
     def _one(self, e, now):
         tid, label, state, t = e[1], e[2], e[3], e[4]
         t = now if t is None else t
+        if state == "cluster":  # not a task: a decision of the autoscaler (kit/scaling.py)
+            self.cluster.append((t, label))
+            return
         row = self._row(tid, label, now)
         fn = self.functions.get(label)
         if fn is None:
