@@ -124,8 +124,9 @@ class Backend:
     started_here = False
 
     # ---- lifecycle ------------------------------------------------------------------
-    def start(self, nodes: int = 1, cpus=None) -> None:
-        """Start a local cluster of ``nodes`` nodes with ``cpus`` task slots each."""
+    def start(self, nodes: int = 1, cpus=None, autoscale=None) -> None:
+        """Start a local cluster of ``nodes`` nodes with ``cpus`` task slots each
+        (``autoscale`` "MIN:MAX": engines that can add and remove nodes; kit does)."""
         raise NotImplementedError
 
     def connect(self, address: str, token=None) -> None:

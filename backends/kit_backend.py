@@ -32,8 +32,8 @@ class KitBackend(Backend):
     name = "kit"
 
     # ---- lifecycle ------------------------------------------------------------------
-    def start(self, nodes=1, cpus=None):
-        _kit().init(num_nodes=nodes, num_cpus=cpus)
+    def start(self, nodes=1, cpus=None, autoscale=None):
+        _kit().init(num_nodes=nodes, num_cpus=cpus, autoscale=autoscale)
 
     def connect(self, address, token=None):
         try:

@@ -78,7 +78,17 @@ class KitMagics(Magics):
         "action",
         nargs="?",
         default="status",
-        choices=["start", "connect", "status", "monitor", "dashboard", "sync", "stop"],
+        choices=[
+            "start",
+            "connect",
+            "status",
+            "monitor",
+            "dashboard",
+            "sync",
+            "stop",
+            "up",
+            "down",
+        ],
         help="what to do (default: status)",
     )
     @argument(
@@ -86,7 +96,8 @@ class KitMagics(Magics):
         nargs="?",
         help="for connect: HOST:PORT (kit), ray://HOST:PORT, ray:auto, ray:local, "
         "tcp://HOST:PORT (Dask) or dask:local; for dashboard: a panel (overview, stream, "
-        "tasks, actors, workers, drivers); for sync: a local folder",
+        "tasks, actors, workers, drivers); for sync: a local folder; for up and down: "
+        "a cluster file (kit up)",
     )
     @argument(
         "--nodes",
@@ -96,6 +107,12 @@ class KitMagics(Magics):
     )
     @argument("--cpus", type=int, default=None, help="task slots per node (default: cores)")
     @argument("--token", default=None, help="the cluster's token, for connect")
+    @argument(
+        "--autoscale",
+        default=None,
+        metavar="MIN:MAX",
+        help="for start: begin with MIN nodes, add up to MAX under load, remove idle ones",
+    )
     def cluster(self, line):
         """Start, join, show or stop the cluster this notebook uses (kit, Ray or Dask).
 
@@ -110,6 +127,9 @@ class KitMagics(Magics):
             %cluster dashboard            # the cluster's dashboard in this cell
             %cluster dashboard stream     # one panel: overview, stream, tasks, actors...
             data = %cluster sync data/    # copy a folder to every node; the path to read
+            %cluster start --autoscale 1:4   # nodes join under load and leave when idle
+            %cluster up cluster.yaml      # kit up: a cluster of machines, then connect
+            %cluster down                 # kit down the file of the last %cluster up
             %cluster stop
         """
         if _wants_help(line):
@@ -129,9 +149,54 @@ class KitMagics(Magics):
             )
             return
         b = backends.use(None)
+        if args.autoscale:
+            try:
+                b.start(nodes=args.nodes, cpus=args.cpus, autoscale=args.autoscale)
+            except ValueError as e:
+                raise UsageError(f"%cluster start: {e}") from None
+            self.session.forget()
+            print(f"kit: started a local cluster, autoscaling {args.autoscale} nodes "
+                  f"(now {len(b.nodes())}, {b.cpus():g} CPUs)")  # fmt: skip
+            return
         b.start(nodes=args.nodes, cpus=args.cpus)
         self.session.forget()
         print(f"kit: started a local cluster: {args.nodes} node(s), {b.cpus():g} CPUs")
+
+    def _cluster_up(self, args):
+        import kit
+
+        if not args.address:
+            raise UsageError("%cluster up: give a cluster file, e.g. %cluster up cluster.yaml")
+        try:
+            c = kit.Cluster.from_yaml(args.address)
+            address = c.up()
+        except kit.KitError as e:
+            raise UsageError(f"%cluster up: {e}") from None
+        self._cluster_file = args.address
+        b = backends.current()
+        if b.alive():
+            print(f"{b.name}: this notebook stays on its cluster; %cluster stop, then "
+                  f"%cluster connect {address}")  # fmt: skip
+            return
+        b = backends.connect(address)
+        self.session.forget()
+        print(f"kit: connected to {address}: {b.describe()}")
+
+    def _cluster_down(self, args):
+        import kit
+
+        path = args.address or getattr(self, "_cluster_file", None)
+        if not path:
+            raise UsageError("%cluster down: give the cluster file: %cluster down cluster.yaml")
+        c = kit.Cluster.from_yaml(path)
+        b = backends.current()
+        if b.alive() and c.address and b.name == "kit" and kit.is_initialized():
+            if kit.init(ignore_reinit_error=True).address == c.address:
+                b.stop()
+        try:
+            c.down()
+        except kit.KitError as e:
+            raise UsageError(f"%cluster down: {e}") from None
 
     def _cluster_connect(self, args):
         if not args.address:

@@ -90,3 +90,31 @@ def test_autoscale_needs_bounds():
     with pytest.raises(ValueError, match="min_nodes must be at least 1"):
         kit.init(autoscale=(0, 2))
     assert not kit.is_initialized()
+
+
+@pytest.mark.timeout(90)
+def test_cluster_magic_starts_an_autoscaling_cluster():
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+    from IPython.utils.capture import capture_output
+
+    if kit.is_initialized():
+        kit.shutdown()
+    sh = start_ipython() or get_ipython()
+    sh.run_line_magic("load_ext", "kit")
+    try:
+        with capture_output() as cap:
+            sh.run_cell("%cluster start --cpus 1 --autoscale 1:2")
+        assert "autoscaling 1:2 nodes (now 1, 1 CPUs)" in cap.stdout, cap.stdout + cap.stderr
+        refs = [slow.remote(i) for i in range(6)]
+        wait_until(lambda: len(alive()) == 2, 30, lambda: f"a second node: {notes()}")
+        assert kit.get(refs, timeout=60) == list(range(6))
+        with capture_output() as cap:
+            sh.run_cell("%cluster start --autoscale 3:2")
+        assert "already running" in cap.stdout
+    finally:
+        sh.run_cell("%cluster stop")
+    with capture_output() as cap:
+        sh.run_cell("%cluster start --autoscale 3:2")
+    assert "min_nodes must be at least 1 and at most max_nodes" in cap.stderr + cap.stdout
+    assert not kit.is_initialized()

@@ -242,3 +242,27 @@ def test_ssh_autoscaler_adds_pool_hosts_under_load_and_removes_them_idle(lab, st
         down = kit_cli(["down", path], state)
     assert down.returncode == 0, down.stderr
     wait_until(lambda: no_kit_left(lab) is True, 15, lambda: f"no kit process: {no_kit_left(lab)}")
+
+
+@pytest.mark.timeout(120)
+def test_cluster_magic_up_and_down(lab, state, tmp_path):
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+    from IPython.utils.capture import capture_output
+
+    if kit.is_initialized():
+        kit.shutdown()
+    path = write_file(lab, tmp_path / "nb.yaml", "nb", workers=[lab.hosts[2]])
+    sh = start_ipython() or get_ipython()
+    sh.run_line_magic("load_ext", "kit")
+    try:
+        with capture_output() as cap:
+            sh.run_cell(f"%cluster up {path}")
+        assert f"kit: connected to {lab.hosts[0]}:6380" in cap.stdout, cap.stdout + cap.stderr
+        assert len(kit.nodes()) == 2
+    finally:
+        with capture_output() as cap:
+            sh.run_cell("%cluster down")
+    assert "cluster nb is down" in cap.stdout, cap.stdout + cap.stderr
+    assert not kit.is_initialized()
+    wait_until(lambda: no_kit_left(lab) is True, 15, lambda: f"no kit process: {no_kit_left(lab)}")
