@@ -13,9 +13,9 @@ through the head when small, else pulled from the owner's node in chunks, kit.tr
 and unpacks it under a file lock; every later one finds it there. A pip environment is
 made once per node and content (``python -m venv --without-pip``, a ``.pth`` naming the
 base environment's paths so that what is installed there already is not installed
-again, then ``pip --python`` or ``uv pip`` into it; pip never uninstalls from outside
-that venv). A failed install raises ``RuntimeEnvSetupError`` with the installer's last
-lines, and leaves nothing behind.
+again, then ``pip --python`` into it, which never uninstalls from outside that venv;
+``uv pip`` for ``runtime_env['uv']``). A failed install raises ``RuntimeEnvSetupError``
+with the installer's last lines, and leaves nothing behind.
 
 ``apply(env)`` is what a worker started for an environment does before its first task:
 the working_dir becomes its working directory and first import path, then the
@@ -107,14 +107,19 @@ def materialize_file(digest: str, oid: bytes, name: str) -> str:
 
 
 def _tool(want: str):
-    """The installer command prefix: uv when present (or asked for), else this pip."""
+    """The installer: ``runtime_env['uv']`` (or ``KIT_PIP_TOOL=uv``) uses uv, else this
+    Python's pip. Not uv whenever it is present: uv does not read the base environment
+    through the venv's ``.pth``, so it installs the requirements' dependencies into the
+    venv again, where they shadow the base's versions (and a worker may have imported
+    the base's already); pip sees them as satisfied and installs only what is missing."""
     uv = shutil.which("uv")
-    if want == "uv" and uv is None:
-        raise RuntimeEnvSetupError(
-            "runtime_env['uv'] needs the uv command on every node, and this node has none: "
-            "install it there (pip install uv), or use runtime_env['pip']"
-        )
-    if uv is not None and os.environ.get("KIT_PIP_TOOL", "") != "pip":
+    if want == "uv" or os.environ.get("KIT_PIP_TOOL", "") == "uv":
+        if uv is None:
+            raise RuntimeEnvSetupError(
+                "runtime_env['uv'] (or KIT_PIP_TOOL=uv) needs the uv command on every node, "
+                "and this node has none: install it there (pip install uv), or use "
+                "runtime_env['pip']"
+            )
         return "uv", lambda py: [uv, "pip", "install", "--python", py]
     return "pip", lambda py: [
         sys.executable, "-m", "pip", "--python", py, "--disable-pip-version-check",

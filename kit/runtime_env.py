@@ -14,7 +14,8 @@
     pip            requirements (a list, a requirements.txt path, or {"packages": [...],
                    "pip_install_options": [...]}); local wheels and folders are shipped;
                    installed once per node into a cached environment over the base one
-    uv             the same, installed with uv (which must be on every node)
+    uv             the same, installed with uv (which must be on every node; it installs
+                   the dependencies again rather than use the base environment's)
     excludes       gitignore patterns left out of working_dir
 
 A task's runtime_env is merged over its driver's as Ray merges them: each key the task

@@ -82,6 +82,7 @@ class Worker:
         self.cfg = cfg
         self.env = env  # the packed runtime_env it was started for (kit.runtime_env)
         self.env_error = None  # why that environment could not be set up
+        self.env_failed = 0  # tasks failed with env_error
         self.wid = wid
         self.actor_id = actor_id
         self.node_tag = cfg["tag"]
@@ -199,7 +200,7 @@ class Worker:
         signal.signal(signal.SIGUSR1, self._on_cancel_signal)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         while True:
-            if self.env_error is not None and self.q.empty() and not self.direct_items:
+            if self.env_failed and self.q.empty() and not self.direct_items:
                 self._flush_done()
                 return  # a broken environment's worker: the next task tries again
             item = self._next()
@@ -291,6 +292,7 @@ class Worker:
                 self._finish(tid, error, started)
             return
         if self.env_error is not None:
+            self.env_failed += 1
             self._finish(tid, self._error_results(spec, self.env_error), started)
             return
         kind = spec.kind
@@ -368,6 +370,8 @@ class Worker:
                 raise SerializationError(f"function of {spec.label} never arrived")
             try:
                 fn = self.functions[fid] = pickle.loads(blob)
+            except TaskCancelledError:  # kit.cancel's signal came while it unpickled
+                raise
             except ImportError as e:
                 raise self._import_error(e, f"the function {spec.label}") from e
             except Exception as e:
@@ -384,6 +388,8 @@ class Worker:
             return (), {}
         try:
             args, kwargs = serialization.from_payload(payload)
+        except TaskCancelledError:  # kit.cancel's signal came while they were unpickled
+            raise
         except Exception as e:
             if isinstance(e.__cause__, ImportError):
                 raise self._import_error(e.__cause__, f"the arguments of {spec.label}") from e

@@ -206,6 +206,15 @@ def both(me, other, gate):
 a = both.options(runtime_env={{"pip": [{wheel_a!r}]}}).remote("a", "b", {gate!r})
 b = both.options(runtime_env={{"pip": [{wheel_b!r}]}}).remote("b", "a", {gate!r})
 out["two_envs"] = kit.get([a, b], timeout=120)
+
+broken = version.options(runtime_env={{"pip": [{broken!r}]}})
+others = [on(use, n).remote(3) for _, n in nodes]
+try:
+    kit.get(broken.remote(), timeout=120)
+    out["broken"] = "ran"
+except kit.RuntimeEnvSetupError as e:
+    out["broken"] = str(e)
+out["others"] = [r[0] for r in kit.get(others, timeout=60)]
 print("RESULT " + json.dumps(out), flush=True)
 kit.shutdown()
 """
@@ -279,9 +288,11 @@ def test_two_hosts_get_the_drivers_code_and_environments(two_hosts):
     (big / "blob.bin").write_bytes(b"x" * 3_000_000)
     gate = tmp / "gate"
     gate.mkdir()
+    broken = c["wheels"] / "kitbroken-1.0-py3-none-any.whl"
+    broken.write_bytes(b"this is not a zip file")
     script = DRIVER.format(
         tests=TESTS, nb=str(nb), head=c["head"], token=TOKEN, wheel=c["wheel"],
-        wheel_a=wheel_a, wheel_b=wheel_b, big=str(big), gate=str(gate),
+        wheel_a=wheel_a, wheel_b=wheel_b, big=str(big), gate=str(gate), broken=str(broken),
     )  # fmt: skip
     env = dict(c["base"], KIT_STATE_DIR=str(tmp / "state-driver"),
                KIT_RUNTIME_ENV_LIMIT=str(1 << 20))  # fmt: skip
@@ -314,6 +325,10 @@ def test_two_hosts_get_the_drivers_code_and_environments(two_hosts):
     assert pid_a != pid_b
     assert seen_a == {"kitwheel_a": "1.0", "kitwheel_b": None}
     assert seen_b == {"kitwheel_a": None, "kitwheel_b": "2.0"}
+    # a failed install: one clear error with pip's last lines; other tasks unharmed
+    assert "pip could not install kitbroken-1.0-py3-none-any.whl on node" in out["broken"]
+    assert "last lines" in out["broken"] and "ERROR" in out["broken"], out["broken"]
+    assert out["others"] == [3000, 3000]
     print(
         f"\nruntime_env on two hosts: first pip task {out['pip_first_s']} s, "
         f"the next {out['pip_next_s']} s"
@@ -368,3 +383,26 @@ def test_a_notebook_on_two_hosts_through_remote_cells(two_hosts):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(120)
+def test_uv_installs_when_asked(fresh, tmp_path):
+    """runtime_env['uv']: installed with uv (skipped where uv is not on PATH)."""
+    import shutil
+
+    import kit
+
+    if shutil.which("uv") is None:
+        pytest.skip("uv is not installed here (pip install uv)")
+    fresh(num_cpus=1, include_dashboard=False)
+    wheel = make_wheel(str(tmp_path), "kituv", "3.0")
+
+    @kit.remote(runtime_env={"uv": [wheel]})
+    def version():
+        import kituv
+
+        return kituv.VERSION, kituv.__file__
+
+    v, path = kit.get(version.remote(), timeout=100)
+    assert v == "3.0" and os.sep + "pip" + os.sep in path
