@@ -111,6 +111,8 @@ def from_payload(payload, fetch=None):
     if kind == INLINE:
         try:
             return pickle.loads(payload[1])
+        except TaskCancelledError:  # kit.cancel's signal came while it unpickled
+            raise
         except Exception as e:
             raise _unpickle_error(e) from e
     if kind == SHARED:
@@ -127,6 +129,8 @@ def from_payload(payload, fetch=None):
                 ) from None
         try:
             return pickle.loads(meta, buffers=bufs)
+        except TaskCancelledError:  # kit.cancel's signal came while it unpickled
+            raise
         except Exception as e:
             raise _unpickle_error(e) from e
     if kind == ERROR:
