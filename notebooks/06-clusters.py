@@ -23,6 +23,8 @@
 #
 # On a real cluster every node is a machine. To try it on one machine,
 # `kit.init(num_nodes=3, num_cpus=1)` starts three node agents with one slot each.
+# Each node has a tag, `n0`, `n1`, `n2`: the name the monitor, errors and printed lines
+# use (its id, 16 hex digits, is what the API takes; its first 8 are shown beside it).
 
 # %%
 import collections
@@ -35,7 +37,7 @@ import widgets
 kit.init(num_nodes=3, num_cpus=1)
 for node in sorted(kit.nodes(), key=lambda n: n["tag"]):
     state = "alive" if node["Alive"] else "dead"
-    print(node["tag"], node["NodeID"], node["Resources"], state)
+    print(node["tag"], node["NodeID"][:8], node["Resources"], state)
 print("cluster:", kit.cluster_resources())
 
 # %% [markdown]
@@ -57,8 +59,11 @@ print(collections.Counter(tags[node] for node in placed))
 # ## 10,000 tasks, watched live
 #
 # `widgets.ClusterMonitor()` shows one row per node (CPU busy, tasks queued, running,
-# done and failed, store use) and updates itself while cells run.
-# `kit.get(refs, progress=True)` adds a progress bar for one batch.
+# done and failed, store use) and updates itself while cells run, also while a cell
+# waits in `kit.get`. The header counts tasks waiting for a node; the totals row's bar
+# is the share of all tasks submitted that are done. `kit.get(refs, progress=True)`
+# adds a progress bar for one batch. When the cluster stops, the monitor keeps its
+# final counts (and says so), here and in the saved notebook.
 
 # %%
 monitor = widgets.ClusterMonitor()
@@ -116,6 +121,9 @@ pinned = where.options(
     scheduling_strategy=kit.NodeAffinitySchedulingStrategy(n2, soft=False))
 print([tags[node] for node in kit.get([pinned.remote(i) for i in range(5)])])
 
+# %% [markdown]
+# Stop the cluster. The monitor above reads it one last time: it shows what each node
+# did, and nothing busy or running any more.
+
 # %%
-monitor.close()
 kit.shutdown()

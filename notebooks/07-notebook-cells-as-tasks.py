@@ -27,6 +27,17 @@
 # %cluster status
 
 # %% [markdown]
+# ## Watching the cluster
+#
+# `%cluster monitor` shows a live table of the nodes: CPU slots busy, tasks queued,
+# running, done and failed, and object store use. It updates itself while the cells
+# below run (also while a cell waits), so keep an eye on it as you go; when the cluster
+# stops it keeps the final counts.
+
+# %%
+# %cluster monitor
+
+# %% [markdown]
 # ## `%%remote` and `-o`
 #
 # `data` lives in the notebook; the cell reads it, so it is shipped with the task. The
@@ -69,8 +80,9 @@ for step in range(1, 6):
 # %% [markdown]
 # ## `--no-block`
 #
-# The cell returns at once and the notebook stays free; a status line shows the
-# task's progress, and the `-o` names are refs until you fetch them.
+# The cell returns at once (in a few milliseconds) and the notebook stays free; a status
+# line shows the task's progress (its timer starts when the task starts on a worker),
+# and the `-o` names are refs until you fetch them.
 
 # %%
 # %%remote --no-block -o slow_total
@@ -88,7 +100,8 @@ print("fetched:", kit.get(slow_total))
 # ## `--map`
 #
 # The cell runs once per item, in parallel; each `-o` name comes back as a list in the
-# order of the items.
+# order of the items. While it runs, a status line counts the items done, running and
+# failed.
 
 # %%
 # %%remote --map "i in range(8)" -o squares

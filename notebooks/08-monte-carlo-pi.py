@@ -16,19 +16,26 @@
 # %%
 import os
 import random
-import time
 
 import matplotlib.pyplot as plt
 
 import kit
+import widgets
 
-TOTAL = 12_000_000
+TOTAL = 8_000_000
 CHUNKS = 16
+RUNS = 3
 print("cores on this machine:", os.cpu_count())
+busy = widgets.machine_busy()
+print(f"the machine is {busy:.0f}% busy before we start")
+print(widgets.busy_note(busy))
 
 
 # %% [markdown]
 # ## Serial
+#
+# Every timing in this lesson is the median of three runs, with the fastest and the
+# slowest beside it: one run can be slowed down by whatever else the machine does.
 
 # %%
 def sample(n):
@@ -39,35 +46,41 @@ def sample(n):
             inside += 1
     return inside
 
-start = time.time()
-inside = sample(TOTAL)
-serial_time = time.time() - start
-print(f"pi ~ {4 * inside / TOTAL:.5f} in {serial_time:.2f} s")
+serial = widgets.time_runs(lambda: sample(TOTAL), RUNS)
+print(f"pi ~ {4 * sample(TOTAL // 10) / (TOTAL // 10):.4f}; serial: {serial}")
 
 # %% [markdown]
 # ## Parallel
 #
 # The same function as a task, run as 16 chunks. Start a cluster with 1, 2 and then 4
-# slots and time the same job on each.
+# slots and time the same job on each. The workers are started (and have loaded
+# `sample`) before the clock starts, so the times are the work alone.
+# `widgets.WorkerUsage()` records how much CPU and memory each worker used during the
+# runs.
 
 # %%
 sample_task = kit.remote(sample)
 
-times = {}
+def parallel():
+    return sum(kit.get([sample_task.remote(TOTAL // CHUNKS) for _ in range(CHUNKS)]))
+
+times, usage = {}, {}
 for slots in (1, 2, 4):
     kit.init(num_cpus=slots)
     kit.get([sample_task.remote(1) for _ in range(slots)])      # start the workers
-    start = time.time()
-    inside = sum(kit.get([sample_task.remote(TOTAL // CHUNKS) for _ in range(CHUNKS)]))
-    times[slots] = time.time() - start
+    with widgets.WorkerUsage() as usage[slots]:
+        times[slots] = widgets.time_runs(parallel, RUNS)
     kit.shutdown()
-    print(f"{slots} slot(s): pi ~ {4 * inside / TOTAL:.5f} in {times[slots]:.2f} s, "
-          f"speed-up {serial_time / times[slots]:.2f}x")
+    print(f"{slots} slot(s): {times[slots]}, "
+          f"speed-up {serial.median / times[slots].median:.2f}x over serial")
 
 # %%
 slots = list(times)
+speedup = {s: serial.median / times[s].median for s in slots}
 fig, ax = plt.subplots(figsize=(5, 3.5))
-ax.plot(slots, [serial_time / times[s] for s in slots], "o-", label="measured")
+ax.errorbar(slots, [speedup[s] for s in slots], fmt="o-", capsize=4, label="measured (median)",
+            yerr=[[speedup[s] - serial.median / times[s].high for s in slots],
+                  [serial.median / times[s].low - speedup[s] for s in slots]])
 ax.plot(slots, [min(s, os.cpu_count()) for s in slots], "--", color="grey",
         label=f"ideal on {os.cpu_count()} cores")
 ax.set_xlabel("task slots")
@@ -78,17 +91,45 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# ## Why 4 slots do not help here
+# ## What the measurements say
 #
-# Each slot is a worker process, and this machine has 2 cores. With 2 slots both cores
-# are busy; with 4, four processes share the same 2 cores and each runs half the
-# time, so the job takes as long as with 2 (a little longer: switching between
-# processes costs too). Slots beyond the cores help only tasks that wait rather than
-# compute: the sleeps of lesson 1, network or disk I/O.
-#
-# Even with 2 slots the speed-up is at best 2, and often a little under: the chunks
-# are sent and collected, and the other processes of the machine (this notebook, the
-# head) want some CPU too.
+# The sentences below are written from the numbers measured above, on this machine,
+# now:
+
+# %%
+cores = os.cpu_count()
+gain = speedup[4] / speedup[2]
+print(f"1 slot: {speedup[1]:.2f}x, 2 slots: {speedup[2]:.2f}x, 4 slots: {speedup[4]:.2f}x "
+      f"the serial speed, on {cores} cores.")
+if gain < 1.15:
+    print(f"Going from 2 to 4 slots changed the time by a factor of {1 / gain:.2f}: "
+          f"4 slots did not help.")
+else:
+    print(f"4 slots ran {gain:.2f}x faster than 2.")
+if speedup[2] < 1.6:
+    print(f"2 slots gave {speedup[2]:.2f}x, well under the ideal 2x: the two workers did "
+          f"not each have a core to themselves (their CPU share and the machine's load "
+          f"below show how much they got).")
+
+# %% [markdown]
+# Where did the time go? Each slot is a worker process. The table and the plot show
+# how much of a core each of the 4 workers got during its runs (100% = a core to
+# itself), its memory, and how busy the whole machine was.
+
+# %%
+usage[4]
+
+# %%
+usage[4].plot(title="4 slots")
+
+# %% [markdown]
+# With 4 workers and 2 cores, each worker can have at most half a core: four
+# processes share two cores and each runs half the time, so the job takes as long as
+# with 2 (a little longer: switching between processes costs too). Slots beyond the
+# cores help only tasks that wait rather than compute: the sleeps of lesson 1, network
+# or disk I/O. And when the machine is busy with other programs, the workers share
+# the cores with them too, and every speed-up shrinks: the machine's busy share above
+# counts every process, kit's and the others'.
 #
 # ## Exercise
 #
@@ -109,11 +150,11 @@ def sample_np(n):
     return int(np.count_nonzero(x * x + y * y <= 1))
 
 kit.init(num_cpus=2)
-start = time.time()
-inside = sum(kit.get([sample_np.remote(TOTAL // CHUNKS) for _ in range(CHUNKS)]))
-np_time = time.time() - start
-print(f"numpy, 2 slots: pi ~ {4 * inside / TOTAL:.5f} in {np_time:.2f} s "
-      f"({times[2] / np_time:.0f}x faster than pure Python on 2 slots)")
+kit.get([sample_np.remote(1) for _ in range(2)])               # start the workers
+np_time = widgets.time_runs(
+    lambda: kit.get([sample_np.remote(TOTAL // CHUNKS) for _ in range(CHUNKS)]), RUNS)
+print(f"numpy, 2 slots: {np_time} "
+      f"({times[2].median / np_time.median:.0f}x faster than pure Python on 2 slots)")
 
 # %%
 kit.shutdown()

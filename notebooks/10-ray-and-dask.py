@@ -20,9 +20,11 @@
 # * the same notebook cells (`%%remote`) on kit, Ray and Dask, changing only the
 #   `%cluster` line.
 #
-# Each engine gets two worker slots on this machine.
+# Each engine gets two worker slots on this machine. Starting Ray takes several seconds;
+# the cell says what it is waiting for.
 
 # %%
+import logging
 import os
 import shutil
 import tempfile
@@ -43,11 +45,15 @@ import widgets
 t = time.perf_counter()
 kit.init(num_cpus=2)
 print(f"kit  started in {time.perf_counter() - t:.2f} s")
+print("starting Ray ...", flush=True)
 t = time.perf_counter()
-ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+         logging_level=logging.ERROR)                   # no start-up log lines here
 print(f"Ray  started in {time.perf_counter() - t:.2f} s")
+print("starting Dask ...", flush=True)
 t = time.perf_counter()
-cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                       silence_logs=logging.ERROR)
 client = Client(cluster)
 print(f"Dask started in {time.perf_counter() - t:.2f} s")
 
@@ -92,28 +98,40 @@ print("Dask:", on_dask)
 # A Dask collection is a graph plus a choice of scheduler. `kit.dask_scheduler` runs
 # every node of the graph as a kit task, with intermediate results in kit's object
 # store; `ray_dask_get` does the same on Ray. The answer is the same on each.
+#
+# Each scheduler runs the graph once untimed first: a worker imports numpy and Dask's
+# chunk functions the first time it runs them, and that start-up is not what we compare.
+# Then three timed runs each: the median, and the fastest and slowest.
 
 # %%
 x = da.random.RandomState(0).random_sample((3000, 3000), chunks=(750, 750))
 y = (x + x.T).mean(axis=0)
 print(f"{len(y.__dask_graph__())} nodes in the graph")
+busy = widgets.machine_busy()
+print(widgets.busy_note(busy) or f"the machine is {busy:.0f}% busy: quiet enough")
 
 answers, times = {}, {}
 for name, scheduler in [("threads", "threads"), ("kit", kit.dask_scheduler),
                         ("ray", ray_dask_get), ("dask distributed", client.get)]:
-    t = time.perf_counter()
-    answers[name] = y.compute(scheduler=scheduler)
-    times[name] = time.perf_counter() - t
+    answers[name] = y.compute(scheduler=scheduler)          # warm up, untimed
+    times[name] = widgets.time_runs(lambda: y.compute(scheduler=scheduler), 3)
 for name, secs in times.items():
     same = np.allclose(answers[name], answers["threads"])
-    print(f"{name:17s} {secs:6.3f} s   same answer: {same}")
+    print(f"{name:17s} {secs}   same answer: {same}")
+fastest = min(times, key=lambda n: times[n].median)
+print(f"fastest here: {fastest}; kit's median is "
+      f"{times['kit'].median / times[fastest].median:.1f}x its median")
 
 # %% [markdown]
 # The tasks ran on kit's workers under the names of Dask's keys; the timeline shows
-# them (`random_sample`, `transpose`, `add`, `mean_chunk`, ...).
+# them (`random_sample`, `transpose`, `add`, `mean_chunk`, ...). Give it the events of
+# one run to see that run alone:
 
 # %%
-widgets.plot_timeline(title="Dask's graph, run by kit")
+mark, _ = kit.events()
+y.compute(scheduler=kit.dask_scheduler)
+_, one_run = kit.events(mark)
+widgets.plot_timeline(one_run, kit.nodes(), title="Dask's graph, run by kit")
 
 # %% [markdown]
 # ## Dask reads the data, tasks process it

@@ -5,6 +5,7 @@ in ``kit.get``; a sampler thread reads the widgets (never writes them).
 """
 
 import io
+import os
 import re
 import threading
 import time
@@ -176,6 +177,30 @@ def test_plots_read_the_cluster(cluster3):
     assert [t.get_text() for t in counts.axes[0].get_xticklabels()] == ["n0", "n1", "n2"]
     done = sum(float(b.get_height()) for b in counts.axes[0].patches[:3])
     assert done == sum(n["done"] for n in kit.nodes())
+
+
+@kit.remote
+def spin(seconds):
+    end = time.process_time() + seconds  # CPU time: it computes that long, however busy
+    while time.process_time() < end:
+        pass
+    return os.getpid()
+
+
+def test_worker_usage_measures_each_worker(cluster3):
+    kit.get([spin.remote(0.0) for _ in range(3)])  # every node's worker started
+    with widgets.WorkerUsage() as usage:
+        pids = kit.get([spin.remote(0.6) for _ in range(3)])
+    rows = {r.pid: r for r in usage.rows}
+    assert set(pids) <= set(rows), (pids, usage.text())
+    for pid in set(pids):
+        # it computed 0.6 s of CPU per task it ran within the block's wall time
+        ran = pids.count(pid) * 0.6
+        assert rows[pid].cpu_percent >= 0.9 * 100 * ran / usage.seconds, usage.text()
+        assert rows[pid].rss_mib > 5 and rows[pid].node in {"n0", "n1", "n2"}
+    assert 0 < usage.machine_percent <= 100
+    assert "CPU (% of a core)" in usage.text() and "<table" in usage._repr_html_()
+    assert len(usage.plot().axes) == 2
 
 
 def test_context_repr_and_updater_stops_after_shutdown(cluster3):

@@ -6,6 +6,8 @@
     plot_timeline()       one bar per task, a lane per worker (or task); one cell's tasks
     plot_timelines(runs)  several runs on one shared time axis
     plot_node_counts()    tasks done per node (matplotlib Figure)
+    WorkerUsage()         CPU and memory of each worker while a block ran (why no speed-up)
+    time_runs(fn)         a few timed runs: median and spread (machine_busy, busy_note)
 
 One background thread (``Updater``) polls the cluster at most 10 times a second and
 redraws every live widget; pure functions in ``widgets.view`` turn snapshots into
@@ -36,8 +38,13 @@ from .source import CurrentSource as CurrentSource
 from .source import KitSource as KitSource
 from .source import events_since as events_since
 from .status import StatusLine as StatusLine
+from .timing import Timing as Timing
+from .timing import busy_note as busy_note
+from .timing import machine_busy as machine_busy
+from .timing import time_runs as time_runs
 from .updater import Updater as Updater
 from .updater import default_updater as default_updater
+from .usage import WorkerUsage as WorkerUsage
 from .view import MonitorView as MonitorView
 from .view import NodeRow as NodeRow
 from .view import monitor_view as monitor_view
@@ -55,9 +62,13 @@ __all__ = [
     "NodeRow",
     "Progress",
     "StatusLine",
+    "Timing",
     "Updater",
+    "WorkerUsage",
+    "busy_note",
     "default_updater",
     "events_since",
+    "machine_busy",
     "monitor_view",
     "plot_node_counts",
     "plot_timeline",
@@ -66,6 +77,7 @@ __all__ = [
     "progress_view",
     "status_text",
     "text_table",
+    "time_runs",
     "timeline_lanes",
 ]
 
