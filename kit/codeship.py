@@ -357,14 +357,14 @@ def reduce(obj):
         e = _entry_for(name.partition(".")[0])
         return None if e is None else (_load_module, (e, name))
     modname = getattr(obj, "__module__", None)
-    if not isinstance(modname, str):
-        return None
-    e = _entry_for(modname.partition(".")[0])
-    if e is None:
+    if not isinstance(modname, str) or modname in _OWN:
         return None
     qual = getattr(obj, "__qualname__", None)
     if not qual or "<locals>" in qual or _lookup(sys.modules.get(modname), qual) is not obj:
-        return None  # not reachable by name: pickled by value as usual
+        return None  # not reachable by name: pickled by value as usual (nothing shipped)
+    e = _entry_for(modname.partition(".")[0])
+    if e is None:
+        return None
     return (_load_global, (e, modname, qual))
 
 
