@@ -182,6 +182,21 @@ def env_var():
 
 out["env_vars"] = kit.get([on(env_var, n).remote() for _, n in nodes], timeout=60)
 
+@kit.remote(runtime_env={{"working_dir": {nb!r}, "py_modules": [{pkg!r}]}})
+def in_dirs():
+    import helpers_nb, kitpkg.sub
+    return os.getcwd(), open("data/table.csv").read(), kitpkg.sub.NAME, helpers_nb.clean(1)
+
+out["dirs"] = kit.get([on(in_dirs, n).remote() for _, n in nodes], timeout=60)
+
+@kit.remote(runtime_env={{"env_vars": {{"KIT_T17": "actor"}}}})
+class Holder:
+    def get(self):
+        return os.environ.get("KIT_T17"), kit.get_runtime_context().get_node_id()
+
+h = Holder.options(scheduling_strategy=S(nodes[1][1])).remote()
+out["actor"] = kit.get(h.get.remote(), timeout=60)
+
 try:
     on(use, nodes[0][1]).options(runtime_env={{"working_dir": {big!r}}}).remote(1)
     out["too_big"] = "accepted"
@@ -288,11 +303,16 @@ def test_two_hosts_get_the_drivers_code_and_environments(two_hosts):
     (big / "blob.bin").write_bytes(b"x" * 3_000_000)
     gate = tmp / "gate"
     gate.mkdir()
+    pkg = tmp / "elsewhere" / "kitpkg"  # a package on no import path
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub.py").write_text("NAME = 'kitpkg.sub'\n")
     broken = c["wheels"] / "kitbroken-1.0-py3-none-any.whl"
     broken.write_bytes(b"this is not a zip file")
     script = DRIVER.format(
         tests=TESTS, nb=str(nb), head=c["head"], token=TOKEN, wheel=c["wheel"],
         wheel_a=wheel_a, wheel_b=wheel_b, big=str(big), gate=str(gate), broken=str(broken),
+        pkg=str(pkg),
     )  # fmt: skip
     env = dict(c["base"], KIT_STATE_DIR=str(tmp / "state-driver"),
                KIT_RUNTIME_ENV_LIMIT=str(1 << 20))  # fmt: skip
@@ -320,6 +340,11 @@ def test_two_hosts_get_the_drivers_code_and_environments(two_hosts):
     for msg, host in zip(out["no_pip"], (h1, h2)):
         assert "kitwheel" in msg and host in msg and "runtime_env['pip']" in msg, msg
     assert out["env_vars"] == ["on", "on"]
+    # working_dir: the task's folder and first import path; py_modules importable by name
+    for (cwd, table, name, cleaned), role in zip(out["dirs"], ("head", "node")):
+        assert cwd.startswith(str(tmp / f"cache-{role}" / "dir")), cwd
+        assert table.startswith("a,b") and name == "kitpkg.sub" and cleaned == 1000
+    assert out["actor"][0] == "actor"
     assert "over the limit of 1.0 MiB" in out["too_big"] and "excludes" in out["too_big"]
     (_, pid_a, seen_a), (_, pid_b, seen_b) = out["two_envs"]
     assert pid_a != pid_b
