@@ -75,3 +75,17 @@ def test_bounds():
         bounds({"min_nodes": 1, "max_nodes": 2, "idle": 3})
     with pytest.raises(ValueError, match="whole numbers"):
         bounds(("a", 2))
+
+
+def test_decisions_are_kept_apart_from_tasks_in_the_dashboard_model():
+    from kit.dashboard.model import Model
+
+    m = Model()
+    node = b"n" * 8
+    events = [(1, b"t" * 15, "f", "queued", 10.0, None, None),
+              (2, b"", "added n1: 5 tasks waiting 1.2 s", "cluster", 10.5, None, node),
+              (3, b"", "removed n1: idle 30.0 s", "cluster", 42.0, None, node)]  # fmt: skip
+    m.apply(events, now=42.0)
+    assert m.totals["submitted"] == 1 and list(m.tasks) == [b"t" * 15]
+    assert list(m.cluster) == [(10.5, "added n1: 5 tasks waiting 1.2 s"),
+                               (42.0, "removed n1: idle 30.0 s")]  # fmt: skip

@@ -164,6 +164,8 @@ class Collector:
             "tasks": dict(m),
             "cluster": self.extra.get("cluster"),
             "uptime": self.extra.get("uptime", 0.0),
+            # the autoscaler's last decisions, newest first (events of state "cluster")
+            "scaling": [[t, text] for t, text in reversed(list(self.model.cluster)[-12:])],
         }
 
     def workers(self) -> list:

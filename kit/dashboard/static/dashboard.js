@@ -87,6 +87,9 @@ function renderOverview(ov) {
       "</tr>";
   }
   setRows($("#nodes tbody"), html);
+  const sc = ov.scaling || [];  // the autoscaler's decisions, newest first
+  $("#scaling").innerHTML = sc.length ? "<h3>Autoscaler</h3><ul>" + sc.map(([t, text]) =>
+    "<li>" + esc(new Date(t * 1000).toLocaleTimeString()) + " " + esc(text) + "</li>").join("") + "</ul>" : "";
 }
 
 function renderProgress(fns) {
