@@ -296,6 +296,9 @@ class Client:
             elif state == "pending":
                 local[oid] = "expect"
                 self.send(Kind.PUT, [(oid, None, ())])
+            elif state == "dropped":  # a parked task needs it (kit.lease), its ref is gone
+                local[oid] = "expect-dropped"
+                self.send(Kind.PUT, [(oid, None, ())])
 
     def put_payload(self, oid, payload, contained):
         """Send a PUT for an object whose ObjectRef the caller already made."""

@@ -10,9 +10,13 @@
     worker ── PUBLISH (large results, results holding refs) ──▶ head, before DDONE
     driver ── LEASE return(worker) ──▶ head, once the lane has been idle IDLE_RETURN s
 
-A task goes direct when it is a plain task submitted by a driver, with no ref among
-its arguments and no placement option (those need the head's object directory or
-its placement, and take the head's path). Its result stays in the driver ("local")
+A task goes direct when it is a plain task submitted by a driver, with no placement
+option, whose ref arguments (if any) are results of this driver's own direct tasks:
+the driver sends their values with the task, and a task whose arguments are still
+being made waits in the driver ("parked") until they are. Other ref arguments, a
+large result (which the head holds) and placement options need the head's object
+directory or its placement: such a task takes the head's path, and the tasks parked
+for its results follow it there. Its result stays in the driver ("local")
 until its ref escapes (passed to a task or put): then the driver hands it to the head
 (a PUT, or, while it is still running, a PUT without a payload that the result fills
 later), so every other part of kit sees an ordinary object.
@@ -38,8 +42,15 @@ import zmq
 from . import logs
 from .errors import OutOfMemoryError, TaskCancelledError, WorkerCrashedError
 from .protocol import Kind
-from .records import ERROR, SHARED
-from .serialization import error_name, error_text, system_error_payload
+from .records import ERROR, INLINE, SHARED, Dep, Inlined
+from .serialization import (
+    INLINE_LIMIT,
+    error_name,
+    error_text,
+    from_payload,
+    system_error_payload,
+    to_payload,
+)
 from .session import Dialer, Sessions
 
 IDLE_RETURN = 0.2  # seconds a lease may sit idle before it goes back to the head
@@ -54,7 +65,8 @@ MAX_QUEUED = 100_000  # tasks waiting in a driver for a worker: .remote() waits 
 class Entry:
     """A direct task the driver holds until its results come back."""
 
-    __slots__ = ("spec", "blob", "keep", "submitted", "retries", "started", "cancelled")
+    __slots__ = ("spec", "blob", "keep", "submitted", "retries", "started", "cancelled",
+                 "deps", "missing")  # fmt: skip
 
     def __init__(self, spec, blob, keep, now):
         self.spec = spec  # the plain tuple (kit.records.TaskSpec's fields)
@@ -64,6 +76,8 @@ class Entry:
         self.retries = spec[8]
         self.started = None
         self.cancelled = False  # force-cancelled: its worker is being killed
+        self.deps: dict = {}  # ref argument -> its value's payload (this driver's results)
+        self.missing = 0  # ref arguments whose tasks still run: it waits for them
 
 
 class Lease:
@@ -123,20 +137,28 @@ class Direct:
         self.missed = False  # the io thread found the baton taken: wake it on release
         self.address = None
         self.sessions = Sessions(client.token)
+        self.waiters: dict = {}  # result id -> Entries waiting for it (a ref argument)
+        self.parked: dict = {}  # task id -> Entry waiting for its ref arguments
 
     # ---- who goes direct -------------------------------------------------------
 
     def takes(self, spec, keep) -> bool:
-        """A plain task of a driver, no ref in its arguments, no placement option."""
-        if spec[1] != 0 or spec[4] or spec[13]:
+        """A plain task of a driver, no placement option, whose ref arguments (if any)
+        are results of this driver's direct tasks: it sends their values itself."""
+        if spec[1] != 0 or spec[13]:
             return False
         contained = spec[5]
         if contained and (keep is None or tuple(contained) != (keep._id,)):
             return False
+        if spec[4]:
+            local = self.client.local
+            if any(local.get(oid) not in ("local", "pending") for oid in spec[4]):
+                return False
         return _key(spec[7]) not in self.denied
 
     def submit(self, spec, blob, keep) -> None:
-        """Queue a direct task and send what leased workers have room for."""
+        """Queue a direct task and send what leased workers have room for (a task with
+        ref arguments waits here for the tasks that make them)."""
         entry = Entry(spec, blob, keep, time.time())
         client = self.client
         for oid in spec[6]:
@@ -146,11 +168,120 @@ class Direct:
                 if client.dead_reason:
                     raise client.dead()
                 self.room.wait(0.5)
-            lane = self._lane(spec[7])
-            lane.queue.append(entry)
-            self.queued += 1
-            self.by_task[spec[0]] = (lane, None)
-            self._pump(lane)
+            if spec[4] and not self._resolve(entry):
+                return
+            self._ready(entry)
+
+    def _enqueue(self, entry):
+        lane = self._lane(entry.spec[7])
+        lane.queue.append(entry)
+        self.queued += 1
+        self.by_task[entry.spec[0]] = (lane, None)
+        self._pump(lane)
+
+    # ---- ref arguments, resolved here --------------------------------------------
+
+    def _resolve(self, entry) -> bool:
+        """Take the values of ``entry``'s ref arguments that are here; park it for those
+        still being made. False if it went elsewhere (failed, or the head's path)."""
+        local, values = self.client.local, self.client.values
+        deps = entry.spec[4]
+        states = [local.get(oid) for oid in deps]
+        if any(s not in ("local", "pending") for s in states):  # one left meanwhile
+            self._to_head(entry)
+            return False
+        pending = set()
+        for oid, state in zip(deps, states):
+            if state == "pending":
+                pending.add(oid)
+                continue
+            payload = values.get(oid)
+            if payload is None:
+                self._to_head(entry)
+                return False
+            if payload[0] == ERROR:  # as on the head's path: it fails with that error
+                self._fail(entry, payload)
+                return False
+            entry.deps[oid] = payload
+        if not pending:
+            return True
+        entry.missing = len(pending)
+        for oid in pending:
+            self.waiters.setdefault(oid, []).append(entry)
+        self.parked[entry.spec[0]] = entry
+        self.by_task[entry.spec[0]] = (None, None)
+        return False
+
+    def _made(self, oid, payload):
+        """A result that parked tasks wait for is in: run them, fail them with its error,
+        or (a large result, which the head holds) send them to the head's path."""
+        for entry in self.waiters.pop(oid, ()):
+            tid = entry.spec[0]
+            if self.parked.get(tid) is not entry:
+                continue  # cancelled, failed or sent on already
+            if payload[0] == ERROR:
+                del self.parked[tid]
+                self._fail(entry, payload)
+            elif payload[0] == SHARED or _key(entry.spec[7]) in self.denied:
+                del self.parked[tid]
+                self._to_head(entry)
+            else:
+                entry.deps[oid] = payload
+                entry.missing -= 1
+                if entry.missing == 0:
+                    del self.parked[tid]
+                    self._ready(entry)
+
+    def _ready(self, entry):
+        """Its ref arguments' values are here: into its arguments, and off it goes."""
+        if entry.deps and not self._inline(entry):
+            self._to_head(entry)
+        else:
+            self._enqueue(entry)
+
+    def _inline(self, entry) -> bool:
+        """Put the values of ``entry``'s ref arguments in its arguments' place: its spec
+        then names no object (its worker needs nothing from anyone, and its published
+        result is rebuilt from it like any other). False if they do not fit inline."""
+        spec = entry.spec
+        if spec[3] is None or spec[3][0] != INLINE:
+            return False
+        blobs = {oid: Inlined(p[1]) for oid, p in entry.deps.items()}  # never read here
+        try:
+            args, kwargs = from_payload(spec[3])  # this driver's own pickle of them
+            args = tuple(blobs[a.oid] if type(a) is Dep else a for a in args)
+            kwargs = {k: blobs[v.oid] if type(v) is Dep else v for k, v in kwargs.items()}
+            payload, contained = to_payload((args, kwargs))
+        except Exception:  # an argument that does not pickle twice: the head's path
+            return False
+        if contained or len(payload[1]) > INLINE_LIMIT:
+            return False
+        entry.spec = (*spec[:3], payload, (), *spec[5:])
+        entry.deps = {}
+        return True
+
+    def _to_head(self, entry):
+        """Send one task to the head's path after all: its ref arguments go there too."""
+        client = self.client
+        self.by_task.pop(entry.spec[0], None)
+        for oid in entry.spec[6]:
+            client.local.pop(oid, None)
+        gone = [o for o in entry.deps if client.local.get(o) is None and o not in client.refs]
+        for oid in gone:  # values it took whose refs were dropped: the head holds them
+            client.send(Kind.PUT, [(oid, entry.deps[oid], ())])
+        client.escape(list(entry.spec[4]))
+        client.register_function(entry.spec[2], entry.blob)
+        client.send(Kind.SUBMIT, [entry.spec])  # it pins them: this driver's holds go
+        client.ref_events.extend((oid, -1) for oid in gone)
+        self._follow_to_head(entry.spec[6])
+
+    def _follow_to_head(self, oids):
+        """Tasks parked for results that the head's path makes now follow them there."""
+        for oid in oids:
+            for entry in self.waiters.pop(oid, ()):
+                if self.parked.get(entry.spec[0]) is entry:
+                    del self.parked[entry.spec[0]]
+                    self._to_head(entry)
 
     def _lane(self, res):
         key = _key(res)
@@ -333,6 +464,7 @@ class Direct:
                 self.client.local.pop(oid, None)
             self.client.register_function(entry.spec[2], entry.blob)
             self.client.send(Kind.SUBMIT, [entry.spec])
+            self._follow_to_head(entry.spec[6])
 
     def _read_on_io_thread(self):
         baton = self.baton
@@ -435,7 +567,14 @@ class Direct:
         self._maybe_records()
 
     def _settle(self, oid, published, payload):
-        """Where a direct result lives now: the driver alone, or the head too."""
+        """Where a direct result lives now: the driver alone, or the head too (lock held);
+        the tasks parked for it go on first (one sent to the head's path then holds it
+        there before this driver's own hold may go)."""
+        if oid in self.waiters:
+            self._made(oid, payload)
+        self._place(oid, published, payload)
+
+    def _place(self, oid, published, payload):
         client = self.client
         state = client.local.get(oid)
         if state in ("expect", "expect-dropped"):  # its ref escaped while it ran
@@ -510,6 +649,11 @@ class Direct:
         """Cancel a direct task: dropped if still queued here, interrupted (or its worker
         killed, ``force``) if running. False if ``tid`` is not a direct task."""
         with self.lock:
+            parked = self.parked.pop(tid, None)
+            if parked is not None:  # waiting for its ref arguments: it never runs
+                self._fail(parked, system_error_payload(
+                    TaskCancelledError, f"task {parked.spec[10]} was cancelled"))  # fmt: skip
+                return True
             lane, lease = self.by_task.get(tid, (None, None))
             if lane is None:
                 return False

@@ -22,6 +22,7 @@ task's id.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any, NamedTuple, Optional, Union
 
 # ---- ids ----------------------------------------------------------------------------
@@ -169,6 +170,26 @@ class Dep:
 
     def __reduce__(self):
         return (Dep, (self.oid,))
+
+
+class Inlined:
+    """A ref argument's value in a task's arguments, as the pickle it came in: unpickled
+    only where the task runs (a direct task's driver resolved it, kit.lease, without
+    reading it).
+
+    Example:
+        >>> import pickle
+        >>> pickle.loads(pickle.dumps(Inlined(pickle.dumps([1, 2]))))
+        [1, 2]
+    """
+
+    __slots__ = ("blob",)
+
+    def __init__(self, blob):
+        self.blob = blob
+
+    def __reduce__(self):
+        return (pickle.loads, (self.blob,))
 
 
 class TaskResult(NamedTuple):

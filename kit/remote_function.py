@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import pickle
 
 from . import codeship, context, logs, pickling, runtime_env, serialization
+from .calls import Signature
 from .errors import SerializationError
 from .object_ref import ObjectRef
 from .options import TASK_DEFAULTS, check, resources_of
@@ -69,17 +71,30 @@ def function_blob(fn, label, shipped=None):
             f"uses an object (a lock, a socket, an open file) from the enclosing scope; create "
             f"that object inside the function instead"
         ) from e
+    if len(blob) > FUNCTION_SIZE_LIMIT:
+        raise ValueError(
+            f"the function {label} pickles to {len(blob) / 2**20:.0f} MiB, more than "
+            f"{FUNCTION_SIZE_LIMIT / 2**20:.0f} MiB (KIT_FUNCTION_SIZE_LIMIT); it probably "
+            f"captures a large array or object from its enclosing scope: pass it as an "
+            f"argument, or kit.put() it and pass the ref"
+        )
     return blob, hashlib.blake2b(blob, digest_size=16).digest()
+
+
+# A function or class that pickles to more than this is refused, as Ray does (95 MiB).
+FUNCTION_SIZE_LIMIT = int(os.environ.get("KIT_FUNCTION_SIZE_LIMIT") or 95 * 2**20)
 
 
 _NO_ARGS = None
 
 
-def encode_args(client, args, kwargs, label):
+def encode_args(client, args, kwargs, label, escape_deps=True):
     """Pickle a call's arguments; return ``(payload, deps, contained, keep)``.
 
     ``keep`` holds the ref of an argument object put in shared memory: the caller
-    drops it after submitting, when the task pins it.
+    drops it after submitting, when the task pins it. ``escape_deps=False``: the
+    caller hands the refs passed as arguments (``deps``) to the head itself, if the
+    task takes the head's path (a direct task's driver resolves them: kit.lease).
     """
     if not args and not kwargs:
         return _NO_ARGS, (), (), None
@@ -94,8 +109,9 @@ def encode_args(client, args, kwargs, label):
         )
     except SerializationError as e:
         raise SerializationError(_culprit(args, kwargs, label, e)) from e
-    if deps or contained:
-        client.escape(deps + list(contained))  # direct results they name go to the head
+    escaping = deps + list(contained) if escape_deps else list(contained)
+    if escaping:
+        client.escape(escaping)  # direct results they name go to the head
     keep = None
     if payload[0] == serialization.SHARED:
         oid = object_id(client.new_id())
@@ -167,6 +183,7 @@ class RemoteFunction:
         self._shipped: list = []  # local modules its blob names (kit.codeship)
         self._label = self._opts.get("name") or getattr(fn, "__name__", repr(fn))
         self._res = resources_of(self._opts)
+        self._sig = None  # checks .remote()'s arguments (made at the first call)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args, **kwargs):
@@ -197,12 +214,18 @@ class RemoteFunction:
         None when it is 0 (the task still runs)."""
         from .api import _client
 
+        sig = self._sig
+        if sig is None:
+            sig = self._sig = Signature.of(self._fn, f"{self._label}.remote")
+        sig.check(args, kwargs)  # Ray's TypeError, at the call
         client = _client()
         fid = self._ensure_blob()
         if fid not in client.fids:
             client.register_function(fid, self._blob)
         opts = self._opts
-        payload, deps, contained, keep = encode_args(client, args, kwargs, self._label)
+        payload, deps, contained, keep = encode_args(
+            client, args, kwargs, self._label, escape_deps=client.direct is None
+        )
         tid = client.new_id()
         refs = return_refs(tid, opts["num_returns"])
         retry = opts["retry_exceptions"]
@@ -227,6 +250,8 @@ class RemoteFunction:
         if direct is not None and direct.takes(raw, keep):
             direct.submit(raw, self._blob, keep)  # straight to a leased worker (kit.lease)
         else:
+            if direct is not None and deps:
+                client.escape(list(deps))  # the head resolves them: it must hold them
             client.send(Kind.SUBMIT, [raw])
         del keep
         return returned(refs)

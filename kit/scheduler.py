@@ -347,6 +347,7 @@ class Actor:
         "res",
         "task_retries",
         "meta",
+        "orphaned",
     )
 
     def __init__(self, aid, create_task, owner):
@@ -365,6 +366,7 @@ class Actor:
         self.owner = owner
         self.res = create_task.res
         self.meta = opts.get("meta")
+        self.orphaned = False  # every handle is gone: it dies once its calls are done
 
 
 def fits(req, avail) -> bool:
@@ -736,7 +738,10 @@ class Scheduler:
         if aid is not None:
             a = self.actors.get(aid)
             if a is not None and not a.name and a.create.spec.opts.get("lifetime") != "detached":
-                self.kill_actor(aid, "every handle to it was dropped")
+                if a.queue or a.inflight:  # as Ray: the calls already made run first
+                    a.orphaned = True
+                else:
+                    self.kill_actor(aid, "every handle to it was dropped")
         p = obj.payload
         if p is not None and p[0] == SHARED:
             self.out.append(("free", p[1], p[2]))
@@ -919,7 +924,7 @@ class Scheduler:
             return True
         key = (spec.opts.get("namespace"), actor.name)
         other = self.actors.get(self.names.get(key))
-        if other is not None and other.state != A_DEAD:
+        if other is not None and other is not actor and other.state != A_DEAD:
             why = (
                 f"an actor named {actor.name!r} already exists; "
                 f"use kit.get_actor({actor.name!r}) or another name"
@@ -1360,9 +1365,14 @@ class Scheduler:
                 actor.inflight.remove(t.tid)
             except ValueError:
                 pass
+            if actor.orphaned and not actor.queue and not actor.inflight:
+                self.kill_actor(actor.aid, "every handle to it was dropped")
         elif failed:
             actor.cause = "its __init__ raised"
-            self.kill_actor(actor.aid, "its constructor raised an exception", error=results[0][1])
+            error = results[0][1]
+            info = error[1]
+            what = f"{info[2]}: {info[3]}" if info[0] == "task" else f"{info[1]}: {info[2]}"
+            self.kill_actor(actor.aid, f"its constructor raised {what}", error=error)
         else:
             _move(actor, A_ALIVE, ACTOR_MOVES)
             self._pump_actor(actor)
@@ -1588,7 +1598,10 @@ class Scheduler:
                 if events:
                     self.refs(owner, [(x, d) for d in events])
         live = [oid for oid in kept if oid in self.objects]
-        if live and spec.retries != 0 and owner in self.clients:
+        # rebuilt from lineage only if the head holds its ref arguments (a direct task's
+        # driver may have sent their values itself: then a lost result is lost)
+        known = all(d in self.objects for d in spec.deps)
+        if live and known and spec.retries != 0 and owner in self.clients:
             self.lineage.record(spec, owner, spec.retries, live)
 
     def _early(self, cid, oid, delta):
@@ -1700,6 +1713,18 @@ class Scheduler:
             return
         self.kill_actor(actor.aid, cause, from_death=True)
 
+    def restart_actor(self, aid) -> bool:
+        """``kill(actor, no_restart=False)``: kill its worker as if it had died, so it is
+        restarted if restarts are left (else it dies); False if it has no worker to kill."""
+        actor = self.actors.get(aid)
+        if actor is None or actor.state == A_DEAD or actor.worker is None:
+            return False
+        w = self.workers.get(actor.worker)
+        if w is None:
+            return False
+        self.out.append(("kill", w.node, w.wid))
+        return True
+
     def kill_actor(self, aid, cause, error=None, from_death=False):
         actor = self.actors.get(aid)
         if actor is None or actor.state == A_DEAD:
@@ -1718,6 +1743,8 @@ class Scheduler:
         msg = f"the actor {actor.meta or ''} died: {cause}".replace("  ", " ")
         payload = error if error is not None else system_error_payload(ActorDiedError, msg)
         dead = system_error_payload(ActorDiedError, msg)
+        if error is not None:  # the calls' error has the constructor's as its cause
+            dead = (dead[0], (*dead[1], error[1]))
         for tid in list(actor.inflight) + list(actor.queue):
             t = self.tasks.get(tid)
             if t is not None:

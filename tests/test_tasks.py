@@ -375,3 +375,70 @@ def test_output_routed_from_the_first_line(cluster, capfd):
         kit.logs.unroute(r.task_id())
     assert all(got[i] == [f"first line of {i}"] for i in range(100))
     assert "first line of" not in capfd.readouterr().out
+
+
+# ---- ref arguments on the direct path (kit.lease resolves them in the driver) --------
+
+
+def _head_knows(ref) -> bool:
+    return kit.api._current_client().query("object_info", ref._id) is not None
+
+
+def test_a_tree_of_direct_results_never_crosses_the_head(cluster):
+    """Small results of this driver's direct tasks, passed to its next tasks, go from
+    the driver to the workers itself: a tree of adds is right, and the head never holds
+    its intermediate results (temporaries the driver dropped at once included)."""
+    leaves = [square.remote(i) for i in range(64)]
+    level = leaves
+    while len(level) > 1:
+        level = [add.remote(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    assert kit.get(level[0], timeout=30) == sum(i * i for i in range(64))
+    assert not any(_head_knows(r) for r in leaves)
+    chain = square.remote(2)
+    for _ in range(20):
+        chain = add.remote(chain, 1)  # each waits in the driver for the one before
+    assert kit.get(chain, timeout=30) == 24
+
+
+def test_large_and_failed_ref_arguments_on_the_direct_path(cluster):
+    """A large result lives in the head's store: the tasks waiting for it in the driver
+    (and the ones waiting for those) take the head's path. A failed one fails the tasks
+    that wait for it with its error, as on the head's path."""
+    np = pytest.importorskip("numpy")
+
+    @kit.remote
+    def big(i):
+        return np.full(200_000, i, dtype=np.int64)  # 1.6 MB: shared memory
+
+    level = [big.remote(i) for i in range(8)]
+    while len(level) > 1:
+        level = [add.remote(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    assert int(kit.get(level[0], timeout=30)[0]) == sum(range(8))
+
+    @kit.remote
+    def boom():
+        raise ValueError("boom")
+
+    failed = add.remote(add.remote(boom.remote(), 1), 2)
+    with pytest.raises(ValueError, match="boom"):
+        kit.get(failed, timeout=30)
+
+
+def test_cancel_a_task_waiting_for_its_ref_arguments(cluster):
+    """A direct task waiting in the driver for a running task's result is cancelled
+    there: it never runs, and the task that waits for it fails the same way."""
+
+    @kit.remote
+    def slow():
+        time.sleep(30)  # still running when the waiting task is cancelled
+        return 1
+
+    first = slow.remote()
+    waiting = add.remote(first, 1)
+    after = add.remote(waiting, 1)
+    wait_tasks(first, "running")
+    kit.cancel(waiting)
+    for r in (waiting, after):
+        with pytest.raises(kit.TaskCancelledError):
+            kit.get(r, timeout=10)
+    kit.cancel(first)
