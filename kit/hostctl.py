@@ -24,13 +24,12 @@ import sys
 
 def _state(req, create=True) -> str:
     """This cluster's state folder on this host (made 0700), set as kit's state dir."""
-    from .paths import private_dir
+    from .paths import private_dirs
 
     path = os.path.expanduser(req["state_dir"])
     os.environ["KIT_STATE_DIR"] = path
     if create:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        private_dir(path, "remove it; kit up makes it again")
+        private_dirs(path, "remove it; kit up makes it again")
     return path
 
 

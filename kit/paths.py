@@ -93,6 +93,28 @@ def state_dir(create: bool = True) -> str:
     return private_dir(path, "set KIT_STATE_DIR to a directory of your own", create)
 
 
+def private_dirs(path: str, alternative: str) -> str:
+    """``private_dir`` for ``path`` and for each of its parents that is missing (made
+    0700 too: ``os.makedirs`` would make them 0755, and ``~/.kit`` so made is refused
+    by every later kit command).
+
+    Example:
+        >>> import tempfile
+        >>> base = tempfile.mkdtemp()
+        >>> d = private_dirs(os.path.join(base, "a", "b"), "use another")
+        >>> oct(os.stat(os.path.join(base, "a")).st_mode & 0o777)
+        '0o700'
+    """
+    missing = []
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    for d in reversed(missing):
+        private_dir(d, alternative)
+    return private_dir(path, alternative)
+
+
 def _temp_base(create: bool) -> str:
     path = os.path.join(tempfile.gettempdir(), f"kit-{os.geteuid()}")
     return private_dir(path, _TMP_FIX, create) if create else path

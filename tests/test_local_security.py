@@ -394,3 +394,20 @@ def test_sweeping_leaves_other_users_files_and_does_not_fail_on_them(private_env
         for p in (theirs, mine):
             if os.path.exists(p):
                 os.unlink(p)
+
+
+@pytest.mark.fast
+def test_a_hosts_state_folder_is_private_at_every_level_kit_makes(tmp_path, monkeypatch):
+    """kit up's host side makes ~/.kit/clusters/<name>/<host> on a fresh machine: each
+    folder it makes is 0700 (os.makedirs made ~/.kit 0755, and every later kit command
+    then refused it)."""
+    from kit import hostctl
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KIT_STATE_DIR", raising=False)  # _state sets it: restored after
+    path = hostctl._state({"state_dir": "~/.kit/clusters/lab/h1"})
+    assert path == str(tmp_path / ".kit" / "clusters" / "lab" / "h1")
+    for d in (".kit", ".kit/clusters", ".kit/clusters/lab", ".kit/clusters/lab/h1"):
+        assert stat.S_IMODE(os.stat(tmp_path / d).st_mode) == 0o700, d
+    monkeypatch.setenv("KIT_STATE_DIR", str(tmp_path / ".kit"))
+    assert paths.state_dir() == str(tmp_path / ".kit")  # accepted by kit's next command
