@@ -16,52 +16,36 @@ Skips when chromium, playwright or jupyterlab is missing.
 """
 
 import json
-import os
 import re
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 from helpers import TESTS, wait_until
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 N_TASKS = 300
 TASK_SECONDS = 0.05
-INSTALL_HINT = "install it with: bash scripts/install-e2e.sh"
 
-if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-    pytest.skip(
-        f"Debian's chromium is not installed at {CHROMIUM}; {INSTALL_HINT}", allow_module_level=True
-    )
-pytest.importorskip("playwright.sync_api", reason=f"playwright is not installed; {INSTALL_HINT}")
-pytest.importorskip("jupyterlab", reason=f"jupyterlab is not installed; {INSTALL_HINT}")
-pytest.importorskip("nbformat", reason="nbformat is not installed (pip install -e '.[test]')")
+sys.path.insert(0, str(REPO / "scripts"))
+import labbrowser  # noqa: E402
+
+if labbrowser.missing():
+    pytest.skip(labbrowser.missing(), allow_module_level=True)
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM, CHROMIUM_ARGS = labbrowser.CHROMIUM, labbrowser.CHROMIUM_ARGS
+_free_port, _descendants = labbrowser.free_port, labbrowser.descendants
+_start_lab, _stop_lab = labbrowser.start_lab, labbrowser.stop_lab
 
 PAGE_READ = "page-read"  # the test writes it next to the notebook once it has read the page
 
@@ -140,12 +124,6 @@ def _raise_stop(signum, frame):
     raise _Stop(f"signal {signum}: stopping the e2e harness")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _write_notebook(path):
     import nbformat
 
@@ -157,105 +135,6 @@ def _write_notebook(path):
         "language": "python",
     }
     nbformat.write(nb, str(path))
-
-
-def _start_lab(tmp, port, token):
-    env = dict(os.environ)
-    for var, sub in (
-        ("JUPYTER_CONFIG_DIR", "config"),
-        ("JUPYTER_RUNTIME_DIR", "runtime"),
-        ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
-        ("JUPYTERLAB_SETTINGS_DIR", "settings"),
-        ("IPYTHONDIR", "ipython"),
-    ):
-        (tmp / sub).mkdir(parents=True, exist_ok=True)
-        env[var] = str(tmp / sub)
-    note = tmp / "settings" / "@jupyterlab" / "apputils-extension"
-    note.mkdir(parents=True, exist_ok=True)
-    (note / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    log = open(tmp / "jupyterlab.log", "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-            f"--ServerApp.root_dir={tmp / 'root'}",
-            f"--IdentityProvider.token={token}",
-            "--LabApp.expose_app_in_browser=True",
-            "--allow-root",
-        ],
-        cwd=str(tmp),
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log.close()
-    url = f"http://127.0.0.1:{port}/api/status?token={token}"
-
-    def answers():
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"jupyterlab exited with {proc.returncode}: "
-                f"{(tmp / 'jupyterlab.log').read_text()[-2000:]}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    wait_until(answers, 90, "jupyterlab to answer /api/status", interval=0.2)
-    return proc
-
-
-def _descendants(pid):
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _stop_lab(proc, known):
-    """SIGINT twice, wait 10 s, then TERM/KILL; then kill every child PID seen."""
-    known = {p.pid: p for p in known}
-    for p in _descendants(proc.pid):
-        known.setdefault(p.pid, p)
-    if proc.poll() is None:
-
-        def stopped():  # Ctrl-C until it stops (the second one confirms)
-            if proc.poll() is None:
-                try:
-                    proc.send_signal(signal.SIGINT)
-                except ProcessLookupError:
-                    pass
-            return proc.poll() is not None
-
-        try:
-            wait_until(stopped, 10, "jupyterlab to stop on SIGINT", interval=0.3)
-        except AssertionError:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-    _, alive = psutil.wait_procs(list(known.values()), timeout=10)
-    left = []
-    for p in alive:
-        try:
-            if p.status() != psutil.STATUS_ZOMBIE:
-                left.append((p.pid, " ".join(p.cmdline())[:120]))
-                p.kill()
-        except psutil.Error:
-            pass
-    return left
 
 
 def _prompt(page, i):
