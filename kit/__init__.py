@@ -59,6 +59,24 @@ from .sync import sync as sync
 from .up import Cluster as Cluster
 
 
+def install_ray_alias(quiet: bool = False) -> None:
+    """Make ``import ray`` give kit in this process (and its clusters' workers).
+
+    One line runs an unmodified Ray program or notebook on kit; see ``kit.ray.alias``
+    (also ``python -m kit.ray script.py`` and the ``%kit_as_ray`` magic).
+
+    Example:
+        >>> import kit
+        >>> kit.install_ray_alias(quiet=True)
+        >>> import ray
+        >>> ray.get(ray.put(1))  # doctest: +SKIP
+        1
+    """
+    from .ray.alias import install_ray_alias as install
+
+    install(quiet=quiet)
+
+
 def dask_scheduler(dsk, keys, **kwargs):
     """Run a Dask graph as kit tasks: ``dask.compute(x, scheduler=kit.dask_scheduler)``.
 

@@ -12,8 +12,10 @@ worker in the order each caller submitted them.
 from __future__ import annotations
 
 import inspect
+import time
 
 from . import codeship, logs, runtime_env
+from .calls import Signature
 from .options import ACTOR_DEFAULTS, check, resources_of
 from .options import num_returns as check_num_returns
 from .protocol import Kind
@@ -41,6 +43,40 @@ def method(*, num_returns=1, **_ignored):
         return fn
 
     return deco
+
+
+_default = {"lifetime": None}
+
+
+def set_default_lifetime(lifetime) -> None:
+    """The lifetime of actors this driver creates without one (Ray's ``JobConfig``'s
+    ``default_actor_lifetime``: ``"detached"``, ``"non_detached"`` or None)."""
+    _default["lifetime"] = lifetime
+
+
+class ActorExit(BaseException):
+    """Raised by ``exit_actor()``: the actor's worker ends after this call, for good."""
+
+
+def exit_actor() -> None:
+    """End the actor this is called in, after the current call; it is not restarted.
+
+    The call that made it fails with ``ActorDiedError`` saying so, as do calls queued
+    after it. Outside an actor it raises ``TypeError``.
+
+    Example:
+        >>> import kit
+        >>> from kit.actors import exit_actor
+        >>> @kit.remote
+        ... class Once:
+        ...     def stop(self):
+        ...         exit_actor()
+    """
+    from .context import get_runtime_context
+
+    if get_runtime_context().get_actor_id() is None:
+        raise TypeError("exit_actor() was called outside an actor; call it in an actor's method")
+    raise ActorExit("exit_actor() was called")
 
 
 def _check_returns(n):
@@ -81,6 +117,28 @@ class ActorClass:
                 continue
             methods[name] = getattr(fn, "__kit_num_returns__", 1)
         self._meta = {"class": cls.__name__, "methods": methods}
+        self._sigs = None  # the constructor's and methods' signatures, made at first use
+
+    def __getattr__(self, name):
+        # The class's own attributes, static and class methods (``Cls.X`` in a method).
+        if name.startswith("__"):
+            raise AttributeError(name)
+        cls = self.__dict__.get("_cls")
+        if cls is None:
+            raise AttributeError(name)
+        return getattr(cls, name)
+
+    def _signatures(self) -> dict:
+        if self._sigs is None:
+            cls = self._cls
+            sigs = {"__init__": Signature.of(cls, f"{self.__name__}.remote", skip_self=False)}
+            for name in self._meta["methods"]:
+                fn = inspect.getattr_static(cls, name, None)
+                skip = not isinstance(fn, (staticmethod, classmethod))
+                sigs[name] = Signature.of(getattr(cls, name), f"{self.__name__}.{name}.remote",
+                                          skip_self=skip and inspect.isfunction(fn))  # fmt: skip
+            self._sigs = sigs
+        return self._sigs
 
     def __call__(self, *args, **kwargs):
         raise TypeError(
@@ -98,14 +156,11 @@ class ActorClass:
 
     def remote(self, *args, **kwargs):
         """Start the actor; return its handle at once."""
-        from .api import _client, get_actor
+        from .api import _client
 
         opts = self._opts
-        if opts.get("get_if_exists") and opts.get("name"):
-            try:
-                return get_actor(opts["name"], opts.get("namespace"))
-            except ValueError:
-                pass
+        sigs = self._signatures()
+        sigs["__init__"].check(args, kwargs)  # Ray's TypeError, at the call
         client = _client()
         if self._blob is None or (self._shipped and not codeship.fresh(self._shipped)):
             shipped: list = []
@@ -116,6 +171,16 @@ class ActorClass:
         payload, deps, contained, keep = encode_args(client, args, kwargs, self.__name__)
         tid = client.new_id()
         aid = tid
+        if opts.get("name"):
+            other = _claim(client, opts["name"], opts.get("namespace"), aid)
+            if other is not None:
+                if opts.get("get_if_exists"):
+                    return other
+                raise ValueError(
+                    f"the actor name {opts['name']!r} (namespace {opts.get('namespace')!r}) is "
+                    f"already taken; use kit.get_actor({opts['name']!r}), get_if_exists=True, "
+                    f"or another name"
+                )
         (ref,) = return_refs(tid, 1)
         res = resources_of(opts, default_cpus=0)
         node = node_option(opts)
@@ -125,7 +190,7 @@ class ActorClass:
             "max_restarts": int(opts["max_restarts"]),
             "max_task_retries": int(opts["max_task_retries"]),
             "max_concurrency": int(opts["max_concurrency"]),
-            "lifetime": opts.get("lifetime"),
+            "lifetime": opts.get("lifetime") or _default["lifetime"],
             "meta": self.__name__,
             "node": node,
             "handle": self._meta,
@@ -148,7 +213,10 @@ class ActorClass:
         )
         client.send(Kind.SUBMIT, [tuple(spec)])
         del keep
-        return ActorHandle(aid, self._meta, None if opts.get("name") else ref)
+        detached = spec_opts["lifetime"] == "detached"
+        handle = ActorHandle(aid, self._meta, None if opts.get("name") or detached else ref)
+        handle._sigs = sigs
+        return handle
 
     def __repr__(self):
         return f"<kit actor class {self.__name__}>"
@@ -161,8 +229,11 @@ class ActorHandle:
         self._aid = aid
         self._meta = meta
         self._ref = creation_ref
+        self._sigs = None  # signatures to check calls against (where the class is known)
 
     def __getattr__(self, name):
+        if name in _BUILTIN_METHODS:
+            return ActorMethod(self, name, 1)
         if name.startswith("_"):
             raise AttributeError(name)
         methods = self._meta["methods"]
@@ -170,7 +241,8 @@ class ActorHandle:
             raise AttributeError(
                 f"actor {self._meta['class']} has no method {name!r}; it has {sorted(methods)}"
             )
-        return ActorMethod(self, name, methods[name])
+        sig = self._sigs.get(name) if self._sigs is not None else None
+        return ActorMethod(self, name, methods[name], sig)
 
     def __reduce__(self):
         return (ActorHandle, (self._aid, self._meta, self._ref))
@@ -188,19 +260,22 @@ class ActorHandle:
 class ActorMethod:
     """One method of an actor; ``.remote(*args)`` queues a call and returns its ref."""
 
-    def __init__(self, handle, name, num_returns=1):
+    def __init__(self, handle, name, num_returns=1, signature=None):
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
+        self._sig = signature
 
     def options(self, num_returns=None, **_):
         """A copy with ``num_returns`` changed (checked as a task's is)."""
         n = self._num_returns if num_returns is None else _check_returns(num_returns)
-        return ActorMethod(self._handle, self._name, n)
+        return ActorMethod(self._handle, self._name, n, self._sig)
 
     def remote(self, *args, **kwargs):
         from .api import _client
 
+        if self._sig is not None:
+            self._sig.check(args, kwargs)  # Ray's TypeError, at the call
         client = _client()
         h = self._handle
         label = f"{h._meta['class']}.{self._name}"
@@ -225,3 +300,29 @@ class ActorMethod:
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"actor methods cannot be called directly; use .{self._name}.remote(...)")
+
+
+# Methods every actor has (Ray's names): ``__ray_ready__`` answers once the actor is
+# alive; ``__ray_terminate__`` ends it after the calls queued before it (no restart).
+_BUILTIN_METHODS = ("__ray_ready__", "__ray_terminate__")
+
+
+def _claim(client, name, namespace, aid, wait: float = 10.0):
+    """Reserve an actor name at the head for ``aid``: None if it is ours now, else the
+    handle of the actor that has it (waited for if its creation is still on its way)."""
+    from .api import get_actor
+
+    deadline = time.monotonic() + wait
+    while True:
+        ans = client.request(Kind.ACTOR, lambda req: ("claim", req, name, namespace, aid))
+        if ans is None:
+            return None
+        other, meta = ans
+        if meta is not None:
+            return ActorHandle(other, meta)
+        try:  # claimed by another driver whose creation has not arrived yet
+            return get_actor(name, namespace)
+        except ValueError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)

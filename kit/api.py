@@ -424,8 +424,12 @@ def remote(*args, **options):
     """
     if len(args) == 1 and not options and callable(args[0]):
         return _make_remote(args[0], {})
-    if args:
-        raise TypeError("use @kit.remote or @kit.remote(option=value, ...)")
+    if args or not options:
+        raise TypeError(
+            "@kit.remote is used bare (@kit.remote) or with options "
+            "(@kit.remote(num_cpus=2)); @kit.remote() with empty parentheses is not allowed, "
+            "as in Ray"
+        )
     return lambda fn: _make_remote(fn, options)
 
 
@@ -593,6 +597,10 @@ def _cancel_task(task_id, *, force=False, recursive=True):
 def kill(actor, *, no_restart=True):
     """Stop an actor now; pending and later calls raise ``ActorDiedError``.
 
+    With ``no_restart=False`` its process is killed as if it had crashed: an actor
+    created with ``max_restarts`` is restarted (its calls retried per
+    ``max_task_retries``), others die.
+
     Example:
         >>> import kit
         >>> @kit.remote
@@ -604,7 +612,7 @@ def kill(actor, *, no_restart=True):
     """
     if not isinstance(actor, ActorHandle):
         raise TypeError("kit.kill takes an actor handle")
-    _current_client().send(Kind.ACTOR, ("kill", actor._aid))
+    _current_client().send(Kind.ACTOR, ("kill", actor._aid, bool(no_restart)))
 
 
 def get_actor(name, namespace=None) -> ActorHandle:

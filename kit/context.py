@@ -24,6 +24,14 @@ def current_task():
     return getattr(_task, "value", None)
 
 
+_cancel_probe = {"fn": None}
+
+
+def set_cancel_probe(fn) -> None:
+    """The worker's check of whether its running task was cancelled."""
+    _cancel_probe["fn"] = fn
+
+
 class RuntimeContext:
     """Ids of the node, worker, task and actor the calling code runs in.
 
@@ -52,6 +60,11 @@ class RuntimeContext:
     def get_task_name(self):
         t = current_task()
         return t[1] if t else None
+
+    def is_canceled(self) -> bool:
+        """Whether the running task was cancelled (``kit.cancel``); False in a driver."""
+        probe = _cancel_probe["fn"]
+        return bool(probe is not None and probe())
 
     @property
     def node_id(self):

@@ -478,8 +478,22 @@ class Head:
     def _actor_op(self, cid, body):
         op = body[0]
         sched = self.sched
-        if op == "kill":
-            sched.kill_actor(body[1], "killed with kit.kill()")
+        if op == "kill":  # ("kill", aid[, no_restart[, cause]])
+            no_restart = body[2] if len(body) > 2 else True
+            if no_restart or not sched.restart_actor(body[1]):
+                sched.kill_actor(body[1], body[3] if len(body) > 3 else "killed with kit.kill()")
+        elif op == "claim":  # a named actor's creation reserves its name first (one wins)
+            _, req, name, ns, aid = body
+            cur = sched.names.get((ns, name))
+            a = sched.actors.get(cur) if cur is not None else None
+            if a is not None and a.state != "DEAD":
+                ans = (cur, a.create.spec.opts["handle"])
+            elif cur is not None and a is None and cur != aid:
+                ans = (cur, None)  # claimed by a creation not here yet
+            else:
+                sched.names[(ns, name)] = aid
+                ans = None
+            self.to_client(cid, Kind.REPLY, (req, ans))
         elif op == "get":
             _, req, name, ns = body
             aid = sched.names.get((ns, name))

@@ -74,6 +74,12 @@ class ObjectRef:
 
         return current().future(self)
 
+    def __class_getitem__(cls, item):
+        """``ObjectRef[np.ndarray]`` in type hints (as ``ray.types.ObjectRef``)."""
+        import types
+
+        return types.GenericAlias(cls, item)
+
     def __await__(self):
         import asyncio
 

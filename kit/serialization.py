@@ -263,7 +263,10 @@ def error_name(payload) -> str:
 def error_from_info(info) -> BaseException:
     if info[0] == "sys":
         cls = _SYSTEM.get(info[1], KitError)
-        return cls(info[2])
+        err = cls(info[2])
+        if len(info) > 3 and info[3] is not None:  # its cause (an actor's constructor error)
+            err.__cause__ = error_from_info(info[3])
+        return err
     _, blob, type_name, msg, tb, function, node_id, pid, *rest = info
     node_tag = rest[0] if rest else ""  # kit before node tags sent 8 fields
     cause = None

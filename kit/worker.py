@@ -35,7 +35,8 @@ import time
 
 from . import client as client_mod
 from . import context, serialization
-from .errors import ObjectLostError, SerializationError, TaskCancelledError
+from .actors import ActorExit
+from .errors import ActorDiedError, ObjectLostError, SerializationError, TaskCancelledError
 from .inbox import Inbox
 from .protocol import Kind
 from .records import ACTOR_CALL, ACTOR_CREATE, Dep, LogLine, TaskDone, TaskSpec
@@ -98,6 +99,7 @@ class Worker:
         self.pending_done = []
         self.done_lock = threading.Lock()
         self.inbox = None
+        self.exiting = None  # why the actor ends after its current call (exit_actor)
         self.direct_of: dict = {}  # direct task id -> its driver's result address
         self.direct_items: collections.deque = collections.deque()  # read from the inbox
         self.waiting = False  # the main thread waits for work: TASKS must wake it
@@ -242,7 +244,11 @@ class Worker:
 
     def _on_cancel_signal(self, signum, frame):
         if self.current is not None and self.current in self.cancelled:
-            raise TaskCancelledError("the task was cancelled")
+            raise CancelInterrupt("the task was cancelled")
+
+    def is_canceled(self) -> bool:
+        """Whether the task running on the main thread was cancelled (``kit.cancel``)."""
+        return self.current is not None and self.current in self.cancelled
 
     def _flush_done(self):
         if self.inbox is not None and self.inbox.done:
@@ -299,7 +305,7 @@ class Worker:
         if kind == ACTOR_CALL and self.pool is not None:
             self.pool.submit(self._run_threaded, spec, deps, started)
             return
-        if kind == ACTOR_CALL and self.loop is not None and self._is_async(spec):
+        if kind == ACTOR_CALL and self.loop is not None:  # an async actor: all on its loop
             import asyncio
 
             asyncio.run_coroutine_threadsafe(self._run_async(spec, deps, started), self.loop)
@@ -317,10 +323,8 @@ class Worker:
             self.direct_of.pop(tid, None)
         else:
             self._finish(tid, results, started, retry)
-
-    def _is_async(self, spec):
-        fn = getattr(type(self.instance), spec.method, None)
-        return inspect.iscoroutinefunction(fn)
+        if self.exiting is not None:
+            self._exit_actor()
 
     def _execute(self, spec, blob, deps):
         label = spec.label
@@ -341,6 +345,8 @@ class Worker:
                 value = fn(*args, **kwargs)
             except TaskCancelledError as e:
                 return self._error_results(spec, e), False
+            except ActorExit:
+                return self._actor_exit(spec), False
             except (Exception, KeyboardInterrupt) as e:
                 if isinstance(e, ImportError) and getattr(e, "name", None):
                     named = self._import_error(e, spec.label)  # which node could not
@@ -362,7 +368,7 @@ class Worker:
     def _callable(self, spec, blob):
         kind = spec.kind
         if kind == ACTOR_CALL:
-            return getattr(self.instance, spec.method)
+            return self._method(spec.method)
         fid = spec.fid
         fn = self.functions.get(fid)
         if fn is None:
@@ -455,6 +461,8 @@ class Worker:
         return out
 
     def _error_results(self, spec, exc):
+        if isinstance(exc, CancelInterrupt):  # kit's own error, not the task's
+            exc = TaskCancelledError(str(exc))
         payload = serialization.task_error_payload(
             exc, spec.label, self.node_hex, os.getpid(), self.node_tag
         )
@@ -494,20 +502,68 @@ class Worker:
 
             self.pool = ThreadPoolExecutor(conc, thread_name_prefix="kit-actor")
 
+    def _method(self, name):
+        """An actor method by name; ``__ray_ready__`` and ``__ray_terminate__`` (Ray's
+        methods every actor has) are kit's own."""
+        if name == "__ray_ready__":
+            return _ready
+        if name == "__ray_terminate__":
+            return _terminate
+        return getattr(self.instance, name)
+
+    def _actor_exit(self, spec):
+        """The actor's method called ``exit_actor()`` (or ``__ray_terminate__`` ran): this
+        call ends, then the actor does, for good (``_exit_actor``)."""
+        self.exiting = f"it ended itself in {spec.label}"
+        if spec.method == "__ray_terminate__":
+            return self._results(spec, None)
+        err = ActorDiedError(f"the actor exited: exit_actor() was called in {spec.label}")
+        return self._error_results(spec, err)
+
+    def _exit_actor(self):
+        """Tell the head the actor is over (no restart), after this call's result; the
+        head stops this worker and fails the calls queued after it."""
+        self._flush_done()
+        self.client.send(Kind.ACTOR, ("kill", self.actor_id, True, self.exiting))
+
     def _run_threaded(self, spec, deps, started):
         results, retry = self._execute(spec, None, deps)
         self._finish(spec.tid, results, started, retry, now_flush=True)
+        if self.exiting is not None:
+            self._exit_actor()
 
     async def _run_async(self, spec, deps, started):
+        """A call of an async actor, on its event loop: a plain method runs on the loop's
+        thread too (as in Ray), so it may use the loop's objects (``asyncio.Event``)."""
         tid = spec.tid
         try:
-            fn = getattr(self.instance, spec.method)
+            fn = self._method(spec.method)
             args, kwargs = self._args(spec, deps)
-            value = await fn(*args, **kwargs)
+            value = fn(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = await value
             results = self._results(spec, value)
+        except ActorExit:
+            results = self._actor_exit(spec)
         except Exception as e:
             results = self._error_results(spec, e)
         self._finish(tid, results, started, now_flush=True)
+        if self.exiting is not None:
+            self._exit_actor()
+
+
+class CancelInterrupt(TaskCancelledError, KeyboardInterrupt):
+    """What ``kit.cancel`` raises inside a running task: a ``TaskCancelledError`` that is
+    also a ``KeyboardInterrupt``, as Ray raises one, so ``except KeyboardInterrupt:`` in
+    the task sees it (and may return a value, which is then the task's result)."""
+
+
+def _ready():
+    return True
+
+
+def _terminate():
+    raise ActorExit("__ray_terminate__")
 
 
 def create_instance(cls, args, kwargs):
@@ -531,7 +587,12 @@ def use_driver_paths(cfg):
 def main(cfg, wid, actor_id=None, env=None):
     """Entry point of a forked worker process (``env``: the runtime_env it runs)."""
     use_driver_paths(cfg)
+    if os.environ.get("KIT_RAY_ALIAS") == "1":  # the driver ran with `import ray` as kit
+        from .ray.alias import install_ray_alias
+
+        install_ray_alias(quiet=True)
     w = Worker(cfg, wid, actor_id, env)
+    context.set_cancel_probe(w.is_canceled)
     sys.stdout = LogStream(w, "stdout")
     sys.stderr = LogStream(w, "stderr")
     w.setup_env()

@@ -1,0 +1,11 @@
+"""``ray.actor``: actor classes, handles, and ``exit_actor`` (an actor ending itself).
+
+Example:
+    >>> from kit.ray.actor import ActorHandle, exit_actor
+"""
+
+from __future__ import annotations
+
+from kit.actors import ActorClass, ActorHandle, ActorMethod, exit_actor, method
+
+__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]

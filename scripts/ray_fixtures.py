@@ -1,0 +1,99 @@
+"""Ray's test fixtures, for running Ray's own test files unmodified (``-p ray_fixtures``).
+
+Ray's test files use fixtures from Ray's ``conftest.py``, which is not in the wheel. These
+are kit's own versions of the ones the selected files use, written against ``import ray``
+only, so the same plugin serves both runs of ``scripts/ray_tests.py``: on real Ray, and on
+kit through the alias (``python -m kit.ray -m pytest -p ray_fixtures ...``).
+
+    shutdown_only              nothing first; ray.shutdown() after
+    ray_start_regular          ray.init(num_cpus=1, **param) (indirect parametrize)
+    ray_start_regular_shared   the same, once per module
+    ray_start_2_cpus / _10_    ray.init(num_cpus=2 / 10)
+    ray_start_cluster          a ray.cluster_utils.Cluster with no node yet
+    ray_start_cluster_head     a Cluster with its head (param: head_node_args), connected
+"""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+
+def _params(request) -> dict:
+    return dict(getattr(request, "param", None) or {})
+
+
+def _start(**kwargs):
+    kwargs.setdefault("num_cpus", 1)
+    kwargs.setdefault("include_dashboard", False)
+    return ray.init(**kwargs)
+
+
+@pytest.fixture
+def shutdown_only():
+    yield None
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_start_regular(request):
+    ctx = _start(**_params(request))
+    yield ctx
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_start_regular_shared(request):
+    ctx = _start(**_params(request))
+    yield ctx
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_start_2_cpus(request):
+    ctx = _start(**{"num_cpus": 2, **_params(request)})
+    yield ctx
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_start_10_cpus(request):
+    ctx = _start(**{"num_cpus": 10, **_params(request)})
+    yield ctx
+    ray.shutdown()
+
+
+def _cluster(request, head: bool):
+    from ray.cluster_utils import Cluster
+
+    params = _params(request)
+    num_nodes = params.pop("num_nodes", 0)
+    do_init = params.pop("do_init", False)
+    if head:
+        cluster = Cluster(initialize_head=True, connect=True, head_node_args=params)
+    else:
+        cluster = Cluster()
+        for _ in range(num_nodes):
+            cluster.add_node(**params)
+        if do_init or num_nodes:
+            ray.init(address=cluster.address)
+    return cluster
+
+
+@pytest.fixture
+def ray_start_cluster(request):
+    cluster = _cluster(request, head=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+ray_start_cluster_enabled = ray_start_cluster
+
+
+@pytest.fixture
+def ray_start_cluster_head(request):
+    cluster = _cluster(request, head=True)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
