@@ -189,7 +189,7 @@ class ActorClass:
             "namespace": opts.get("namespace"),
             "max_restarts": int(opts["max_restarts"]),
             "max_task_retries": int(opts["max_task_retries"]),
-            "max_concurrency": int(opts["max_concurrency"]),
+            "max_concurrency": _concurrency(self._cls, opts),
             "lifetime": opts.get("lifetime") or _default["lifetime"],
             "meta": self.__name__,
             "node": node,
@@ -305,6 +305,19 @@ class ActorMethod:
 # Methods every actor has (Ray's names): ``__ray_ready__`` answers once the actor is
 # alive; ``__ray_terminate__`` ends it after the calls queued before it (no restart).
 _BUILTIN_METHODS = ("__ray_ready__", "__ray_terminate__")
+
+
+ASYNC_CONCURRENCY = 1000  # calls an async actor runs at once unless told (Ray's default)
+
+
+def _concurrency(cls, opts) -> int:
+    """``max_concurrency``: as given; left at 1, 1000 for a class with ``async def``
+    methods (its calls interleave on one event loop, as Ray's default), else 1."""
+    given = opts.get("max_concurrency")
+    if given is not None and given != 1:
+        return int(given)
+    has_async = any(inspect.iscoroutinefunction(m) for _, m in inspect.getmembers(cls))
+    return ASYNC_CONCURRENCY if has_async else 1
 
 
 def _claim(client, name, namespace, aid, wait: float = 10.0):

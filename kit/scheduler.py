@@ -1660,6 +1660,9 @@ class Scheduler:
         if w is None:
             return
         q = actor.queue
+        if actor.create.spec.opts.get("max_concurrency", 1) > 1:
+            self._pump_unordered(actor, w)  # as Ray: a call waits for no other's arguments
+            return
         while q:
             t = self.tasks.get(q[0])
             if t is None or t.state in (CANCELLED, FAILED, FINISHED):
@@ -1670,6 +1673,22 @@ class Scheduler:
             q.popleft()
             actor.inflight.append(t.tid)
             self._dispatch(w, t)
+
+    def _pump_unordered(self, actor, w):
+        """A concurrent actor (threads or asyncio) gets each call whose arguments are
+        ready, in submission order among those; a call still waiting for an argument
+        holds back no other."""
+        waiting: deque = deque()
+        for tid in actor.queue:
+            t = self.tasks.get(tid)
+            if t is None or t.state in (CANCELLED, FAILED, FINISHED):
+                continue
+            if t.state != READY or (t.spec.deps and self._deps_gone(t)):
+                waiting.append(tid)
+                continue
+            actor.inflight.append(tid)
+            self._dispatch(w, t)
+        actor.queue = waiting
 
     def _actor_lost(self, actor, cause):
         if actor is None or actor.state == A_DEAD:

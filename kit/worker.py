@@ -540,7 +540,7 @@ class Worker:
             fn = self._method(spec.method)
             args, kwargs = self._args(spec, deps)
             value = fn(*args, **kwargs)
-            if inspect.isawaitable(value):
+            if inspect.iscoroutine(value):  # not isawaitable: a returned ObjectRef is one
                 value = await value
             results = self._results(spec, value)
         except ActorExit:

@@ -72,7 +72,8 @@ SHORT = [
     "test_get_or_create_actor.py::test_simple",
     "test_actor_pool.py::test_get_next",
     "test_actor_pool.py::test_push",
-    "test_cancel.py::test_cancel_chain",
+    "test_cancel.py::test_cancel_chain[False]",
+    "test_queue.py::test_simple_usage",
 ]
 # Tests of what kit does not cover (README's table), and why.
 NOT_COVERED = {
@@ -101,6 +102,18 @@ def check_files(folder, names) -> list:
         if want and sha256(path) != want:
             problems.append(f"{path} is not the documented version ({FILES[name][0]})")
     return problems
+
+
+def short_missing(folder=DEFAULT_DIR) -> str | None:
+    """Why ``--short`` cannot run here (Ray's test files are not in ``folder``), or None."""
+    problems = check_files(folder, sorted({t.split("::")[0] for t in SHORT}))
+    if problems:
+        return (
+            "Ray's test files are not on this machine (they are not kit's to ship): "
+            + "; ".join(problems)
+            + "; see scripts/ray_tests.py --fetch-from"
+        )
+    return None
 
 
 def fetch_from(gitdir, folder) -> None:
@@ -245,7 +258,7 @@ def main(argv=None) -> int:
             print(f"{outcome:8} {tid} {reason}")
         c = counts(res)
         print(f"{c['passed']} passed, {c['failed']} failed")
-        return 0 if c["failed"] == 0 and c["passed"] == len(SHORT) else 1
+        return 0 if c["failed"] == 0 and c["passed"] >= len(SHORT) else 1
     engines = ["kit", "ray"] if args.engine == "both" else [args.engine]
     results = {}
     for engine in engines:

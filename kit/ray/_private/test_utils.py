@@ -77,18 +77,23 @@ def run_string_as_driver_nonblocking(driver_script: str, env: dict | None = None
 
 
 class BatchQueue(Queue):
-    """A ``Queue`` with ``get_batch``: up to ``batch_size`` items, waiting at most
-    ``total_timeout`` seconds in all (0: what is there now)."""
+    """A ``Queue`` with ``get_batch``: waits for a first item (``first_timeout``; None:
+    as long as it takes), then takes up to ``batch_size`` items within ``total_timeout``
+    seconds (0: those already there)."""
 
     def get_batch(self, batch_size=None, total_timeout=None, first_timeout=None) -> list:
+        try:
+            out = [self.get(timeout=first_timeout)]
+        except Exception:
+            return []
         deadline = None if total_timeout is None else time.monotonic() + total_timeout
-        out: list = []
         while batch_size is None or len(out) < batch_size:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not out and first_timeout is not None:
-                left = first_timeout if left is None else min(left, first_timeout)
+            left = None if deadline is None else deadline - time.monotonic()
             try:
-                out.append(self.get(block=left != 0, timeout=left))
+                if left is not None and left <= 0:
+                    out.append(self.get_nowait())
+                else:
+                    out.append(self.get(timeout=left))
             except Exception:
                 break
         return out

@@ -67,7 +67,10 @@ class _QueueActor:
             raise Empty from None
 
     def put_nowait(self, item):
-        self.queue.put_nowait(item)
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            raise Full(f"the queue is full ({self.maxsize} items)") from None
 
     def put_nowait_batch(self, items):
         if self.maxsize > 0 and len(items) + self.qsize() > self.maxsize:
@@ -77,7 +80,10 @@ class _QueueActor:
             self.queue.put_nowait(item)
 
     def get_nowait(self):
-        return self.queue.get_nowait()
+        try:
+            return self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            raise Empty("the queue is empty") from None
 
     def get_nowait_batch(self, num_items):
         if num_items > self.qsize():

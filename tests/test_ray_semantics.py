@@ -1,0 +1,316 @@
+"""Where kit behaved differently from Ray in Ray's own tests (issue 18): each one here.
+
+Handles and pending calls, async actors' plain methods, constructor errors, argument
+checks at the call, decorator errors, class attributes, kill with restart, racing
+drivers, placement on 0 CPUs, submission order on 1 CPU, calls that wait for no other's
+arguments, restarts of an actor that died before it was up; ray.util's ActorPool, Queue,
+state and cluster_utils.Cluster on kit.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from helpers import stays_true, wait_until
+
+import kit
+from kit.ray._common.test_utils import SignalActor
+from kit.ray.util import ActorPool
+from kit.ray.util.queue import Empty, Queue
+from kit.ray.util.state import list_actors, list_nodes, list_tasks
+
+pytestmark = pytest.mark.cluster
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@kit.remote
+class Slow:
+    LIMIT = 5
+
+    def __init__(self, fail=None):
+        if fail:
+            raise ValueError(fail)
+
+    def nap(self, seconds, value):
+        time.sleep(seconds)
+        return value
+
+    def limit(self):
+        return Slow.LIMIT  # the class's attribute, through its name
+
+    def pid(self):
+        return os.getpid()
+
+    @staticmethod
+    def twice(x):
+        return 2 * x
+
+
+def _state(aid_hex):
+    rows = [a for a in list_actors(limit=10_000) if a["actor_id"] == aid_hex]
+    return rows[0]["state"] if rows else None
+
+
+def test_pending_calls_finish_before_a_dropped_actor_dies(cluster):
+    a = Slow.remote()
+    aid = a._aid.hex()
+    refs = [a.nap.remote(0.3, i) for i in range(3)]
+    del a  # the last handle: Ray runs the calls already made first
+    assert kit.get(refs, timeout=30) == [0, 1, 2]
+    wait_until(lambda: _state(aid) == "DEAD", 10, "the dropped actor to die")
+
+
+@kit.remote
+class Flag:
+    def __init__(self):
+        import asyncio
+
+        self.event = asyncio.Event()
+
+    async def wait(self):
+        await self.event.wait()
+        return "woken"
+
+    def set(self):  # a plain method of an async actor: on the loop's thread, as in Ray
+        self.event.set()
+        return threading.current_thread().name
+
+
+def test_plain_methods_of_async_actors_run_on_the_event_loop(cluster):
+    f = Flag.remote()
+    waiting = f.wait.remote()
+    assert not kit.wait([waiting], timeout=0.3)[0]
+    assert kit.get(f.set.remote(), timeout=30) == "kit-actor-loop"
+    assert kit.get(waiting, timeout=30) == "woken"
+
+
+def test_a_constructor_error_keeps_its_text_and_cause(cluster):
+    a = Slow.remote(fail="oops 42")
+    with pytest.raises(kit.ActorDiedError, match="oops 42") as info:
+        kit.get(a.limit.remote(), timeout=30)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert "oops 42" in str(info.value.__cause__)
+
+
+def test_wrong_arguments_raise_at_the_call(cluster):
+    @kit.remote
+    def two(a, b=1):
+        return a + b
+
+    with pytest.raises(TypeError, match="two.remote"):
+        two.remote(1, 2, 3)
+    with pytest.raises(TypeError, match="missing"):
+        two.remote()
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        two.remote(1, c=3)
+    with pytest.raises(TypeError):
+        Slow.remote(1, 2)  # __init__ takes one
+    a = Slow.remote()
+    with pytest.raises(TypeError, match="Slow.nap.remote"):
+        a.nap.remote(1)
+    assert kit.get(two.remote(1, b=2)) == 3
+    assert kit.get(a.twice.remote(4), timeout=30) == 8  # a static method: no self
+
+
+def test_decorator_misuse_and_oversized_functions_are_refused(cluster, monkeypatch):
+    with pytest.raises(TypeError, match="empty parentheses"):
+        kit.remote()
+    with pytest.raises(TypeError, match="name"):
+        Slow.options(name=object())
+    from kit import remote_function
+
+    monkeypatch.setattr(remote_function, "FUNCTION_SIZE_LIMIT", 1000)
+    big = b"x" * 5000
+
+    @kit.remote
+    def captures():
+        return len(big)
+
+    with pytest.raises(ValueError, match="captures a large array"):
+        captures.remote()
+
+
+def test_class_attributes_through_the_class_name(cluster):
+    assert kit.get(Slow.remote().limit.remote(), timeout=30) == 5
+    assert Slow.LIMIT == 5 and Slow.twice(2) == 4  # on the actor class itself too
+
+
+def test_kill_with_restart_restarts_then_dies(cluster):
+    a = Slow.options(max_restarts=1).remote()
+    first = kit.get(a.pid.remote(), timeout=30)
+    kit.kill(a, no_restart=False)
+    wait_until(lambda: _pid_or_none(a) not in (None, first), 20, "the restarted actor")
+    kit.kill(a, no_restart=False)  # no restart left: it dies
+    wait_until(lambda: _pid_or_none(a) is None, 20, "the actor to die")
+
+
+def _pid_or_none(a):
+    try:
+        return kit.get(a.pid.remote(), timeout=10)
+    except kit.ActorDiedError:
+        return None
+
+
+def test_exit_actor_and_ray_terminate(cluster):
+    from kit.actors import exit_actor
+
+    @kit.remote(max_restarts=3)
+    class Quits:
+        def quit(self):
+            exit_actor()
+
+        def ping(self):
+            return "pong"
+
+    q = Quits.remote()
+    assert kit.get(q.__ray_ready__.remote(), timeout=30) is True
+    with pytest.raises(kit.ActorDiedError, match="exit_actor"):
+        kit.get(q.quit.remote(), timeout=30)
+    with pytest.raises(kit.ActorDiedError):  # not restarted, whatever max_restarts says
+        kit.get(q.ping.remote(), timeout=30)
+    t = Quits.remote()
+    last = t.ping.remote()
+    t.__ray_terminate__.remote()  # after the calls made before it
+    assert kit.get(last, timeout=30) == "pong"
+    with pytest.raises(kit.ActorDiedError):
+        kit.get(t.ping.remote(), timeout=30)
+
+
+RACER = textwrap.dedent(
+    """
+    import os, sys, time
+    import kit
+    kit.init(address=sys.argv[1])
+
+    @kit.remote
+    class Holder:
+        def pid(self):
+            return os.getpid()
+
+    open(sys.argv[2] + f".{os.getpid()}", "w").close()  # connected
+    while not os.path.exists(sys.argv[2]):  # both start together
+        time.sleep(0.001)
+    try:
+        h = Holder.options(name="only", lifetime="detached", get_if_exists=sys.argv[3] == "1")
+        print("pid", kit.get(h.remote().pid.remote(), timeout=60))
+    except ValueError as e:
+        print("lost", e)
+    kit.shutdown()
+    """
+)
+
+
+@pytest.mark.parametrize("get_if_exists", [False, True])
+def test_two_drivers_racing_for_a_detached_name(fresh, tmp_path, get_if_exists):
+    ctx = fresh(num_cpus=2)
+    script, go = tmp_path / "racer.py", tmp_path / "go"
+    script.write_text(RACER)
+    env = dict(os.environ, KIT_TOKEN=ctx.token, PYTHONPATH=ROOT)
+    args = [sys.executable, str(script), ctx.address, str(go), "1" if get_if_exists else "0"]
+    procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True) for _ in "ab"]
+    wait_until(lambda: len(list(tmp_path.glob("go.*"))) == 2, 60, "both drivers connected")
+    go.write_text("")
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    pids = [line.split()[1] for o in outs for line in o.splitlines() if line.startswith("pid")]
+    lost = [line for o in outs for line in o.splitlines() if line.startswith("lost")]
+    if get_if_exists:
+        assert len(pids) == 2 and pids[0] == pids[1], outs  # both got the one actor
+    else:
+        assert len(pids) == 1 and len(lost) == 1, outs  # one won, one was told
+        assert "already taken" in lost[0]
+    kit.kill(kit.get_actor("only"))
+
+
+def test_an_actor_asking_for_a_cpu_waits_on_a_cluster_without_one(fresh):
+    fresh(num_cpus=0)
+    a = Slow.options(num_cpus=1).remote()
+    ref = a.limit.remote()
+    stays_true(lambda: not kit.wait([ref], timeout=0)[0], 1.0, "the call unanswered")
+    b = Slow.remote()  # an actor asking for no CPU is placed
+    assert kit.get(b.limit.remote(), timeout=30) == 5
+
+
+def test_tasks_on_one_cpu_run_in_submission_order(fresh):
+    fresh(num_cpus=1)
+
+    @kit.remote
+    def stamp(i, *_):
+        return i, time.time()
+
+    ready = kit.put("an argument already there")  # such tasks take the head's path
+    refs = [stamp.remote(i, ready) if i % 3 == 0 else stamp.remote(i) for i in range(30)]
+    out = kit.get(refs, timeout=60)
+    ran = [i for i, _ in sorted(out, key=lambda x: x[1])]
+    assert ran == list(range(30))
+
+
+def test_a_concurrent_actors_call_waits_for_no_other_calls_argument(cluster):
+    gate = SignalActor.remote()
+    a = Slow.options(max_concurrency=2).remote()
+    blocked = a.nap.remote(0, gate.wait.remote())  # its argument is not ready
+    later = a.nap.remote(0, "free")
+    assert kit.get(later, timeout=30) == "free"
+    assert not kit.wait([blocked], timeout=0)[0]
+    kit.get(gate.send.remote())
+    assert kit.get(blocked, timeout=30) is None
+
+
+def test_an_actor_dying_before_it_is_up_is_restarted(fresh, tmp_path):
+    fresh(num_cpus=1)
+    marker = tmp_path / "tries"
+
+    @kit.remote(max_restarts=2)
+    class Fragile:
+        def __init__(self, path):
+            with open(path, "a") as f:
+                f.write("x")
+            if len(open(path).read()) < 2:
+                os._exit(1)  # the first try dies in its constructor
+
+        def ok(self):
+            return "up"
+
+    f = Fragile.remote(str(marker))
+    assert kit.get(f.ok.remote(), timeout=60) == "up"
+    assert marker.read_text() == "xx"
+
+
+def test_actor_pool_queue_and_state(cluster):
+    pool = ActorPool([Slow.remote(), Slow.remote()])
+    assert list(pool.map(lambda a, v: a.nap.remote(0, v), range(5))) == [0, 1, 2, 3, 4]
+    q = Queue(maxsize=2)
+    q.put_nowait_batch([1, 2])
+    assert q.get() == 1 and q.qsize() == 1
+    with pytest.raises(Empty):
+        Queue().get(timeout=0.1)
+    names = {t["func_or_class_name"] for t in list_tasks(limit=10_000)}
+    assert "Slow.nap" in names
+    assert list_nodes()[0]["state"] == "ALIVE"
+    assert kit.get_runtime_context().is_canceled() is False
+
+
+def test_cluster_utils_adds_and_removes_nodes():
+    from kit.ray.cluster_utils import Cluster
+
+    if kit.is_initialized():
+        kit.shutdown()
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        node = c.add_node(num_cpus=1, resources={"side": 1})
+        kit.ray.init(address=c.address)
+
+        @kit.remote(resources={"side": 1})
+        def where():
+            return kit.get_runtime_context().get_node_id()
+
+        assert kit.get(where.remote(), timeout=30) == node.node_id
+        c.remove_node(node, allow_graceful=False)
+        assert [n["NodeID"] for n in kit.nodes() if n["Alive"]] == [c.head_node.node_id]
+    finally:
+        kit.shutdown()
+        c.shutdown()
