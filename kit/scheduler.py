@@ -78,7 +78,7 @@ WORKER_MOVES = {
     DEAD: set(),
 }
 ACTOR_MOVES = {
-    A_PENDING: {A_ALIVE, A_DEAD},
+    A_PENDING: {A_ALIVE, A_RESTARTING, A_DEAD},  # its worker died before __init__ ended
     A_ALIVE: {A_RESTARTING, A_DEAD},
     A_RESTARTING: {A_ALIVE, A_RESTARTING, A_DEAD},  # it may die again while restarting
     A_DEAD: set(),
@@ -1694,15 +1694,16 @@ class Scheduler:
         if actor is None or actor.state == A_DEAD:
             return
         actor.worker = None
-        if actor.restarts != 0 and actor.state != A_PENDING:
+        if actor.restarts != 0:  # also while PENDING, as Ray: its creation runs again
             actor.restarts -= 1
+            never_up = actor.state == A_PENDING  # its calls never started: they wait
             _move(actor, A_RESTARTING, ACTOR_MOVES)
             requeue = []
             for tid in actor.inflight:
                 t = self.tasks.get(tid)
                 if t is None:
                     continue
-                if actor.task_retries != 0:
+                if actor.task_retries != 0 or never_up:
                     _task_move(t, READY)
                     requeue.append(tid)
                 else:
