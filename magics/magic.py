@@ -70,6 +70,34 @@ class KitMagics(Magics):
         super().__init__(shell)
         self.session = Session(shell)
 
+    # ---- %kit_as_ray ------------------------------------------------------------------
+
+    @line_magic
+    def kit_as_ray(self, line):
+        """``%kit_as_ray``: from here on, ``import ray`` in this notebook gives kit.
+
+        One line at the top of a notebook written for Ray: ``import ray``, ``ray.init()``,
+        ``from ray.util import ActorPool`` and the rest then run on kit, and so do the
+        notebook's own modules that import ray, in its tasks. A real Ray installed here is
+        shadowed (it says so); one already imported in this kernel cannot be (restart it).
+
+        Example::
+
+            %load_ext kit
+            %kit_as_ray
+            import ray
+            ray.init()
+        """
+        if line.strip() and not _wants_help(line):
+            raise UsageError("%kit_as_ray takes no options (see %kit_as_ray?)")
+        if _wants_help(line):
+            print(self.kit_as_ray.__doc__)
+            return
+        try:
+            kit.install_ray_alias()
+        except ImportError as e:
+            raise UsageError(f"%kit_as_ray: {e}") from None
+
     # ---- %cluster ---------------------------------------------------------------------
 
     @line_magic

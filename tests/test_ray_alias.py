@@ -93,6 +93,23 @@ def test_refuses_when_the_real_ray_is_already_imported(tmp_path):
     assert "ImportError" in p.stderr and "already imported" in p.stderr
 
 
+def test_kit_as_ray_magic(tmp_path):
+    code = textwrap.dedent(
+        """
+        from IPython.core.interactiveshell import InteractiveShell
+        shell = InteractiveShell.instance()
+        shell.run_line_magic("load_ext", "kit")
+        shell.run_line_magic("kit_as_ray", "")
+        shell.run_cell("import ray; ray.init(num_cpus=1); print(ray.get(ray.put(41)) + 1)")
+        shell.run_cell("from ray.util import ActorPool; print(ActorPool.__module__)")
+        shell.run_cell("ray.shutdown()")
+        """
+    )
+    p = run(["-c", code], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "42" in p.stdout and "kit.ray.util.actor_pool" in p.stdout, p.stdout + p.stderr
+
+
 def test_pytest_through_the_alias_with_rays_fixtures(tmp_path):
     (tmp_path / "test_mine.py").write_text(
         textwrap.dedent(
