@@ -36,6 +36,7 @@ def node_config(cfg, address, cluster, tag):
     if cfg.get("num_gpus"):
         res["GPU"] = float(cfg["num_gpus"])
     res.update({k: float(v) for k, v in (cfg.get("resources") or {}).items()})
+    res.setdefault("memory", float(cfg.get("memory") or _memory()))
     return {
         "address": address,
         "token": cfg["token"],
@@ -52,6 +53,14 @@ def node_config(cfg, address, cluster, tag):
         "encrypt": bool(cfg.get("encrypt")),
         "preload": cfg.get("preload"),  # None: the zygote's default (kit.spawner)
     }
+
+
+def _memory() -> int:
+    """The ``memory`` resource a node offers, in bytes (Ray's: what tasks and actors ask
+    with ``memory=``): 70% of the machine's memory available when the node starts."""
+    import psutil
+
+    return int(psutil.virtual_memory().available * 0.7)
 
 
 def run(cfg, watch_fd=None, ready=None):

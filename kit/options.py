@@ -307,6 +307,8 @@ def resources_of(opts: dict, default_cpus=1) -> dict:
     res = {"CPU": float(default_cpus if cpus is None else cpus)}
     if opts.get("num_gpus"):
         res["GPU"] = float(opts["num_gpus"])
+    if opts.get("memory"):  # bytes, held while it runs (Ray's ``memory`` resource)
+        res["memory"] = float(opts["memory"])
     for k, v in (opts.get("resources") or {}).items():
         res[k] = float(v)
     return {k: v for k, v in res.items() if v}

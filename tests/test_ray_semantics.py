@@ -314,3 +314,17 @@ def test_cluster_utils_adds_and_removes_nodes():
     finally:
         kit.shutdown()
         c.shutdown()
+
+
+def test_the_memory_resource(fresh):
+    fresh(num_cpus=2)
+    total = kit.cluster_resources()["memory"]
+    assert total > 0  # each node offers memory, as Ray's do
+
+    @kit.remote(memory=2**20)
+    def small():
+        return "ran"
+
+    assert kit.get(small.remote(), timeout=30) == "ran"
+    huge = small.options(memory=total * 2).remote()  # more than any node has: it waits
+    stays_true(lambda: not kit.wait([huge], timeout=0)[0], 1.0, "the task unplaced")
