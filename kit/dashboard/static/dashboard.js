@@ -12,6 +12,7 @@ if (TOKEN) {  // keep it out of the address bar and history; the cookie carries 
   history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
 }
 const PANELS = ["overview", "stream", "tasks", "actors", "workers", "drivers"];
+const MAX_BARS = 20000;  // task-stream runs kept (the server's model keeps as many)
 const withToken = (path) => TOKEN ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(TOKEN) : path;
 
 const state = {
@@ -151,16 +152,24 @@ function drawStream() {
     if (r.head !== undefined) { ctx.fillStyle = "#f8fafc"; ctx.fillRect(0, i * H, width, H); }
     else laneOf.set(r.node + "|" + r.worker, i);
   });
+  // Bars of one colour that touch on a lane's pixels are drawn as one rectangle: at
+  // thousands of tasks a second a pixel holds hundreds of them, and drawing each one
+  // took the browser's CPU from the cluster it watches.
+  const open = new Map();  // lane -> [fill, x0, x1] not drawn yet
+  const flush = (i, run) => { ctx.fillStyle = run[0]; ctx.fillRect(run[1], i * H + 2, Math.max(1, run[2] - run[1]), H - 4); };
   let drawn = 0;
   for (const [, a, b, label, worker, node, st] of state.bars) {
     const i = laneOf.get(node + "|" + worker);
     if (i === undefined) continue;
     counts.set(i, (counts.get(i) || 0) + 1);
     if (b < t0) continue;
-    ctx.fillStyle = st === "failed" ? "#dc2626" : colour(label);
-    ctx.fillRect(x(a), i * H + 2, Math.max(1, x(b) - x(a)), H - 4);
-    drawn++;
+    const fill = st === "failed" ? "#dc2626" : colour(label), xa = x(a), xb = x(b);
+    const run = open.get(i);
+    if (run && run[0] === fill && xa <= run[2] + 1) { run[2] = Math.max(run[2], xb); continue; }
+    if (run) { flush(i, run); drawn++; }
+    open.set(i, [fill, xa, xb]);
   }
+  for (const [i, run] of open) { flush(i, run); drawn++; }
   for (const w of state.view.workers || []) {  // what runs now grows to the right edge
     if (!w.task || !w.task.since) continue;
     const i = laneOf.get(w.node + "|" + w.id);
@@ -179,7 +188,7 @@ function drawStream() {
         esc(r.node) + " · " + esc(String(r.worker).slice(0, 8)) + "</div>";
   });
   if ($("#lanes").innerHTML !== html) $("#lanes").innerHTML = html;
-  $("#stream-summary").textContent = state.bars.length + " runs kept, " + drawn + " shown, " + (rows.length - new Set(rows.filter(r => r.head === undefined).map(r => r.node)).size) + " lanes";
+  $("#stream-summary").textContent = state.bars.length + " runs kept, drawn as " + drawn + " bars, " + (rows.length - new Set(rows.filter(r => r.head === undefined).map(r => r.node)).size) + " lanes";
   $("#stream-summary").dataset.bars = state.bars.length;
 }
 
@@ -272,7 +281,8 @@ function apply(frame) {
     const oldest = state.t - state.window;
     let i = 0;
     while (i < state.bars.length && state.bars[i][2] < oldest) i++;
-    if (i) state.bars.splice(0, i);
+    i = Math.max(i, state.bars.length - MAX_BARS);  // as the server keeps: bounded
+    if (i > 0) state.bars.splice(0, i);
   }
   if (frame.overview) renderOverview(frame.overview);
   if (frame.functions) renderProgress(frame.functions);
