@@ -545,9 +545,10 @@ class Direct:
                     continue
                 del self.by_task[tid]
                 fid = entry.spec[2]
-                st = self.stats.setdefault(fid, [0, 0.0])
-                st[0] += 1
-                st[1] += max(0.0, finished - started)
+                if not failed:  # a failed run (cancelled at once) says nothing of its length
+                    st = self.stats.setdefault(fid, [0, 0.0])
+                    st[0] += 1
+                    st[1] += max(0.0, finished - started)
                 state, text = "finished", None
                 if failed:
                     state = _failed_state(errors[0])

@@ -1287,10 +1287,11 @@ class Scheduler:
                     self.out.append(("free", payload[1], payload[2]))
             return
         t.started, t.finished = started, finished
-        st = self.fn_stats.setdefault(t.fid, [0, 0.0])
-        st[0] += 1
-        st[1] += max(0.0, finished - started)
         failed = any(p[0] == ERROR for _, p, _ in results)
+        if not failed:  # a failed run (cancelled at once) says nothing of its length
+            st = self.fn_stats.setdefault(t.fid, [0, 0.0])
+            st[0] += 1
+            st[1] += max(0.0, finished - started)
         if failed and retry and t.retries != 0:
             t.retries -= 1
             _task_move(t, READY)

@@ -303,6 +303,24 @@ def test_fast_tasks_pipeline_but_not_behind_slow_ones():
     assert not actions(s2, "dispatch")
 
 
+def test_failed_runs_do_not_make_a_function_fast():
+    """Runs that failed at once (a cancelled chain) say nothing of a function's length: it
+    stays 'slow', so its tasks are not queued on a busy worker, where one would wait
+    behind a task blocked in get (Ray's test_cancel_chain hung so)."""
+    s = setup(cpus=1, workers=1)
+    w = next(iter(s.workers))
+    err = (ERROR, ("sys", "TaskCancelledError", "cancelled"))
+    for i in range(5):
+        s.submit(DRIVER, spec(b"c%d" % i))
+        s.schedule()
+        s.task_done(w, b"c%d" % i, [(oid(b"c%d" % i), err, ())], 0.0, 0.0001)
+    s.out.clear()
+    for i in range(3):
+        s.submit(DRIVER, spec(b"p%d" % i))
+    s.schedule()
+    assert len(actions(s, "dispatch")) == 1  # one at a time: f is not known to be fast
+
+
 def test_unknown_argument_object_fails_task():
     s = setup()
     s.submit(DRIVER, spec(b"t", deps=[oid(b"nonexistent")]))
