@@ -165,6 +165,10 @@ class Backend:
     def waiting(self) -> int:
         return 0
 
+    def scaling(self) -> list:
+        """The autoscaler's last decisions, ``[(time, text)]`` oldest first (none here)."""
+        return []
+
     def events(self, since=0):
         raise NotImplementedError
 

@@ -70,6 +70,9 @@ class KitBackend(Backend):
         """Tasks submitted but not yet on any node's worker."""
         return int(_kit().cluster_status()["waiting"])
 
+    def scaling(self) -> list:
+        return _kit().cluster_status()["scaling"]
+
     def events(self, since=0):
         return _kit().events(since)
 

@@ -752,16 +752,19 @@ def events(since=0):
 
 
 def cluster_status() -> dict:
-    """The cluster at a glance: nodes, tasks waiting for a node, and task counts.
+    """The cluster at a glance: nodes, tasks waiting for a node, task counts, and the
+    autoscaler's last decisions (``scaling``: ``(time, text)``, oldest first; empty
+    without an autoscaler).
 
     Example:
         >>> import kit
         >>> st = kit.cluster_status()
         >>> sorted(st)
-        ['counts', 'nodes', 'waiting']
+        ['counts', 'nodes', 'scaling', 'waiting']
     """
     st = _current_client().query("status")
-    return {"nodes": nodes(), "waiting": st["waiting"], "counts": st["counts"]}
+    scaling = [tuple(x) for x in st.get("scaling", ())]
+    return {"nodes": nodes(), "waiting": st["waiting"], "counts": st["counts"], "scaling": scaling}
 
 
 get_runtime_context = context.get_runtime_context

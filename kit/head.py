@@ -47,6 +47,7 @@ from .session import Sessions
 DRAIN = 512  # messages handled per turn before scheduling
 EVENT_LOG = 100_000  # task events kept for widgets and timeline()
 BEAT = 1.0  # seconds between the head's heartbeats to drivers and agents
+SCALING_NOTES = 5  # the autoscaler's last decisions told with the status
 
 _CLIENT = {
     Kind.SUBMIT, Kind.FUNCTION, Kind.PUT, Kind.REFS, Kind.SUBSCRIBE, Kind.CANCEL,
@@ -550,6 +551,7 @@ class Head:
                 "waiting": sched.waiting(),
                 "dropped": self.sessions.dropped,
                 "tasks_live": len(sched.tasks),
+                "scaling": list(self.scaling.notes)[-SCALING_NOTES:],  # (time, text)
                 "objects_live": len(sched.objects),
                 "cluster": self.cluster_id,
                 "uptime": time.time() - self.started,

@@ -9,6 +9,7 @@ import pytest
 from helpers import wait_until
 
 import kit
+from widgets.view import header_text, monitor_view
 
 pytestmark = pytest.mark.cluster
 
@@ -81,6 +82,11 @@ def test_local_autoscaler_grows_to_the_bound_and_shrinks_keeping_actors_and_obje
     assert any(x.startswith("added n") and "tasks waiting" in x for x in said), said
     assert any(x.startswith("removed n") and "idle" in x for x in said), said
     assert any("joined" in x for x in said), said
+    # the same decisions reach the notebook's monitor, through the public status
+    scaling = kit.cluster_status()["scaling"]
+    assert scaling and all(text in said for _, text in scaling), (scaling, said)
+    header = header_text(monitor_view(kit.nodes(), scaling=scaling))
+    assert f"autoscaler: {scaling[-1][1]} (" in header
 
 
 @pytest.mark.timeout(60)

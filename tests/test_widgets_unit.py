@@ -344,6 +344,7 @@ class FakeSource:
         self.snapshot = snapshot
         self.waiting_count = 0
         self.waiting_queries = 0
+        self.scaling_notes = []  # the autoscaler's decisions: [(time, text)]
         self.events_log = []
         self.ready_refs = set()
         self.up = True
@@ -365,6 +366,10 @@ class FakeSource:
         self.waiting_queries += 1
         with self.lock:
             return self.waiting_count
+
+    def scaling(self):
+        with self.lock:
+            return list(self.scaling_notes)
 
     def events(self, since):
         with self.lock:
@@ -425,6 +430,33 @@ def count_sends(*roots):
 
 def tick(nodes=None, events=None, names=None):
     return Tick(time.time(), nodes, events, names or {})
+
+
+def test_monitor_header_names_the_autoscalers_last_decision():
+    """The monitor polls the autoscaler's decisions (at most once a second) and its
+    header shows the last one with its time; so does the text a shut-down monitor
+    leaves behind."""
+    src = FakeSource(SNAP)
+    up = Updater(src)
+    m = widgets.ClusterMonitor(updater=up)
+    try:
+        up.stop()  # drive polls by hand here
+        assert "autoscaler" not in m.header.value
+        at = time.mktime((2026, 12, 3, 15, 42, 1, 0, 0, -1))
+        src.scaling_notes = [(at - 5, "added n2: 40 tasks waiting 0.6 s"),
+                             (at, "added n10: 212 tasks waiting 2.1 s")]  # fmt: skip
+        m._tick(up._poll([m], False))
+        assert "autoscaler: added n10: 212 tasks waiting 2.1 s (15:42:01)" in m.header.value
+        src.scaling_notes.append((at + 9, "removed n10: idle 3.0 s"))
+        m._tick(up._poll([m], False))  # within a second: not read again
+        assert "added n10" in m.header.value
+        up._scaling = (float("-inf"), None)
+        m._tick(up._poll([m], False))
+        assert "autoscaler: removed n10: idle 3.0 s (15:42:10)" in m.header.value
+        m._gone("the cluster was shut down")
+        assert "removed n10" in m.text()
+    finally:
+        m.close()
 
 
 def test_sync_sends_only_changes():

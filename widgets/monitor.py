@@ -87,10 +87,11 @@ class ClusterMonitor(w.VBox):
         >>> m.close(); kit.shutdown()
     """
 
-    needs = frozenset({"nodes", "waiting"})
+    needs = frozenset({"nodes", "waiting", "scaling"})
 
     def __init__(self, updater=None, **kwargs):
         self._updater = updater if updater is not None else default_updater()
+        self._scaling = None  # the autoscaler's last decisions (Tick.scaling)
         self.header = w.HTML(layout=w.Layout(margin="0 0 4px 0"))
         self.header.add_class("kit-header")
         titles = []
@@ -137,6 +138,8 @@ class ClusterMonitor(w.VBox):
     def _tick(self, tick):
         self.polls += 1
         self._read_at = tick.now
+        if tick.scaling is not None:
+            self._scaling = tick.scaling
         return self._show(tick.nodes, STATUS_LIVE, tick.now, tick.waiting)
 
     def _gone(self, reason):
@@ -151,8 +154,9 @@ class ClusterMonitor(w.VBox):
         if status == STATUS_LIVE:
             self._engine = getattr(self._updater.source, "name", "kit")
         view = monitor_view(
-            snapshot, status, waiting, self._engine, time.strftime("%H:%M:%S", time.localtime())
-        )
+            snapshot, status, waiting, self._engine,
+            time.strftime("%H:%M:%S", time.localtime()), self._scaling,
+        )  # fmt: skip
         self._snapshot = snapshot
         if view == self.view:
             return True

@@ -90,6 +90,10 @@ class CurrentSource:
     def waiting(self) -> int:
         return self._b().waiting()
 
+    def scaling(self) -> list:
+        """The autoscaler's last decisions, ``[(time, text)]`` (none without one)."""
+        return self._b().scaling()
+
     def events(self, since):
         return self._b().events(since)
 

@@ -38,6 +38,7 @@ from .source import LATEST, CurrentSource
 log = logging.getLogger("widgets")
 
 MIN_INTERVAL = 0.1  # seconds between polls: at most 10 a second
+SCALING_EVERY = 1.0  # seconds between two reads of the autoscaler's decisions
 EVENT_BACKLOG = 2000  # events re-read for a view that joins late (its task may be older)
 
 
@@ -51,6 +52,8 @@ class Tick(NamedTuple):
         names: ``{node id hex: tag}`` from the snapshot (empty without one).
         waiting: tasks waiting for a node (``source.waiting()``), or None if no
             view needs it.
+        scaling: the autoscaler's last decisions (``source.scaling()``, read at most
+            once a second), or None if no view needs them.
     """
 
     now: float
@@ -58,6 +61,7 @@ class Tick(NamedTuple):
     events: list
     names: dict
     waiting: int = None
+    scaling: list = None
 
 
 def in_kernel() -> bool:
@@ -147,6 +151,7 @@ class Updater:
         self._generation = None  # the source's cluster the cursor belongs to
         self._engine = None  # the engine last seen alive, to say which one went
         self._rewind = False  # a view that reads events joined: re-read a backlog
+        self._scaling = (float("-inf"), None)  # (when read, the autoscaler's decisions)
 
     # ---- registration ------------------------------------------------------------
 
@@ -256,6 +261,12 @@ class Updater:
             names = {n.get("NodeID") or n.get("node_id"): n.get("tag") or "" for n in nodes}
         if "waiting" in needs:
             waiting = src.waiting()
+        scaling = None
+        if "scaling" in needs and hasattr(src, "scaling"):
+            now = time.monotonic()
+            if now - self._scaling[0] >= SCALING_EVERY:
+                self._scaling = (now, src.scaling())
+            scaling = self._scaling[1]
         if "events" in needs:
             if self._cursor is None:
                 self._cursor, _ = src.events(LATEST)
@@ -263,7 +274,7 @@ class Updater:
             since = max(0, self._cursor - EVENT_BACKLOG) if rewind else self._cursor
             last, events = src.events(since)
             self._cursor = max(self._cursor, last)
-        return Tick(time.time(), nodes, events, names, waiting)
+        return Tick(time.time(), nodes, events, names, waiting, scaling)
 
     def final(self) -> None:
         """Read the cluster once more now, in this thread, and redraw every view.

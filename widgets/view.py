@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import math
 import re
+import time
 from typing import NamedTuple, Optional
 
 from backends.base import short_id
@@ -106,6 +107,8 @@ class MonitorView(NamedTuple):
         engine: the engine's name for the header (``kit``, ``ray``, ``dask``).
         as_of: when the counts were read (``"15:42:07"``), shown once the view is no
             longer live; None while live.
+        scaling: the autoscaler's last decision and its time
+            (``"added n3: 212 tasks waiting 2.1 s (15:42:01)"``), or None.
     """
 
     rows: tuple
@@ -114,6 +117,7 @@ class MonitorView(NamedTuple):
     waiting: int = 0
     engine: str = "kit"
     as_of: Optional[str] = None
+    scaling: Optional[str] = None
 
     def row(self, name):
         """The row of the node tagged ``name`` (or with that id), else None."""
@@ -127,7 +131,9 @@ def _natural(text):
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text or "")]
 
 
-def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit", as_of=None) -> MonitorView:
+def monitor_view(
+    snapshot, status=STATUS_LIVE, waiting=0, engine="kit", as_of=None, scaling=None
+) -> MonitorView:
     """Turn a nodes snapshot (``kit.nodes()``) into the monitor's rows and totals.
 
     Args:
@@ -144,6 +150,8 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit", as_of=No
             cluster is gone: nothing waits on it any more).
         engine: the engine's name (``kit``, ``ray``, ``dask``), shown in the header.
         as_of: when the snapshot was read (text), shown when not live.
+        scaling: the autoscaler's decisions, ``[(time, text)]`` oldest first
+            (``kit.cluster_status()["scaling"]``): the last is shown.
 
     Returns:
         A ``MonitorView``; equal snapshots give equal views.
@@ -209,6 +217,10 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit", as_of=No
         bar_value=done + failed,
         bar_max=max(1, done + failed + running + queued + waiting),
     )
+    last = None
+    if scaling:
+        t, text = scaling[-1]
+        last = f"{text} ({time.strftime('%H:%M:%S', time.localtime(t))})"
     return MonitorView(
         tuple(rows),
         totals,
@@ -216,6 +228,7 @@ def monitor_view(snapshot, status=STATUS_LIVE, waiting=0, engine="kit", as_of=No
         waiting,
         engine,
         None if status in (STATUS_LIVE, STATUS_NONE) else as_of,
+        last,
     )
 
 
@@ -305,8 +318,9 @@ def cell_html(column: str, text: str) -> str:
 def header_text(view: MonitorView) -> str:
     """The monitor's one-line summary, e.g. ``kit cluster: 3/3 nodes alive, CPU 2/3 busy (live)``.
 
-    Tasks waiting for a node (submitted, on no worker yet) are named when there are any.
-    A cluster that shut down says what its nodes did instead of what is busy.
+    Tasks waiting for a node (submitted, on no worker yet) are named when there are any,
+    and the autoscaler's last decision when it made one. A cluster that shut down says
+    what its nodes did instead of what is busy.
 
     Example:
         >>> header_text(monitor_view([], waiting=4))
@@ -317,11 +331,13 @@ def header_text(view: MonitorView) -> str:
     """
     t = view.totals
     when = f", as of {view.as_of}" if view.as_of else ""
+    scaled = f"; autoscaler: {view.scaling}" if view.scaling else ""
     if view.status == STATUS_GONE:
         n = len(view.rows)
         return (
             f"{view.engine} cluster: {n} node{'s' if n != 1 else ''} ran {t.done:,} "
             f"task{'s' if t.done != 1 else ''}, {t.failed:,} failed ({view.status}{when})"
+            f"{scaled}"
         )
     alive = sum(1 for r in view.rows if r.state == "alive")
     waiting = ""
@@ -329,7 +345,7 @@ def header_text(view: MonitorView) -> str:
         waiting = f", {view.waiting:,} task{'s' if view.waiting != 1 else ''} waiting for a node"
     return (
         f"{view.engine} cluster: {alive}/{len(view.rows)} nodes alive, "
-        f"CPU {_num(t.cpu_busy)}/{_num(t.cpu_total)} busy{waiting} ({view.status}{when})"
+        f"CPU {_num(t.cpu_busy)}/{_num(t.cpu_total)} busy{waiting} ({view.status}{when}){scaled}"
     )
 
 
