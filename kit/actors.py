@@ -195,6 +195,8 @@ class ActorClass:
             "node": node,
             "handle": self._meta,
         }
+        if _default["lifetime"] is not None:  # the job's default, for the actors it makes
+            spec_opts["job_lifetime"] = _default["lifetime"]
         env = runtime_env.for_task(opts.get("runtime_env"))
         if env is not None:
             spec_opts["env"] = env

@@ -35,7 +35,7 @@ import time
 
 from . import client as client_mod
 from . import context, serialization
-from .actors import ActorExit
+from .actors import ActorExit, set_default_lifetime
 from .errors import ActorDiedError, ObjectLostError, SerializationError, TaskCancelledError
 from .inbox import Inbox
 from .protocol import Kind
@@ -331,6 +331,8 @@ class Worker:
         context.set_task(spec.tid, label)
         try:
             try:
+                if spec.kind == ACTOR_CREATE:  # the job's default lifetime, for its children
+                    set_default_lifetime((spec.opts or {}).get("job_lifetime"))
                 fn = self._callable(spec, blob)
                 args, kwargs = self._args(spec, deps)
             except TaskCancelledError as e:

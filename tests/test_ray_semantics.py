@@ -328,3 +328,47 @@ def test_the_memory_resource(fresh):
     assert kit.get(small.remote(), timeout=30) == "ran"
     huge = small.options(memory=total * 2).remote()  # more than any node has: it waits
     stays_true(lambda: not kit.wait([huge], timeout=0)[0], 1.0, "the task unplaced")
+
+
+@kit.remote
+class Child:
+    def ready(self):
+        return "ok"
+
+
+@kit.remote
+class Owner:
+    def make_child(self):
+        self.child = Child.remote()
+        kit.get(self.child.ready.remote())
+        return self.child
+
+    def pid(self):
+        return os.getpid()
+
+
+@pytest.mark.parametrize("lifetime", ["detached", "non_detached"])
+def test_the_jobs_default_actor_lifetime_reaches_actors_made_by_actors(fresh, lifetime):
+    from kit.actors import set_default_lifetime
+    from kit.ray.job_config import JobConfig, use
+
+    fresh(num_cpus=2)
+    use(JobConfig(default_actor_lifetime=lifetime))  # ray.init(job_config=...) does this
+    try:
+        owner = Owner.remote()
+        child = kit.get(owner.make_child.remote(), timeout=30)
+        os.kill(kit.get(owner.pid.remote(), timeout=30), 9)
+        if lifetime == "detached":  # it outlives the actor that made it
+            stays_true(lambda: kit.get(child.ready.remote(), timeout=10) == "ok", 2.0, "alive")
+        else:
+            wait_until(lambda: _dead(child), 20, "the child to die with its owner")
+    finally:
+        set_default_lifetime(None)
+
+
+def _dead(handle):
+    try:
+        kit.get(handle.ready.remote(), timeout=10)
+        return False
+    except kit.ActorDiedError:
+        return True
