@@ -94,6 +94,9 @@ def start_lab(tmp: Path, port: int, token: str, env_extra=None):
     note = tmp / "settings" / "@jupyterlab" / "apputils-extension"
     note.mkdir(parents=True, exist_ok=True)
     (note / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    tracker = tmp / "settings" / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True, exist_ok=True)  # every cell rendered, on screen or not
+    (tracker / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.update(env_extra or {})
     (tmp / "root").mkdir(parents=True, exist_ok=True)

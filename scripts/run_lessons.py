@@ -1,0 +1,373 @@
+"""Run every lesson as a student would, idle and under load; time it, screenshot it.
+
+    python scripts/run_lessons.py [--short] [--lessons 03,06] [--no-browser] [--no-load]
+                                  [--shots /tmp/lesson-shots] [--md benchmarks/results/lessons.md]
+
+For each lesson in ``notebooks/``:
+
+    kernel    nbclient runs it top to bottom in a fresh kernel (as tests/test_notebooks.py
+              does): the run time, and the error if one stopped it
+    browser   JupyterLab in headless Chromium (scripts/labbrowser.py): Run All from the
+              menu, the time until every cell has run, a screenshot of the whole notebook
+              into --shots (NN-name.png; NN-name-load.png under load)
+
+once on the machine as it is ("idle") and once while CPU burners run ("load": one
+``while True`` process per core, started and killed by this script). Then, in a
+kernel with a warm 2-slot cluster, how long a ``%%remote --no-block`` cell takes to
+return (execute request to reply, 20 cells) next to an empty cell's. The figures go
+to ``--md`` (and a ``.json`` beside it). ``--short`` runs lessons 03 and 06 and 5
+``--no-block`` cells. Run it under the heavy-work lock:
+``flock /tmp/kit-heavy.lock python scripts/run_lessons.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+sys.path.insert(0, str(ROOT / "scripts"))
+import labbrowser  # noqa: E402
+
+MARKER = "KIT_LESSON_RUN"  # in the kernels' environment: every kit process inherits it
+SHORT = ("03-aggregation.ipynb", "06-clusters.ipynb")
+
+
+# ---- load ----------------------------------------------------------------------------
+
+
+class Burners:
+    """One process per core spinning in ``while True`` (a ``stress``-like CPU load)."""
+
+    def __init__(self, n=None):
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", "while True: pass"],
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+            )
+            for _ in range(n or os.cpu_count() or 1)
+        ]
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait(10)
+
+
+# ---- leftovers -----------------------------------------------------------------------
+
+
+def marked(value) -> list:
+    found = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and p.environ().get(MARKER) == value:
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def kill_marked(value, timeout=10.0) -> list:
+    """Wait for the processes a run started to end; kill those left. Returns their pids."""
+    deadline = time.monotonic() + timeout
+    left = marked(value)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = marked(value)
+    for p in left:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    return [p.pid for p in left]
+
+
+# ---- a lesson in a kernel ------------------------------------------------------------
+
+
+def run_kernel(name) -> dict:
+    import nbclient
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    value = uuid.uuid4().hex
+    env = dict(os.environ, **{MARKER: value})
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+    start = time.monotonic()
+    error = None
+    try:
+        client.execute(env=env)
+    except Exception as e:  # noqa: BLE001 - reported, not raised: the others still run
+        error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
+    seconds = time.monotonic() - start
+    left = kill_marked(value)
+    return {"seconds": seconds, "error": error, "left": left}
+
+
+# ---- a lesson in JupyterLab ----------------------------------------------------------
+
+
+def shoot(page, path):
+    """A screenshot of the whole notebook: the viewport made as tall as the notebook."""
+    height = page.evaluate(
+        """() => { const n = document.querySelector(
+             '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer')
+             || document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook');
+           return n ? n.scrollHeight : 900; }"""
+    )
+    page.set_viewport_size({"width": 1280, "height": int(min(max(900, height + 160), 16000))})
+    page.evaluate(
+        """() => document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) *')
+             .forEach(e => { if (e.scrollTop) e.scrollTop = 0; })"""
+    )
+    labbrowser.until(
+        lambda: page.evaluate("() => Array.from(document.images).every(i => i.complete)"),
+        10,
+        "the figures to be drawn",
+    )
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def run_browser(names, shots: Path, suffix: str) -> dict:
+    out = {}
+    tmp = Path(tempfile.mkdtemp(prefix="kit-lessons-"))
+    (tmp / "root").mkdir()
+    for name in names:
+        shutil.copy(NOTEBOOKS / name, tmp / "root" / name)
+    value = uuid.uuid4().hex
+    lab = None
+    try:
+        lab = labbrowser.Lab(tmp, env={MARKER: value})
+        for name in names:
+            page = lab.open(name)
+            lab.run_all(page)
+            try:
+                seconds = lab.wait_ran(page, timeout=300)
+                error = None
+            except TimeoutError as e:
+                seconds, error = None, str(e)
+            errors = lab.errors(page)
+            shot = shots / f"{name[: -len('.ipynb')]}{suffix}.png"
+            shoot(page, shot)
+            out[name] = {
+                "seconds": seconds,
+                "error": error or (errors[0].strip().splitlines()[-1][:200] if errors else None),
+                "shot": str(shot),
+            }
+            page.close()
+            print(f"  browser{suffix or ''} {name}: {seconds and round(seconds, 1)} s", flush=True)
+    finally:
+        left = lab.close() if lab is not None else []
+        left += [(p, "kit") for p in kill_marked(value)]
+        shutil.rmtree(tmp, ignore_errors=True)
+    if left:
+        print(f"  processes left after JupyterLab (killed): {left}", file=sys.stderr)
+    return out
+
+
+# ---- %%remote --no-block latency -----------------------------------------------------
+
+
+def no_block_latency(cells: int) -> dict:
+    """Seconds from execute request to reply: a --no-block cell and an empty cell."""
+    import jupyter_client
+
+    value = uuid.uuid4().hex
+    km, kc = jupyter_client.manager.start_new_kernel(
+        kernel_name="python3", env=dict(os.environ, **{MARKER: value}), cwd=str(NOTEBOOKS)
+    )
+
+    def run(code):
+        start = time.perf_counter()
+        reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: None)
+        took = time.perf_counter() - start
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"{code!r}: {reply['content'].get('evalue')}")
+        return took
+
+    try:
+        run("%load_ext kit")
+        run("%cluster start --nodes 1 --cpus 2")
+        run("data = list(range(1000))")
+        run("%%remote -o warm\nwarm = sum(data)")  # workers up, the function shipped
+        blocks, empties = [], []
+        for _ in range(cells):
+            blocks.append(run("%%remote --no-block -o s\nimport time\ntime.sleep(0.5)\ns = 1"))
+            empties.append(run("pass"))
+            run("import kit; kit.get(s)")  # that task is done before the next cell
+        run("%cluster stop")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        kill_marked(value)
+
+    def stats(xs):
+        xs = sorted(xs)
+        return {
+            "median": statistics.median(xs),
+            "p90": xs[min(len(xs) - 1, int(0.9 * len(xs)))],
+            "max": xs[-1],
+        }
+
+    return {"cells": cells, "no_block": stats(blocks), "empty": stats(empties)}
+
+
+# ---- report --------------------------------------------------------------------------
+
+
+def _s(x):
+    return "-" if x is None else f"{x:.1f} s"
+
+
+def _ms(x):
+    return f"{x * 1000:.1f} ms"
+
+
+def markdown(res) -> str:
+    lines = [
+        "# The lessons, run as a student runs them",
+        "",
+        f"{res['when']} · host {res['host']} · {res['cpus']} CPUs · Python {res['python']} · "
+        f"git {res['git']}",
+        "",
+        "Each lesson from `notebooks/`: *kernel* is nbclient running it top to bottom in a "
+        "fresh kernel; *JupyterLab* is Run All from the menu in JupyterLab in headless "
+        "Chromium until every cell has run. *idle*: the machine as it was (other sessions "
+        f"may have been running: load average {res['load_before']:.2f} before); *load*: "
+        f"with {res['cpus']} CPU burners (`while True`) running. Screenshots of the whole "
+        f"notebook after Run All are in `{res['shots']}`. Written by "
+        "`scripts/run_lessons.py`.",
+        "",
+        "| lesson | kernel idle | kernel load | JupyterLab idle | JupyterLab load | "
+        "errors | screenshot |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    for name, r in res["lessons"].items():
+        errs = [
+            f"{where}: {r[where]['error']}"
+            for where in ("kernel_idle", "kernel_load", "lab_idle", "lab_load")
+            if r.get(where) and r[where].get("error")
+        ]
+        lines.append(
+            f"| {name[: -len('.ipynb')]} | {_s(r.get('kernel_idle', {}).get('seconds'))} | "
+            f"{_s(r.get('kernel_load', {}).get('seconds'))} | "
+            f"{_s(r.get('lab_idle', {}).get('seconds'))} | "
+            f"{_s(r.get('lab_load', {}).get('seconds'))} | {'; '.join(errs) or 'none'} | "
+            f"{r.get('lab_idle', {}).get('shot', '-')} |"
+        )
+    for label, key in (("idle", "no_block_idle"), ("under load", "no_block_load")):
+        nb = res.get(key)
+        if not nb:
+            continue
+        lines += [
+            "",
+            f"`%%remote --no-block` on a warm 2-slot cluster, {label} ({nb['cells']} cells; "
+            "execute request to reply, as the notebook sees it return):",
+            "",
+            "| cell | median | p90 | max |",
+            "|---|---:|---:|---:|",
+            f"| `%%remote --no-block` (a 0.5 s task) | {_ms(nb['no_block']['median'])} | "
+            f"{_ms(nb['no_block']['p90'])} | {_ms(nb['no_block']['max'])} |",
+            f"| an empty cell (`pass`) | {_ms(nb['empty']['median'])} | "
+            f"{_ms(nb['empty']['p90'])} | {_ms(nb['empty']['max'])} |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--short", action="store_true", help="lessons 03 and 06, 5 --no-block cells")
+    ap.add_argument("--lessons", default="", help="comma-separated prefixes, e.g. 03,06")
+    ap.add_argument("--no-browser", action="store_true", help="skip JupyterLab and screenshots")
+    ap.add_argument("--no-load", action="store_true", help="skip the runs under load")
+    ap.add_argument("--shots", default="/tmp/lesson-shots", help="where screenshots go")
+    ap.add_argument("--md", default=str(ROOT / "benchmarks" / "results" / "lessons.md"))
+    args = ap.parse_args(argv)
+
+    names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    if args.short:
+        names = [n for n in names if n in SHORT]
+    if args.lessons:
+        want = [w.strip() for w in args.lessons.split(",") if w.strip()]
+        names = [n for n in names if any(n.startswith(w) for w in want)]
+    if not names:
+        ap.error("no lesson matches")
+    browser = not args.no_browser and labbrowser.missing() is None
+    if not args.no_browser and not browser:
+        print(f"run_lessons: no browser runs: {labbrowser.missing()}", file=sys.stderr)
+    shots = Path(args.shots)
+    shots.mkdir(parents=True, exist_ok=True)
+    cells = 5 if args.short else 20
+    git = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    res = {
+        "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "git": git,
+        "load_before": os.getloadavg()[0],
+        "shots": str(shots),
+        "lessons": {n: {} for n in names},
+    }
+    old = {s: signal.signal(s, lambda n, f: sys.exit(f"run_lessons: signal {n}")) for s in (
+        signal.SIGTERM, signal.SIGHUP)}  # fmt: skip
+    try:
+        for mode in ("idle",) + (() if args.no_load else ("load",)):
+            burners = Burners() if mode == "load" else None
+            try:
+                print(f"{mode}:", flush=True)
+                for name in names:
+                    r = run_kernel(name)
+                    res["lessons"][name][f"kernel_{mode}"] = r
+                    print(f"  kernel {name}: {r['seconds']:.1f} s {r['error'] or ''}", flush=True)
+                res[f"no_block_{mode}"] = no_block_latency(cells)
+                nb = res[f"no_block_{mode}"]
+                print(
+                    f"  --no-block: median {_ms(nb['no_block']['median'])}, "
+                    f"empty cell {_ms(nb['empty']['median'])}",
+                    flush=True,
+                )
+                if browser:
+                    suffix = "" if mode == "idle" else "-load"
+                    for name, r in run_browser(names, shots, suffix).items():
+                        res["lessons"][name][f"lab_{mode}"] = r
+            finally:
+                if burners is not None:
+                    burners.stop()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    md = Path(args.md)
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(markdown(res))
+    md.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    print(f"wrote {md} and {md.with_suffix('.json')}")
+    failed = [n for n, r in res["lessons"].items() if any(v.get("error") for v in r.values() if v)]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
