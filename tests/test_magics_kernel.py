@@ -116,3 +116,39 @@ def test_remote_error_shows_the_cell_lines_in_the_kernel(kernel):
     assert reply["execution_count"] == prompt
     assert f'File "<remote-cell-{prompt}>", line 4, in <module>' in text, text
     assert "y['missing']" in text and "worker.py" not in text
+
+
+def _displays(kernel, display_id):
+    """Every bundle shown or written for ``display_id``, in order (any cell's message)."""
+    return [
+        m["content"]["data"]
+        for m in kernel.msgs
+        if m["msg_type"] in ("display_data", "update_display_data")
+        and (m["content"].get("transient") or {}).get("display_id") == display_id
+    ]
+
+
+def test_status_lines_leave_their_final_text_in_the_cell(kernel):
+    a = kernel.run(
+        "%%remote --no-block -o r\nimport time\nprint('working')\ntime.sleep(0.5)\nr = 2"
+    )
+    shown = kernel.of(a, "display_data")
+    assert shown, "the --no-block cell displays its status line"
+    display_id = shown[0]["content"]["transient"]["display_id"]
+    assert "VBox(" not in shown[0]["content"]["data"]["text/plain"]
+    kernel.run("import kit\nkit.get(r, timeout=20)")  # the task ended; this cell ran after
+
+    def final():
+        last = _displays(kernel, display_id)[-1]
+        return "done on n0 in " in last["text/plain"] and "working" in last["text/plain"]
+
+    kernel.wait_for(final, timeout=10)
+    last = _displays(kernel, display_id)[-1]
+    assert "done on n0 in" in last["text/html"] and "<pre>working" in last["text/html"]
+    # a blocking --map cell shows a status line over its items while it waits
+    m = kernel.run('%%remote --map "i in range(4)" -o sq\nsq = i * i')
+    lines = kernel.of(m, "display_data")
+    assert lines and "widget-view" in " ".join(lines[0]["content"]["data"])
+    line_id = lines[0]["content"]["transient"]["display_id"]
+    assert _displays(kernel, line_id)[-1]["text/plain"].startswith("remote-cell-")
+    assert "done (4 tasks)" in _displays(kernel, line_id)[-1]["text/plain"]
