@@ -538,12 +538,13 @@ class Head:
                 for nid, n in ((nid, sched.nodes.get(nid)) for nid in args if nid is not None)
             }
         elif what == "events":
-            # Sequence numbers are contiguous: slice off only what is new.
+            # Sequence numbers are contiguous: take only what is new, from the right end
+            # (skipping the old ones from the left took 0.6 ms with the log full, at
+            # every poll of every widget and dashboard)
             new = max(0, min(len(self.events), self.event_seq - (args or 0)))
-            ans = (
-                self.event_seq,
-                list(itertools.islice(self.events, len(self.events) - new, None)),
-            )
+            fresh = list(itertools.islice(reversed(self.events), new))
+            fresh.reverse()
+            ans = (self.event_seq, fresh)
         elif what == "status":
             ans = {
                 "nodes": self._nodes(),
