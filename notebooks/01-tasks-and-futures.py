@@ -77,11 +77,12 @@ print(kit.get(ref), f"after {time.time() - start:.2f} s")
 # %% [markdown]
 # Start all sixteen first, then wait for all of them with one `kit.get` on the list.
 # The results come back in the order of the list, whatever order the tasks finish in.
+# `progress=True` shows how many are done while it waits.
 
 # %%
 start = time.time()
 futures = [sleep_task.remote(t) for t in SLEEPS]
-results = kit.get(futures)
+results = kit.get(futures, progress=True)
 kit_time = time.time() - start
 
 assert results == pool_results
