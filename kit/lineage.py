@@ -22,7 +22,7 @@ from __future__ import annotations
 
 
 class Entry:
-    __slots__ = ("spec", "owner", "retries", "live", "users", "parents")
+    __slots__ = ("spec", "owner", "retries", "live", "users", "parents", "cancelled")
 
     def __init__(self, spec, owner, retries, live, parents):
         self.spec = spec
@@ -31,6 +31,7 @@ class Entry:
         self.live = live  # its result oids still in the object table
         self.users = 0  # kept entries whose tasks read one of its results
         self.parents = parents  # task ids of the entries it reads from
+        self.cancelled = False  # cancelled after it finished: never run again (as Ray)
 
 
 class LineageTable:
@@ -74,6 +75,12 @@ class LineageTable:
         self.entries[tid] = Entry(spec, owner, retries, set(live), parents)
         for oid in spec.returns:
             made_by[oid] = tid
+
+    def cancel(self, tid) -> None:
+        """Task ``tid`` was cancelled after it finished: its results are not made again."""
+        entry = self.entries.get(tid)
+        if entry is not None:
+            entry.cancelled = True
 
     def producer(self, oid):
         """The entry of the task that made ``oid``, or None (a put, or forgotten)."""

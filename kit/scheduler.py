@@ -589,6 +589,10 @@ class Scheduler:
         """The only copy of ``obj`` is gone: the lineage entry to run again, or fail it."""
         entry = self.lineage.producer(obj.oid)
         what = f"object {obj.oid.hex()} was lost: {cause}"
+        if entry is not None and entry.cancelled:  # as Ray: a cancelled task is not rerun
+            why = f"{what}; its task {entry.spec.label} was cancelled, so it is not run again"
+            self._set_payload(obj, system_error_payload(TaskCancelledError, why), force=True)
+            return None
         if self._can_rebuild(entry):
             obj.payload = None
             return entry
@@ -1428,6 +1432,7 @@ class Scheduler:
                 self.cancel(child, force, recursive=True)
         t = self.tasks.get(tid)
         if t is None or t.state in (FINISHED, FAILED, CANCELLED):
+            self.lineage.cancel(tid)  # finished: its lost results are not made again
             return False
         if t.spec.kind == ACTOR_CREATE:  # cancelling an actor's creation stops the actor
             self.kill_actor(t.spec.actor, "its creation was cancelled")

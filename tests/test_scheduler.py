@@ -390,6 +390,17 @@ def test_lost_result_is_made_again_on_a_live_node():
     assert s.counts["rebuilt"] == 1
 
 
+def test_a_result_of_a_task_cancelled_after_it_finished_is_not_made_again():
+    s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
+    s.submit(DRIVER, spec(b"a", opts={"node": NODE, "soft": True}))
+    _run_on(s, b"a", _shared(NODE, "a-on-node0"))
+    assert s.cancel(b"a") is False  # finished: nothing to stop, but it is marked
+    s.node_died(NODE)
+    payload = s.objects[oid(b"a")].payload
+    assert payload[0] == ERROR and payload[1][1] == "TaskCancelledError"
+    assert b"a" not in s.tasks and s.counts.get("rebuilt", 0) == 0
+
+
 def test_lost_input_is_made_again_before_the_task_that_reads_it():
     s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
     s.submit(DRIVER, spec(b"a", opts={"node": NODE, "soft": True}))
