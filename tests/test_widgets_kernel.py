@@ -1,6 +1,8 @@
 """widgets in a real kernel: an executed notebook shows the views, and its figures survive
 export to HTML."""
 
+import time
+
 import pytest
 from conftest import wait_gone
 
@@ -83,3 +85,44 @@ def test_widgets_in_a_real_kernel_and_figures_survive_html_export(tmp_path):
     assert "Box(children=" not in html and "IntProgress(" not in html
     assert '(<span style="color:#757575">shut down</span>' in html
     assert "batch: 40/40 done" in html and "closed</span>, as of" in html
+
+
+def test_a_kernel_shut_down_leaves_the_monitor_final(tmp_path):
+    """JupyterLab's "Shut Down Kernel": kit stops at the kernel's exit, and the monitor's
+    output is told first (its final state, not a frozen "live")."""
+    import queue
+
+    jupyter_client = pytest.importorskip("jupyter_client")
+    km, kc = jupyter_client.manager.start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        shown = []
+        kc.execute_interactive(
+            "import kit, widgets\nkit.init(num_cpus=1)\nm = widgets.ClusterMonitor()\ndisplay(m)",
+            timeout=60,
+            output_hook=shown.append,
+        )
+        display_id = next(
+            m["content"]["transient"]["display_id"]
+            for m in shown
+            if m["msg_type"] == "display_data"
+        )
+        kc.shutdown()  # a shutdown request, as a front end sends it
+        updates = []
+        deadline = time.monotonic() + 20
+        while km.is_alive() and time.monotonic() < deadline:
+            try:
+                m = kc.get_iopub_msg(timeout=0.5)
+            except queue.Empty:
+                continue
+            if (
+                m["msg_type"] == "update_display_data"
+                and m["content"]["transient"]["display_id"] == display_id
+            ):
+                updates.append(m["content"]["data"])
+        assert updates, "no final state before the kernel exited"
+        assert "(shut down" in updates[-1]["text/plain"].splitlines()[0]
+        assert "shut down</span>" in updates[-1]["text/html"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    wait_gone(10, "the kernel or its cluster outlived the shutdown")
