@@ -20,7 +20,7 @@ import time
 from kit.actors import ActorClass
 
 
-class _Signal:
+class SignalActor:  # noqa: F811 (becomes the actor class below, keeping its name)
     def __init__(self):
         self.ready_event = asyncio.Event()
         self.num_waiters = 0
@@ -42,7 +42,7 @@ class _Signal:
         return self.num_waiters
 
 
-class _Semaphore:
+class Semaphore:  # noqa: F811
     def __init__(self, value: int = 1):
         self._sema = asyncio.Semaphore(value=value)
 
@@ -56,8 +56,10 @@ class _Semaphore:
         return self._sema.locked()
 
 
-SignalActor = ActorClass(_Signal, {"num_cpus": 0})
-Semaphore = ActorClass(_Semaphore, {"num_cpus": 0})
+# Ray's names, also in the labels of their calls (SignalActor.wait). The classes are
+# pickled by value (their names now mean the actor classes), once per worker.
+SignalActor = ActorClass(SignalActor, {"num_cpus": 0})  # type: ignore[misc]
+Semaphore = ActorClass(Semaphore, {"num_cpus": 0})  # type: ignore[misc]
 
 
 def wait_for_condition(
