@@ -143,9 +143,9 @@ print(kit.get(unreliable.remote(os.path.join(scratch, "tries"))))
 # (its **lineage**) on a node that is left, within the same `max_retries`. A value
 # made with `kit.put` has no task behind it: `get` raises `ObjectLostError`.
 #
-# Here node `n1` makes an array of 7.6 MiB (a million int64), and we kill that node's agent with `SIGKILL`. A
-# line a task prints starts with its function, process and node: `(make_array pid=...,
-# node=n1)`.
+# Here node `n1` makes an array of 7.6 MiB (a million int64), and we kill that node's
+# agent with `SIGKILL`. A line a task prints starts with its function, process and node:
+# `(make_array pid=..., node=n1)`.
 
 # %%
 kit.shutdown()
