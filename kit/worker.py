@@ -100,6 +100,7 @@ class Worker:
         self.done_lock = threading.Lock()
         self.inbox = None
         self.exiting = None  # why the actor ends after its current call (exit_actor)
+        self.async_calls: dict = {}  # task id -> Future of an async actor's running call
         self.direct_of: dict = {}  # direct task id -> its driver's result address
         self.direct_items: collections.deque = collections.deque()  # read from the inbox
         self.waiting = False  # the main thread waits for work: TASKS must wake it
@@ -153,6 +154,11 @@ class Worker:
 
     def _cancel(self, tid):
         self.cancelled.add(tid)
+        if self.actor_id is not None:  # as Ray: an actor's running call is not interrupted
+            call = self.async_calls.get(tid)  # (it may check is_canceled()), but an async
+            if call is not None:  # call's asyncio task is cancelled
+                call.cancel()
+            return
         if self.current == tid:
             signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
 
@@ -247,8 +253,9 @@ class Worker:
             raise CancelInterrupt("the task was cancelled")
 
     def is_canceled(self) -> bool:
-        """Whether the task running on the main thread was cancelled (``kit.cancel``)."""
-        return self.current is not None and self.current in self.cancelled
+        """Whether the task or actor call running in this thread was cancelled."""
+        task = context.current_task()
+        return task is not None and task[0] in self.cancelled
 
     def _flush_done(self):
         if self.inbox is not None and self.inbox.done:
@@ -308,7 +315,9 @@ class Worker:
         if kind == ACTOR_CALL and self.loop is not None:  # an async actor: all on its loop
             import asyncio
 
-            asyncio.run_coroutine_threadsafe(self._run_async(spec, deps, started), self.loop)
+            call = asyncio.run_coroutine_threadsafe(self._run_async(spec, deps, started), self.loop)
+            self.async_calls[tid] = call
+            call.add_done_callback(lambda _, tid=tid: self.async_calls.pop(tid, None))
             return
         self.current = tid
         self.current_ctx = (tid, spec.label)
@@ -537,6 +546,8 @@ class Worker:
     async def _run_async(self, spec, deps, started):
         """A call of an async actor, on its event loop: a plain method runs on the loop's
         thread too (as in Ray), so it may use the loop's objects (``asyncio.Event``)."""
+        import asyncio
+
         tid = spec.tid
         try:
             fn = self._method(spec.method)
@@ -547,6 +558,8 @@ class Worker:
             results = self._results(spec, value)
         except ActorExit:
             results = self._actor_exit(spec)
+        except asyncio.CancelledError:  # kit.cancel cancelled its asyncio task (as Ray)
+            results = self._error_results(spec, TaskCancelledError(f"{spec.label} was cancelled"))
         except Exception as e:
             results = self._error_results(spec, e)
         self._finish(tid, results, started, now_flush=True)

@@ -372,3 +372,51 @@ def _dead(handle):
         return False
     except kit.ActorDiedError:
         return True
+
+
+@kit.remote
+class Patient:
+    def __init__(self):
+        self.saw = []
+
+    def work(self, started):  # a plain actor's running call is not interrupted: it sees the flag
+        open(started, "w").close()
+        while not kit.get_runtime_context().is_canceled():
+            time.sleep(0.01)
+        self.saw.append("flag")
+        return "stopped itself"
+
+    def seen(self):
+        return self.saw
+
+
+@kit.remote
+class AsyncPatient:
+    def __init__(self):
+        self.saw = []
+
+    async def work(self, started):
+        import asyncio
+
+        open(started, "w").close()
+        try:
+            await asyncio.sleep(600)
+        except asyncio.CancelledError:  # an async call's asyncio task is cancelled
+            self.saw.append("cancelled")
+            raise
+
+    async def seen(self):
+        return self.saw
+
+
+@pytest.mark.parametrize("cls", [Patient, AsyncPatient])
+def test_cancelling_a_running_actor_call_keeps_the_actor(cluster, cls, tmp_path):
+    a = cls.remote()
+    started = tmp_path / "started"
+    call = a.work.remote(str(started))
+    wait_until(started.exists, 30, "the call running")
+    kit.cancel(call)
+    with pytest.raises(kit.TaskCancelledError):
+        kit.get(call, timeout=30)
+    expected = ["flag"] if cls is Patient else ["cancelled"]
+    wait_until(lambda: kit.get(a.seen.remote(), timeout=10) == expected, 30, "the call's end")
