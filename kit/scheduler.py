@@ -1308,7 +1308,7 @@ class Scheduler:
                 node.failed += 1
             else:
                 node.done += 1
-        _task_move(t, FAILED if failed else FINISHED)
+        _task_move(t, _failed_state(results) if failed else FINISHED)
         self.counts["failed" if failed else "finished"] += 1
         self.out.append(
             ("event", TaskEvent(tid, t.label, t.state.lower(), finished, wid, t.node, started))
@@ -1438,13 +1438,8 @@ class Scheduler:
             self.kill_actor(t.spec.actor, "its creation was cancelled")
             return True
         payload = system_error_payload(TaskCancelledError, f"task {t.label} was cancelled")
-        if t.state == RUNNING:
-            w = self.workers.get(t.worker)
-            if force and w is not None and w.actor is None:
-                t.retries = 0
-                self.out.append(("kill", w.node, w.wid))
-            elif w is not None:
-                self.out.append(("cancel", w.wid, tid))
+        if t.state == RUNNING and self._interrupt(t, force):
+            return True
         prev = t.state
         _task_move(t, CANCELLED)
         self.counts["failed"] += 1
@@ -1468,6 +1463,21 @@ class Scheduler:
             for oid in t.spec.contained:
                 self._unpin(oid)
         return True
+
+    def _interrupt(self, t, force) -> bool:
+        """Stop running task ``t``: kill its worker (``force``, a plain task's) or interrupt
+        it. True when its outcome is left to come, as in Ray: a plain task interrupted
+        without force ends as it ends (TaskCancelledError, or the value it returns if it
+        catches the KeyboardInterrupt); it is not retried."""
+        w = self.workers.get(t.worker)
+        if w is None:
+            return False
+        t.retries = 0
+        if force and w.actor is None:
+            self.out.append(("kill", w.node, w.wid))
+            return False
+        self.out.append(("cancel", w.wid, t.tid))
+        return not force and t.spec.kind == TASK
 
     # ---- the direct path: leases, records, published results (kit.lease) ----------
 
@@ -1853,6 +1863,15 @@ class Scheduler:
                 }
             )
         return out
+
+
+def _failed_state(results) -> str:
+    """How a failed run ends: CANCELLED if it was interrupted by a cancel, else FAILED."""
+    for _, payload, _ in results:
+        info = payload[1] if payload[0] == ERROR else None
+        if info is not None and info[0] == "sys" and info[1] == "TaskCancelledError":
+            return CANCELLED
+    return FAILED
 
 
 def _lost():

@@ -486,7 +486,14 @@ def test_recursive_cancel_reaches_the_tasks_a_task_submitted():
     (w2,) = [a[1] for a in actions(s, "dispatch") if a[2][0][0] == b"c1"]
     s.submit(w2, spec(b"g", opts={"parent": b"c1"}))  # a grandchild
     s.submit(DRIVER, spec(b"other"))
+    s.out.clear()
     s.cancel(b"p", recursive=True)
+    interrupted = [a for a in s.out if a[0] == "cancel"]  # the running ones: as in Ray,
+    assert {a[2] for a in interrupted} == {b"p", b"c1", b"c2"}  # their outcome answers
+    err = (ERROR, ("sys", "TaskCancelledError", "the task was cancelled"))
+    for _, wid, tid in interrupted:
+        s.task_done(wid, tid, [(oid(tid), err, ())], 0, 0)
+        assert [e for _, e in actions(s, "event") if e[0] == tid][-1][2] == "cancelled"
     for tid in (b"p", b"c1", b"c2", b"g"):
         assert s.objects[oid(tid)].payload[1][1] == "TaskCancelledError", tid
     assert b"other" in s.tasks and not s.children
@@ -495,6 +502,22 @@ def test_recursive_cancel_reaches_the_tasks_a_task_submitted():
     s.submit(w, spec(b"k", opts={"parent": b"q"}))
     s.cancel(b"q")  # not recursive
     assert s.tasks[b"k"].state != "CANCELLED"
+
+
+def test_a_running_task_cancelled_without_force_answers_with_its_outcome():
+    """As in Ray: the interrupted task may catch the KeyboardInterrupt and return."""
+    s = setup(cpus=1, workers=1)
+    s.submit(DRIVER, spec(b"t"))
+    s.schedule()
+    (w,) = [a[1] for a in actions(s, "dispatch")]
+    assert s.cancel(b"t") is True
+    assert ("cancel", w, b"t") in s.out and s.objects[oid(b"t")].payload is None
+    s.task_done(w, b"t", [(oid(b"t"), ok(b"caught it"), ())], 0, 0)
+    assert s.objects[oid(b"t")].payload == ok(b"caught it")
+    s.submit(DRIVER, spec(b"u"))
+    s.schedule()
+    s.cancel(b"u", force=True)  # force: the worker is killed, the task fails at once
+    assert s.objects[oid(b"u")].payload[1][1] == "TaskCancelledError"
 
 
 def test_lost_result_of_a_task_with_retries_minus_one_is_made_again():
