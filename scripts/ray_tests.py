@@ -22,6 +22,7 @@ import argparse
 import datetime
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -162,6 +163,9 @@ def run_pytest(engine, folder, targets, timeout) -> list:
         return parse_junit(xml)
 
 
+_ANSI = re.compile(r"(\x1b|#x1B)\[[0-9;]*m")  # colours in Ray's messages
+
+
 def parse_junit(path) -> list:
     out = []
     for case in ET.parse(path).iter("testcase"):
@@ -171,7 +175,8 @@ def parse_junit(path) -> list:
             if child.tag in ("failure", "error", "skipped"):
                 outcome = "skipped" if child.tag == "skipped" else "failed"
                 text = child.get("message") or (child.text or "")
-                reason = text.strip().splitlines()[0][:160] if text.strip() else child.tag
+                text = _ANSI.sub("", text).strip()
+                reason = text.splitlines()[0][:160] if text else child.tag
                 break
         out.append((name, outcome, reason))
     return out
