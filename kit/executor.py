@@ -44,6 +44,8 @@ class Executor(concurrent.futures.Executor):
     Args:
         max_workers: at most this many calls in flight at once (the rest wait
             in the executor); None lets the cluster's slots decide.
+        task_options: options of every call's task (``num_cpus``, ``resources``...), as
+            ``f.options()`` takes them.
 
     ``ObjectRef`` arguments arrive as their values, as with ``.remote()``.
     Futures are ``concurrent.futures.Future``, so ``wait`` and ``as_completed``
@@ -58,7 +60,7 @@ class Executor(concurrent.futures.Executor):
         [1, 2]
     """
 
-    def __init__(self, max_workers=None):
+    def __init__(self, max_workers=None, task_options=None):
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0 (or None for the cluster's slots)")
         self._max = max_workers
@@ -69,6 +71,7 @@ class Executor(concurrent.futures.Executor):
         self._thread = None
         self._shutdown = False
         self._remotes = {}  # (fn, name) -> RemoteFunction
+        self._options = dict(task_options or {})  # every task's options (num_cpus, ...)
 
     # ---- submitting --------------------------------------------------------------
 
@@ -106,12 +109,13 @@ class Executor(concurrent.futures.Executor):
 
     def _remote(self, fn, name):
         key = (fn, name)
+        opts = {**self._options, "name": name or label_of(fn)}
         try:
             rf = self._remotes.get(key)
         except TypeError:  # an unhashable callable: no caching
-            return RemoteFunction(fn, {"name": name or label_of(fn)})
+            return RemoteFunction(fn, opts)
         if rf is None:
-            rf = self._remotes[key] = RemoteFunction(fn, {"name": name or label_of(fn)})
+            rf = self._remotes[key] = RemoteFunction(fn, opts)
         return rf
 
     def _start(self, fut, fn, args, kwargs, name):

@@ -102,6 +102,10 @@ def _backend_class():  # noqa: C901 (a class built on first use, so joblib loads
         supports_sharedmem = False
 
         def __init__(self, nesting_level=None, inner_max_num_threads=None, **kwargs):
+            # the options of every task (``task_options``, or Ray's ``ray_remote_args``)
+            self._task_options = kwargs.pop("task_options", None) or kwargs.pop(
+                "ray_remote_args", None
+            )
             super().__init__(
                 nesting_level=nesting_level, inner_max_num_threads=inner_max_num_threads, **kwargs
             )
@@ -123,7 +127,7 @@ def _backend_class():  # noqa: C901 (a class built on first use, so joblib loads
             n = self.effective_n_jobs(n_jobs)
             self.parallel = parallel
             if self._executor is None:
-                self._executor = Executor()
+                self._executor = Executor(task_options=self._task_options)
             return n
 
         def start_call(self):

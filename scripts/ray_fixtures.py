@@ -11,6 +11,7 @@ kit through the alias (``python -m kit.ray -m pytest -p ray_fixtures ...``).
     ray_start_2_cpus / _10_    ray.init(num_cpus=2 / 10)
     ray_start_cluster          a ray.cluster_utils.Cluster with no node yet
     ray_start_cluster_head     a Cluster with its head (param: head_node_args), connected
+    ray_start_cluster_2_nodes  a Cluster of two 1-CPU nodes, connected
 """
 
 from __future__ import annotations
@@ -89,6 +90,21 @@ def ray_start_cluster(request):
 
 
 ray_start_cluster_enabled = ray_start_cluster
+
+
+@pytest.fixture
+def ray_start_cluster_2_nodes(request):
+    cluster = _cluster(_Param({"num_nodes": 2, **_params(request)}), head=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+class _Param:
+    """A stand-in for pytest's request holding fixed parameters."""
+
+    def __init__(self, param):
+        self.param = param
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ OUT = os.path.join(ROOT, "benchmarks", "results", "ray_tests.md")
 MIRROR = ("rynewang/ray", "c3ef5c28e786a909689ebc630da885ac73579f67")
 # file -> (origin, sha256). Chosen for the core API: tasks, get/wait/put, options,
 # cancel, actors, handles, named and detached actors, get_if_exists, kill, ActorPool,
-# Queue. Ray's other core files of that snapshot (test_basic*, test_actor.py,
+# Queue, the joblib backend. Ray's other core files of that snapshot (test_basic*, test_actor.py,
 # test_failure*.py...) import SignalActor from ray._private.test_utils, which Ray 2.60 no
 # longer has: they fail on Ray itself, so they are not used; test_cancel.py is a 2025
 # version of ray-project/ray's (it imports ray._common.test_utils, as 2.60 needs).
@@ -62,6 +62,10 @@ FILES = {
     "test_queue.py": (
         f"{MIRROR[0]}@{MIRROR[1][:8]}",
         "c81e71545436d02b6b4a164877848ef1bc24d3244850c4516e11ea5218dfae76",
+    ),
+    "test_joblib.py": (
+        f"{MIRROR[0]}@{MIRROR[1][:8]}",
+        "39df520fb3a6ad52c3e73d07c24da7d37955f3d0550a1000ffcd863b443750de",
     ),
     "test_args.py": (
         f"{MIRROR[0]}@{MIRROR[1][:8]}",

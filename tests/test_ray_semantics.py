@@ -420,3 +420,23 @@ def test_cancelling_a_running_actor_call_keeps_the_actor(cluster, cls, tmp_path)
         kit.get(call, timeout=30)
     expected = ["flag"] if cls is Patient else ["cancelled"]
     wait_until(lambda: kit.get(a.seen.remote(), timeout=10) == expected, 30, "the call's end")
+
+
+def _slots_left():
+    return kit.available_resources().get("slot", 0)
+
+
+def test_joblib_backend_ray_takes_ray_remote_args(fresh):
+    import joblib
+
+    from kit.ray.util.joblib import register_ray
+    from kit.ray.util.joblib.ray_backend import RayBackend
+
+    fresh(num_cpus=2, resources={"slot": 2})
+    register_ray()
+    with joblib.parallel_backend("ray"):
+        assert type(joblib.parallel.get_active_backend()[0]) is RayBackend
+        assert joblib.Parallel(n_jobs=2)(joblib.delayed(_slots_left)() for _ in range(2)) == [2, 2]
+    with joblib.parallel_backend("ray", ray_remote_args={"resources": {"slot": 1}}):
+        left = joblib.Parallel(n_jobs=2)(joblib.delayed(_slots_left)() for _ in range(4))
+    assert all(n <= 1 for n in left), left  # each task held a slot while it ran
