@@ -238,6 +238,24 @@ class Lab:
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
 
+    def run_cell_by_cell(self, page, timeout=120) -> float:
+        """Run the cells one at a time (Shift+Enter), each after the one before has ended,
+        as a student stepping through; the seconds it took."""
+        start = time.monotonic()
+        page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").first.click()
+        page.keyboard.press("Escape")
+        cells = page.evaluate(
+            "() => document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell')"
+            ".length"
+        )
+        for _ in range(cells):
+            page.keyboard.press("Shift+Enter")
+            until(
+                lambda: "[*]:" not in self.prompts(page), timeout, "the cell to end", interval=0.1
+            )
+        self.watch()
+        return time.monotonic() - start
+
     def prompts(self, page) -> list:
         """The input prompts of the notebook's code cells (``[3]:``, ``[*]:``, ``[ ]:``)."""
         return page.evaluate(

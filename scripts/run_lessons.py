@@ -9,7 +9,10 @@ For each lesson in ``notebooks/``:
               does): the run time, and the error if one stopped it
     browser   JupyterLab in headless Chromium (scripts/labbrowser.py): Run All from the
               menu, the time until every cell has run, a screenshot of the whole notebook
-              into --shots (NN-name.png; NN-name-load.png under load)
+              into --shots (NN-name.png; NN-name-load.png under load); on the idle
+              machine, then again cell by cell (Shift+Enter after each cell ended, in a
+              restarted kernel; NN-name-cells.png). Errors of cells tagged
+              raises-exception are the lesson's own and not reported
 
 once on the machine as it is ("idle") and once while CPU burners run ("load": one
 ``while True`` process per core, started and killed by this script). Then, in a
@@ -149,7 +152,16 @@ def shoot(page, path):
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
-def run_browser(names, shots: Path, suffix: str) -> dict:
+def tagged_errors(name) -> int:
+    """Cells of the lesson tagged ``raises-exception``: errors it shows on purpose."""
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    return sum("raises-exception" in c.get("metadata", {}).get("tags", ()) for c in nb.cells)
+
+
+def run_browser(names, shots: Path, suffix: str, cell_by_cell=False) -> dict:
+    """Run All in JupyterLab (and, with ``cell_by_cell``, once more cell by cell)."""
     out = {}
     tmp = Path(tempfile.mkdtemp(prefix="kit-lessons-"))
     (tmp / "root").mkdir()
@@ -167,7 +179,7 @@ def run_browser(names, shots: Path, suffix: str) -> dict:
                 error = None
             except TimeoutError as e:
                 seconds, error = None, str(e)
-            errors = lab.errors(page)
+            errors = lab.errors(page)[tagged_errors(name) :] if not error else []
             shot = shots / f"{name[: -len('.ipynb')]}{suffix}.png"
             shoot(page, shot)
             out[name] = {
@@ -177,6 +189,26 @@ def run_browser(names, shots: Path, suffix: str) -> dict:
             }
             page.close()
             print(f"  browser{suffix or ''} {name}: {seconds and round(seconds, 1)} s", flush=True)
+            if cell_by_cell:  # a copy of the lesson: a kernel of its own, nothing run yet
+                copy = f"cells-{name}"
+                shutil.copy(NOTEBOOKS / name, tmp / "root" / copy)
+                page = lab.open(copy)
+                try:
+                    step = lab.run_cell_by_cell(page, timeout=300)
+                    step_error = None
+                except TimeoutError as e:
+                    step, step_error = None, str(e)
+                errors = lab.errors(page)[tagged_errors(name) :] if not step_error else []
+                shot = shots / f"{name[: -len('.ipynb')]}-cells.png"
+                shoot(page, shot)
+                out[name]["cells"] = {
+                    "seconds": step,
+                    "error": step_error
+                    or (errors[0].strip().splitlines()[-1][:200] if errors else None),
+                    "shot": str(shot),
+                }
+                page.close()
+                print(f"  cell by cell {name}: {step and round(step, 1)} s", flush=True)
     finally:
         left = lab.close() if lab is not None else []
         left += [(p, "kit") for p in kill_marked(value)]
@@ -259,21 +291,22 @@ def markdown(res) -> str:
         f"notebook after Run All are in `{res['shots']}`. Written by "
         "`scripts/run_lessons.py`.",
         "",
-        "| lesson | kernel idle | kernel load | JupyterLab idle | JupyterLab load | "
-        "errors | screenshot |",
-        "|---|---:|---:|---:|---:|---|---|",
+        "| lesson | kernel idle | kernel load | JupyterLab Run All idle | "
+        "JupyterLab Run All load | JupyterLab cell by cell idle | errors | screenshot |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for name, r in res["lessons"].items():
         errs = [
             f"{where}: {r[where]['error']}"
-            for where in ("kernel_idle", "kernel_load", "lab_idle", "lab_load")
+            for where in ("kernel_idle", "kernel_load", "lab_idle", "lab_load", "lab_cells_idle")
             if r.get(where) and r[where].get("error")
         ]
         lines.append(
             f"| {name[: -len('.ipynb')]} | {_s(r.get('kernel_idle', {}).get('seconds'))} | "
             f"{_s(r.get('kernel_load', {}).get('seconds'))} | "
             f"{_s(r.get('lab_idle', {}).get('seconds'))} | "
-            f"{_s(r.get('lab_load', {}).get('seconds'))} | {'; '.join(errs) or 'none'} | "
+            f"{_s(r.get('lab_load', {}).get('seconds'))} | "
+            f"{_s(r.get('lab_cells_idle', {}).get('seconds'))} | {'; '.join(errs) or 'none'} | "
             f"{r.get('lab_idle', {}).get('shot', '-')} |"
         )
     for label, key in (("idle", "no_block_idle"), ("under load", "no_block_load")):
@@ -352,8 +385,11 @@ def main(argv=None):
                 )
                 if browser:
                     suffix = "" if mode == "idle" else "-load"
-                    for name, r in run_browser(names, shots, suffix).items():
+                    for name, r in run_browser(names, shots, suffix, mode == "idle").items():
+                        cells = r.pop("cells", None)
                         res["lessons"][name][f"lab_{mode}"] = r
+                        if cells is not None:
+                            res["lessons"][name]["lab_cells_idle"] = cells
             finally:
                 if burners is not None:
                     burners.stop()
