@@ -21,7 +21,15 @@ import kit
 from kit.ray._common.test_utils import SignalActor
 from kit.ray.util import ActorPool
 from kit.ray.util.queue import Empty, Queue
-from kit.ray.util.state import list_actors, list_nodes, list_tasks
+from kit.ray.util.state import (
+    get_node,
+    get_task,
+    list_actors,
+    list_nodes,
+    list_tasks,
+    summarize_objects,
+    summarize_tasks,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -288,9 +296,15 @@ def test_actor_pool_queue_and_state(cluster):
     assert q.get() == 1 and q.qsize() == 1
     with pytest.raises(Empty):
         Queue().get(timeout=0.1)
-    names = {t["func_or_class_name"] for t in list_tasks(limit=10_000)}
-    assert "Slow.nap" in names
-    assert list_nodes()[0]["state"] == "ALIVE"
+    tasks = list_tasks(limit=10_000)
+    assert "Slow.nap" in {t["func_or_class_name"] for t in tasks}
+    assert get_task(tasks[-1]["task_id"])["task_id"] == tasks[-1]["task_id"]
+    assert summarize_tasks()["cluster"]["summary"]["Slow.nap"]["state_counts"]["FINISHED"] >= 5
+    node = list_nodes()[0]
+    assert node["state"] == "ALIVE" and get_node(node["node_id"]) == node
+    kept = kit.put("held")
+    counts = summarize_objects()["cluster"]["summary"]["LOCAL_REFERENCE"]["state_counts"]
+    assert counts["FINISHED"] >= 1 and kit.get(kept) == "held"
     assert kit.get_runtime_context().is_canceled() is False
 
 

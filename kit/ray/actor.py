@@ -8,4 +8,6 @@ from __future__ import annotations
 
 from kit.actors import ActorClass, ActorHandle, ActorMethod, exit_actor, method
 
-__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]
+from .exceptions import AsyncioActorExit
+
+__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "AsyncioActorExit", "exit_actor", "method"]

@@ -64,6 +64,22 @@ class AsyncioActorExit(KitError):
     """Raised by ``exit_actor()`` inside an async actor method, as in Ray."""
 
 
+class ActorAlreadyExistsError(KitError, ValueError):
+    """An actor name is taken (kit raises ``ValueError`` naming the fix; this subclasses it)."""
+
+
+class OutOfDiskError(ObjectStoreFullError):
+    """Spilling found no disk space (kit raises ObjectStoreFullError)."""
+
+
+class TaskPlacementGroupRemoved(KitError):
+    """Ray's placement groups; kit has none and never raises it."""
+
+
+class ActorPlacementGroupRemoved(KitError):
+    """Ray's placement groups; kit has none and never raises it."""
+
+
 class CrossLanguageError(KitError):
     """Ray's error for Java/C++ calls; kit is Python only and never raises it."""
 
@@ -73,7 +89,9 @@ class PlasmaObjectNotAvailable(KitError):
 
 
 __all__ = [
+    "ActorAlreadyExistsError",
     "ActorDiedError",
+    "ActorPlacementGroupRemoved",
     "ActorUnavailableError",
     "ActorUnschedulableError",
     "AsyncioActorExit",
@@ -86,6 +104,7 @@ __all__ = [
     "ObjectLostError",
     "ObjectReconstructionFailedError",
     "ObjectStoreFullError",
+    "OutOfDiskError",
     "OutOfMemoryError",
     "OwnerDiedError",
     "PendingCallsLimitExceeded",
@@ -97,6 +116,7 @@ __all__ = [
     "RayTaskError",
     "RuntimeEnvSetupError",
     "TaskCancelledError",
+    "TaskPlacementGroupRemoved",
     "TaskUnschedulableError",
     "WorkerCrashedError",
 ]

@@ -205,19 +205,49 @@ def summarize_actors(**_ignored) -> dict:
     return {"cluster": {"summary": _summary(list_actors(limit=10**9), "class_name")}}
 
 
+def _one(rows_of, key, value):
+    rows = rows_of(filters=[(key, "=", value)], limit=1)
+    return rows[0] if rows else None
+
+
 def get_actor(actor_id: str):
     """One actor's row by id (hex), or None."""
-    rows = list_actors(filters=[("actor_id", "=", actor_id)], limit=1)
-    return rows[0] if rows else None
+    return _one(list_actors, "actor_id", actor_id)
+
+
+def get_task(task_id: str):
+    """One task's row by id (hex), or None."""
+    return _one(list_tasks, "task_id", task_id)
+
+
+def get_node(node_id: str):
+    """One node's row by id (hex), or None."""
+    return _one(list_nodes, "node_id", node_id)
+
+
+def get_worker(worker_id: str):
+    """One worker's row by id (hex), or None."""
+    return _one(list_workers, "worker_id", worker_id)
+
+
+def summarize_objects(**_ignored) -> dict:
+    """How many objects this driver holds refs to, ready or pending."""
+    return {
+        "cluster": {"summary": _summary(list_objects(limit=10**9), "reference_type", "task_status")}
+    }
 
 
 __all__ = [
     "get_actor",
+    "get_node",
+    "get_task",
+    "get_worker",
     "list_actors",
     "list_nodes",
     "list_objects",
     "list_tasks",
     "list_workers",
     "summarize_actors",
+    "summarize_objects",
     "summarize_tasks",
 ]
