@@ -66,7 +66,7 @@ class Entry:
     """A direct task the driver holds until its results come back."""
 
     __slots__ = ("spec", "blob", "keep", "submitted", "retries", "started", "cancelled",
-                 "deps", "missing")  # fmt: skip
+                 "deps", "missing", "shown")  # fmt: skip
 
     def __init__(self, spec, blob, keep, now):
         self.spec = spec  # the plain tuple (kit.records.TaskSpec's fields)
@@ -78,6 +78,7 @@ class Entry:
         self.cancelled = False  # force-cancelled: its worker is being killed
         self.deps: dict = {}  # ref argument -> its value's payload (this driver's results)
         self.missing = 0  # ref arguments whose tasks still run: it waits for them
+        self.shown = False  # the head was told it waits here (a "queued" record)
 
 
 class Lease:
@@ -210,6 +211,9 @@ class Direct:
             self.waiters.setdefault(oid, []).append(entry)
         self.parked[entry.spec[0]] = entry
         self.by_task[entry.spec[0]] = (None, None)
+        entry.shown = True  # the views see it wait, as on the head's path
+        self.records.append((entry.spec[0], entry.spec[10], None, entry.spec[2],
+                             entry.submitted, None, None, "queued", None))  # fmt: skip
         return False
 
     def _made(self, oid, payload):
@@ -271,6 +275,8 @@ class Direct:
             client.send(Kind.PUT, [(oid, entry.deps[oid], ())])
         client.escape(list(entry.spec[4]))
         client.register_function(entry.spec[2], entry.blob)
+        if entry.shown:  # the head learns it waited here before it sees it come
+            self._maybe_records(force=True)
         client.send(Kind.SUBMIT, [entry.spec])  # it pins them: this driver's holds go
         client.ref_events.extend((oid, -1) for oid in gone)
         self._follow_to_head(entry.spec[6])
@@ -331,7 +337,8 @@ class Direct:
                 entry.started = time.time()
                 # "running" from the moment it is sent, as on the head's path
                 self.records.append((entry.spec[0], entry.spec[10], lease.wid, fid,
-                                     entry.submitted, entry.started, None, None, None))  # fmt: skip
+                                     entry.submitted, entry.started, None,
+                                     "running" if entry.shown else None, None))  # fmt: skip
                 room -= 1
             with lease.lock:
                 lease.dialer.send(Kind.DTASKS, (self._server_address(), batch))
@@ -600,7 +607,7 @@ class Direct:
         tid = entry.spec[0]
         self.by_task.pop(tid, None)
         now = time.time()
-        if entry.started is None:  # it never reached a worker: queued, then failed
+        if entry.started is None and not entry.shown:  # never seen: queued, then failed
             self.records.append((tid, entry.spec[10], None, entry.spec[2], entry.submitted,
                                  now, None, None, None))  # fmt: skip
         self.records.append((tid, entry.spec[10], None, entry.spec[2], entry.submitted,

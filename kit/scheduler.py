@@ -427,6 +427,7 @@ class Scheduler:
         # yet (a direct result, or a ref in it, reaches its driver before the head)
         self.early: dict = {}
         self.direct_errors: dict = {}  # task id -> traceback text of a failed direct task
+        self.waiting_direct: set = set()  # direct tasks shown waiting in their driver
         self.reclaimed: dict = {}  # driver id -> when it was last asked to give leases back
         self.pipe: list = [{} for _ in range(PIPELINE_DEPTH)]  # [queue length] -> {wid: w}
         self.may_grow = False  # an autoscaler may add nodes: unschedulable work waits
@@ -677,6 +678,8 @@ class Scheduler:
         (others may run its tasks still, and are killed)."""
         self.reclaimed.pop(cid, None)
         self.lease_wants = deque(x for x in self.lease_wants if x[0] != cid)
+        if self.waiting_direct:  # its tasks' ids start with its id
+            self.waiting_direct = {t for t in self.waiting_direct if not t.startswith(cid)}
         for wid in list(self.leases.get(cid, ())):
             w = self.workers.get(wid)
             if w is None:
@@ -854,7 +857,11 @@ class Scheduler:
         opts = spec.opts
         if opts and "parent" in opts:
             self.children.setdefault(opts["parent"], []).append(t.tid)
-        self.counts["submitted"] += 1
+        shown = t.tid in self.waiting_direct  # its driver showed it waiting, then sent it here
+        if shown:
+            self.waiting_direct.discard(t.tid)
+        else:
+            self.counts["submitted"] += 1
         for oid in spec.returns:
             self._hold(cid, oid)
         missing = [oid for oid in spec.deps if oid not in self.objects]
@@ -865,7 +872,8 @@ class Scheduler:
         if missing:
             self._missing_args(t, missing)
             return
-        self.out.append(("event", TaskEvent(t.tid, t.label, "queued", now, None, None)))
+        if not shown:
+            self.out.append(("event", TaskEvent(t.tid, t.label, "queued", now, None, None)))
         kind = spec.kind
         if kind == ACTOR_CREATE and not self._new_actor(t, cid):
             return
@@ -1558,15 +1566,22 @@ class Scheduler:
         for tid, label, wid, fid, submitted, started, finished, state, error in records:
             w = self.workers.get(wid)
             nid = w.node if w is not None else None
-            if finished is None:
-                out.append(("event", TaskEvent(tid, label, "queued", submitted, None, None)))
+            if finished is None:  # state None: sent (queued and running); "queued": it
+                # waits in its driver for its ref arguments; "running": sent after that
+                if state != "running":
+                    out.append(("event", TaskEvent(tid, label, "queued", submitted, None, None)))
+                    counts["submitted"] += 1
+                if state == "queued":
+                    self.waiting_direct.add(tid)
+                    continue
+                self.waiting_direct.discard(tid)
                 out.append(("event", TaskEvent(tid, label, "running", started, wid, nid)))
-                counts["submitted"] += 1
                 if w is not None:
                     w.direct += 1
                 continue
             if w is not None and w.direct > 0:
                 w.direct -= 1
+            self.waiting_direct.discard(tid)
             out.append(("event", TaskEvent(tid, label, state, finished, wid, nid, started)))
             failed = state != "finished"
             counts["failed" if failed else "finished"] += 1

@@ -442,3 +442,30 @@ def test_cancel_a_task_waiting_for_its_ref_arguments(cluster):
         with pytest.raises(kit.TaskCancelledError):
             kit.get(r, timeout=10)
     kit.cancel(first)
+
+
+def test_a_task_waiting_in_its_driver_for_its_arguments_is_shown_queued(cluster):
+    """The views see a direct task wait in its driver for its ref arguments (queued, as on
+    the head's path), counted once, whether it then runs direct or on the head's path."""
+    np = pytest.importorskip("numpy")
+
+    @kit.remote
+    def slow(x):
+        time.sleep(0.5)  # running while the task after it waits in the driver
+        return x
+
+    def submitted():
+        return kit.cluster_status()["counts"]["submitted"]
+
+    for arg in (1, np.zeros(200_000)):  # small: runs direct; 1.6 MB: the head's path
+        before = submitted()
+        first = slow.remote(arg)
+        waiting = add.remote(first, 1)
+        kit.get(waiting, timeout=30)
+        (made,) = wait_tasks(first, "finished")
+        (queued,) = wait_tasks(waiting, "queued")
+        assert queued["seq"] < made["seq"]  # shown while it waited, not once it was sent
+        _, events = kit.events(queued["seq"] - 1)
+        states = [e["state"] for e in events if e["task_id"] == queued["task_id"]]
+        assert states == ["queued", "running", "finished"], states
+        assert submitted() == before + 2
