@@ -75,8 +75,10 @@ class Kind:
     DDONE = 29  # W -> D: [(task id, results, started, finished, retry)]
     # 30: unused (a direct task's cancel goes through the head: LEASE "cancel")
     RECORDS = 31  # D -> H: [(task id, label, worker, fid, submitted, started, finished,
-    #               state, error)]: finished None when sent to a worker, else its end
-    #               state; error: a failed task's traceback text, else None
+    #               state, error)]: finished None when sent to a worker (state "running"
+    #               if it was shown waiting before), or waiting for its ref arguments
+    #               (state "queued"); else its end state; error: a failed task's
+    #               traceback text, else None
     PUBLISH = 32  # W -> H: (req, [(owner, spec, results)]): direct results the head must keep
     # (answered with a REPLY once they are in: only then does the worker send the DDONE)
     DLOG = 33  # W -> D: [LogLine]: a direct task's output, before its DDONE
