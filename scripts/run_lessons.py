@@ -328,6 +328,14 @@ def markdown(res) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write(res, path) -> Path:
+    md = Path(path)
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(markdown(res))
+    md.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    return md
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--short", action="store_true", help="lessons 03 and 06, 5 --no-block cells")
@@ -376,6 +384,7 @@ def main(argv=None):
                     r = run_kernel(name)
                     res["lessons"][name][f"kernel_{mode}"] = r
                     print(f"  kernel {name}: {r['seconds']:.1f} s {r['error'] or ''}", flush=True)
+                write(res, args.md)
                 res[f"no_block_{mode}"] = no_block_latency(cells)
                 nb = res[f"no_block_{mode}"]
                 print(
@@ -386,20 +395,18 @@ def main(argv=None):
                 if browser:
                     suffix = "" if mode == "idle" else "-load"
                     for name, r in run_browser(names, shots, suffix, mode == "idle").items():
-                        cells = r.pop("cells", None)
+                        stepped = r.pop("cells", None)
                         res["lessons"][name][f"lab_{mode}"] = r
-                        if cells is not None:
-                            res["lessons"][name]["lab_cells_idle"] = cells
+                        if stepped is not None:
+                            res["lessons"][name]["lab_cells_idle"] = stepped
+                write(res, args.md)  # what is measured so far survives a later failure
             finally:
                 if burners is not None:
                     burners.stop()
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    md = Path(args.md)
-    md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(markdown(res))
-    md.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    md = write(res, args.md)
     print(f"wrote {md} and {md.with_suffix('.json')}")
     failed = [n for n, r in res["lessons"].items() if any(v.get("error") for v in r.values() if v)]
     return 1 if failed else 0
