@@ -45,6 +45,22 @@ def frames_for(i, signer, other, rng, captured):
     return other.pack(rng.choice([1, 4, 6, 7, 11, 17]), Bomb())
 
 
+def _settled_dropped(client, deadline=60.0, quiet=1.0):
+    """The head's count of frames it dropped, once it has stopped growing for ``quiet``
+    seconds (the head has read everything sent; a fixed wait was too short on a loaded
+    machine), or as it is after ``deadline``."""
+    last, since = -1, time.monotonic()
+    end = since + deadline
+    while time.monotonic() < end:
+        dropped = client.query("status", timeout=60)["dropped"]
+        if dropped != last:
+            last, since = dropped, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+        time.sleep(0.05)  # polling the head's counter: nothing to wait on but it
+    return last
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--frames", type=int, default=100_000)
@@ -78,8 +94,7 @@ def main(argv=None):
     t = time.time()
     for i in range(n):
         targets[i % 2].send_multipart(frames_for(i, signer, other, rng, captured))
-    time.sleep(1.0)
-    dropped = client.query("status", timeout=60)["dropped"]
+    dropped = _settled_dropped(client)
     alive = all(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
 
     @kit.remote
