@@ -192,7 +192,7 @@ class Collector:
                     "id": hx(w["wid"]),
                     "node": self.tags.get(w["node"], node_hex and node_hex[:8]),
                     "pid": w["pid"],
-                    "state": "blocked" if w["blocked"] else w["state"].lower(),
+                    "state": _worker_state(w, task),
                     "actor": hx(w["actor"]),
                     "lease": hx(w["lease"]),
                     "task": task,
@@ -277,6 +277,21 @@ class Collector:
             [s, a, b, label, hx(w), tags.get(n, hx(n)), st]
             for s, a, b, label, w, n, st in self.model.bars_since(seq)
         ]
+
+
+def _worker_state(w, task) -> str:
+    """What a worker does, for people: a leased worker running nothing is "leased" (the
+    head counts it busy: its driver may send it a task at any moment).
+
+    Example:
+        >>> _worker_state({"blocked": False, "lease": b"d", "state": "BUSY"}, None)
+        'leased'
+    """
+    if w["blocked"]:
+        return "blocked"
+    if w["lease"] is not None and task is None:
+        return "leased"
+    return w["state"].lower()
 
 
 def _natural(text):
