@@ -466,12 +466,7 @@ class Direct:
         self.queued -= len(queue)
         self.room.notify_all()
         for entry in queue:
-            self.by_task.pop(entry.spec[0], None)
-            for oid in entry.spec[6]:
-                self.client.local.pop(oid, None)
-            self.client.register_function(entry.spec[2], entry.blob)
-            self.client.send(Kind.SUBMIT, [entry.spec])
-            self._follow_to_head(entry.spec[6])
+            self._to_head(entry)
 
     def _read_on_io_thread(self):
         baton = self.baton

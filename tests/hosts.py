@@ -25,8 +25,8 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 
+import psutil
 from helpers import wait_until
 
 SSHD = "/usr/sbin/sshd"
@@ -275,13 +275,13 @@ def _kill_namespace(ns, timeout=10.0):
     """SIGTERM every process of the namespace, then SIGKILL what is left after a moment."""
     pids = lambda: [int(p) for p in _ip("netns", "pids", ns, check=False).stdout.split()]  # noqa: E731
     for sig, wait in ((signal.SIGTERM, timeout / 2), (signal.SIGKILL, timeout / 2)):
+        procs = []
         for pid in pids():
             try:
                 os.kill(pid, sig)
-            except ProcessLookupError:
+                procs.append(psutil.Process(pid))
+            except (ProcessLookupError, psutil.NoSuchProcess):
                 pass
-        deadline = time.monotonic() + wait
-        while pids() and time.monotonic() < deadline:
-            time.sleep(0.05)  # polling for processes to exit after a signal
+        psutil.wait_procs(procs, timeout=wait)  # returns once they have all exited
         if not pids():
             return
