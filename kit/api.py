@@ -754,7 +754,9 @@ def events(since=0):
 def cluster_status() -> dict:
     """The cluster at a glance: nodes, tasks waiting for a node, task counts, and the
     autoscaler's last decisions (``scaling``: ``(time, text)``, oldest first; empty
-    without an autoscaler).
+    without an autoscaler). ``counts`` has every key from the start (0 until it
+    happens): tasks ``submitted``, ``finished``, ``failed``, ``retried`` (run again after
+    a failure), ``rebuilt`` (run again to make a lost result) and objects ``spilled``.
 
     Example:
         >>> import kit

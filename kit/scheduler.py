@@ -106,6 +106,10 @@ DIRECT_ERRORS = 1000  # direct tasks' tracebacks kept until the dashboard's prob
 RECLAIM_EVERY = 0.05  # seconds between two asks to one driver to give leases back
 PIPELINE_DEPTH = 8  # tasks queued on one worker when tasks are known to be short
 FAST_TASK_SECONDS = 0.002  # "short": a function's mean run time below this
+# what Scheduler.counts counts (kit.cluster_status()["counts"]): tasks submitted,
+# finished, failed, run again after a failure, run again to make a lost result, and
+# objects spilled to disk
+COUNTS = ("submitted", "finished", "failed", "retried", "rebuilt", "spilled")
 
 
 class Task:
@@ -403,7 +407,9 @@ class Scheduler:
         self.out: list = []
         self.fn_stats: dict = {}  # fid -> [count, total seconds]
         self.clients: dict = {}  # client id -> set of oids held
-        self.counts = {"submitted": 0, "finished": 0, "failed": 0, "retried": 0}
+        # every kind named from the start: kit.cluster_status()["counts"] has the same
+        # keys whatever happened (a run with no lost object has "rebuilt": 0)
+        self.counts = dict.fromkeys(COUNTS, 0)
         self._dirty = False
         self.now = 0.0  # set by the head before each event (time is injected)
         self._pending_actors: list = []
@@ -617,7 +623,7 @@ class Scheduler:
         if tid in self.tasks:
             return  # already running again for another result
         entry.retries -= 1
-        self.counts["rebuilt"] = self.counts.get("rebuilt", 0) + 1
+        self.counts["rebuilt"] += 1
         t = Task(spec, entry.owner, self.now)
         t.retries = entry.retries
         self.tasks[tid] = t
@@ -796,7 +802,7 @@ class Scheduler:
             return
         node.store_used = used
         if spilled > node.spilled:
-            self.counts["spilled"] = self.counts.get("spilled", 0) + spilled - node.spilled
+            self.counts["spilled"] += spilled - node.spilled
             node.spilled = spilled
 
     def subscribe(self, cid, oids):

@@ -4,7 +4,7 @@ import pytest
 
 from kit.records import ACTOR_CALL, ACTOR_CREATE, ERROR, INLINE, SHARED, TASK, TaskSpec
 from kit.records import object_id as oid
-from kit.scheduler import BUSY, FAILED, FINISHED, IDLE, RUNNING, WAITING, Scheduler
+from kit.scheduler import BUSY, COUNTS, FAILED, FINISHED, IDLE, RUNNING, WAITING, Scheduler
 
 pytestmark = pytest.mark.fast
 
@@ -388,6 +388,19 @@ def test_lost_result_is_made_again_on_a_live_node():
     assert s.workers[w].node == NODE2
     assert s.objects[oid(b"a")].payload == _shared(NODE2, "a-again")
     assert s.counts["rebuilt"] == 1
+
+
+def test_counts_name_every_kind_whatever_happened():
+    """kit.cluster_status()["counts"] has the same keys on every run: a run in which no
+    object was lost says "rebuilt": 0 (the key used to appear only after a rebuild)."""
+    s = setup(cpus=1, workers=1, nodes=(NODE, NODE2))
+    assert s.counts == dict.fromkeys(COUNTS, 0)
+    assert {"rebuilt", "spilled", "retried"} <= set(COUNTS)
+    s.submit(DRIVER, spec(b"a"))
+    _run_on(s, b"a", ok())
+    assert s.counts == {**dict.fromkeys(COUNTS, 0), "submitted": 1, "finished": 1}
+    s.node_store(NODE, 10, 2)  # the agent spilled two objects
+    assert s.counts["spilled"] == 2 and s.counts["rebuilt"] == 0
 
 
 def test_a_result_of_a_task_cancelled_after_it_finished_is_not_made_again():
