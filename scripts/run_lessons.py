@@ -1,7 +1,9 @@
 """Run every lesson as a student would, idle and under load; time it, screenshot it.
 
     python scripts/run_lessons.py [--short] [--lessons 03,06] [--no-browser] [--no-load]
-                                  [--shots /tmp/lesson-shots] [--md benchmarks/results/lessons.md]
+                                  [--modes idle,load] [--parts kernel,lab,cells,no-block]
+                                  [--merge] [--shots /tmp/lesson-shots]
+                                  [--md benchmarks/results/lessons.md]
 
 For each lesson in ``notebooks/``:
 
@@ -11,15 +13,18 @@ For each lesson in ``notebooks/``:
               menu, the time until every cell has run, a screenshot of the whole notebook
               into --shots (NN-name.png; NN-name-load.png under load); on the idle
               machine, then again cell by cell (Shift+Enter after each cell ended, in a
-              restarted kernel; NN-name-cells.png). Errors of cells tagged
-              raises-exception are the lesson's own and not reported
+              restarted kernel; NN-name-cells.png, NN-name-cells-load.png). Errors of
+              cells tagged raises-exception are the lesson's own and not reported
 
 once on the machine as it is ("idle") and once while CPU burners run ("load": one
 ``while True`` process per core, started and killed by this script). Then, in a
 kernel with a warm 2-slot cluster, how long a ``%%remote --no-block`` cell takes to
 return (execute request to reply, 20 cells) next to an empty cell's. The figures go
 to ``--md`` (and a ``.json`` beside it). ``--short`` runs lessons 03 and 06 and 5
-``--no-block`` cells. Run it under the heavy-work lock:
+``--no-block`` cells. ``--modes`` and ``--parts`` choose what to measure (default: all;
+``--no-load`` is ``--modes idle``); ``--merge`` keeps the figures already in ``--md``'s
+``.json`` that this run does not measure again, each figure naming the commit and time
+it was measured at. Run it under the heavy-work lock:
 ``flock /tmp/kit-heavy.lock python scripts/run_lessons.py``.
 """
 
@@ -30,6 +35,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -49,6 +55,7 @@ import labbrowser  # noqa: E402
 
 MARKER = "KIT_LESSON_RUN"  # in the kernels' environment: every kit process inherits it
 SHORT = ("03-aggregation.ipynb", "06-clusters.ipynb")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 # ---- load ----------------------------------------------------------------------------
@@ -121,7 +128,8 @@ def run_kernel(name) -> dict:
     try:
         client.execute(env=env)
     except Exception as e:  # noqa: BLE001 - reported, not raised: the others still run
-        error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
+        last = ANSI.sub("", str(e)).strip().splitlines()[-1]  # without terminal colours
+        error = f"{type(e).__name__}: {last[:200]}"
     seconds = time.monotonic() - start
     left = kill_marked(value)
     return {"seconds": seconds, "error": error, "left": left}
@@ -160,7 +168,7 @@ def tagged_errors(name) -> int:
     return sum("raises-exception" in c.get("metadata", {}).get("tags", ()) for c in nb.cells)
 
 
-def run_browser(names, shots: Path, suffix: str, cell_by_cell=False) -> dict:
+def run_browser(names, shots: Path, suffix: str, cell_by_cell=False, run_all=True) -> dict:
     """Run All in JupyterLab (and, with ``cell_by_cell``, once more cell by cell)."""
     out = {}
     tmp = Path(tempfile.mkdtemp(prefix="kit-lessons-"))
@@ -172,23 +180,26 @@ def run_browser(names, shots: Path, suffix: str, cell_by_cell=False) -> dict:
     try:
         lab = labbrowser.Lab(tmp, env={MARKER: value})
         for name in names:
-            page = lab.open(name)
-            lab.run_all(page)
-            try:
-                seconds = lab.wait_ran(page, timeout=300)
-                error = None
-            except TimeoutError as e:
-                seconds, error = None, str(e)
-            errors = lab.errors(page)[tagged_errors(name) :] if not error else []
-            shot = shots / f"{name[: -len('.ipynb')]}{suffix}.png"
-            shoot(page, shot)
-            out[name] = {
-                "seconds": seconds,
-                "error": error or (errors[0].strip().splitlines()[-1][:200] if errors else None),
-                "shot": str(shot),
-            }
-            page.close()
-            print(f"  browser{suffix or ''} {name}: {seconds and round(seconds, 1)} s", flush=True)
+            out[name] = {}
+            if run_all:
+                page = lab.open(name)
+                lab.run_all(page)
+                try:
+                    seconds = lab.wait_ran(page, timeout=300)
+                    error = None
+                except TimeoutError as e:
+                    seconds, error = None, str(e)
+                errors = lab.errors(page)[tagged_errors(name) :] if not error else []
+                shot = shots / f"{name[: -len('.ipynb')]}{suffix}.png"
+                shoot(page, shot)
+                out[name] = {
+                    "seconds": seconds,
+                    "error": error
+                    or (errors[0].strip().splitlines()[-1][:200] if errors else None),
+                    "shot": str(shot),
+                }
+                page.close()
+                print(f"  browser{suffix} {name}: {seconds and round(seconds, 1)} s", flush=True)
             if cell_by_cell:  # a copy of the lesson: a kernel of its own, nothing run yet
                 copy = f"cells-{name}"
                 shutil.copy(NOTEBOOKS / name, tmp / "root" / copy)
@@ -199,7 +210,7 @@ def run_browser(names, shots: Path, suffix: str, cell_by_cell=False) -> dict:
                 except TimeoutError as e:
                     step, step_error = None, str(e)
                 errors = lab.errors(page)[tagged_errors(name) :] if not step_error else []
-                shot = shots / f"{name[: -len('.ipynb')]}-cells.png"
+                shot = shots / f"{name[: -len('.ipynb')]}-cells{suffix}.png"
                 shoot(page, shot)
                 out[name]["cells"] = {
                     "seconds": step,
@@ -208,7 +219,7 @@ def run_browser(names, shots: Path, suffix: str, cell_by_cell=False) -> dict:
                     "shot": str(shot),
                 }
                 page.close()
-                print(f"  cell by cell {name}: {step and round(step, 1)} s", flush=True)
+                print(f"  cell by cell{suffix} {name}: {step and round(step, 1)} s", flush=True)
     finally:
         left = lab.close() if lab is not None else []
         left += [(p, "kit") for p in kill_marked(value)]
@@ -276,13 +287,38 @@ def _ms(x):
     return f"{x * 1000:.1f} ms"
 
 
+WHERES = ("kernel_idle", "kernel_load", "lab_idle", "lab_load", "lab_cells_idle", "lab_cells_load")
+
+
+def _stamps(res) -> list:
+    """``(when, git)`` of every run whose figures are in ``res`` (a merge has several)."""
+    found = {(res["when"], res["git"])}
+    for r in res["lessons"].values():
+        for where in WHERES:
+            m = r.get(where)
+            if m and m.get("git"):
+                found.add((m["when"], m["git"]))
+    for key in ("no_block_idle", "no_block_load"):
+        m = res.get(key)
+        if m and m.get("git"):
+            found.add((m["when"], m["git"]))
+    return sorted(found)
+
+
 def markdown(res) -> str:
+    stamps = _stamps(res)
+    runs = "; ".join(f"{when} at git {git}" for when, git in stamps)
     lines = [
         "# The lessons, run as a student runs them",
         "",
         f"{res['when']} · host {res['host']} · {res['cpus']} CPUs · Python {res['python']} · "
         f"git {res['git']}",
         "",
+        *(
+            [f"Figures from {len(stamps)} runs ({runs}); the JSON names each one's.", ""]
+            if len(stamps) > 1
+            else []
+        ),
         "Each lesson from `notebooks/`: *kernel* is nbclient running it top to bottom in a "
         "fresh kernel; *JupyterLab* is Run All from the menu in JupyterLab in headless "
         "Chromium until every cell has run. *idle*: the machine as it was (other sessions "
@@ -292,22 +328,20 @@ def markdown(res) -> str:
         "`scripts/run_lessons.py`.",
         "",
         "| lesson | kernel idle | kernel load | JupyterLab Run All idle | "
-        "JupyterLab Run All load | JupyterLab cell by cell idle | errors | screenshot |",
-        "|---|---:|---:|---:|---:|---:|---|---|",
+        "JupyterLab Run All load | JupyterLab cell by cell idle | "
+        "JupyterLab cell by cell load | errors | screenshot |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for name, r in res["lessons"].items():
         errs = [
             f"{where}: {r[where]['error']}"
-            for where in ("kernel_idle", "kernel_load", "lab_idle", "lab_load", "lab_cells_idle")
+            for where in WHERES
             if r.get(where) and r[where].get("error")
         ]
+        secs = " | ".join(_s((r.get(where) or {}).get("seconds")) for where in WHERES)
         lines.append(
-            f"| {name[: -len('.ipynb')]} | {_s(r.get('kernel_idle', {}).get('seconds'))} | "
-            f"{_s(r.get('kernel_load', {}).get('seconds'))} | "
-            f"{_s(r.get('lab_idle', {}).get('seconds'))} | "
-            f"{_s(r.get('lab_load', {}).get('seconds'))} | "
-            f"{_s(r.get('lab_cells_idle', {}).get('seconds'))} | {'; '.join(errs) or 'none'} | "
-            f"{r.get('lab_idle', {}).get('shot', '-')} |"
+            f"| {name[: -len('.ipynb')]} | {secs} | {'; '.join(errs) or 'none'} | "
+            f"{(r.get('lab_idle') or {}).get('shot', '-')} |"
         )
     for label, key in (("idle", "no_block_idle"), ("under load", "no_block_load")):
         nb = res.get(key)
@@ -336,16 +370,35 @@ def write(res, path) -> Path:
     return md
 
 
-def main(argv=None):
+def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--short", action="store_true", help="lessons 03 and 06, 5 --no-block cells")
     ap.add_argument("--lessons", default="", help="comma-separated prefixes, e.g. 03,06")
     ap.add_argument("--no-browser", action="store_true", help="skip JupyterLab and screenshots")
     ap.add_argument("--no-load", action="store_true", help="skip the runs under load")
+    ap.add_argument("--modes", default="idle,load", help="idle, load or both (idle,load)")
+    ap.add_argument(
+        "--parts",
+        default="kernel,lab,cells,no-block",
+        help="what to measure in each mode: kernel, lab (Run All), cells (cell by cell in "
+        "JupyterLab), no-block",
+    )
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the figures in --md's .json that this run does not measure again",
+    )
     ap.add_argument("--shots", default="/tmp/lesson-shots", help="where screenshots go")
     ap.add_argument("--md", default=str(ROOT / "benchmarks" / "results" / "lessons.md"))
     args = ap.parse_args(argv)
-
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    args.parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if args.no_load:
+        args.modes = [m for m in args.modes if m != "load"]
+    if not args.modes or set(args.modes) - {"idle", "load"}:
+        ap.error("--modes: give idle, load or idle,load")
+    if not args.parts or args.parts - {"kernel", "lab", "cells", "no-block"}:
+        ap.error("--parts: give some of kernel,lab,cells,no-block")
     names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
     if args.short:
         names = [n for n in names if n in SHORT]
@@ -354,12 +407,61 @@ def main(argv=None):
         names = [n for n in names if any(n.startswith(w) for w in want)]
     if not names:
         ap.error("no lesson matches")
+    args.names = names
+    return args
+
+
+def merge(res, path: Path) -> None:
+    """Into ``res``: the figures of an earlier run's JSON, each stamped with its run."""
+    if not path.exists():
+        return
+    before = json.loads(path.read_text())
+    run = {"git": before["git"], "when": before["when"]}
+    for key in ("no_block_idle", "no_block_load"):
+        if key in before and key not in res:
+            res[key] = {**run, **before[key]}
+    for name, r in before.get("lessons", {}).items():
+        kept = res["lessons"].setdefault(name, {})
+        for where, m in r.items():
+            if m and where not in kept:  # a figure this run measured stays
+                kept[where] = {**run, **m}
+    res["lessons"] = dict(sorted(res["lessons"].items()))
+
+
+def measure(res, mode, args, browser, stamp) -> None:
+    """One mode's parts, written to ``--md`` after each (a later failure keeps them)."""
+    names, parts, shots = args.names, args.parts, Path(args.shots)
+    for name in names if "kernel" in parts else ():
+        r = run_kernel(name)
+        res["lessons"][name][f"kernel_{mode}"] = {**r, **stamp}
+        print(f"  kernel {name}: {r['seconds']:.1f} s {r['error'] or ''}", flush=True)
+    write(res, args.md)
+    if "no-block" in parts:
+        cells = 5 if args.short else 20
+        nb = res[f"no_block_{mode}"] = {**no_block_latency(cells), **stamp}
+        print(
+            f"  --no-block: median {_ms(nb['no_block']['median'])}, "
+            f"empty cell {_ms(nb['empty']['median'])}",
+            flush=True,
+        )
+    if browser and parts & {"lab", "cells"}:
+        suffix = "" if mode == "idle" else "-load"
+        ran = run_browser(names, shots, suffix, "cells" in parts, run_all="lab" in parts)
+        for name, r in ran.items():
+            stepped = r.pop("cells", None)
+            if r:
+                res["lessons"][name][f"lab_{mode}"] = {**r, **stamp}
+            if stepped is not None:
+                res["lessons"][name][f"lab_cells_{mode}"] = {**stepped, **stamp}
+    write(res, args.md)
+
+
+def main(argv=None):
+    args = parse(argv)
     browser = not args.no_browser and labbrowser.missing() is None
     if not args.no_browser and not browser:
         print(f"run_lessons: no browser runs: {labbrowser.missing()}", file=sys.stderr)
-    shots = Path(args.shots)
-    shots.mkdir(parents=True, exist_ok=True)
-    cells = 5 if args.short else 20
+    Path(args.shots).mkdir(parents=True, exist_ok=True)
     git = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
@@ -370,36 +472,20 @@ def main(argv=None):
         "python": platform.python_version(),
         "git": git,
         "load_before": os.getloadavg()[0],
-        "shots": str(shots),
-        "lessons": {n: {} for n in names},
+        "shots": args.shots,
+        "lessons": {n: {} for n in args.names},
     }
+    if args.merge:
+        merge(res, Path(args.md).with_suffix(".json"))
+    stamp = {"git": git, "when": res["when"]}
     old = {s: signal.signal(s, lambda n, f: sys.exit(f"run_lessons: signal {n}")) for s in (
         signal.SIGTERM, signal.SIGHUP)}  # fmt: skip
     try:
-        for mode in ("idle",) + (() if args.no_load else ("load",)):
+        for mode in args.modes:
             burners = Burners() if mode == "load" else None
             try:
                 print(f"{mode}:", flush=True)
-                for name in names:
-                    r = run_kernel(name)
-                    res["lessons"][name][f"kernel_{mode}"] = r
-                    print(f"  kernel {name}: {r['seconds']:.1f} s {r['error'] or ''}", flush=True)
-                write(res, args.md)
-                res[f"no_block_{mode}"] = no_block_latency(cells)
-                nb = res[f"no_block_{mode}"]
-                print(
-                    f"  --no-block: median {_ms(nb['no_block']['median'])}, "
-                    f"empty cell {_ms(nb['empty']['median'])}",
-                    flush=True,
-                )
-                if browser:
-                    suffix = "" if mode == "idle" else "-load"
-                    for name, r in run_browser(names, shots, suffix, mode == "idle").items():
-                        stepped = r.pop("cells", None)
-                        res["lessons"][name][f"lab_{mode}"] = r
-                        if stepped is not None:
-                            res["lessons"][name]["lab_cells_idle"] = stepped
-                write(res, args.md)  # what is measured so far survives a later failure
+                measure(res, mode, args, browser, stamp)
             finally:
                 if burners is not None:
                     burners.stop()
@@ -408,7 +494,11 @@ def main(argv=None):
             signal.signal(s, h)
     md = write(res, args.md)
     print(f"wrote {md} and {md.with_suffix('.json')}")
-    failed = [n for n, r in res["lessons"].items() if any(v.get("error") for v in r.values() if v)]
+    failed = [
+        n
+        for n, r in res["lessons"].items()
+        if any(v.get("error") and v.get("git") == git for v in r.values() if v)
+    ]
     return 1 if failed else 0
 
 
