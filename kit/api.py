@@ -723,8 +723,11 @@ def events(since=0):
     """Task state changes after sequence number ``since``: ``(last_seq, [event dict])``.
 
     Each event: ``seq``, ``task_id``, ``label``, ``state`` (queued, running,
-    finished, failed, cancelled), ``time``, ``worker``, ``node``, ``started``. The head keeps
-    the last 100,000; pass the ``last_seq`` you got to read only what is new.
+    finished, failed, cancelled), ``time``, ``worker``, ``node``, ``started`` and
+    ``called``: on an ended task, when it began on its worker and when its function was
+    called there, after loading the function, its imports and its arguments (the start-up
+    of a fresh worker; None if that took under a millisecond). The head keeps the last
+    100,000; pass the ``last_seq`` you got to read only what is new.
 
     Example:
         >>> import kit
@@ -736,6 +739,7 @@ def events(since=0):
     for e in raw:
         seq, tid, label, state, t, wid, node = e[:7]
         started = e[7] if len(e) > 7 else None
+        called = e[8] if len(e) > 8 else None
         out.append(
             {
                 "seq": seq,
@@ -746,6 +750,7 @@ def events(since=0):
                 "worker": wid.hex() if wid else None,
                 "node": node.hex() if node else None,
                 "started": started,
+                "called": called,
             }
         )
     return last, out

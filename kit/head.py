@@ -266,8 +266,8 @@ class Head:
 
     def _done(self, ident, cid, reports):
         task_done = self.sched.task_done
-        for tid, results, started, finished, retry in reports:
-            task_done(cid, tid, results, started, finished, retry)
+        for tid, results, started, finished, retry, called in reports:
+            task_done(cid, tid, results, started, finished, retry, called)
 
     def _put(self, ident, cid, objects):
         for oid, payload, contained in objects:

@@ -527,7 +527,7 @@ class Direct:
         store, settle = [], []
         with self.lock:
             touched = set()
-            for tid, results, started, finished, retry in reports:
+            for tid, results, started, finished, retry, called in reports:
                 lane, lease = self.by_task.get(tid, (None, None))
                 if lease is None:
                     continue  # cancelled, or a late report of a lease that was lost
@@ -556,7 +556,7 @@ class Direct:
                     state = _failed_state(errors[0])
                     text = error_text(errors[0])
                 self.records.append((tid, entry.spec[10], lease.wid, fid, entry.submitted,
-                                     started, finished, state, text))  # fmt: skip
+                                     started, finished, state, text, called))  # fmt: skip
                 for oid, payload, contained in results:
                     store.append((oid, payload))
                     settle.append((oid, payload[0] == SHARED or bool(contained), payload))

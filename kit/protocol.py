@@ -50,7 +50,7 @@ class Kind:
     SUBSCRIBE = 8  # C -> H: [oid, ...]
     OBJECTS = 9  # H -> C: [(oid, payload), ...]
     TASKS = 10  # H -> W: [(spec, fblob or None, dep payloads), ...]
-    DONE = 11  # W -> H: [(task id, results, timing), ...]
+    DONE = 11  # W -> H: [TaskDone as a tuple, ...]
     CANCEL = 12  # C -> H: (task id, force, recursive) ; H -> W: (task id,)
     LOG = 13  # W -> H -> C: [(task id, label, pid, node, stream, text), ...]; D -> H: the
     #          output of its direct tasks, for the other drivers
@@ -72,13 +72,14 @@ class Kind:
     #             H -> C: ("grant", req, wid, address, node) | ("lost", wid, cause)
     #                     | ("deny", req, why)
     DTASKS = 28  # D -> W: (result address, [(spec, fblob or None)])
-    DDONE = 29  # W -> D: [(task id, results, started, finished, retry)]
+    DDONE = 29  # W -> D: [(task id, results, started, finished, retry, called)]
     # 30: unused (a direct task's cancel goes through the head: LEASE "cancel")
     RECORDS = 31  # D -> H: [(task id, label, worker, fid, submitted, started, finished,
     #               state, error)]: finished None when sent to a worker (state "running"
     #               if it was shown waiting before), or waiting for its ref arguments
     #               (state "queued"); else its end state; error: a failed task's
-    #               traceback text, else None
+    #               traceback text, else None; a finished record may add ``called``
+    #               (TaskDone.called, when the worker's loading took a while)
     PUBLISH = 32  # W -> H: (req, [(owner, spec, results)]): direct results the head must keep
     # (answered with a REPLY once they are in: only then does the worker send the DDONE)
     DLOG = 33  # W -> D: [LogLine]: a direct task's output, before its DDONE

@@ -200,21 +200,31 @@ class TaskResult(NamedTuple):
     contained: tuple
 
 
+STARTUP_SHOWN = 0.001  # seconds: a task's loading this long or longer is reported
+
+
 class TaskDone(NamedTuple):
-    """A worker's report that a task ended (``retry``: ask the head to run it again)."""
+    """A worker's report that a task ended (``retry``: ask the head to run it again).
+
+    ``called``: when the worker called the task's function, after loading it, its
+    imports and its arguments (on a fresh worker, its start-up); None when that took
+    under ``STARTUP_SHOWN``, as it does once a worker has the function.
+    """
 
     tid: bytes
     results: list  # [TaskResult, ...]
     started: float
     finished: float
     retry: bool
+    called: Optional[float] = None
 
 
 class TaskEvent(NamedTuple):
     """A task's state change, as the head records it for widgets and ``kit.timeline()``.
 
     ``state`` is queued, running, finished, failed or cancelled; ``started`` is set
-    on finished events (when the task began on its worker).
+    on finished events (when the task began on its worker), and ``called`` when its
+    worker first spent a while loading it (``TaskDone.called``).
     """
 
     tid: bytes
@@ -224,6 +234,7 @@ class TaskEvent(NamedTuple):
     worker: Optional[bytes]
     node: Optional[bytes]
     started: Optional[float] = None
+    called: Optional[float] = None
 
 
 class LogLine(NamedTuple):

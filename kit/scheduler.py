@@ -1290,8 +1290,9 @@ class Scheduler:
         self.out.append(("dispatch", w.wid, (t.spec, send_fid, deps)))
         self.out.append(("event", TaskEvent(t.tid, t.label, "running", self.now, w.wid, w.node)))
 
-    def task_done(self, wid, tid, results, started, finished, retry=False):
-        """A worker finished a task: ``results`` is ``[(oid, payload, contained), ...]``."""
+    def task_done(self, wid, tid, results, started, finished, retry=False, called=None):
+        """A worker finished a task: ``results`` is ``[(oid, payload, contained), ...]``;
+        ``called``: when its function was called, if loading it took a while (TaskDone)."""
         t = self.tasks.get(tid)
         w = self.workers.get(wid)
         if w is not None:
@@ -1325,7 +1326,10 @@ class Scheduler:
         _task_move(t, _failed_state(results) if failed else FINISHED)
         self.counts["failed" if failed else "finished"] += 1
         self.out.append(
-            ("event", TaskEvent(tid, t.label, t.state.lower(), finished, wid, t.node, started))
+            (
+                "event",
+                TaskEvent(tid, t.label, t.state.lower(), finished, wid, t.node, started, called),
+            )
         )
         self._store_results(t, results)
         kind = t.spec.kind
@@ -1569,7 +1573,7 @@ class Scheduler:
         """What a driver's direct tasks did, reported in batches: a task sent to a worker
         (``finished`` None: queued and running events), or ended (events, counts, stats)."""
         out, counts, stats = self.out, self.counts, self.fn_stats
-        for tid, label, wid, fid, submitted, started, finished, state, error in records:
+        for tid, label, wid, fid, submitted, started, finished, state, error, *more in records:
             w = self.workers.get(wid)
             nid = w.node if w is not None else None
             if finished is None:  # state None: sent (queued and running); "queued": it
@@ -1588,7 +1592,8 @@ class Scheduler:
             if w is not None and w.direct > 0:
                 w.direct -= 1
             self.waiting_direct.discard(tid)
-            out.append(("event", TaskEvent(tid, label, state, finished, wid, nid, started)))
+            called = more[0] if more else None  # the worker's loading, if it took a while
+            out.append(("event", TaskEvent(tid, label, state, finished, wid, nid, started, called)))
             failed = state != "finished"
             counts["failed" if failed else "finished"] += 1
             if error is not None:  # for the dashboard (its probe takes it at the event)

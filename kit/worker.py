@@ -39,7 +39,7 @@ from .actors import ActorExit, set_default_lifetime
 from .errors import ActorDiedError, ObjectLostError, SerializationError, TaskCancelledError
 from .inbox import Inbox
 from .protocol import Kind
-from .records import ACTOR_CALL, ACTOR_CREATE, Dep, LogLine, TaskDone, TaskSpec
+from .records import ACTOR_CALL, ACTOR_CREATE, STARTUP_SHOWN, Dep, LogLine, TaskDone, TaskSpec
 
 
 class LogStream:
@@ -100,6 +100,7 @@ class Worker:
         self.done_lock = threading.Lock()
         self.inbox = None
         self.exiting = None  # why the actor ends after its current call (exit_actor)
+        self.called = None  # when _execute called the task's function (TaskDone.called)
         self.async_calls: dict = {}  # task id -> Future of an async actor's running call
         self.direct_of: dict = {}  # direct task id -> its driver's result address
         self.direct_items: collections.deque = collections.deque()  # read from the inbox
@@ -276,9 +277,11 @@ class Worker:
                     for oid in contained:
                         decref(oid)
 
-    def _finish(self, tid, results, started, retry=False, now_flush=False):
+    def _finish(self, tid, results, started, retry=False, now_flush=False, called=None):
         with self.done_lock:
-            self.pending_done.append(tuple(TaskDone(tid, results, started, time.time(), retry)))
+            self.pending_done.append(
+                tuple(TaskDone(tid, results, started, time.time(), retry, called))
+            )
         if now_flush:
             self._flush_done()
 
@@ -300,7 +303,7 @@ class Worker:
                 spec, TaskCancelledError(f"task {spec.label} was cancelled")
             )
             if direct is not None:
-                self.inbox.finish(*direct, raw, (tid, error, started, time.time(), False))
+                self.inbox.finish(*direct, raw, (tid, error, started, time.time(), False, None))
             else:
                 self._finish(tid, error, started)
             return
@@ -327,16 +330,20 @@ class Worker:
             self.current = None
             self.current_ctx = None
             self.cancelled.discard(tid)
+        called = self.called  # its function's start, reported if loading took a while
+        if called is not None and called - started < STARTUP_SHOWN:
+            called = None
         if direct is not None:
-            self.inbox.finish(*direct, raw, (tid, results, started, time.time(), retry))
+            self.inbox.finish(*direct, raw, (tid, results, started, time.time(), retry, called))
             self.direct_of.pop(tid, None)
         else:
-            self._finish(tid, results, started, retry)
+            self._finish(tid, results, started, retry, called=called)
         if self.exiting is not None:
             self._exit_actor()
 
     def _execute(self, spec, blob, deps):
         label = spec.label
+        self.called = None
         context.set_task(spec.tid, label)
         try:
             try:
@@ -352,6 +359,7 @@ class Worker:
                 return self._error_results(spec, e), True
             except Exception as e:
                 return self._error_results(spec, e), False
+            self.called = time.time()  # loaded: the function, its imports, its arguments
             try:
                 value = fn(*args, **kwargs)
             except TaskCancelledError as e:

@@ -922,6 +922,38 @@ def test_timeline_plots_keep_bars_apart_and_share_an_axis():
     assert [t.get_text() for t in legend.get_texts()] == ["random_sample"]
 
 
+def test_timeline_draws_a_fresh_workers_start_up_as_its_own_mark():
+    """An event's ``called`` (its worker loaded the function, imports and arguments
+    first) becomes the bar's ``called``; the plot draws start to called as a grey
+    hatched segment over the bar and names it in the legend; warm tasks have none."""
+    first, warm = _chain(2)
+    first = dict(first, called=first["started"] + 0.1)  # 0.1 s of its 0.25 s loading
+    lanes, t0 = V.timeline_lanes([first, warm])
+    (lane,) = lanes
+    assert lane.bars[0].called == pytest.approx(0.1) and lane.bars[1].called is None
+    late = dict(first, called=first["time"] + 5)  # a clock step: kept inside its bar
+    assert V.timeline_lanes([late])[0][0].bars[0].called == pytest.approx(0.25)
+    (task_lane, _), _ = V.timeline_lanes([first, warm], by="task")
+    assert task_lane.bars[0].called == pytest.approx(0.1)
+
+    def hatched(fig):
+        ax = fig.axes[0]
+        return [c for c in ax.collections if c.get_hatch()]
+
+    fig = widgets.plot_timeline([first, warm])
+    (marks,) = hatched(fig)
+    (path,) = marks.get_paths()  # one segment: the first task's loading
+    x, _, w, _ = path.get_extents().bounds
+    assert x == pytest.approx(0.0) and w == pytest.approx(0.1)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[-1].startswith("start-up")
+    plain = widgets.plot_timeline(_chain(2))
+    assert not hatched(plain)
+    assert not any(
+        t.get_text().startswith("start-up") for t in plain.axes[0].get_legend().get_texts()
+    )
+
+
 class _EventLog:
     """A source whose event log the test appends to (for cell marks)."""
 

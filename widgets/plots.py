@@ -26,6 +26,7 @@ from . import cellmarks
 from .view import _natural, timeline_lanes
 
 _FAILED_EDGE = "#c62828"
+_STARTUP = {"facecolor": "#eeeeee", "edgecolor": "#757575", "hatch": "////"}
 MIN_WIDTH = 0.004  # the least width of a bar, as a share of the time axis
 
 
@@ -78,7 +79,9 @@ def _draw_lanes(ax, lanes, colour, rows, span):
     """One bar per task, each with a white edge so back-to-back bars stay apart.
 
     A task much shorter than the run is drawn ``MIN_WIDTH`` of the axis wide, so it
-    shows as a mark instead of vanishing.
+    shows as a mark instead of vanishing. A task whose worker first loaded its function,
+    imports and arguments for a while (a fresh worker's start-up) has that part drawn
+    over its bar's start as a grey hatched segment, apart from the task's own work.
     """
     least = MIN_WIDTH * span
     yticks, ylabels = [], []
@@ -92,6 +95,9 @@ def _draw_lanes(ax, lanes, colour, rows, span):
             edgecolors=[_FAILED_EDGE if b.failed else "white" for b in lane.bars],
             linewidth=1.2,
         )
+        loads = [(b.start, b.called - b.start) for b in lane.bars if _loaded(b)]
+        if loads:
+            ax.broken_barh(loads, (y - 0.4, 0.8), linewidth=0.6, **_STARTUP)
         yticks.append(y)
         if rows == "task":
             ylabels.append(f"{lane.bars[0].label} · {lane.node}/{lane.worker[:6]}")
@@ -106,8 +112,15 @@ def _draw_lanes(ax, lanes, colour, rows, span):
     ax.grid(axis="x", alpha=0.3)
 
 
-def _legend(ax, labels, colour, failed):
+def _loaded(bar) -> bool:
+    """Whether a bar has a start-up segment to draw (its worker loaded it a while)."""
+    return bar.called is not None and bar.called > bar.start
+
+
+def _legend(ax, labels, colour, failed, startup=False):
     handles = [Patch(facecolor=colour[label], label=label) for label in labels]
+    if startup:
+        handles.append(Patch(label="start-up: loading the\nfunction, imports, args", **_STARTUP))
     if failed:
         handles.append(Patch(facecolor="white", edgecolor=_FAILED_EDGE, label="failed"))
     ax.legend(
@@ -139,6 +152,9 @@ def plot_timeline(events=None, nodes=None, *, title="Task timeline", width=10.0,
     Bars are coloured by the task's function (Dask keys by their readable names),
     each has a white edge so back-to-back tasks on one worker stay apart, and
     failed tasks get a red edge; the x axis is seconds since the first task started.
+    The first task of a function on a fresh worker starts with a grey hatched segment:
+    the worker loading the function, its imports and arguments (its start-up), drawn
+    apart from the task's own work.
 
     With no ``events`` it draws one notebook cell's tasks: those of the cell it
     runs in, or else of the last cell that ran any (``widgets.cellmarks``); pass
@@ -219,8 +235,9 @@ def plot_timelines(runs, nodes=None, *, width=10.0, rows="worker"):
     axes[-1].set_xlabel("seconds since the first task started")
     axes[0].set_xlim(0, end * 1.02 if end > 0 else 1)
     if labels:
-        failed = any(b.failed for _, lanes in drawn for ln in lanes for b in ln.bars)
-        _legend(axes[0], labels, colour, failed)
+        bars = [b for _, lanes in drawn for ln in lanes for b in ln.bars]
+        failed = any(b.failed for b in bars)
+        _legend(axes[0], labels, colour, failed, startup=any(_loaded(b) for b in bars))
     return fig
 
 

@@ -553,12 +553,17 @@ def status_text(state, node=None, elapsed=None, label="", done=0, failed=0, tota
 
 
 class Bar(NamedTuple):
-    """One task on the timeline: a bar from ``start`` to ``end`` (seconds)."""
+    """One task on the timeline: a bar from ``start`` to ``end`` (seconds).
+
+    ``called``: when its function was called, if its worker first spent a while loading
+    it, its imports and arguments (a fresh worker's start-up: ``start`` to ``called``).
+    """
 
     start: float
     end: float
     label: str
     failed: bool
+    called: Optional[float] = None
 
 
 class Lane(NamedTuple):
@@ -608,7 +613,9 @@ def timeline_lanes(events, names=None, by="worker", t0=None):
 
     Returns:
         ``(lanes, t0)``: lanes ordered by node name then worker (or by start), bar
-        times in seconds since ``t0``, labels readable (``readable_label``).
+        times in seconds since ``t0``, labels readable (``readable_label``); a bar's
+        ``called`` is when its function was called, if the event says its worker spent
+        a while loading it first (the ``called`` of ``kit.events()``).
 
     Example:
         >>> ev = [{"state": "finished", "started": 10.0, "time": 11.0, "label": "f",
@@ -634,26 +641,29 @@ def timeline_lanes(events, names=None, by="worker", t0=None):
                 end,
                 readable_label(e.get("label")),
                 e.get("state") == "failed",
+                e.get("called"),
             )
         )
     if not spans:
         return [], 0.0
     if t0 is None:
         t0 = min(s[2] for s in spans)
+
+    def bar(start, end, label, failed, called):
+        end = max(end, start)
+        if called is not None:
+            called = min(max(called, start), end) - t0
+        return Bar(start - t0, end - t0, label, failed, called)
+
     if by == "task":
         spans.sort(key=lambda s: (s[2], s[3]))
-        lanes = [
-            Lane(node, worker, (Bar(start - t0, max(end, start) - t0, label, failed),))
-            for node, worker, start, end, label, failed in spans
-        ]
+        lanes = [Lane(s[0], s[1], (bar(*s[2:]),)) for s in spans]
         return lanes, t0
     by_lane: dict = {}
-    for node, worker, start, end, label, failed in spans:
-        by_lane.setdefault((node, worker), []).append(
-            Bar(start - t0, max(end, start) - t0, label, failed)
-        )
+    for s in spans:
+        by_lane.setdefault((s[0], s[1]), []).append(bar(*s[2:]))
     lanes = [
-        Lane(node, worker, tuple(sorted(bars)))
+        Lane(node, worker, tuple(sorted(bars, key=lambda b: (b.start, b.end))))
         for (node, worker), bars in sorted(
             by_lane.items(), key=lambda kv: (_natural(kv[0][0]), kv[0][1])
         )
