@@ -48,6 +48,22 @@ from .view import (
 _GRID_COLUMNS = "repeat(10, max-content) minmax(100px, 1fr)"
 
 
+# A kernel killed outright sends nothing more: the page keeps the monitor's last live
+# picture. When JupyterLab restarts the kernel, ipywidgets marks every view of the old
+# kernel's widgets with the class jupyter-widgets-disconnected (and a broken-link icon on
+# each of the monitor's cells). These rules, shipped in the header, turn "live" into
+# GONE_LABEL, dim the table's last figures and hide the icons.
+GONE_LABEL = '<span class="kit-gone">not updated: its kernel stopped</span>'
+DISCONNECTED_CSS = (
+    "<style>.kit-header .kit-gone{display:none}"
+    ".kit-header.jupyter-widgets-disconnected .kit-live{display:none}"
+    ".kit-header.jupyter-widgets-disconnected .kit-gone{display:inline;color:#c62828}"
+    ".kit-monitor.jupyter-widgets-disconnected .widget-gridbox{opacity:.5}"
+    ".kit-monitor.jupyter-widgets-disconnected::before,"
+    ".kit-monitor .jupyter-widgets-disconnected::before{display:none}</style>"
+)
+
+
 def _css(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)
 
@@ -170,14 +186,15 @@ class ClusterMonitor(w.VBox):
             pairs.append((self.grid, {"children": tuple(children)}))
             self._order = keys
         colour = {STATUS_LIVE: "#2e7d32"}.get(status, "#c62828")
-        head = header_text(view).replace(
-            f"({status}", f'(<span style="color:{colour}">{status}</span>', 1
-        )
+        label = f'<span style="color:{colour}">{status}</span>'
+        if status == STATUS_LIVE:
+            label = f'<span class="kit-live">{label}</span>{GONE_LABEL}'
+        head = header_text(view).replace(f"({status}", f"({label}", 1)
         pairs.append(
             (
                 self.header,
                 {
-                    "value": f"<b>{head}</b>",
+                    "value": f"<b>{head}</b>{DISCONNECTED_CSS}",
                     "tooltip": self.reason if status != STATUS_LIVE else None,
                 },
             )
