@@ -130,6 +130,7 @@ class Client:
         self.local: dict = {}
         self.direct = None
         self.blocked_depth = 0
+        self.hand_back = None  # a task worker's: see _set_blocked
         self._ledger = None  # this node's shared-memory ledger, opened on first write
         self.lock = threading.Lock()
         self.vlock = threading.Lock()
@@ -364,14 +365,20 @@ class Client:
                             del self.waiters[o]
 
     def _set_blocked(self, flag):
-        # Nested gets in actor threads count once.
+        # Nested gets in actor threads count once. A task worker gives back the tasks
+        # queued behind the one that waits (``hand_back``, set by kit.worker): they must
+        # not wait for it, as one of them may be what it waits for.
+        hand_back = self.hand_back
         if flag:
             self.blocked_depth += 1
             if self.blocked_depth == 1:
-                self.send(Kind.BLOCKED, True)
+                back = hand_back(True) if hand_back is not None else None
+                self.send(Kind.BLOCKED, (True, back) if back else True)
         else:
             self.blocked_depth -= 1
             if self.blocked_depth == 0:
+                if hand_back is not None:
+                    hand_back(False)
                 self.send(Kind.BLOCKED, False)
 
     def future(self, ref):
@@ -572,13 +579,7 @@ class Client:
             if driver:
                 if now >= next_beat:
                     next_beat = now + BEAT
-                    try:
-                        self.send(Kind.HEARTBEAT, None)
-                    except (KitError, zmq.ZMQError):
-                        pass
-                    why = self._head_gone(now - self.heard)
-                    if why:
-                        self._die(why, HeadDiedError)
+                    if self._beat(now):
                         return
                 timeout = min(next_beat - now, 0.5)
             if self.direct is not None and self.direct.busy():
@@ -598,7 +599,15 @@ class Client:
             try:
                 events = dict(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
             except zmq.ZMQError:
-                break
+                if self.closed:
+                    break
+                # A socket it polled was closed meanwhile: poll again without it (this
+                # thread must not end while the client lives: nothing would be heard)
+                poller = zmq.Poller()
+                poller.register(rx, zmq.POLLIN)
+                poller.register(wake, zmq.POLLIN)
+                polled = set()
+                continue
             if wake in events:
                 self._nudged = False
                 try:
@@ -611,6 +620,17 @@ class Client:
                 self._receive(rx)
             if len(events) > (wake in events) + (rx in events):
                 self._extra_events(events)
+
+    def _beat(self, now) -> bool:
+        """A driver's heartbeat; True if the head is gone (then this client is dead)."""
+        try:
+            self.send(Kind.HEARTBEAT, None)
+        except (KitError, zmq.ZMQError):
+            pass
+        why = self._head_gone(now - self.heard)
+        if why:
+            self._die(why, HeadDiedError)
+        return bool(why)
 
     def _poll_extra(self, poller, polled):
         """Keep the poller's extra sockets (the direct path's) as they are now."""

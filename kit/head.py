@@ -246,7 +246,11 @@ class Head:
             Kind.SUBSCRIBE: lambda i, cid, body: sched.subscribe(cid, body),
             Kind.PUT: self._put,
             Kind.FUNCTION: lambda i, cid, body: sched.register_function(*body),
-            Kind.BLOCKED: lambda i, cid, body: sched.worker_blocked(cid, body),
+            Kind.BLOCKED: lambda i, cid, body: (
+                sched.worker_blocked(cid, *body)
+                if type(body) is tuple
+                else sched.worker_blocked(cid, body)
+            ),
             Kind.LOG: self._log,
             Kind.CANCEL: lambda i, cid, body: sched.cancel(body[0], body[1], recursive=body[2]),
             Kind.ACTOR: lambda i, cid, body: self._actor_op(cid, body),
@@ -287,6 +291,8 @@ class Head:
             self.sched.return_lease(cid, body[1])
         elif op == "cancel":
             self.sched.cancel_leased(cid, body[1], body[2], body[3])
+        elif op == "watch":
+            self.sched.watch_start(cid, body[1])
 
     def _publish(self, ident, cid, body):
         req, items = body

@@ -56,7 +56,9 @@ class Kind:
     #          output of its direct tasks, for the other drivers
     QUERY = 14  # C -> H: (req id, what, args) ; H -> C: (req id, answer)
     REPLY = 15  # H -> C: (req id, answer)
-    BLOCKED = 16  # W -> H: (blocked: bool)
+    BLOCKED = 16  # W -> H: blocked (a bool), or (blocked, [(task id, fid or None)]): the
+    #               tasks queued behind a blocked task, given back unstarted (blocked None:
+    #               tasks that came while it waits, given back)
     NODE_CMD = 17  # H -> N: (command, args)
     NODE_EVENT = 18  # N -> H: (event, args)
     HEARTBEAT = 19  # N -> H / H -> C

@@ -406,6 +406,7 @@ class Scheduler:
         self.ready: deque = deque()
         self.out: list = []
         self.fn_stats: dict = {}  # fid -> [count, total seconds]
+        self.interrupted: set = set()  # tasks asked to stop on their worker (no force)
         self.clients: dict = {}  # client id -> set of oids held
         # every kind named from the start: kit.cluster_status()["counts"] has the same
         # keys whatever happened (a run with no lost object has "rebuilt": 0)
@@ -435,6 +436,9 @@ class Scheduler:
         self.direct_errors: dict = {}  # task id -> traceback text of a failed direct task
         self.waiting_direct: set = set()  # direct tasks shown waiting in their driver
         self.reclaimed: dict = {}  # driver id -> when it was last asked to give leases back
+        # task id -> its driver, which holds later plain tasks off its direct path until
+        # this one is dispatched (submission order: see Direct.behind_head)
+        self.start_watch: dict = {}
         self.pipe: list = [{} for _ in range(PIPELINE_DEPTH)]  # [queue length] -> {wid: w}
         self.may_grow = False  # an autoscaler may add nodes: unschedulable work waits
         self.draining: set = set()  # nodes an autoscaler empties: no new work unless pinned
@@ -522,6 +526,7 @@ class Scheduler:
                         f"max_retries or find why it dies"
                     )
                     self._fail(t, system_error_payload(cls, why))
+        self.interrupted.difference_update(w.tasks)
         w.tasks.clear()
         self._repipe(w)
         self.workers.pop(wid, None)
@@ -684,6 +689,8 @@ class Scheduler:
         (others may run its tasks still, and are killed)."""
         self.reclaimed.pop(cid, None)
         self.lease_wants = deque(x for x in self.lease_wants if x[0] != cid)
+        if self.start_watch:
+            self.start_watch = {t: c for t, c in self.start_watch.items() if c != cid}
         if self.waiting_direct:  # its tasks' ids start with its id
             self.waiting_direct = {t for t in self.waiting_direct if not t.startswith(cid)}
         for wid in list(self.leases.get(cid, ())):
@@ -1289,6 +1296,10 @@ class Scheduler:
             send_fid = fid
         self.out.append(("dispatch", w.wid, (t.spec, send_fid, deps)))
         self.out.append(("event", TaskEvent(t.tid, t.label, "running", self.now, w.wid, w.node)))
+        if self.start_watch:
+            watcher = self.start_watch.pop(t.tid, None)
+            if watcher is not None:
+                self.out.append(("lease", watcher, ("started", [t.tid])))
 
     def task_done(self, wid, tid, results, started, finished, retry=False, called=None):
         """A worker finished a task: ``results`` is ``[(oid, payload, contained), ...]``;
@@ -1315,7 +1326,10 @@ class Scheduler:
             t.retries -= 1
             _task_move(t, READY)
             self.counts["retried"] += 1
-            self.ready.appendleft(tid)
+            if t.spec.kind == ACTOR_CALL:  # again on its actor, before the calls queued
+                self._retry_call(t)
+            else:
+                self.ready.appendleft(tid)
             return
         node = self.nodes.get(t.node)
         if node is not None:
@@ -1348,6 +1362,7 @@ class Scheduler:
             w.tasks.remove(tid)
         except ValueError:
             return
+        self.interrupted.discard(tid)
         if w.actor is not None:
             return
         t = self.tasks.get(tid)
@@ -1400,6 +1415,20 @@ class Scheduler:
             _move(actor, A_ALIVE, ACTOR_MOVES)
             self._pump_actor(actor)
 
+    def _retry_call(self, t) -> None:
+        """An actor call that raised one of its ``retry_exceptions`` runs again next."""
+        actor = self.actors.get(t.spec.actor)
+        if actor is None or actor.state == A_DEAD:
+            why = f"the actor died before {t.label} could run again"
+            self._fail(t, system_error_payload(ActorDiedError, why))
+            return
+        try:
+            actor.inflight.remove(t.tid)
+        except ValueError:
+            pass
+        actor.queue.appendleft(t.tid)
+        self._pump_actor(actor)
+
     def _push_owner(self, t, obj, payload):
         # The submitter most likely gets its result: send it without being asked.
         if _has(obj.holders, t.owner) and not _has(obj.waiters, t.owner):
@@ -1411,6 +1440,8 @@ class Scheduler:
             return  # kept (args pinned) for restarts; released by kill_actor
         self.tasks.pop(t.tid, None)
         self.children.pop(t.tid, None)
+        if self.start_watch:
+            self.start_watch.pop(t.tid, None)
         for oid in spec.deps:
             self._unpin(oid)
         for oid in spec.contained:
@@ -1430,10 +1461,19 @@ class Scheduler:
                 self._set_payload(obj, payload)
         self._release(t)
 
-    def worker_blocked(self, wid, blocked: bool):
+    def worker_blocked(self, wid, blocked, returned=()):
+        """Worker ``wid``'s task waits in ``get`` (``blocked``), or no longer does: its
+        CPU is lent out meanwhile. ``returned``: the tasks that were queued behind it and
+        that it gives back unstarted, ``[(task id, function id or None)]`` (the function
+        id when the function's pickle came with that task): they go to other workers.
+        ``blocked`` None: tasks that came while it waits, given back; nothing else."""
         w = self.workers.get(wid)
-        if w is None or w.state == DEAD or w.blocked == blocked:
+        if w is None or w.state == DEAD:
             return
+        if returned:
+            self._take_back(w, returned)
+        if blocked is None or w.blocked == blocked:
+            return  # None: tasks given back, the state unchanged
         w.blocked = blocked
         node = self.nodes.get(w.node)
         if w.held and node is not None:
@@ -1441,6 +1481,29 @@ class Scheduler:
         self._repipe(w)
         if blocked:
             self._dirty = True
+
+    def _take_back(self, w, returned) -> None:
+        """Tasks a blocked worker never started are ready again, first in line, in order
+        (those asked to stop meanwhile are cancelled); a function whose pickle it dropped
+        with them is sent to it again next time."""
+        back, stop = [], []
+        for tid, fid in returned:
+            if fid is not None:
+                w.fids.discard(fid)
+            if tid not in w.tasks:
+                continue
+            t = self.tasks.get(tid)
+            asked = tid in self.interrupted  # cancelled while queued there: it never runs
+            self._off_worker(w, tid)
+            if t is None or t.state != RUNNING or t.worker != w.wid:
+                continue  # cancelled while on its way back: it has its result already
+            _task_move(t, READY)
+            t.worker = None
+            (stop if asked else back).append(tid)
+        self.ready.extendleft(reversed(back))
+        for tid in stop:
+            self.cancel(tid)
+        self._dirty = True
 
     def cancel(self, tid, force=False, recursive=False):
         """Cancel task ``tid``; with ``recursive``, also the tasks it submitted (and theirs)."""
@@ -1495,9 +1558,25 @@ class Scheduler:
             self.out.append(("kill", w.node, w.wid))
             return False
         self.out.append(("cancel", w.wid, t.tid))
-        return not force and t.spec.kind == TASK
+        if not force and t.spec.kind == TASK:
+            self.interrupted.add(t.tid)  # (if its worker gives it back unstarted: cancelled)
+            return True
+        return False
 
     # ---- the direct path: leases, records, published results (kit.lease) ----------
+
+    def watch_start(self, cid, tids):
+        """A driver holds its plain tasks off the direct path until these tasks of its
+        (sent on the head's path) are dispatched: say so then, or now if they are."""
+        now = []
+        for tid in tids:
+            t = self.tasks.get(tid)
+            if t is not None and t.state in (WAITING, READY):
+                self.start_watch[tid] = cid
+            else:
+                now.append(tid)
+        if now:
+            self.out.append(("lease", cid, ("started", now)))
 
     def want_lease(self, cid, req, res, count):
         """A driver asks for up to ``count`` workers for tasks needing ``res``."""
@@ -1607,9 +1686,10 @@ class Scheduler:
                     node.failed += 1
                 else:
                     node.done += 1
-            st = stats.setdefault(fid, [0, 0.0])
-            st[0] += 1
-            st[1] += max(0.0, finished - started)
+            if not failed:  # as for the head's tasks: a failed run says nothing of its length
+                st = stats.setdefault(fid, [0, 0.0])
+                st[0] += 1
+                st[1] += max(0.0, finished - started)
 
     def publish(self, owner, spec, results):
         """A worker hands over a direct task's results that the head must keep (large, or

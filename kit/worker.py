@@ -1,7 +1,8 @@
 """A worker process: runs tasks, or hosts one actor.
 
     head ── TASKS ──▶ io thread ──▶ queue ──▶ main thread: run, pickle results
-    head ◀── DONE (batched while more tasks wait) ◀── main thread
+    head ◀── DONE (batched while more tasks wait) ◀── main thread (or kit.late_flush,
+                                                      if the next task runs long)
     driver ── DTASKS ──▶ inbox (read by the main thread when it has nothing to run)
     driver ◀── DDONE ◀── main thread                        (kit.inbox: the direct path)
 
@@ -34,10 +35,11 @@ import threading
 import time
 
 from . import client as client_mod
-from . import context, serialization
+from . import context, native_threads, serialization
 from .actors import ActorExit, set_default_lifetime
 from .errors import ActorDiedError, ObjectLostError, SerializationError, TaskCancelledError
 from .inbox import Inbox
+from .late_flush import LateFlush
 from .protocol import Kind
 from .records import ACTOR_CALL, ACTOR_CREATE, STARTUP_SHOWN, Dep, LogLine, TaskDone, TaskSpec
 
@@ -89,6 +91,8 @@ class Worker:
         self.node_tag = cfg["tag"]
         self.node_hex = cfg["node_hex"]
         self.q = queue.SimpleQueue()
+        self.q_lock = threading.Lock()  # the io thread's puts and _hand_back
+        self.handing_back = False  # the task waits in get: tasks that come go back
         self.functions = {}
         self.current = None  # task id running on the main thread
         self.current_ctx = None
@@ -98,6 +102,9 @@ class Worker:
         self.loop = None
         self.pending_done = []
         self.done_lock = threading.Lock()
+        self.flush_lock = threading.RLock()  # the main thread's flushes and the late one's
+        self.flushes = 0  # _flush_done calls: names the batch a LateFlush is armed for
+        self.late = LateFlush(self._flush_done, lambda: self.flushes)
         self.inbox = None
         self.exiting = None  # why the actor ends after its current call (exit_actor)
         self.called = None  # when _execute called the task's function (TaskDone.called)
@@ -131,6 +138,7 @@ class Worker:
         self.client.node_tag = cfg["tag"]
         self.client.store_limit = cfg.get("store_limit", 0)
         self.client.transfer = cfg.get("transfer")
+        self.client.hand_back = self._hand_back
         client_mod.install(self.client)
         context.set_worker(
             node_id=self.node_hex,
@@ -143,8 +151,12 @@ class Worker:
 
     def on_message(self, kind, body):
         if kind == Kind.TASKS:
-            for item in body:
-                self.q.put(item)
+            with self.q_lock:
+                if self.handing_back:  # sent before the head knew this worker waits
+                    self.client.send(Kind.BLOCKED, (None, [_returned(i) for i in body]))
+                    return
+                for item in body:
+                    self.q.put(item)
             if self.waiting:  # the main thread sleeps in _next's poll
                 try:
                     os.write(self._wake_w, b"\0")
@@ -152,6 +164,23 @@ class Worker:
                     pass
         elif kind == Kind.CANCEL:
             self._cancel(body[0])
+
+    def _hand_back(self, blocked: bool) -> list:
+        """The client's hook: this task worker's task waits in get (``blocked``) or no
+        longer does. While it waits, the head's tasks queued here (never started) go back
+        to the head, which runs them elsewhere: ``[(task id, fid or None)]``, as
+        ``Kind.BLOCKED`` carries them. An actor keeps its calls."""
+        if self.actor_id is not None:
+            return []
+        back = []
+        with self.q_lock:
+            self.handing_back = blocked
+            while blocked:
+                try:
+                    back.append(_returned(self.q.get_nowait()))
+                except queue.Empty:
+                    break
+        return back
 
     def _cancel(self, tid):
         self.cancelled.add(tid)
@@ -215,6 +244,11 @@ class Worker:
             item = self._next()
             if item is None:
                 return
+            late = self.late
+            if late.armed_for != self.flushes and (
+                self.pending_done or (self.inbox is not None and self.inbox.done)
+            ):
+                late.arm(self.flushes)  # results wait: sent anyway if this task runs long
             self.run_item(item)
             if len(self.pending_done) >= 64 or (self.inbox and self.inbox.pending() >= 64):
                 self._flush_done()
@@ -259,23 +293,26 @@ class Worker:
         return task is not None and task[0] in self.cancelled
 
     def _flush_done(self):
-        if self.inbox is not None and self.inbox.done:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            self.inbox.flush(self.client, self.wid)
-        with self.done_lock:
-            batch, self.pending_done = self.pending_done, []
-        if batch:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            self.client.send(Kind.DONE, batch)
-            # The head has the results now (same connection, in order): the refs they
-            # hold may be dropped here (see _results).
-            decref = self.client.decref
-            for done in batch:
-                for _, _, contained in done[1]:
-                    for oid in contained:
-                        decref(oid)
+        """Send the finished tasks' results (the main thread, or a LateFlush)."""
+        with self.flush_lock:
+            self.flushes += 1
+            if self.inbox is not None and self.inbox.done:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                self.inbox.flush(self.client, self.wid)
+            with self.done_lock:
+                batch, self.pending_done = self.pending_done, []
+            if batch:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                self.client.send(Kind.DONE, batch)
+                # The head has the results now (same connection, in order): the refs
+                # they hold may be dropped here (see _results).
+                decref = self.client.decref
+                for done in batch:
+                    for _, _, contained in done[1]:
+                        for oid in contained:
+                            decref(oid)
 
     def _finish(self, tid, results, started, retry=False, now_flush=False, called=None):
         with self.done_lock:
@@ -312,6 +349,8 @@ class Worker:
             self._finish(tid, self._error_results(spec, self.env_error), started)
             return
         kind = spec.kind
+        if kind != ACTOR_CALL:
+            native_threads.fit(spec.res)  # BLAS/OpenMP threads: the task's CPUs
         if kind == ACTOR_CALL and self.pool is not None:
             self.pool.submit(self._run_threaded, spec, deps, started)
             return
@@ -557,6 +596,7 @@ class Worker:
         import asyncio
 
         tid = spec.tid
+        retry = False
         try:
             fn = self._method(spec.method)
             args, kwargs = self._args(spec, deps)
@@ -569,8 +609,8 @@ class Worker:
         except asyncio.CancelledError:  # kit.cancel cancelled its asyncio task (as Ray)
             results = self._error_results(spec, TaskCancelledError(f"{spec.label} was cancelled"))
         except Exception as e:
-            results = self._error_results(spec, e)
-        self._finish(tid, results, started, now_flush=True)
+            results, retry = self._error_results(spec, e), self._retryable(spec, e)
+        self._finish(tid, results, started, retry, now_flush=True)
         if self.exiting is not None:
             self._exit_actor()
 
@@ -579,6 +619,13 @@ class CancelInterrupt(TaskCancelledError, KeyboardInterrupt):
     """What ``kit.cancel`` raises inside a running task: a ``TaskCancelledError`` that is
     also a ``KeyboardInterrupt``, as Ray raises one, so ``except KeyboardInterrupt:`` in
     the task sees it (and may return a value, which is then the task's result)."""
+
+
+def _returned(item) -> tuple:
+    """A queued task given back to the head: its id, and its function's id if the
+    function's pickle came with it (the head then sends it again)."""
+    spec = TaskSpec.of(item[0])
+    return (spec.tid, spec.fid if item[1] is not None else None)
 
 
 def _ready():

@@ -321,6 +321,71 @@ def test_failed_runs_do_not_make_a_function_fast():
     assert len(actions(s, "dispatch")) == 1  # one at a time: f is not known to be fast
 
 
+def _fast_pipeline(s, w):
+    """Teach ``s`` that function f is fast (three short runs on ``w``)."""
+    for i in range(3):
+        s.submit(DRIVER, spec(b"w%d" % i))
+        s.schedule()
+        s.task_done(w, b"w%d" % i, [(oid(b"w%d" % i), ok(), ())], 0.0, 0.0001)
+    s.out.clear()
+
+
+def test_failed_direct_runs_do_not_make_a_function_fast():
+    """A driver's records of direct runs that failed count no more than the head's own."""
+    s = setup(cpus=1, workers=1)
+    w = next(iter(s.workers))
+    for i in range(5):
+        s.direct_records(DRIVER, [(b"d%d" % i, "f", w, b"f", 1.0, 1.0, 1.0001, "failed", "E")])
+    for i in range(3):
+        s.submit(DRIVER, spec(b"p%d" % i))
+    s.schedule()
+    assert len(actions(s, "dispatch")) == 1  # one at a time: f is not known to be fast
+
+
+def test_a_blocked_worker_gives_back_the_tasks_queued_behind_it():
+    """Tasks queued (pipelined) on a worker whose task then waits in get are given back
+    unstarted: they run elsewhere, in order, and the function goes again with the first."""
+    s = setup(cpus=1, workers=1)
+    w = next(iter(s.workers))
+    _fast_pipeline(s, w)
+    for name in (b"blocks", b"q1", b"q2"):
+        s.submit(DRIVER, spec(name))
+    s.schedule()
+    assert [a[2][0].tid for a in actions(s, "dispatch")] == [b"blocks", b"q1", b"q2"]
+    s.out.clear()
+    s.worker_blocked(w, True, [(b"q1", None), (b"q2", b"f")])
+    assert s.tasks[b"q1"].state == "READY" and s.workers[w].tasks == [b"blocks"]
+    assert b"f" not in s.workers[w].fids  # its pickle came with q2: sent again
+    s.add_worker(b"other000", NODE, 200)
+    s.schedule()
+    sent = actions(s, "dispatch")
+    assert [(a[1], a[2][0].tid) for a in sent] == [(b"other000", b"q1"), (b"other000", b"q2")]
+    # a stale give-back (q1 runs elsewhere now) changes nothing; nor does one after the
+    # worker stopped waiting
+    s.worker_blocked(w, False)
+    s.worker_blocked(w, None, [(b"q1", None)])
+    assert s.tasks[b"q1"].worker == b"other000" and not s.workers[w].blocked
+
+
+def test_a_task_cancelled_while_queued_on_a_blocked_worker_never_runs():
+    s = setup(cpus=1, workers=1)
+    w = next(iter(s.workers))
+    _fast_pipeline(s, w)
+    s.submit(DRIVER, spec(b"blocks"))
+    s.submit(DRIVER, spec(b"q1"))
+    s.schedule()
+    s.cancel(b"q1")  # queued on the worker: it is asked to stop it there
+    assert ("cancel", w, b"q1") in s.out
+    s.out.clear()
+    s.worker_blocked(w, True, [(b"q1", None)])  # given back before the cancel came
+    s.add_worker(b"other000", NODE, 200)
+    s.schedule()
+    assert not actions(s, "dispatch")
+    p = s.objects[oid(b"q1")].payload
+    assert p[0] == ERROR and p[1][1] == "TaskCancelledError"
+    assert b"q1" not in s.interrupted
+
+
 def test_unknown_argument_object_fails_task():
     s = setup()
     s.submit(DRIVER, spec(b"t", deps=[oid(b"nonexistent")]))
