@@ -23,10 +23,12 @@ from .records import ACTOR_CALL, ACTOR_CREATE, TaskSpec
 from .remote_function import encode_args, function_blob, node_option, return_refs, returned
 
 
-def method(*, num_returns=1, **_ignored):
+def method(*, num_returns=1, max_task_retries=None, retry_exceptions=None, **_ignored):
     """Set options of one actor method, e.g. ``@kit.method(num_returns=2)``.
 
-    ``num_returns`` is checked as a task's is (an int from 0; 0: calls give None).
+    ``num_returns`` is checked as a task's is (an int from 0; 0: calls give None). With
+    ``retry_exceptions`` (True, or exception classes), a call that raises one of them
+    runs again, up to ``max_task_retries`` times (default: the actor's), as in Ray.
 
     Example:
         >>> import kit
@@ -37,9 +39,12 @@ def method(*, num_returns=1, **_ignored):
         ...         return 1, 2
     """
     n = _check_returns(num_returns)
+    retry = _retry_options(max_task_retries, retry_exceptions)
 
     def deco(fn):
         fn.__kit_num_returns__ = n
+        if retry:
+            fn.__kit_retry__ = retry
         return fn
 
     return deco
@@ -75,13 +80,47 @@ def exit_actor() -> None:
     from .context import get_runtime_context
 
     if get_runtime_context().get_actor_id() is None:
-        raise TypeError("exit_actor() was called outside an actor; call it in an actor's method")
+        raise TypeError(  # Ray's words, which programs match
+            "exit_actor API is called on a non-actor worker: call exit_actor() in an actor's method"
+        )
     raise ActorExit("exit_actor() was called")
 
 
 def _check_returns(n):
     check_num_returns("num_returns", n)
     return 1 if n is None else n
+
+
+def _retry_options(max_task_retries, retry_exceptions) -> dict:
+    """A method's retry options, checked; those not given are left out. Exception classes
+    are kept pickled (cloudpickle): handles carry these options through the head, which
+    never unpickles a user's class."""
+    given = {"max_task_retries": max_task_retries, "retry_exceptions": retry_exceptions}
+    opts = check("method", {k: v for k, v in given.items() if v is not None})
+    rule = opts.get("retry_exceptions")
+    if rule and rule is not True:
+        import cloudpickle
+
+        opts["retry_exceptions"] = cloudpickle.dumps(tuple(rule))
+    return opts
+
+
+def _retry_spec(meta, name, override) -> tuple:
+    """``(retries, retry_exc)`` of a call of method ``name`` (TaskSpec's fields): runs
+    again on the method's ``retry_exceptions``, up to its ``max_task_retries`` (else the
+    actor's); no retry on exceptions unless asked."""
+    opts = {**meta.get("retry", {}).get(name, {}), **override}
+    rule = opts.get("retry_exceptions") or False  # True, or the classes' pickle
+    if not rule:
+        return 0, False
+    retries = opts.get("max_task_retries")
+    if retries is None:
+        retries = meta.get("task_retries", 0)
+    return int(retries), rule
+
+
+class ActorClassInheritanceException(TypeError):
+    """A class statement named an actor class as a base (Ray refuses it too)."""
 
 
 class ActorClass:
@@ -111,13 +150,23 @@ class ActorClass:
         self.__name__ = cls.__name__
         self.__qualname__ = getattr(cls, "__qualname__", cls.__name__)
         self.__doc__ = cls.__doc__
-        methods = {}
+        methods, retry = {}, {}
         for name, fn in inspect.getmembers(cls, callable):
             if name.startswith("__") and name != "__call__":
                 continue
             methods[name] = getattr(fn, "__kit_num_returns__", 1)
+            if getattr(fn, "__kit_retry__", None):
+                retry[name] = fn.__kit_retry__
         self._meta = {"class": cls.__name__, "methods": methods}
+        if retry:
+            self._meta["retry"] = retry
         self._sigs = None  # the constructor's and methods' signatures, made at first use
+
+    def __mro_entries__(self, bases):
+        raise ActorClassInheritanceException(
+            f"a class cannot inherit from the actor class {self.__name__}: inherit from "
+            f"the plain class instead, and make the subclass an actor with @remote"
+        )
 
     def __getattr__(self, name):
         # The class's own attributes, static and class methods (``Cls.X`` in a method).
@@ -182,6 +231,9 @@ class ActorClass:
                     f"or another name"
                 )
         (ref,) = return_refs(tid, 1)
+        meta = self._meta
+        if opts["max_task_retries"]:  # a retried method's default (_retry_spec)
+            meta = {**meta, "task_retries": int(opts["max_task_retries"])}
         res = resources_of(opts, default_cpus=0)
         node = node_option(opts)
         spec_opts = {
@@ -193,7 +245,7 @@ class ActorClass:
             "lifetime": opts.get("lifetime") or _default["lifetime"],
             "meta": self.__name__,
             "node": node,
-            "handle": self._meta,
+            "handle": meta,
         }
         if _default["lifetime"] is not None:  # the job's default, for the actors it makes
             spec_opts["job_lifetime"] = _default["lifetime"]
@@ -216,7 +268,7 @@ class ActorClass:
         client.send(Kind.SUBMIT, [tuple(spec)])
         del keep
         detached = spec_opts["lifetime"] == "detached"
-        handle = ActorHandle(aid, self._meta, None if opts.get("name") or detached else ref)
+        handle = ActorHandle(aid, meta, None if opts.get("name") or detached else ref)
         handle._sigs = sigs
         return handle
 
@@ -262,16 +314,19 @@ class ActorHandle:
 class ActorMethod:
     """One method of an actor; ``.remote(*args)`` queues a call and returns its ref."""
 
-    def __init__(self, handle, name, num_returns=1, signature=None):
+    def __init__(self, handle, name, num_returns=1, signature=None, retry=None):
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
         self._sig = signature
+        self._retry = retry or {}  # max_task_retries, retry_exceptions given to options
 
-    def options(self, num_returns=None, **_):
-        """A copy with ``num_returns`` changed (checked as a task's is)."""
+    def options(self, num_returns=None, max_task_retries=None, retry_exceptions=None, **_):
+        """A copy with ``num_returns``, ``max_task_retries`` or ``retry_exceptions``
+        changed (checked as ``kit.method``'s are)."""
         n = self._num_returns if num_returns is None else _check_returns(num_returns)
-        return ActorMethod(self._handle, self._name, n, self._sig)
+        retry = {**self._retry, **_retry_options(max_task_retries, retry_exceptions)}
+        return ActorMethod(self._handle, self._name, n, self._sig, retry)
 
     def remote(self, *args, **kwargs):
         from .api import _client
@@ -284,6 +339,7 @@ class ActorMethod:
         payload, deps, contained, keep = encode_args(client, args, kwargs, label)
         tid = client.new_id()
         refs = return_refs(tid, self._num_returns)
+        retries, retry_exc = _retry_spec(h._meta, self._name, self._retry)
         spec = TaskSpec.new(
             tid,
             label,
@@ -292,6 +348,8 @@ class ActorMethod:
             deps=deps,
             contained=contained,
             returns=tuple(r._id for r in refs),
+            retries=retries,
+            retry_exc=retry_exc,
             actor=h._aid,
             method=self._name,
         )

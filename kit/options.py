@@ -11,8 +11,9 @@ option, the value and what is allowed.
     resources                     {name: quantity as above}; names are strings other
                                   than "CPU", "GPU", "memory", "object_store_memory"
     num_returns                   an int, 0 <= n <= MAX_RETURNS (0: .remote() gives None)
-    max_retries, max_restarts,    an int >= -1; -1 is forever
-    max_task_retries
+    max_retries, max_restarts,    an int >= -1; -1 is forever (max_task_retries, also an
+    max_task_retries              actor method's: how often a call that raised one of its
+                                  retry_exceptions runs again)
     max_concurrency               an int >= 0
     retry_exceptions              a bool, or a list or tuple of exception classes
     name, namespace               a string (an actor's name and namespace: not empty)
@@ -256,12 +257,21 @@ _RULES = {
         "get_if_exists": _bool,
     },
 }
-_WHAT = {"task": "a remote function", "actor": "an actor class"}
-_DEFAULTS = {"task": TASK_DEFAULTS, "actor": ACTOR_DEFAULTS}
+# An actor method's own options (``@kit.method(...)``, ``handle.m.options(...)``); None
+# (the default) means the actor's: its max_task_retries, no retry on exceptions.
+_RULES["method"] = {
+    "num_returns": num_returns,
+    "max_task_retries": _RULES["actor"]["max_task_retries"],
+    "retry_exceptions": _retry_exceptions,
+}
+METHOD_DEFAULTS = {"num_returns": 1, "max_task_retries": None, "retry_exceptions": None}
+_WHAT = {"task": "a remote function", "actor": "an actor class", "method": "an actor method"}
+_DEFAULTS = {"task": TASK_DEFAULTS, "actor": ACTOR_DEFAULTS, "method": METHOD_DEFAULTS}
 
 
 def check(kind: str, opts: dict, merged: dict | None = None) -> dict:
-    """Check the options ``opts`` of a task (``kind`` "task") or an actor ("actor").
+    """Check the options ``opts`` of a task (``kind`` "task"), an actor ("actor") or an
+    actor method ("method").
 
     ``merged`` is every option in force once ``opts`` applies (for rules between
     options, such as ``get_if_exists`` needing a name); by default ``opts`` itself.

@@ -1317,7 +1317,10 @@ class Scheduler:
             t.retries -= 1
             _task_move(t, READY)
             self.counts["retried"] += 1
-            self.ready.appendleft(tid)
+            if t.spec.kind == ACTOR_CALL:  # again on its actor, before the calls queued
+                self._retry_call(t)
+            else:
+                self.ready.appendleft(tid)
             return
         node = self.nodes.get(t.node)
         if node is not None:
@@ -1403,6 +1406,20 @@ class Scheduler:
             _move(actor, A_ALIVE, ACTOR_MOVES)
             self._pump_actor(actor)
 
+    def _retry_call(self, t) -> None:
+        """An actor call that raised one of its ``retry_exceptions`` runs again next."""
+        actor = self.actors.get(t.spec.actor)
+        if actor is None or actor.state == A_DEAD:
+            why = f"the actor died before {t.label} could run again"
+            self._fail(t, system_error_payload(ActorDiedError, why))
+            return
+        try:
+            actor.inflight.remove(t.tid)
+        except ValueError:
+            pass
+        actor.queue.appendleft(t.tid)
+        self._pump_actor(actor)
+
     def _push_owner(self, t, obj, payload):
         # The submitter most likely gets its result: send it without being asked.
         if _has(obj.holders, t.owner) and not _has(obj.waiters, t.owner):
@@ -1458,7 +1475,8 @@ class Scheduler:
         """Tasks a blocked worker never started are ready again, first in line, in order
         (those asked to stop meanwhile are cancelled); a function whose pickle it dropped
         with them is sent to it again next time."""
-        back, stop = [], []
+        back: list = []  # ready again
+        stop: list = []  # cancelled meanwhile
         for tid, fid in returned:
             if fid is not None:
                 w.fids.discard(fid)

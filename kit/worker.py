@@ -581,6 +581,7 @@ class Worker:
         import asyncio
 
         tid = spec.tid
+        retry = False
         try:
             fn = self._method(spec.method)
             args, kwargs = self._args(spec, deps)
@@ -593,8 +594,8 @@ class Worker:
         except asyncio.CancelledError:  # kit.cancel cancelled its asyncio task (as Ray)
             results = self._error_results(spec, TaskCancelledError(f"{spec.label} was cancelled"))
         except Exception as e:
-            results = self._error_results(spec, e)
-        self._finish(tid, results, started, now_flush=True)
+            results, retry = self._error_results(spec, e), self._retryable(spec, e)
+        self._finish(tid, results, started, retry, now_flush=True)
         if self.exiting is not None:
             self._exit_actor()
 

@@ -316,7 +316,8 @@ def test_cluster_utils_adds_and_removes_nodes():
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
         node = c.add_node(num_cpus=1, resources={"side": 1})
-        kit.ray.init(address=c.address)
+        kit.ray.init(address="auto")  # as in Ray: the cluster started last on this host
+        assert kit.api._state["ctx"].address_info["address"].endswith(c.address)
 
         @kit.remote(resources={"side": 1})
         def where():
@@ -474,3 +475,123 @@ def test_tasks_queued_behind_one_blocked_in_get_run_elsewhere(fresh):
     assert not kit.wait([blocked], timeout=0)[0]
     kit.get(gate.send.remote(), timeout=30)
     assert kit.get(blocked, timeout=60) is None
+
+
+def test_ray_id_classes_read_kits_ids(cluster):
+    import pickle
+
+    from kit.ray import ActorID, JobID, NodeID, TaskID, WorkerID
+
+    @kit.remote
+    def ids():
+        ctx = kit.get_runtime_context()
+        return ctx.get_node_id(), ctx.get_worker_id(), ctx.get_task_id()
+
+    node, worker, task = kit.get(ids.remote(), timeout=60)
+    assert NodeID.from_hex(node) in {NodeID.from_hex(n["NodeID"]) for n in kit.nodes()}
+    assert WorkerID.from_hex(worker).hex() == worker
+    assert TaskID.from_hex(task).binary() == bytes.fromhex(task)
+
+    @kit.remote
+    class Who:
+        def me(self):
+            return kit.get_runtime_context().get_actor_id()
+
+    a = Who.remote()
+    aid = ActorID.from_hex(kit.get(a.me.remote(), timeout=60))
+    assert aid == ActorID(a._aid) and hash(aid) == hash(ActorID(a._aid))
+    assert pickle.loads(pickle.dumps(aid)) == aid
+    assert NodeID.nil().is_nil() and not NodeID.from_random().is_nil()
+    assert NodeID.nil() != WorkerID.nil()  # kinds differ though the bytes are equal
+    assert JobID.size() == 8 and TaskID.size() == 15
+    with pytest.raises(ValueError, match="NodeID on kit is 8 bytes"):
+        NodeID(b"\0" * 28)  # a Ray node id
+    with pytest.raises(TypeError, match="from_hex"):
+        NodeID(node)
+
+
+def test_subclassing_an_actor_class_is_refused_as_in_ray():
+    from kit.ray.actor import ActorClassInheritanceException
+
+    with pytest.raises(ActorClassInheritanceException, match="cannot inherit from the actor"):
+
+        class Slower(Slow):  # refused by the class statement itself
+            pass
+
+    assert issubclass(ActorClassInheritanceException, TypeError)
+
+    class Plain(Slow._cls):  # the plain class is a base like any other
+        pass
+
+    assert Plain.LIMIT == 5
+    from kit.ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    with pytest.raises(NotImplementedError, match="no placement groups"):
+        PlacementGroupSchedulingStrategy(None)
+
+
+class Flaky(Exception):
+    pass
+
+
+@kit.remote
+class Tally:
+    def __init__(self):
+        self.n = 0
+
+    def bump(self):
+        self.n += 1
+        return self.n - 1
+
+
+def _fails_until(tally, times):
+    n = kit.get(tally.bump.remote())
+    if n < times:
+        raise Flaky(n)
+    return n
+
+
+@kit.remote(max_task_retries=2)
+class Shaky:
+    @kit.method(max_task_retries=4, retry_exceptions=[Flaky])
+    def own_retries(self, tally, times):
+        return _fails_until(tally, times)
+
+    @kit.method(retry_exceptions=True)
+    def actors_retries(self, tally, times):
+        return _fails_until(tally, times)
+
+    def no_retries(self, tally, times):
+        return _fails_until(tally, times)
+
+
+def _runs(tally):
+    return kit.get(tally.bump.remote(), timeout=30)  # calls so far (this one aside)
+
+
+def test_actor_methods_run_again_on_their_retry_exceptions(cluster):
+    s = Shaky.remote()
+    t = Tally.remote()
+    assert kit.get(s.own_retries.remote(t, 4), timeout=60) == 4  # 1 run + 4 retries
+    t = Tally.remote()
+    with pytest.raises(Flaky):
+        kit.get(s.own_retries.remote(t, 5), timeout=60)
+    assert _runs(t) == 5  # not one run more
+    t = Tally.remote()
+    assert kit.get(s.own_retries.options(max_task_retries=6).remote(t, 6), timeout=60) == 6
+    t = Tally.remote()
+    with pytest.raises(Flaky):
+        kit.get(s.own_retries.options(retry_exceptions=False).remote(t, 1), timeout=60)
+    assert _runs(t) == 1
+    t = Tally.remote()
+    assert kit.get(s.actors_retries.remote(t, 2), timeout=60) == 2  # the actor's 2
+    t = Tally.remote()
+    with pytest.raises(Flaky):
+        kit.get(s.actors_retries.remote(t, 3), timeout=60)
+    assert _runs(t) == 3
+    t = Tally.remote()
+    with pytest.raises(Flaky):
+        kit.get(s.no_retries.remote(t, 1), timeout=60)
+    assert _runs(t) == 1
+    with pytest.raises(ValueError, match="max_task_retries=-2"):
+        s.no_retries.options(max_task_retries=-2)

@@ -5,8 +5,9 @@ Installed as ``ray`` by ``kit.install_ray_alias()``, ``python -m kit.ray script.
 ``ray.actor``, ``ray.exceptions``, ``ray.types``, ``ray.runtime_context``, ``ray.util``
 (``ActorPool``, ``queue``, ``state``, ``multiprocessing``, ``joblib``,
 ``scheduling_strategies``), ``ray.cluster_utils``, ``ray.cloudpickle``, ``ray.job_config``,
-and the test helpers Ray's own tests import (``ray._common.test_utils``...). What kit
-does not cover is listed in the README.
+the id classes (``NodeID``, ``ActorID``... from ``kit/ray/ids.py``), and the test helpers
+Ray's own tests import (``ray._common.test_utils``...). What kit does not cover is listed
+in the README.
 
 Example:
     >>> import kit.ray as ray
@@ -40,6 +41,7 @@ from kit.actors import ActorClass, ActorHandle
 from kit.object_ref import ObjectRef
 
 from .alias import install_ray_alias, uninstall_ray_alias
+from .ids import ActorID, JobID, NodeID, TaskID, WorkerID
 
 ObjectID = ObjectRef  # Ray's old name, still imported by programs
 __version__ = _kit.__version__
@@ -66,9 +68,11 @@ def init(address=None, **kwargs):
     """``ray.init``: start or join a kit cluster, taking Ray's arguments.
 
     ``address`` may be a ``ray.cluster_utils.Cluster``'s address (its token is known in
-    this process). Ray-only arguments (``local_mode``, ``_system_config``, ``job_config``,
-    ``logging_level``...) are accepted and have no effect; ``job_config``'s
-    ``default_actor_lifetime`` is kept for the actors this driver creates.
+    this process); ``"auto"`` is the latest such ``Cluster`` if there is one, else
+    ``kit.init``'s ``"auto"`` (a cluster started with ``kit start``). Ray-only arguments
+    (``local_mode``, ``_system_config``, ``job_config``, ``logging_level``...) are
+    accepted and have no effect; ``job_config``'s ``default_actor_lifetime`` is kept for
+    the actors this driver creates.
 
     Example:
         >>> import kit.ray as ray
@@ -80,6 +84,8 @@ def init(address=None, **kwargs):
     job_config.use(kwargs.get("job_config"))
     for name in _IGNORED:
         kwargs.pop(name, None)
+    if address == "auto" and cluster_utils.latest_address() is not None:
+        address = cluster_utils.latest_address()  # a Cluster this process started
     if address is not None and kwargs.get("token") is None:
         token = cluster_utils.token_of(address)
         if token is not None:
@@ -117,6 +123,9 @@ def __getattr__(name):
 __all__ = [
     "ActorClass",
     "ActorHandle",
+    "ActorID",
+    "JobID",
+    "NodeID",
     "ObjectID",
     "ObjectRef",
     "available_resources",
@@ -135,7 +144,9 @@ __all__ = [
     "put",
     "remote",
     "shutdown",
+    "TaskID",
     "timeline",
     "uninstall_ray_alias",
     "wait",
+    "WorkerID",
 ]

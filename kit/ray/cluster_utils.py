@@ -40,6 +40,12 @@ def token_of(address) -> str | None:
     return _tokens.get(_plain(str(address)))
 
 
+def latest_address() -> str | None:
+    """The address of the last ``Cluster`` this process started that is still up: what
+    ``ray.init(address="auto")`` joins, as Ray joins the host's latest cluster."""
+    return next(reversed(_tokens), None)
+
+
 class ClusterNode:
     """A node of a ``Cluster``: ``node_id`` (hex, once joined), ``tag`` (``n0``, ``n1``...)."""
 

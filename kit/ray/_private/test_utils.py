@@ -3,7 +3,9 @@
 ``wait_for_condition`` (also in ``ray._common.test_utils``), ``wait_for_pid_to_exit``,
 ``run_string_as_driver`` / ``run_string_as_driver_nonblocking`` (the script runs with
 ``python -m kit.ray -``, so its ``import ray`` is kit too), ``BatchQueue``,
-``client_test_enabled`` (False: kit has no Ray Client), ``generate_system_config_map``.
+``client_test_enabled`` (False: kit has no Ray Client), ``generate_system_config_map``,
+and ``SignalActor``, ``Semaphore`` and ``wait_for_condition``, which Ray kept here before
+2.60 moved them to ``ray._common.test_utils`` (the same objects).
 
 Example:
     >>> from kit.ray._private.test_utils import run_string_as_driver
@@ -19,7 +21,7 @@ import time
 
 import psutil
 
-from .._common.test_utils import wait_for_condition
+from .._common.test_utils import Semaphore, SignalActor, wait_for_condition
 from ..util.queue import Queue
 
 DRIVER = [sys.executable, "-m", "kit.ray", "-"]
@@ -101,6 +103,8 @@ class BatchQueue(Queue):
 
 __all__ = [
     "BatchQueue",
+    "Semaphore",
+    "SignalActor",
     "client_test_enabled",
     "generate_system_config_map",
     "run_string_as_driver",
