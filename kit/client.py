@@ -579,13 +579,7 @@ class Client:
             if driver:
                 if now >= next_beat:
                     next_beat = now + BEAT
-                    try:
-                        self.send(Kind.HEARTBEAT, None)
-                    except (KitError, zmq.ZMQError):
-                        pass
-                    why = self._head_gone(now - self.heard)
-                    if why:
-                        self._die(why, HeadDiedError)
+                    if self._beat(now):
                         return
                 timeout = min(next_beat - now, 0.5)
             if self.direct is not None and self.direct.busy():
@@ -605,7 +599,15 @@ class Client:
             try:
                 events = dict(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
             except zmq.ZMQError:
-                break
+                if self.closed:
+                    break
+                # A socket it polled was closed meanwhile: poll again without it (this
+                # thread must not end while the client lives: nothing would be heard)
+                poller = zmq.Poller()
+                poller.register(rx, zmq.POLLIN)
+                poller.register(wake, zmq.POLLIN)
+                polled = set()
+                continue
             if wake in events:
                 self._nudged = False
                 try:
@@ -618,6 +620,17 @@ class Client:
                 self._receive(rx)
             if len(events) > (wake in events) + (rx in events):
                 self._extra_events(events)
+
+    def _beat(self, now) -> bool:
+        """A driver's heartbeat; True if the head is gone (then this client is dead)."""
+        try:
+            self.send(Kind.HEARTBEAT, None)
+        except (KitError, zmq.ZMQError):
+            pass
+        why = self._head_gone(now - self.heard)
+        if why:
+            self._die(why, HeadDiedError)
+        return bool(why)
 
     def _poll_extra(self, poller, polled):
         """Keep the poller's extra sockets (the direct path's) as they are now."""

@@ -291,6 +291,8 @@ class Head:
             self.sched.return_lease(cid, body[1])
         elif op == "cancel":
             self.sched.cancel_leased(cid, body[1], body[2], body[3])
+        elif op == "watch":
+            self.sched.watch_start(cid, body[1])
 
     def _publish(self, ident, cid, body):
         req, items = body

@@ -47,6 +47,7 @@ class Inbox:
         self.outs: dict = {}  # result address -> Channel
         self.out_lock = threading.Lock()
         self.done: dict = {}  # (owner, result address) -> [(spec, TaskDone)] to send
+        self.done_lock = threading.Lock()  # finish (main thread) and flush (any thread)
 
     def wait(self) -> None:
         """The main thread: sleep until a driver sends something or the wake fd is readable."""
@@ -63,15 +64,18 @@ class Inbox:
 
     def finish(self, owner, address, spec, done) -> None:
         """The main thread: a direct task ended; its report waits for ``flush``."""
-        self.done.setdefault((owner, address), []).append((spec, done))
+        with self.done_lock:
+            self.done.setdefault((owner, address), []).append((spec, done))
 
     def pending(self) -> int:
         return sum(len(v) for v in self.done.values())
 
     def flush(self, client, wid) -> None:
-        """The main thread: publish what the head must keep, then answer each driver;
-        then drop the refs results hold (the head holds them now)."""
-        done, self.done = self.done, {}
+        """Publish what the head must keep, then answer each driver; then drop the refs
+        results hold (the head holds them now). The main thread, or the worker's
+        LateFlush while the main thread runs the next task."""
+        with self.done_lock:
+            done, self.done = self.done, {}
         for (owner, address), items in done.items():
             publish = []
             for spec, d in items:

@@ -60,6 +60,8 @@ DEPTH = 64  # at most this many tasks in flight on one leased worker (fast funct
 QUEUED_WORK = 0.01  # seconds of a fast function's runs queued on one worker at most
 MAX_LEASES = 64  # per lane
 MAX_QUEUED = 100_000  # tasks waiting in a driver for a worker: .remote() waits past this
+RECLAIM_WINDOW = 0.5  # seconds after the head asks for leases back: each lease going
+# idle in that window is returned at once (not after IDLE_RETURN)
 
 
 class Entry:
@@ -84,7 +86,7 @@ class Entry:
 class Lease:
     """A worker leased to this driver."""
 
-    __slots__ = ("wid", "node", "dialer", "inflight", "fids", "lock", "idle_since")
+    __slots__ = ("wid", "node", "dialer", "inflight", "fids", "lock", "idle_since", "is_open")
 
     def __init__(self, wid, node, dialer):
         self.wid = wid
@@ -94,18 +96,34 @@ class Lease:
         self.fids: set = set()  # functions it has
         self.lock = threading.Lock()  # sends come from callers and from the io thread
         self.idle_since = time.monotonic()
+        self.is_open = False  # in its lane's ``open`` ring
 
 
 class Lane:
     """Direct tasks that need the same resources, and the workers leased for them."""
 
-    __slots__ = ("res", "queue", "leases", "asked")
+    __slots__ = ("res", "queue", "leases", "asked", "open", "unready")
 
     def __init__(self, res):
         self.res = res
         self.queue: deque = deque()  # Entries not yet sent
         self.leases: dict = {}  # worker id -> Lease
         self.asked = 0  # leases asked of the head, not granted yet
+        # Ready leases that may have room, taken in turn: placing a task costs O(1)
+        # whatever the number of leases (one that left is dropped when met).
+        self.open: deque = deque()
+        self.unready = 0  # leases whose connection is not up yet
+
+    def reopen(self, lease) -> None:
+        """``lease`` is ready and may have room: it takes tasks again."""
+        if not lease.is_open:
+            lease.is_open = True
+            self.open.append(lease)
+
+    def drop(self, lease) -> None:
+        """``lease`` leaves the lane (returned or lost)."""
+        if self.leases.pop(lease.wid, None) is lease and not lease.dialer.ready:
+            self.unready -= 1
 
 
 class Direct:
@@ -140,8 +158,39 @@ class Direct:
         self.sessions = Sessions(client.token)
         self.waiters: dict = {}  # result id -> Entries waiting for it (a ref argument)
         self.parked: dict = {}  # task id -> Entry waiting for its ref arguments
+        self.reclaim_until = 0.0  # monotonic time: the head wants idle leases back till then
+        self.behind: dict = {}  # task id -> its first result: on the head's path, not yet
+        # dispatched, so later plain tasks follow it there (see behind_head)
 
     # ---- who goes direct -------------------------------------------------------
+
+    def behind_head(self) -> bool:
+        """Whether a task this driver sent on the head's path may still wait to be
+        dispatched: then a later plain task follows it there rather than overtake it on a
+        worker this driver holds (tasks start in submission order, as in Ray; on 1 CPU
+        the head's task would otherwise wait for the lease). Ends when the head says it
+        dispatched it, or its result is here or dropped. Amortized O(1)."""
+        behind = self.behind
+        if not behind:
+            return False
+        values, refs = self.client.values, self.client.refs
+        with self.lock:
+            while behind:
+                tid = next(iter(behind))
+                oid = behind[tid]
+                if oid in values or oid not in refs:
+                    del behind[tid]
+                else:
+                    return True
+        return False
+
+    def sent_to_head(self, tid, oid) -> None:
+        """Task ``tid`` (first result ``oid``) took the head's path: hold later plain
+        tasks off the direct path until the head says it dispatched it (a worker this
+        driver holds, or is granted after it, would otherwise run them first)."""
+        with self.lock:
+            self.behind[tid] = oid
+        self.client.send(Kind.LEASE, ("watch", [tid]))
 
     def takes(self, spec, keep) -> bool:
         """A plain task of a driver, no placement option, whose ref arguments (if any)
@@ -314,13 +363,15 @@ class Direct:
         queue = lane.queue
         if not queue:
             return
-        ready = [le for le in lane.leases.values() if le.dialer.ready]
-        for lease in sorted(ready, key=lambda le: len(le.inflight)):
-            if not queue:
-                break
+        ring, leases = lane.open, lane.leases
+        sent = False
+        while queue and ring:
+            lease = ring[0]
             depth = self._depth(queue[0].spec[2])
             room = depth - len(lease.inflight)
-            if room <= 0:
+            if room <= 0 or leases.get(lease.wid) is not lease:
+                ring.popleft()  # full (back when a result comes) or gone
+                lease.is_open = False
                 continue
             batch = []
             while queue and room > 0:
@@ -342,18 +393,21 @@ class Direct:
                 room -= 1
             with lease.lock:
                 lease.dialer.send(Kind.DTASKS, (self._server_address(), batch))
-            if self.queued < MAX_QUEUED:
-                self.room.notify_all()
-        want = (
-            min(MAX_LEASES, len(queue))
-            - lane.asked
-            - sum(1 for le in lane.leases.values() if not le.dialer.ready)
-        )
-        if queue and want > 0 and len(lane.leases) + lane.asked < MAX_LEASES:
-            req = next(self.req)
-            self.pending_grants[req] = lane
-            lane.asked += want
-            self.client.send(Kind.LEASE, ("want", req, lane.res, want))
+            sent = True
+            if room > 0:
+                ring.rotate(-1)  # the next task goes to the next lease: spread evenly
+            else:
+                ring.popleft()
+                lease.is_open = False
+        if sent and self.queued < MAX_QUEUED:
+            self.room.notify_all()
+        if queue and len(leases) + lane.asked < MAX_LEASES:
+            want = min(MAX_LEASES, len(queue)) - lane.asked - lane.unready
+            if want > 0:
+                req = next(self.req)
+                self.pending_grants[req] = lane
+                lane.asked += want
+                self.client.send(Kind.LEASE, ("want", req, lane.res, want))
 
     # ---- the io thread -----------------------------------------------------------
 
@@ -364,6 +418,8 @@ class Direct:
             out.append(self.server_fd)
         with self.lock:
             for lane in self.lanes.values():
+                if not lane.unready:
+                    continue  # O(1) in the steady state, whatever the number of leases
                 for lease in lane.leases.values():
                     if not lease.dialer.ready:
                         out.append(lease.dialer.sock)
@@ -374,6 +430,8 @@ class Direct:
             self._read_on_io_thread()
         with self.lock:
             for lane in list(self.lanes.values()):
+                if not lane.unready:
+                    continue
                 for lease in list(lane.leases.values()):
                     d = lease.dialer
                     if not d.ready and d.sock in events:
@@ -390,6 +448,8 @@ class Direct:
         if d.failed is not None:
             self._lost(lane, lease, f"its worker refused the connection ({d.failed})")
             return
+        lane.unready -= 1
+        lane.reopen(lease)
         self._pump(lane)
 
     def on_lease(self, body) -> None:
@@ -411,6 +471,7 @@ class Direct:
                     encrypt=self.client.encrypt, unbounded=True,
                 )  # fmt: skip
                 lane.leases[wid] = Lease(wid, node, dialer)
+                lane.unready += 1
                 self.client._nudge()  # the io thread polls the new dialer
             elif op == "lost":
                 _, wid, cause, oom = body
@@ -419,7 +480,11 @@ class Direct:
                     if lease is not None:
                         self._lost(lane, lease, cause, oom)
             elif op == "reclaim":  # the head's path has work waiting for workers
+                self.reclaim_until = time.monotonic() + RECLAIM_WINDOW
                 self._return_idle(0.0)
+            elif op == "started":  # head-path tasks dispatched: plain ones may go direct
+                for tid in body[1]:
+                    self.behind.pop(tid, None)
             elif op == "deny":
                 _, req, why = body
                 lane = self.pending_grants.pop(req, None)
@@ -429,7 +494,7 @@ class Direct:
     def _lost(self, lane, lease, cause, oom=False):
         """A leased worker died (or refused us): its tasks run again or fail, in order
         (killed by the memory monitor: fail at once, as on the head's path)."""
-        lane.leases.pop(lease.wid, None)
+        lane.drop(lease)
         lease.dialer.close()
         again = []
         for entry in lease.inflight.values():
@@ -535,6 +600,8 @@ class Direct:
                 if entry is None:
                     continue
                 lease.idle_since = time.monotonic()
+                if not lease.is_open and lane.leases.get(lease.wid) is lease:
+                    lane.reopen(lease)
                 touched.add(lane)
                 errors = [p for _, p, _ in results if p[0] == ERROR]
                 failed = bool(errors)
@@ -562,6 +629,8 @@ class Direct:
                     settle.append((oid, payload[0] == SHARED or bool(contained), payload))
             for lane in touched:
                 self._pump(lane)
+            if self.reclaim_until and time.monotonic() < self.reclaim_until:
+                self.client._nudge()  # the io thread returns the idle leases (tick)
         if store:
             client._store(store)  # first: a ref that escapes from now on finds its value
         with self.lock:
@@ -613,9 +682,12 @@ class Direct:
             self._settle(oid, False, payload)
 
     def tick(self, now) -> None:
-        """Timers: return leases idle too long, send records."""
+        """Timers: return leases idle too long (at once while the head reclaims them),
+        send records. The io thread: it alone closes a lease's connection, which it may
+        be polling."""
         with self.lock:
-            self._return_idle(IDLE_RETURN)
+            reclaim = self.reclaim_until and time.monotonic() < self.reclaim_until
+            self._return_idle(0.0 if reclaim else IDLE_RETURN)
         self._maybe_records(force=True)
 
     def _return_idle(self, idle_for):
@@ -626,7 +698,7 @@ class Direct:
                 continue
             for wid, lease in list(lane.leases.items()):
                 if not lease.inflight and mono - lease.idle_since >= idle_for:
-                    del lane.leases[wid]
+                    lane.drop(lease)
                     lease.dialer.close()
                     self.client.send(Kind.LEASE, ("return", wid))
 

@@ -14,7 +14,6 @@ import functools
 import hashlib
 import os
 import pickle
-from collections import deque
 
 from . import codeship, context, logs, pickling, runtime_env, serialization
 from .calls import Signature
@@ -248,14 +247,14 @@ class RemoteFunction:
         logs.claim(tid)
         raw = tuple(spec)
         direct = client.direct
-        if direct is not None and not _head_busy(client) and direct.takes(raw, keep):
+        if direct is not None and not direct.behind_head() and direct.takes(raw, keep):
             direct.submit(raw, self._blob, keep)  # straight to a leased worker (kit.lease)
         else:
             if direct is not None and deps:
                 client.escape(list(deps))  # the head resolves them: it must hold them
             client.send(Kind.SUBMIT, [raw])
             if direct is not None and refs:
-                _head_tasks(client).append(refs[0]._id)
+                direct.sent_to_head(tid, refs[0]._id)
         del keep
         return returned(refs)
 
@@ -264,29 +263,6 @@ class RemoteFunction:
 
     def __repr__(self):
         return f"<kit remote function {self._label}>"
-
-
-def _head_tasks(client) -> deque:
-    """The first result of each task this driver sent through the head's path, oldest
-    first, while it may still be unfinished."""
-    q = client.__dict__.get("head_tasks")
-    if q is None:
-        q = client.__dict__["head_tasks"] = deque()
-    return q
-
-
-def _head_busy(client) -> bool:
-    """Whether a task this driver sent through the head's path may still wait to start:
-    then a later plain task follows it there rather than take the direct path, so tasks
-    start in submission order (as in Ray; on 1 CPU the head's path would otherwise run
-    ahead of a direct queue or behind it). Amortized O(1): done ones are dropped."""
-    q = client.__dict__.get("head_tasks")
-    if not q:
-        return False
-    values, refs = client.values, client.refs
-    while q and (q[0] in values or q[0] not in refs):
-        q.popleft()
-    return bool(q)
 
 
 def _rebuild(fn, opts, blob, fid):

@@ -436,6 +436,9 @@ class Scheduler:
         self.direct_errors: dict = {}  # task id -> traceback text of a failed direct task
         self.waiting_direct: set = set()  # direct tasks shown waiting in their driver
         self.reclaimed: dict = {}  # driver id -> when it was last asked to give leases back
+        # task id -> its driver, which holds later plain tasks off its direct path until
+        # this one is dispatched (submission order: see Direct.behind_head)
+        self.start_watch: dict = {}
         self.pipe: list = [{} for _ in range(PIPELINE_DEPTH)]  # [queue length] -> {wid: w}
         self.may_grow = False  # an autoscaler may add nodes: unschedulable work waits
         self.draining: set = set()  # nodes an autoscaler empties: no new work unless pinned
@@ -686,6 +689,8 @@ class Scheduler:
         (others may run its tasks still, and are killed)."""
         self.reclaimed.pop(cid, None)
         self.lease_wants = deque(x for x in self.lease_wants if x[0] != cid)
+        if self.start_watch:
+            self.start_watch = {t: c for t, c in self.start_watch.items() if c != cid}
         if self.waiting_direct:  # its tasks' ids start with its id
             self.waiting_direct = {t for t in self.waiting_direct if not t.startswith(cid)}
         for wid in list(self.leases.get(cid, ())):
@@ -1291,6 +1296,10 @@ class Scheduler:
             send_fid = fid
         self.out.append(("dispatch", w.wid, (t.spec, send_fid, deps)))
         self.out.append(("event", TaskEvent(t.tid, t.label, "running", self.now, w.wid, w.node)))
+        if self.start_watch:
+            watcher = self.start_watch.pop(t.tid, None)
+            if watcher is not None:
+                self.out.append(("lease", watcher, ("started", [t.tid])))
 
     def task_done(self, wid, tid, results, started, finished, retry=False, called=None):
         """A worker finished a task: ``results`` is ``[(oid, payload, contained), ...]``;
@@ -1431,6 +1440,8 @@ class Scheduler:
             return  # kept (args pinned) for restarts; released by kill_actor
         self.tasks.pop(t.tid, None)
         self.children.pop(t.tid, None)
+        if self.start_watch:
+            self.start_watch.pop(t.tid, None)
         for oid in spec.deps:
             self._unpin(oid)
         for oid in spec.contained:
@@ -1554,6 +1565,19 @@ class Scheduler:
         return False
 
     # ---- the direct path: leases, records, published results (kit.lease) ----------
+
+    def watch_start(self, cid, tids):
+        """A driver holds its plain tasks off the direct path until these tasks of its
+        (sent on the head's path) are dispatched: say so then, or now if they are."""
+        now = []
+        for tid in tids:
+            t = self.tasks.get(tid)
+            if t is not None and t.state in (WAITING, READY):
+                self.start_watch[tid] = cid
+            else:
+                now.append(tid)
+        if now:
+            self.out.append(("lease", cid, ("started", now)))
 
     def want_lease(self, cid, req, res, count):
         """A driver asks for up to ``count`` workers for tasks needing ``res``."""

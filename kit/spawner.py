@@ -29,6 +29,8 @@ import signal
 import struct
 import sys
 
+from . import native_threads
+
 _LEN = struct.Struct("<I")
 PR_SET_PDEATHSIG = 1
 
@@ -93,6 +95,7 @@ class Zygote:
                 die_with_parent()
                 if os.getppid() != parent:
                     os._exit(0)
+                native_threads.limit_before_preload()  # before numpy starts its pools
                 preload(preload_names)
                 # What is loaded now stays as it is: the children's garbage collector
                 # never writes to it, so its pages stay shared with every child.

@@ -1,7 +1,8 @@
 """A worker process: runs tasks, or hosts one actor.
 
     head ── TASKS ──▶ io thread ──▶ queue ──▶ main thread: run, pickle results
-    head ◀── DONE (batched while more tasks wait) ◀── main thread
+    head ◀── DONE (batched while more tasks wait) ◀── main thread (or kit.late_flush,
+                                                      if the next task runs long)
     driver ── DTASKS ──▶ inbox (read by the main thread when it has nothing to run)
     driver ◀── DDONE ◀── main thread                        (kit.inbox: the direct path)
 
@@ -34,10 +35,11 @@ import threading
 import time
 
 from . import client as client_mod
-from . import context, serialization
+from . import context, native_threads, serialization
 from .actors import ActorExit, set_default_lifetime
 from .errors import ActorDiedError, ObjectLostError, SerializationError, TaskCancelledError
 from .inbox import Inbox
+from .late_flush import LateFlush
 from .protocol import Kind
 from .records import ACTOR_CALL, ACTOR_CREATE, STARTUP_SHOWN, Dep, LogLine, TaskDone, TaskSpec
 
@@ -100,6 +102,9 @@ class Worker:
         self.loop = None
         self.pending_done = []
         self.done_lock = threading.Lock()
+        self.flush_lock = threading.RLock()  # the main thread's flushes and the late one's
+        self.flushes = 0  # _flush_done calls: names the batch a LateFlush is armed for
+        self.late = LateFlush(self._flush_done, lambda: self.flushes)
         self.inbox = None
         self.exiting = None  # why the actor ends after its current call (exit_actor)
         self.called = None  # when _execute called the task's function (TaskDone.called)
@@ -239,6 +244,11 @@ class Worker:
             item = self._next()
             if item is None:
                 return
+            late = self.late
+            if late.armed_for != self.flushes and (
+                self.pending_done or (self.inbox is not None and self.inbox.done)
+            ):
+                late.arm(self.flushes)  # results wait: sent anyway if this task runs long
             self.run_item(item)
             if len(self.pending_done) >= 64 or (self.inbox and self.inbox.pending() >= 64):
                 self._flush_done()
@@ -283,23 +293,26 @@ class Worker:
         return task is not None and task[0] in self.cancelled
 
     def _flush_done(self):
-        if self.inbox is not None and self.inbox.done:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            self.inbox.flush(self.client, self.wid)
-        with self.done_lock:
-            batch, self.pending_done = self.pending_done, []
-        if batch:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            self.client.send(Kind.DONE, batch)
-            # The head has the results now (same connection, in order): the refs they
-            # hold may be dropped here (see _results).
-            decref = self.client.decref
-            for done in batch:
-                for _, _, contained in done[1]:
-                    for oid in contained:
-                        decref(oid)
+        """Send the finished tasks' results (the main thread, or a LateFlush)."""
+        with self.flush_lock:
+            self.flushes += 1
+            if self.inbox is not None and self.inbox.done:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                self.inbox.flush(self.client, self.wid)
+            with self.done_lock:
+                batch, self.pending_done = self.pending_done, []
+            if batch:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                self.client.send(Kind.DONE, batch)
+                # The head has the results now (same connection, in order): the refs
+                # they hold may be dropped here (see _results).
+                decref = self.client.decref
+                for done in batch:
+                    for _, _, contained in done[1]:
+                        for oid in contained:
+                            decref(oid)
 
     def _finish(self, tid, results, started, retry=False, now_flush=False, called=None):
         with self.done_lock:
@@ -336,6 +349,8 @@ class Worker:
             self._finish(tid, self._error_results(spec, self.env_error), started)
             return
         kind = spec.kind
+        if kind != ACTOR_CALL:
+            native_threads.fit(spec.res)  # BLAS/OpenMP threads: the task's CPUs
         if kind == ACTOR_CALL and self.pool is not None:
             self.pool.submit(self._run_threaded, spec, deps, started)
             return

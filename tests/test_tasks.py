@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import os
 import pickle
 import re
 import time
@@ -469,3 +470,79 @@ def test_a_task_waiting_in_its_driver_for_its_arguments_is_shown_queued(cluster)
         states = [e["state"] for e in events if e["task_id"] == queued["task_id"]]
         assert states == ["queued", "running", "finished"], states
         assert submitted() == before + 2
+
+
+# ---- a worker's batched results, and submission order with the head's path ----------
+
+
+@kit.remote
+def until_exists(path=None, *_):
+    """Returns at once, or when ``path`` exists (the test creates it)."""
+    while path is not None and not os.path.exists(path):
+        time.sleep(0.01)  # the task's own duration: it runs until the test says
+    return path
+
+
+@pytest.mark.parametrize("path", ["direct", "head"])
+def test_a_fast_result_does_not_wait_for_a_slow_task_behind_it(fresh, tmp_path, path):
+    """One worker, a short task queued before a long one of the same (short) function:
+    the short one's result reaches the driver while the long one still runs (as in
+    Ray's test_wait), on the direct path and on the head's."""
+    fresh(num_cpus=1)
+    extra = (kit.put("a put argument: the head's path"),) if path == "head" else ()
+    kit.get([until_exists.remote(None, *extra) for _ in range(50)], timeout=60)  # known short
+    gate = str(tmp_path / "gate")
+    fast = until_exists.remote(None, *extra)
+    slow = until_exists.remote(gate, *extra)
+    try:
+        ready, _ = kit.wait([fast, slow], num_returns=1, timeout=30)
+        assert ready == [fast]
+        assert not kit.wait([slow], timeout=0)[0]  # the long task is still running
+    finally:
+        open(gate, "w").close()
+    assert kit.get(slow, timeout=30) == gate
+
+
+def test_plain_tasks_go_direct_again_once_a_head_path_task_is_dispatched(fresh, tmp_path):
+    """A plain task after a head-path task follows it to the head only until the head
+    has dispatched it, not until its result is read: here the head-path task runs on
+    (it waits for a file) and the driver's next tasks take the direct path again."""
+    fresh(num_cpus=2)
+    direct = kit.api._current_client().direct
+    kit.get([until_exists.remote() for _ in range(10)], timeout=30)  # leases held
+    gate = str(tmp_path / "gate")
+    long = until_exists.remote(gate, kit.put(1))  # a put argument: the head's path
+    try:
+        assert wait_until(lambda: not direct.behind_head(), timeout=30)
+        assert not kit.wait([long], timeout=0)[0]  # it still runs
+        fid = until_exists._ensure_blob()
+        before = direct.stats[fid][0]
+        kit.get([until_exists.remote() for _ in range(10)], timeout=30)
+        assert direct.stats[fid][0] == before + 10  # they ran on the direct path
+    finally:
+        open(gate, "w").close()
+    assert kit.get(long, timeout=30) == gate
+
+
+def test_native_thread_pools_follow_the_tasks_cpus(fresh):
+    """numpy's BLAS pool in a worker has one thread per CPU the task holds (as in Ray):
+    1 by default, 2 for num_cpus=2, and 1 again for the next default task."""
+    pytest.importorskip("numpy")
+    from kit.native_threads import VARS
+
+    if any(v in os.environ for v in VARS):
+        pytest.skip("the user's own thread settings are kept (set here)")
+    fresh(num_cpus=2)
+
+    @kit.remote
+    def pools():
+        import numpy  # noqa: F401 (its BLAS pool)
+        import threadpoolctl
+
+        return sorted({p["num_threads"] for p in threadpoolctl.threadpool_info()}), os.environ[
+            "OMP_NUM_THREADS"
+        ]
+
+    assert kit.get(pools.remote(), timeout=30) == ([1], "1")
+    assert kit.get(pools.options(num_cpus=2).remote(), timeout=30) == ([2], "2")
+    assert kit.get(pools.remote(), timeout=30) == ([1], "1")
