@@ -56,7 +56,8 @@ class Forgotten(Exception):
 class NodeAgent:
     def __init__(self, cfg):
         self.cfg = cfg
-        self.zygote = Zygote(cfg.get("preload"))  # before any zmq context exists here
+        self.zygote = Zygote(cfg.get("preload"), queue=True)  # before any zmq context
+        self.zygote_polled = False  # its command pipe is polled for room
         self.nid = cfg["node_id"]
         self.tag = cfg["tag"]
         self.ctx = zmq.Context()
@@ -196,12 +197,16 @@ class NodeAgent:
     def _serve_session(self):
         poller = self.poller
         last_beat = 0.0
+        zygote = self.zygote
         while not self.stopping:
+            self._watch_zygote_pipe()
             try:
                 ready = dict(poller.poll(250))
             except zmq.ZMQError:
                 self.stopping = True
                 return
+            if self.zygote_polled and zygote.cmd in ready:
+                zygote.flush()
             if self.zygote.ev in ready:
                 for ev in self.zygote.events():
                     self.on_zygote(ev)
@@ -212,6 +217,17 @@ class NodeAgent:
                 self.on_head()
             self.transfer.on_ready(ready)
             last_beat = self.on_tick(time.time(), last_beat)
+
+    def _watch_zygote_pipe(self):
+        """Poll the zygote's command pipe for room while fork commands wait for it (the
+        agent never blocks on that pipe: see kit.spawner.Zygote)."""
+        want = bool(self.zygote.pending)
+        if want != self.zygote_polled:
+            self.zygote_polled = want
+            if want:
+                self.poller.register(self.zygote.cmd, zmq.POLLOUT)
+            else:
+                self.poller.unregister(self.zygote.cmd)
 
     def on_head(self):
         """Handle every command the head sent (checked before anything is unpickled)."""

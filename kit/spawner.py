@@ -81,9 +81,17 @@ class Reader:
 
 
 class Zygote:
-    """Handle held by the parent: ``fork(tag, target, *args)`` and ``events()``."""
+    """Handle held by the parent: ``fork(tag, target, *args)`` and ``events()``.
 
-    def __init__(self, preload_names=None):
+    With ``queue=True`` a fork command the pipe cannot take now waits in ``pending``:
+    the parent polls ``cmd`` for writing while ``pending`` is not empty and calls
+    ``flush()``. A node agent must never block on this pipe: the zygote, busy forking,
+    then blocks writing its "started" events to the agent, which reads them only between
+    its own writes; after ~1,500 forks asked at once both waited forever and the node,
+    silent, was declared dead.
+    """
+
+    def __init__(self, preload_names=None, queue=False):
         cmd_r, cmd_w = os.pipe()
         ev_r, ev_w = os.pipe()
         parent = os.getpid()
@@ -107,6 +115,10 @@ class Zygote:
         os.close(cmd_r)
         os.close(ev_w)
         os.set_blocking(ev_r, False)
+        if queue:
+            os.set_blocking(cmd_w, False)
+        self.queue = queue
+        self.pending = bytearray()  # commands the pipe has not taken yet (queue=True)
         self.pid = pid
         self.cmd = cmd_w
         self.ev = ev_r
@@ -114,7 +126,26 @@ class Zygote:
 
     def fork(self, tag, target: str, *args) -> None:
         """Fork a child running ``target`` ("module:function") with ``args``."""
-        send_obj(self.cmd, ("fork", tag, target, args))
+        if not self.queue:
+            send_obj(self.cmd, ("fork", tag, target, args))
+            return
+        data = pickle.dumps(("fork", tag, target, args), pickle.HIGHEST_PROTOCOL)
+        self.pending += _LEN.pack(len(data)) + data
+        self.flush()
+
+    def flush(self) -> bool:
+        """Write what the pipe takes now of the queued commands; True when none is left."""
+        pending = self.pending
+        while pending:
+            try:
+                n = os.write(self.cmd, pending)
+            except BlockingIOError:
+                return False
+            except OSError:  # the zygote is gone: its end is reported by events()
+                pending.clear()
+                return True
+            del pending[:n]
+        return True
 
     def kill(self, pid, sig=signal.SIGKILL) -> None:
         try:

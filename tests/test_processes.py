@@ -5,6 +5,7 @@ test_faults.py.)"""
 import os
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -103,3 +104,34 @@ def test_a_driver_that_leaves_gives_its_workers_back_alive(fresh):
     workers = kit.api._current_client().query("dashboard", 0)["workers"]
     assert used and used <= {w["pid"] for w in workers}  # still there, and still kit's
     assert all(psutil.pid_exists(p) for p in used)
+
+
+def test_a_zygote_asked_for_many_forks_at_once_never_blocks_its_parent():
+    """A node agent asks its zygote for forks faster than it forks: the commands wait in
+    the agent (``queue=True``), which goes on reading the zygote's events. Writing them
+    blocked the agent once the pipe was full, while the zygote blocked on its events
+    pipe that the agent was not reading: after ~1,500 actors asked at once both waited
+    forever and the silent node was declared dead."""
+    import select
+
+    from kit.spawner import Zygote
+
+    z = Zygote([], queue=True)
+    n = 1500
+    payload = "x" * 4000  # a command the size of a worker's: the pipe holds ~16
+    try:
+        for i in range(n):
+            z.fork(i, "builtins:len", payload)  # returns at once, whatever the zygote does
+        assert z.pending  # most wait here: the zygote has not taken them yet
+        started = set()
+        deadline = time.monotonic() + 120
+        while len(started) < n and time.monotonic() < deadline:
+            writers = [z.cmd] if z.pending else []
+            readable, writable, _ = select.select([z.ev], writers, [], 1.0)
+            if writable:
+                z.flush()
+            if readable:
+                started.update(ev[1] for ev in z.events() if ev[0] == "started")
+        assert len(started) == n and not z.pending
+    finally:
+        z.close()
