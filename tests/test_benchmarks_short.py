@@ -140,3 +140,14 @@ def test_runtime_env_short(tmp_path):
     for row in ("base first", "env_vars first", "working_dir first", "pip first",
                 "pip new_proc", "local_module first after an edit", "no-op tasks/s"):  # fmt: skip
         assert f"| {row}" in text, row
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(180)
+def test_queue_memory_short(tmp_path):
+    """Each path's bytes per queued task are measured and attributed to lines."""
+    text = short_run("queue_memory.py", tmp_path / "qm.md", 160)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    figures = [int(row.rsplit("|", 2)[1].strip().replace(",", "")) for row in rows[1:]]
+    assert len(figures) == 3 and all(f > 0 for f in figures), text
+    assert "Entry(" in text and "Task(" in text  # the records named by their lines
