@@ -37,6 +37,10 @@ HEAD_TIMEOUT = 8.0  # a driver that hears nothing from the head this long: it di
 BEAT = 2.0  # a driver's heartbeat to the head (the head forgets silent drivers)
 FLUSH_DELAY = 0.005  # ref changes and output lines wait this long to travel together
 LIVENESS = 2.0  # a transfer silent this long: ask the head whether the peer is alive
+# A worker's get waits this long before it tells the head it is blocked (lending its CPU
+# and giving back its queued tasks): objects that exist already come within it, and, as
+# in Ray, a get of them lends nothing.
+BLOCK_GRACE = 0.01
 
 _current = None
 
@@ -328,10 +332,13 @@ class Client:
             self.subscribed.update(need)
         if need:
             self.send(Kind.SUBSCRIBE, need)
-        blocked = self.role == "worker"
-        if blocked:
-            self._set_blocked(True)
+        blocked = False
         try:
+            if self.role == "worker":
+                grace = BLOCK_GRACE if timeout is None else min(BLOCK_GRACE, timeout)
+                if not waiter.event.wait(grace):  # else here already: nothing to lend
+                    self._set_blocked(True)
+                    blocked = True
             direct, local = self.direct, self.local
             here = (
                 direct is not None

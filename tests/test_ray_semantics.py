@@ -595,3 +595,18 @@ def test_actor_methods_run_again_on_their_retry_exceptions(cluster):
     assert _runs(t) == 1
     with pytest.raises(ValueError, match="max_task_retries=-2"):
         s.no_retries.options(max_task_retries=-2)
+
+
+def test_a_get_of_objects_that_exist_lends_nothing(fresh):
+    """As in Ray, a task's get of objects that are there already does not lend its CPU
+    (kit waited for none of them: no second worker starts on the one CPU)."""
+    fresh(num_cpus=1)
+    refs = [kit.put(i) for i in range(3)]
+
+    @kit.remote
+    def reads(box):
+        return sum(kit.get(box, timeout=60)), os.getpid()
+
+    out = kit.get([reads.remote(refs) for _ in range(20)], timeout=120)
+    assert {total for total, _ in out} == {3}
+    assert len({pid for _, pid in out}) == 1
