@@ -701,6 +701,15 @@ def test_progress_terminal_updates_and_widget_mode():
         w.closed and w.widget.children[0].value == 10 and "10/10 done" in w.widget.children[1].value
     )
     assert w.widget.children[0].bar_style == "success"
+    assert "kit-gone" not in w.widget.children[1].value  # ended: nothing to say if it dies
+    src.ready_refs = set()
+    more = [FakeRef(f"m{i}") for i in range(4)]
+    running = widgets.progress(more, mode="widget", display=False, updater=up)
+    text = running.widget.children[1]
+    # still counting: if its kernel is killed, the page's CSS shows the label after it
+    assert "kit-header" in text._dom_classes and text.value.startswith("0/4 done <span")
+    assert "not updated: its kernel stopped" in text.value and "<style>" in text.value
+    running.close()
     empty = widgets.progress([], mode="none", updater=up)
     assert empty.closed and empty.view.text.startswith("0/0 done")
     up.stop()
@@ -728,6 +737,10 @@ def test_status_line_follows_events_and_readiness():
     line = widgets.StatusLine(ref, label="cell 3", updater=up)
     try:
         assert line.state == "submitted" and "kit-status" in line._dom_classes
+        assert "kit-header" in line._dom_classes and "kit-gone" in line.value  # says so if
+        # its kernel dies while it runs (the page's CSS shows the label then); the copy
+        # saved beside it does not
+        assert "kit-gone" not in line.html()
         with src.lock:
             src.events_log.append(_ev(1, task, "queued"))
         assert wait_until(lambda: line.state == "queued")
@@ -740,6 +753,7 @@ def test_status_line_follows_events_and_readiness():
             src.events_log.append(_ev(4, task, "finished", node="aa" * 8, start=1.0, end=2.0))
         assert line.wait(10) and line.state == "finished"
         assert line.text() == "cell 3: done on n0 in 1.0 s"  # the task's own run time
+        assert "kit-gone" not in line.value  # ended: its line is final
         assert wait_until(lambda: line not in up.views())
         # readiness alone (no events): a failed result shows as failed
         bad = FakeRef("t2", ValueError("no"))

@@ -21,6 +21,35 @@ from __future__ import annotations
 import threading
 import uuid
 
+# A kernel killed outright sends nothing more: the page keeps the monitor's last live
+# picture. When JupyterLab restarts the kernel, ipywidgets marks every view of the old
+# kernel's widgets with the class jupyter-widgets-disconnected (and a broken-link icon on
+# each of the monitor's cells). These rules, shipped in the header, turn "live" into
+# GONE_LABEL, dim the table's last figures and hide the icons.
+GONE_LABEL = '<span class="kit-gone">not updated: its kernel stopped</span>'
+DISCONNECTED_CSS = (
+    "<style>.kit-header .kit-gone{display:none}"
+    ".kit-header.jupyter-widgets-disconnected .kit-live{display:none}"
+    ".kit-header.jupyter-widgets-disconnected .kit-gone{display:inline;color:#c62828}"
+    ".kit-monitor.jupyter-widgets-disconnected .widget-gridbox{opacity:.5}"
+    ".kit-monitor.jupyter-widgets-disconnected::before,"
+    ".kit-monitor .jupyter-widgets-disconnected::before,"
+    ".kit-header.jupyter-widgets-disconnected::before{display:none}</style>"
+)  # (a progress bar's or a status line's text carries the class kit-header too)
+
+
+def while_live(inner_html: str) -> str:
+    """``inner_html`` as a progress bar or a status line shows it while it is updated: if
+    its kernel is killed, the page's CSS (``DISCONNECTED_CSS``) adds "not updated: its
+    kernel stopped" after it (its view needs the class ``kit-header``).
+
+    Example:
+        >>> while_live("3/10 done").startswith('3/10 done <span class="kit-gone">')
+        True
+    """
+    return f"{inner_html} {GONE_LABEL}{DISCONNECTED_CSS}"
+
+
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 _pending: dict = {}  # display id -> (widget, text, html), to send again after the next cell

@@ -29,6 +29,7 @@ import time
 import ipywidgets as w
 
 from . import display as shown
+from .display import DISCONNECTED_CSS, GONE_LABEL
 from .updater import default_updater, in_kernel, sync
 from .view import (
     COLUMNS,
@@ -46,22 +47,6 @@ from .view import (
 )
 
 _GRID_COLUMNS = "repeat(10, max-content) minmax(100px, 1fr)"
-
-
-# A kernel killed outright sends nothing more: the page keeps the monitor's last live
-# picture. When JupyterLab restarts the kernel, ipywidgets marks every view of the old
-# kernel's widgets with the class jupyter-widgets-disconnected (and a broken-link icon on
-# each of the monitor's cells). These rules, shipped in the header, turn "live" into
-# GONE_LABEL, dim the table's last figures and hide the icons.
-GONE_LABEL = '<span class="kit-gone">not updated: its kernel stopped</span>'
-DISCONNECTED_CSS = (
-    "<style>.kit-header .kit-gone{display:none}"
-    ".kit-header.jupyter-widgets-disconnected .kit-live{display:none}"
-    ".kit-header.jupyter-widgets-disconnected .kit-gone{display:inline;color:#c62828}"
-    ".kit-monitor.jupyter-widgets-disconnected .widget-gridbox{opacity:.5}"
-    ".kit-monitor.jupyter-widgets-disconnected::before,"
-    ".kit-monitor .jupyter-widgets-disconnected::before{display:none}</style>"
-)
 
 
 def _css(name: str) -> str:

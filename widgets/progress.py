@@ -17,6 +17,7 @@ a saved or exported notebook shows the final bar, not a widget's repr.
 
 from __future__ import annotations
 
+import html
 import sys
 import threading
 import time
@@ -76,6 +77,7 @@ class Progress:
                 layout=w.Layout(width="40%"),
             )
             self._text = w.HTML()
+            self._text.add_class("kit-header")  # says so if its kernel dies (while_live)
             self.widget = w.HBox([self._bar, self._text])
             self.widget.add_class("kit-progress")
         with self._lock:
@@ -124,7 +126,7 @@ class Progress:
                         self._bar,
                         {"max": max(1, view.total), "value": view.done, "bar_style": style},
                     ),
-                    (self._text, {"value": view.text}),
+                    (self._text, {"value": self._text_html(view)}),
                 ]
             )
         elif self.mode == "text":
@@ -137,6 +139,10 @@ class Progress:
                 self._last_text = now
             elif not self._tty and final:
                 self._write(text_bar(view) + "\n")
+
+    def _text_html(self, view) -> str:
+        text = html.escape(view.text)
+        return text if view.done >= view.total or self.closed else shown.while_live(text)
 
     def _write(self, s):
         try:

@@ -24,6 +24,7 @@ import ipywidgets as w
 
 from backends.base import short_id
 
+from .display import while_live
 from .source import ref_failed, task_key
 from .updater import default_updater, sync
 from .view import _natural, status_text
@@ -87,6 +88,7 @@ class StatusLine(w.HTML):
     def __init__(self, ref=None, *, label="", updater=None, **kwargs):
         super().__init__(**kwargs)
         self.add_class("kit-status")
+        self.add_class("kit-header")  # says so if its kernel dies (display.while_live)
         self._updater = updater if updater is not None else default_updater()
         self.label = label or ""
         self.started = time.time()
@@ -313,7 +315,8 @@ class StatusLine(w.HTML):
         if text == self._text:
             return
         self._text = text
-        sync([(self, {"value": self.html()})])
+        line = self.html()  # the widget's copy says so if its kernel dies while it runs
+        sync([(self, {"value": line if self.state in _TERMINAL else while_live(line)})])
 
 
 def _rank(state):

@@ -9,9 +9,10 @@ Such a kernel sends nothing more, so the monitor kept its last live picture for 
 broken-link icon on each of its 36 views once JupyterLab restarted the kernel. Now its
 header's rules, keyed on the class ipywidgets gives the old kernel's views then
 (``jupyter-widgets-disconnected``), say "not updated: its kernel stopped" in place of
-"live", dim the last figures and hide the icons. The test checks the live header,
-then that label, no icon inside the monitor, and that the cluster died with the
-kernel.
+"live", dim the last figures and hide the icons; a progress bar (or a status line)
+still counting adds that label to its line. The test checks the live header, then
+that label, no icon inside the monitor, the bar's label, and that the cluster died
+with the kernel.
 """
 
 import os
@@ -40,6 +41,7 @@ CELLS = [
     "import os, time\nimport kit, widgets\nkit.init(num_cpus=2)\nm = widgets.ClusterMonitor()\nm",
     "@kit.remote\ndef nap(s):\n    time.sleep(s)\n\n"
     "refs = [nap.remote(120) for _ in range(2)]\nprint('kernel pid', os.getpid())",
+    "bar = widgets.progress(refs, label='naps')",
 ]
 
 
@@ -99,6 +101,10 @@ def test_a_killed_kernels_monitor_says_it_is_not_updated():
             "() => getComputedStyle(document.querySelector('.kit-monitor .widget-gridbox')).opacity"
         )
         assert float(grid) < 1, grid
+        bar = page.locator(".kit-progress .kit-header").first.inner_text().strip()
+        assert bar.startswith("naps: 0/2 done") and bar.endswith(
+            "not updated: its kernel stopped"
+        ), bar  # a bar still counting says so too
         page.locator(".kit-monitor").first.screenshot(
             path=str(ARTIFACTS / "monitor-kernel-killed.png")
         )
